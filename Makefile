@@ -1,0 +1,29 @@
+# Holdfast: `make run` starts the service for development, `make test` runs
+# every test. Both install PostgreSQL's binaries first if the machine lacks them.
+
+GO        ?= go
+GOFLAGS   ?=
+TESTFLAGS ?= -race -count=1 -timeout 20m
+
+.PHONY: run test build vet deps clean
+
+## run: serve on :8080 with a private PostgreSQL and embedded NATS in .holdfast/, plus a demo tenant
+run: deps
+	$(GO) run ./cmd/holdfast dev
+
+## test: vet, then every test under the race detector (starts its own PostgreSQL and NATS)
+test: deps vet
+	$(GO) test $(TESTFLAGS) ./...
+
+## build: the holdfast binary in bin/
+build:
+	$(GO) build -o bin/holdfast ./cmd/holdfast
+
+vet:
+	$(GO) vet ./...
+
+deps:
+	@scripts/ensure-postgres.sh
+
+clean:
+	rm -rf bin .holdfast

@@ -1,0 +1,312 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/holdfast/holdfast"
+	holdfasthttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/internal/pglocal"
+	"github.com/holdfast/holdfast/jetstream"
+	"github.com/holdfast/holdfast/postgres"
+)
+
+// Config is everything `serve` and `dev` can be told. Each field has a flag
+// and an environment variable; the flag wins.
+type Config struct {
+	Dev                    bool          // run with a private PostgreSQL and a demo tenant
+	Addr                   string        // --addr, HOLDFAST_ADDR; default ":8080"
+	DataDir                string        // --data-dir, HOLDFAST_DATA_DIR; default ".holdfast"
+	DatabaseURL            string        // --database-url, DATABASE_URL
+	NATSURL                string        // --nats-url, NATS_URL; empty: embedded NATS
+	AdminToken             string        // --admin-token, HOLDFAST_ADMIN_TOKEN
+	DBMaxConns             int           // --db-max-conns, HOLDFAST_DB_MAX_CONNS; default 4 × cores
+	RequestTimeout         time.Duration // --request-timeout; default 30s
+	BodyLimit              int64         // --body-limit (bytes); default 1 MiB
+	IdempotencyRetention   time.Duration // --idempotency-retention; default 24h
+	IdempotencyLockTimeout time.Duration // --idempotency-lock-timeout; default 1m
+	GroupCommit            bool          // --group-commit; default true
+	MaxBatch               int           // --max-batch; default 1000
+	ShutdownTimeout        time.Duration // --shutdown-timeout; default 30s
+	LogLevel               string        // --log-level: debug, info, warn, error
+	Migrate                bool          // --migrate: apply migrations at start; default true
+}
+
+// Main is the running program: what `serve` and `dev` start, and what
+// end-to-end tests start in-process on :0.
+type Main struct {
+	Config Config
+	Stdout io.Writer
+
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+	Cluster  *pglocal.Cluster // dev only
+	DB       *postgres.DB
+	NATS     *jetstream.Conn
+	HTTP     *holdfasthttp.Server
+
+	writer *postgres.Writer
+	reaper *postgres.Reaper
+}
+
+// NewMain returns a Main with the default configuration.
+func NewMain() *Main {
+	return &Main{
+		Config: Config{
+			Addr: ":8080", DataDir: ".holdfast", RequestTimeout: 30 * time.Second, BodyLimit: 1 << 20,
+			IdempotencyRetention: holdfast.DefaultIdempotencyRetention, IdempotencyLockTimeout: holdfast.DefaultIdempotencyLockTimeout,
+			GroupCommit: true, MaxBatch: 1000, ShutdownTimeout: 30 * time.Second, LogLevel: "info", Migrate: true,
+		},
+		Stdout: os.Stdout,
+	}
+}
+
+func env(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
+		return d
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return n
+	}
+	return def
+}
+
+func envBool(name string, def bool) bool {
+	if b, err := strconv.ParseBool(os.Getenv(name)); err == nil {
+		return b
+	}
+	return def
+}
+
+// ParseFlags reads the command's flags, with environment variables as defaults.
+func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
+	c := &m.Config
+	fs := flag.NewFlagSet("holdfast "+cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		if c.Dev {
+			fmt.Fprint(stderr, "Usage: holdfast dev [flags]\n\nServe the API for development: a private PostgreSQL in the data directory\n(unless DATABASE_URL is set), an embedded NATS, and a demo tenant whose API key is printed.\n\nFlags:\n")
+		} else {
+			fmt.Fprint(stderr, "Usage: holdfast serve [flags]\n\nServe the API against DATABASE_URL, with an embedded NATS unless NATS_URL is set.\n\nFlags:\n")
+		}
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.Addr, "addr", env("HOLDFAST_ADDR", c.Addr), "listen address (env HOLDFAST_ADDR)")
+	fs.StringVar(&c.DataDir, "data-dir", env("HOLDFAST_DATA_DIR", c.DataDir), "data directory: embedded NATS files, the dev PostgreSQL (env HOLDFAST_DATA_DIR)")
+	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", c.DatabaseURL), "PostgreSQL URL (env DATABASE_URL); required by serve, optional for dev")
+	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", c.NATSURL), "external NATS URL (env NATS_URL); empty runs an embedded server")
+	fs.StringVar(&c.AdminToken, "admin-token", env("HOLDFAST_ADMIN_TOKEN", c.AdminToken), "bearer token for /v1/admin (env HOLDFAST_ADMIN_TOKEN); empty disables the admin API (dev generates one)")
+	fs.IntVar(&c.DBMaxConns, "db-max-conns", envInt("HOLDFAST_DB_MAX_CONNS", c.DBMaxConns), "database pool size (env HOLDFAST_DB_MAX_CONNS); 0 means 4 × cores, at least 8")
+	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDuration("HOLDFAST_REQUEST_TIMEOUT", c.RequestTimeout), "deadline of each request (env HOLDFAST_REQUEST_TIMEOUT)")
+	fs.Int64Var(&c.BodyLimit, "body-limit", int64(envInt("HOLDFAST_BODY_LIMIT", int(c.BodyLimit))), "largest request body in bytes (env HOLDFAST_BODY_LIMIT)")
+	fs.DurationVar(&c.IdempotencyRetention, "idempotency-retention", envDuration("HOLDFAST_IDEMPOTENCY_RETENTION", c.IdempotencyRetention), "how long Idempotency-Keys are kept (env HOLDFAST_IDEMPOTENCY_RETENTION)")
+	fs.DurationVar(&c.IdempotencyLockTimeout, "idempotency-lock-timeout", envDuration("HOLDFAST_IDEMPOTENCY_LOCK_TIMEOUT", c.IdempotencyLockTimeout), "after this a retry may take over a key whose first request never finished (env HOLDFAST_IDEMPOTENCY_LOCK_TIMEOUT)")
+	fs.BoolVar(&c.GroupCommit, "group-commit", envBool("HOLDFAST_GROUP_COMMIT", c.GroupCommit), "apply concurrent transfers in shared transactions (env HOLDFAST_GROUP_COMMIT)")
+	fs.IntVar(&c.MaxBatch, "max-batch", envInt("HOLDFAST_MAX_BATCH", c.MaxBatch), "most transfer requests per group-commit transaction (env HOLDFAST_MAX_BATCH)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDuration("HOLDFAST_SHUTDOWN_TIMEOUT", c.ShutdownTimeout), "how long SIGTERM waits for in-flight requests (env HOLDFAST_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&c.LogLevel, "log-level", env("HOLDFAST_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env HOLDFAST_LOG_LEVEL)")
+	fs.BoolVar(&c.Migrate, "migrate", envBool("HOLDFAST_MIGRATE", c.Migrate), "apply database migrations at start (env HOLDFAST_MIGRATE)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if !c.Dev && c.DatabaseURL == "" {
+		return errors.New("serve needs DATABASE_URL (or --database-url); 'holdfast dev' starts a private PostgreSQL instead")
+	}
+	return nil
+}
+
+// Run starts everything and returns once the API is listening.
+func (m *Main) Run(ctx context.Context) (err error) {
+	c := m.Config
+	if m.Logger == nil {
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+			return fmt.Errorf("--log-level: %w", err)
+		}
+		m.Logger = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	}
+	if m.Registry == nil {
+		m.Registry = prometheus.NewRegistry()
+		m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+
+	dbURL := c.DatabaseURL
+	if dbURL == "" && c.Dev {
+		m.Cluster, err = pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(c.DataDir, "postgres")})
+		if err != nil {
+			return fmt.Errorf("start private PostgreSQL: %w (install it with 'scripts/ensure-postgres.sh', or set DATABASE_URL)", err)
+		}
+		if err := m.Cluster.CreateDatabase(ctx, "holdfast"); err != nil {
+			return err
+		}
+		dbURL = m.Cluster.URL("holdfast")
+	}
+	m.DB, err = postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(c.DBMaxConns)})
+	if err != nil {
+		return err
+	}
+	m.Registry.MustRegister(m.DB.Collector())
+	if c.Migrate {
+		if err := postgres.Migrate(ctx, m.DB); err != nil {
+			return err
+		}
+	}
+
+	m.NATS, err = jetstream.Open(ctx, jetstream.Config{URL: c.NATSURL, StoreDir: filepath.Join(c.DataDir, "nats")})
+	if err != nil {
+		return err
+	}
+
+	tenants := postgres.NewTenantService(m.DB)
+	transfers := postgres.NewTransferService(m.DB)
+	if c.GroupCommit {
+		m.writer, err = postgres.NewWriter(transfers, postgres.WriterConfig{MaxBatch: c.MaxBatch, Registerer: m.Registry})
+		if err != nil {
+			return err
+		}
+		if err := m.writer.Start(ctx); err != nil {
+			return err
+		}
+	}
+	m.reaper = postgres.NewReaper(m.DB, postgres.ReaperConfig{
+		Retention: c.IdempotencyRetention, LockTimeout: c.IdempotencyLockTimeout, Logger: m.Logger})
+	if err := m.reaper.Start(ctx); err != nil {
+		return err
+	}
+
+	if c.Dev && c.AdminToken == "" {
+		var b [16]byte
+		rand.Read(b[:])
+		c.AdminToken = "hfadmin_" + hex.EncodeToString(b[:])
+		m.Config.AdminToken = c.AdminToken
+	}
+	m.HTTP, err = holdfasthttp.NewServer(holdfasthttp.Config{
+		Addr: c.Addr, AdminToken: c.AdminToken, BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout,
+		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
+	})
+	if err != nil {
+		return err
+	}
+	m.HTTP.TenantService = tenants
+	m.HTTP.AccountService = postgres.NewAccountService(m.DB)
+	m.HTTP.TransferService = transfers
+	m.HTTP.IdempotencyService = postgres.NewIdempotencyService(m.DB, c.IdempotencyLockTimeout)
+	m.HTTP.Ready = func(ctx context.Context) error {
+		if err := m.DB.Ping(ctx); err != nil {
+			return fmt.Errorf("postgres: %w", err)
+		}
+		return m.NATS.Ping(ctx)
+	}
+	if err := m.HTTP.Open(); err != nil {
+		return err
+	}
+	m.Logger.Info("holdfast listening", "addr", m.HTTP.Addr(), "group_commit", c.GroupCommit, "embedded_nats", m.NATS.Embedded())
+	if c.Dev {
+		return m.printDevBanner(ctx, tenants)
+	}
+	return nil
+}
+
+// printDevBanner creates a demo tenant with a fresh API key and shows how to call the API.
+func (m *Main) printDevBanner(ctx context.Context, tenants *postgres.TenantService) error {
+	t, k, err := tenants.CreateTenant(ctx, holdfast.TenantCreate{Name: "demo"})
+	if err != nil {
+		return fmt.Errorf("demo tenant: %w", err)
+	}
+	u := m.HTTP.URL()
+	fmt.Fprintf(m.Stdout, `
+Holdfast is running at %[1]s  (Ctrl-C to stop)
+  demo tenant:  %[2]s
+  API key:      %[3]s
+  admin token:  %[4]s
+
+Try it:
+  export KEY=%[3]s
+  curl -s -X POST %[1]s/v1/accounts -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+       -d '{"currency":"USD","allow_overdraft":true}'
+  curl -s %[1]s/v1/accounts -H "Authorization: Bearer $KEY"
+  curl -s %[1]s/openapi.json | head
+  curl -s %[1]s/metrics | grep holdfast_
+
+`, u, t.ID, k.Secret, m.Config.AdminToken)
+	return nil
+}
+
+// Close shuts down in reverse order of start: stop accepting and drain
+// requests, stop the writer and reaper, close NATS, the pool, the cluster.
+func (m *Main) Close() error {
+	var errs []error
+	if m.HTTP != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
+		errs = append(errs, m.HTTP.Close(ctx))
+		cancel()
+	}
+	if m.reaper != nil {
+		m.reaper.Stop()
+	}
+	if m.writer != nil {
+		m.writer.Stop()
+	}
+	if m.NATS != nil {
+		m.NATS.Close()
+	}
+	if m.DB != nil {
+		m.DB.Close()
+	}
+	if m.Cluster != nil {
+		errs = append(errs, m.Cluster.Stop())
+	}
+	return errors.Join(errs...)
+}
+
+func runMigrate(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("holdfast migrate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (env DATABASE_URL)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: holdfast migrate [flags]\n\nApply the database migrations that have not run yet, then exit.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *url == "" {
+		return errors.New("migrate needs DATABASE_URL (or --database-url)")
+	}
+	db, err := postgres.Open(ctx, postgres.Config{URL: *url})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return postgres.Migrate(ctx, db)
+}

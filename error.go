@@ -1,0 +1,74 @@
+package holdfast
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Application error codes. Every error a client can see carries one of them;
+// the HTTP layer maps each to a status and a stable problem type in a single
+// table. Anything else is EINTERNAL and its text never reaches a client.
+const (
+	EINVALID           = "invalid-request"                       // malformed or out-of-range input
+	EUNAUTHORIZED      = "unauthorized"                          // missing, unknown or revoked credentials
+	ENOTFOUND          = "not-found"                             // absent, or owned by another tenant
+	ECONFLICT          = "conflict"                              // the state forbids it
+	EINSUFFICIENT      = "insufficient-funds"                    // a debit would take a balance below zero
+	ECURRENCY          = "currency-mismatch"                     // transfer and account currencies differ
+	ELIMIT             = "balance-limit"                         // a balance would overflow
+	ETRANSFEREXISTS    = "transfer-exists-with-different-fields" // a client id reused for another transfer
+	EIDEMPOTENCYINUSE  = "idempotency-key-in-use"                // the first request with this key is still running
+	EIDEMPOTENCYREUSED = "idempotency-key-reused"                // the key was used for a different request
+	EOVERLOADED        = "overloaded"                            // shed to protect the service; retry later
+	EINTERNAL          = "internal"                              // a fault on our side
+)
+
+// Error is an application error: a code for machines and a message for people.
+// Extensions carry structured detail (e.g. the index of a failed linked
+// transfer) and are rendered as problem extension members.
+type Error struct {
+	Code       string
+	Message    string
+	Extensions map[string]any
+	Err        error // optional cause, never shown to clients
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with the given code and formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of the first *Error in err's chain, "" for nil,
+// and EINTERNAL for any other error.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the human message of the first *Error in err's chain,
+// or "Internal error." for anything else, so internals never leak.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return "Internal error."
+}
+
+// IsCode reports whether err carries the application code.
+func IsCode(err error, code string) bool { return err != nil && ErrorCode(err) == code }

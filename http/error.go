@@ -1,0 +1,113 @@
+package http
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/holdfast/holdfast"
+)
+
+// ProblemBase prefixes every problem type; the rest is the error code, so
+// types are stable as long as codes are.
+const ProblemBase = "https://holdfast.dev/problems/"
+
+// HTTP-only error codes: failures of the request itself, before any service runs.
+const (
+	ETOOLARGE    = "payload-too-large"
+	EMEDIATYPE   = "unsupported-media-type"
+	EMETHOD      = "method-not-allowed"
+	ETIMEOUT     = "timeout"
+	ERATELIMITED = "rate-limited"
+)
+
+// problem is the one table from error code to HTTP status and title.
+var problems = map[string]struct {
+	status int
+	title  string
+}{
+	holdfast.EINVALID:           {http.StatusBadRequest, "Invalid request"},
+	holdfast.EUNAUTHORIZED:      {http.StatusUnauthorized, "Unauthorized"},
+	holdfast.ENOTFOUND:          {http.StatusNotFound, "Not found"},
+	holdfast.ECONFLICT:          {http.StatusConflict, "Conflict"},
+	holdfast.EINSUFFICIENT:      {http.StatusUnprocessableEntity, "Insufficient funds"},
+	holdfast.ECURRENCY:          {http.StatusUnprocessableEntity, "Currency mismatch"},
+	holdfast.ELIMIT:             {http.StatusUnprocessableEntity, "Balance limit exceeded"},
+	holdfast.ETRANSFEREXISTS:    {http.StatusConflict, "Transfer exists with different fields"},
+	holdfast.EIDEMPOTENCYINUSE:  {http.StatusConflict, "Idempotency key in use"},
+	holdfast.EIDEMPOTENCYREUSED: {http.StatusUnprocessableEntity, "Idempotency key reused"},
+	holdfast.EOVERLOADED:        {http.StatusServiceUnavailable, "Overloaded"},
+	holdfast.EINTERNAL:          {http.StatusInternalServerError, "Internal error"},
+	ETOOLARGE:                   {http.StatusRequestEntityTooLarge, "Payload too large"},
+	EMEDIATYPE:                  {http.StatusUnsupportedMediaType, "Unsupported media type"},
+	EMETHOD:                     {http.StatusMethodNotAllowed, "Method not allowed"},
+	ETIMEOUT:                    {http.StatusServiceUnavailable, "Request timed out"},
+	ERATELIMITED:                {http.StatusTooManyRequests, "Too many requests"},
+}
+
+// Problem is an RFC 9457 problem details object.
+type Problem struct {
+	Type      string `json:"type"`
+	Title     string `json:"title"`
+	Status    int    `json:"status"`
+	Detail    string `json:"detail"`
+	Instance  string `json:"instance,omitempty"`
+	RequestID string `json:"request_id,omitempty"`
+}
+
+// problemFor returns the problem document and status for err.
+func problemFor(r *http.Request, err error) (int, []byte) {
+	code := holdfast.ErrorCode(err)
+	msg := holdfast.ErrorMessage(err)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		code, msg = ETIMEOUT, "the request did not finish within its deadline; retry"
+	case errors.Is(err, context.Canceled):
+		code, msg = ETIMEOUT, "the request was cancelled"
+	}
+	p, ok := problems[code]
+	if !ok {
+		code, p = holdfast.EINTERNAL, problems[holdfast.EINTERNAL]
+	}
+	doc := map[string]any{}
+	var e *holdfast.Error
+	if errors.As(err, &e) {
+		for k, v := range e.Extensions {
+			doc[k] = v
+		}
+	}
+	doc["type"] = ProblemBase + code
+	doc["title"] = p.title
+	doc["status"] = p.status
+	doc["detail"] = msg
+	doc["instance"] = r.URL.Path
+	if id := requestIDFrom(r.Context()); id != "" {
+		doc["request_id"] = id
+	}
+	b, _ := json.Marshal(doc) // plain values only
+	return p.status, append(b, '\n')
+}
+
+// Error writes err as application/problem+json. Internal errors are logged
+// with the request id; the client sees only a generic message.
+func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
+	code := holdfast.ErrorCode(err)
+	if code == holdfast.EINTERNAL && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		s.logger.LogAttrs(r.Context(), slog.LevelError, "internal error",
+			slog.String("request_id", requestIDFrom(r.Context())), slog.String("err", err.Error()))
+	}
+	status, body := problemFor(r, err)
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.Itoa(1))
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="holdfast"`)
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}

@@ -1,0 +1,326 @@
+package http
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+type ctxKey int
+
+const (
+	requestIDKey ctxKey = iota
+	tenantKey
+)
+
+func requestIDFrom(ctx context.Context) string { s, _ := ctx.Value(requestIDKey).(string); return s }
+
+// tenantFrom returns the authenticated tenant of the request.
+func tenantFrom(ctx context.Context) string { s, _ := ctx.Value(tenantKey).(string); return s }
+
+// recorder remembers what a handler wrote: the status for logs and metrics,
+// and, when capture is on, the body (for storing an idempotent response).
+type recorder struct {
+	http.ResponseWriter
+	status  int
+	written int64
+	capture bool
+	body    bytes.Buffer
+}
+
+func (w *recorder) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *recorder) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if w.capture {
+		w.body.Write(b)
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.written += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// validRequestID accepts a caller's X-Request-Id if it is short and printable.
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= 0x20 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// observe wraps every request: request id, panic recovery, body limit,
+// deadline, access log and metrics.
+func (s *Server) observe(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get("X-Request-Id")
+		if !validRequestID(id) {
+			var b [12]byte
+			rand.Read(b[:])
+			id = hex.EncodeToString(b[:])
+		}
+		w.Header().Set("X-Request-Id", id)
+		ctx := context.WithValue(r.Context(), requestIDKey, id)
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
+		defer cancel()
+		r = r.WithContext(ctx)
+		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.BodyLimit)
+		rec := &recorder{ResponseWriter: w}
+
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				s.logger.Error("panic", "request_id", id, "panic", p, "stack", string(debug.Stack()))
+				if rec.status == 0 {
+					s.Error(rec, r, holdfast.Errorf(holdfast.EINTERNAL, "panic"))
+				}
+			}
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			elapsed := time.Since(start)
+			s.metrics.observe(route, r.Method, rec.status, elapsed)
+			level := slog.LevelInfo
+			if rec.status >= 500 {
+				level = slog.LevelWarn
+			}
+			if route == "GET /healthz" || route == "GET /metrics" {
+				level = slog.LevelDebug
+			}
+			s.logger.LogAttrs(ctx, level, "request",
+				slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
+				slog.String("route", route), slog.Int("status", rec.status), slog.Int64("bytes", rec.written),
+				slog.Duration("duration", elapsed), slog.String("tenant", tenantFrom(r.Context())))
+		}()
+		next.ServeHTTP(rec, r)
+	})
+}
+
+// problemsForUnrouted answers unknown paths and wrong methods with problem
+// documents instead of the mux's plain text.
+func (s *Server) problemsForUnrouted(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			mux.ServeHTTP(w, r)
+			return
+		}
+		probe := httptest.NewRecorder()
+		h.ServeHTTP(probe, r)
+		if probe.Code == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", probe.Header().Get("Allow"))
+			s.Error(w, r, holdfast.Errorf(EMETHOD, "%s is not allowed on %s", r.Method, r.URL.Path))
+			return
+		}
+		if probe.Code == http.StatusNotFound {
+			s.Error(w, r, holdfast.Errorf(holdfast.ENOTFOUND, "no such route"))
+			return
+		}
+		mux.ServeHTTP(w, r) // redirects (trailing slash, cleaned paths)
+	})
+}
+
+// bearer returns the token of an Authorization: Bearer header.
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// adminTenant scopes the admin's idempotency keys.
+const adminTenant = "00000000-0000-0000-0000-000000000000"
+
+func (s *Server) requireAdmin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := bearer(r)
+		if s.cfg.AdminToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
+			s.Error(w, r, holdfast.Errorf(holdfast.EUNAUTHORIZED, "a valid admin token is required"))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tenantKey, adminTenant)))
+	})
+}
+
+func (s *Server) requireTenant(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok := bearer(r)
+		if tok == "" || len(tok) > 200 {
+			s.Error(w, r, holdfast.Errorf(holdfast.EUNAUTHORIZED, "an API key is required: Authorization: Bearer <key>"))
+			return
+		}
+		tenant, err := s.auth.authenticate(r.Context(), s.TenantService, tok)
+		if err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tenantKey, tenant)))
+	})
+}
+
+// authCache remembers verified keys for a short TTL, so a request does not
+// cost a database round trip just to authenticate.
+type authCache struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[[32]byte]authEntry
+}
+
+type authEntry struct {
+	tenant  string
+	expires time.Time
+}
+
+func (c *authCache) authenticate(ctx context.Context, svc holdfast.TenantService, secret string) (string, error) {
+	if c.ttl < 0 {
+		return svc.Authenticate(ctx, secret)
+	}
+	h := sha256.Sum256([]byte(secret))
+	now := time.Now()
+	c.mu.Lock()
+	e, ok := c.m[h]
+	c.mu.Unlock()
+	if ok && now.Before(e.expires) {
+		return e.tenant, nil
+	}
+	tenant, err := svc.Authenticate(ctx, secret)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) > 100_000 {
+		c.m = make(map[[32]byte]authEntry)
+	}
+	c.m[h] = authEntry{tenant, now.Add(c.ttl)}
+	c.mu.Unlock()
+	return tenant, nil
+}
+
+// forgetTenant drops a tenant's cached keys (after a revocation).
+func (c *authCache) forgetTenant(tenant string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k, e := range c.m {
+		if e.tenant == tenant {
+			delete(c.m, k)
+		}
+	}
+}
+
+// idempotent implements the Idempotency-Key header on a POST route.
+//
+// The first request with a key claims it and runs; a write stores its
+// response with its effects (see holdfast.IdempotencyClaim). A retry with the
+// same method, path and body gets the stored response with
+// Idempotent-Replayed: true. A final client error (a 4xx after the request
+// began, such as insufficient funds) is stored too; a fault, an overload or
+// a timeout releases the key so the client may retry with it.
+func (s *Server) idempotent(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keys, present := r.Header["Idempotency-Key"]
+		if r.Method != http.MethodPost || !present {
+			next(w, r)
+			return
+		}
+		if len(keys) != 1 {
+			s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "send one Idempotency-Key header"))
+			return
+		}
+		key := keys[0]
+		if err := holdfast.ValidIdempotencyKey(key); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		body, err := readBody(r)
+		if err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		fp := sha256.New()
+		fp.Write([]byte(r.Method + " " + r.URL.Path + "?" + r.URL.RawQuery + "\n"))
+		fp.Write(body)
+		tenant := tenantFrom(r.Context())
+
+		claim, stored, err := s.IdempotencyService.Claim(r.Context(), tenant, key, fp.Sum(nil))
+		if err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		if stored != nil {
+			w.Header().Set("Idempotent-Replayed", "true")
+			write(w, *stored)
+			return
+		}
+
+		r.Body = readCloser{bytes.NewReader(body)}
+		r = r.WithContext(holdfast.NewContextWithClaim(r.Context(), claim))
+		rec := &recorder{ResponseWriter: w, capture: true}
+		next(rec, r)
+		if claim.Stored() != nil {
+			return
+		}
+		// The request did not store its response with a write: store a final
+		// client error, release the key otherwise. Neither may be cut short by
+		// the request's own deadline.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+		defer cancel()
+		if finalClientError(rec.status, rec.body.Bytes()) {
+			err = s.IdempotencyService.Complete(ctx, claim, holdfast.Response{
+				Status: rec.status, ContentType: rec.Header().Get("Content-Type"), Body: rec.body.Bytes()})
+		} else {
+			err = s.IdempotencyService.Release(ctx, claim)
+		}
+		if err != nil && !holdfast.IsCode(err, holdfast.EIDEMPOTENCYINUSE) {
+			s.logger.Error("idempotency key", "request_id", requestIDFrom(r.Context()), "err", err)
+		}
+	})
+}
+
+// finalClientError reports whether a response status is a client error a
+// retry would only repeat, and so is stored for replay. Validation errors
+// (400), authentication, conflicts that go away (409), size and media-type
+// errors and rate limits are not: the client may fix and retry with the key.
+func finalClientError(status int, body []byte) bool {
+	switch status {
+	case http.StatusNotFound, http.StatusUnprocessableEntity:
+		return true
+	case http.StatusConflict:
+		return bytes.Contains(body, []byte(`"type":"`+ProblemBase+holdfast.ETRANSFEREXISTS+`"`))
+	}
+	return false
+}
+
+type readCloser struct{ *bytes.Reader }
+
+func (readCloser) Close() error { return nil }

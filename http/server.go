@@ -1,0 +1,210 @@
+// Package http is Holdfast's HTTP API: JSON under /v1, errors as
+// application/problem+json, Idempotency-Key on every POST, /healthz,
+// /readyz, /metrics and /openapi.json. Import it as holdfasthttp.
+package http
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/holdfast/holdfast"
+)
+
+// Config configures the HTTP server.
+type Config struct {
+	// Addr is the listen address. Default ":8080"; ":0" picks a free port.
+	Addr string
+	// AdminToken guards /v1/admin. Empty disables the admin API.
+	AdminToken string
+	// BodyLimit caps every request body, in bytes. Default 1 MiB.
+	BodyLimit int64
+	// RequestTimeout is the deadline of every request that sets none. Default 30s.
+	RequestTimeout time.Duration
+	// ReadHeaderTimeout bounds reading request headers (slowloris). Default 5s.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request. Default 30s.
+	ReadTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections. Default 120s.
+	IdleTimeout time.Duration
+	// AuthCacheTTL is how long a verified API key is trusted without asking
+	// the database again; a revocation takes effect in other replicas within
+	// it (at once in the replica that revoked). Default 5s; negative disables.
+	AuthCacheTTL time.Duration
+	// Logger receives request logs. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the HTTP metrics. Default: none registered.
+	Registerer prometheus.Registerer
+	// Gatherer serves /metrics. Default: prometheus.DefaultGatherer.
+	Gatherer prometheus.Gatherer
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = ":8080"
+	}
+	if c.BodyLimit == 0 {
+		c.BodyLimit = 1 << 20
+	}
+	if c.RequestTimeout == 0 {
+		c.RequestTimeout = 30 * time.Second
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = 5 * time.Second
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = 30 * time.Second
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 120 * time.Second
+	}
+	if c.AuthCacheTTL == 0 {
+		c.AuthCacheTTL = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Gatherer == nil {
+		c.Gatherer = prometheus.DefaultGatherer
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.BodyLimit < 1 || c.RequestTimeout <= 0 {
+		return errors.New("http: BodyLimit and RequestTimeout must be positive")
+	}
+	return nil
+}
+
+// Server serves the API. Set the services, then Open.
+type Server struct {
+	TenantService      holdfast.TenantService
+	AccountService     holdfast.AccountService
+	TransferService    holdfast.TransferService
+	IdempotencyService holdfast.IdempotencyService
+	// Ready reports whether the dependencies answer; /readyz calls it.
+	Ready func(ctx context.Context) error
+
+	cfg      Config
+	logger   *slog.Logger
+	metrics  *metrics
+	server   *http.Server
+	ln       net.Listener
+	draining atomic.Bool
+	auth     authCache
+	handler  http.Handler
+	once     sync.Once
+}
+
+// NewServer returns a server; it does not listen until Open.
+func NewServer(cfg Config) (*Server, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, logger: cfg.Logger}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
+	s.auth.ttl = cfg.AuthCacheTTL
+	return s, nil
+}
+
+// Handler returns the server's root handler (for tests and embedding).
+func (s *Server) Handler() http.Handler {
+	s.once.Do(func() { s.handler = s.routes() })
+	return s.handler
+}
+
+// Open listens on the configured address and serves in the background.
+func (s *Server) Open() error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("http: listen: %w", err)
+	}
+	s.ln = ln
+	s.server = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	go func() {
+		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http serve", "err", err)
+		}
+	}()
+	return nil
+}
+
+// Addr returns the address the server listens on (useful with ":0").
+func (s *Server) Addr() string {
+	if s.ln == nil {
+		return ""
+	}
+	return s.ln.Addr().String()
+}
+
+// URL returns the server's base URL on loopback.
+func (s *Server) URL() string {
+	_, port, _ := net.SplitHostPort(s.Addr())
+	return "http://127.0.0.1:" + port
+}
+
+// Drain makes /readyz fail, so a load balancer stops sending new work.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Close drains: it stops accepting connections and waits for in-flight
+// requests until ctx ends, then closes what is left.
+func (s *Server) Close(ctx context.Context) error {
+	s.Drain()
+	if s.server == nil {
+		return nil
+	}
+	err := s.server.Shutdown(ctx)
+	if err != nil {
+		s.server.Close()
+	}
+	return err
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.handleHealthz)
+	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.Handle("GET /metrics", s.metricsHandler())
+	mux.HandleFunc("GET /openapi.json", s.handleOpenAPI)
+
+	admin := func(h http.HandlerFunc) http.Handler { return s.requireAdmin(s.idempotent(h)) }
+	tenant := func(h http.HandlerFunc) http.Handler { return s.requireTenant(s.idempotent(h)) }
+
+	mux.Handle("POST /v1/admin/tenants", admin(s.handleCreateTenant))
+	mux.Handle("POST /v1/api-keys", tenant(s.handleCreateAPIKey))
+	mux.Handle("GET /v1/api-keys", tenant(s.handleListAPIKeys))
+	mux.Handle("DELETE /v1/api-keys/{id}", tenant(s.handleRevokeAPIKey))
+
+	mux.Handle("POST /v1/accounts", tenant(s.handleCreateAccount))
+	mux.Handle("GET /v1/accounts", tenant(s.handleListAccounts))
+	mux.Handle("GET /v1/accounts/{id}", tenant(s.handleGetAccount))
+	mux.Handle("GET /v1/accounts/{id}/transfers", tenant(s.handleListTransfers))
+
+	mux.Handle("POST /v1/transfers", tenant(s.handleCreateTransfer))
+	mux.Handle("GET /v1/transfers/{id}", tenant(s.handleGetTransfer))
+	mux.Handle("POST /v1/linked-transfers", tenant(s.handleCreateLinkedTransfers))
+
+	return s.observe(s.problemsForUnrouted(mux))
+}

@@ -1,0 +1,112 @@
+// Package jetstream connects Holdfast to NATS JetStream: an embedded server
+// by default (file storage in the data directory, an in-process connection),
+// or an external server or cluster by URL, which is how Holdfast scales past
+// one machine.
+package jetstream
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+)
+
+// Config says which NATS to use.
+type Config struct {
+	// URL of an external NATS server or cluster. Empty: run an embedded server.
+	URL string
+	// StoreDir holds the embedded server's JetStream files. Required when URL is empty.
+	StoreDir string
+	// Name identifies this client to the server. Default "holdfast".
+	Name string
+	// StartTimeout bounds the embedded server's start. Default 10s.
+	StartTimeout time.Duration
+}
+
+// Conn is a connection to JetStream, owning the embedded server if any.
+type Conn struct {
+	NC     *nats.Conn
+	JS     njs.JetStream
+	server *server.Server
+}
+
+// Open starts the embedded server (when no URL is given) and connects.
+func Open(ctx context.Context, cfg Config) (*Conn, error) {
+	if cfg.Name == "" {
+		cfg.Name = "holdfast"
+	}
+	if cfg.StartTimeout == 0 {
+		cfg.StartTimeout = 10 * time.Second
+	}
+	c := &Conn{}
+	opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1)}
+	url := cfg.URL
+	if url == "" {
+		if cfg.StoreDir == "" {
+			return nil, errors.New("jetstream: StoreDir is required for the embedded server")
+		}
+		ns, err := server.NewServer(&server.Options{
+			ServerName: cfg.Name, JetStream: true, StoreDir: cfg.StoreDir, DontListen: true, NoSigs: true,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("jetstream: embedded server: %w", err)
+		}
+		ns.Start()
+		if !ns.ReadyForConnections(cfg.StartTimeout) {
+			ns.Shutdown()
+			return nil, errors.New("jetstream: embedded server did not start in time")
+		}
+		c.server = ns
+		url = ns.ClientURL()
+		opts = append(opts, nats.InProcessServer(ns))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("jetstream: connect %s: %w", url, err)
+	}
+	c.NC = nc
+	js, err := njs.New(nc)
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	c.JS = js
+	if _, err := js.AccountInfo(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("jetstream: the server at %s has no JetStream: %w", url, err)
+	}
+	return c, nil
+}
+
+// Ping checks the connection with a round trip to the server.
+func (c *Conn) Ping(ctx context.Context) error {
+	if c.NC == nil || !c.NC.IsConnected() {
+		return errors.New("jetstream: not connected")
+	}
+	return c.NC.FlushWithContext(ctx)
+}
+
+// Embedded reports whether Holdfast runs its own NATS server.
+func (c *Conn) Embedded() bool { return c.server != nil }
+
+// Close drains the connection and shuts the embedded server down. Idempotent.
+func (c *Conn) Close() {
+	if c.NC != nil {
+		c.NC.Drain()
+		for i := 0; i < 50 && !c.NC.IsClosed(); i++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+		c.NC.Close()
+		c.NC = nil
+	}
+	if c.server != nil {
+		c.server.Shutdown()
+		c.server.WaitForShutdown()
+		c.server = nil
+	}
+}

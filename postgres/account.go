@@ -1,0 +1,116 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast"
+)
+
+// AccountService implements holdfast.AccountService.
+type AccountService struct{ db *DB }
+
+var _ holdfast.AccountService = (*AccountService)(nil)
+
+// NewAccountService returns an AccountService on db.
+func NewAccountService(db *DB) *AccountService { return &AccountService{db: db} }
+
+// CreateAccount creates an account with a zero balance.
+func (s *AccountService) CreateAccount(ctx context.Context, tenantID string, in holdfast.AccountCreate) (*holdfast.Account, error) {
+	if err := in.Validate(); err != nil {
+		return nil, err
+	}
+	a := &holdfast.Account{
+		ID:             uuid.Must(uuid.NewV7()).String(),
+		TenantID:       tenantID,
+		Currency:       in.Currency,
+		AllowOverdraft: in.AllowOverdraft,
+		Metadata:       in.Metadata,
+		CreatedAt:      s.db.now(),
+	}
+	if a.Metadata == nil {
+		a.Metadata = map[string]string{}
+	}
+	tx, err := s.db.Pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("create account: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	_, err = tx.Exec(ctx, `INSERT INTO accounts (id, tenant_id, currency, allow_overdraft, metadata, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6)`, a.ID, tenantID, a.Currency, a.AllowOverdraft, in.MetadataJSON(), a.CreatedAt)
+	if err != nil {
+		return nil, fmt.Errorf("create account: %w", err)
+	}
+	resp, err := completeClaim(ctx, tx, a)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("create account: %w", err)
+	}
+	markClaimStored(ctx, resp)
+	return a, nil
+}
+
+const accountColumns = "id, tenant_id, currency, allow_overdraft, balance, metadata, created_at"
+
+func scanAccount(r pgx.CollectableRow) (*holdfast.Account, error) {
+	var a holdfast.Account
+	var meta []byte
+	if err := r.Scan(&a.ID, &a.TenantID, &a.Currency, &a.AllowOverdraft, &a.Balance, &meta, &a.CreatedAt); err != nil {
+		return nil, err
+	}
+	a.CreatedAt = a.CreatedAt.UTC()
+	if err := json.Unmarshal(meta, &a.Metadata); err != nil {
+		return nil, fmt.Errorf("account %s metadata: %w", a.ID, err)
+	}
+	return &a, nil
+}
+
+// FindAccount reads an account from a snapshot; it never waits for writers.
+func (s *AccountService) FindAccount(ctx context.Context, tenantID, id string) (*holdfast.Account, error) {
+	if err := holdfast.ValidID("account id", id); err != nil {
+		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
+	}
+	rows, _ := s.db.Pool.Query(ctx, "SELECT "+accountColumns+" FROM accounts WHERE tenant_id = $1 AND id = $2", tenantID, id)
+	a, err := pgx.CollectExactlyOneRow(rows, scanAccount)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find account: %w", contextError(ctx, err))
+	}
+	return a, nil
+}
+
+// ListAccounts lists the tenant's accounts in creation order (ids are UUIDv7).
+func (s *AccountService) ListAccounts(ctx context.Context, tenantID string, page holdfast.Page) ([]*holdfast.Account, string, error) {
+	page, err := page.Normalize()
+	if err != nil {
+		return nil, "", err
+	}
+	after := "00000000-0000-0000-0000-000000000000"
+	if page.Cursor != "" {
+		if holdfast.ValidID("cursor", page.Cursor) != nil {
+			return nil, "", holdfast.Errorf(holdfast.EINVALID, "cursor is malformed")
+		}
+		after = page.Cursor
+	}
+	rows, _ := s.db.Pool.Query(ctx, "SELECT "+accountColumns+` FROM accounts
+		WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3`, tenantID, after, page.Limit+1)
+	accounts, err := pgx.CollectRows(rows, scanAccount)
+	if err != nil {
+		return nil, "", fmt.Errorf("list accounts: %w", contextError(ctx, err))
+	}
+	next := ""
+	if len(accounts) > page.Limit {
+		accounts = accounts[:page.Limit]
+		next = accounts[len(accounts)-1].ID
+	}
+	return accounts, next, nil
+}

@@ -1,0 +1,55 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/postgres"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// MustOpenDB returns a pool on a fresh, migrated database.
+func MustOpenDB(tb testing.TB) *postgres.DB {
+	tb.Helper()
+	db, err := postgres.Open(context.Background(), postgres.Config{URL: pgtest.NewDatabase(tb), MaxConns: 20})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(db.Close)
+	if err := postgres.Migrate(context.Background(), db); err != nil {
+		tb.Fatal(err)
+	}
+	return db
+}
+
+// MustTenant creates a tenant and returns its id.
+func MustTenant(tb testing.TB, db *postgres.DB) string {
+	tb.Helper()
+	t, _, err := postgres.NewTenantService(db).CreateTenant(context.Background(), holdfast.TenantCreate{Name: tb.Name()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return t.ID
+}
+
+// MustAccount creates an account of the tenant.
+func MustAccount(tb testing.TB, db *postgres.DB, tenant, currency string, overdraft bool) *holdfast.Account {
+	tb.Helper()
+	a, err := postgres.NewAccountService(db).CreateAccount(context.Background(), tenant,
+		holdfast.AccountCreate{Currency: currency, AllowOverdraft: overdraft})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}
+
+func TestMigrate_Twice(t *testing.T) {
+	t.Parallel()
+	db := MustOpenDB(t)
+	if err := postgres.Migrate(context.Background(), db); err != nil {
+		t.Fatalf("second migrate: %v", err)
+	}
+}

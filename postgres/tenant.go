@@ -1,0 +1,161 @@
+package postgres
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast"
+)
+
+// TenantService implements holdfast.TenantService.
+type TenantService struct{ db *DB }
+
+var _ holdfast.TenantService = (*TenantService)(nil)
+
+// NewTenantService returns a TenantService on db.
+func NewTenantService(db *DB) *TenantService { return &TenantService{db: db} }
+
+// keyPrefix starts every secret, so a leaked key is recognisable (secret scanners).
+const keyPrefix = "hf_"
+
+// newSecret returns a random API secret (160 bits) and its stored hash.
+func newSecret() (secret string, hash []byte) {
+	var b [20]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	secret = keyPrefix + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
+	h := sha256.Sum256([]byte(secret))
+	return secret, h[:]
+}
+
+// CreateTenant creates a tenant and its first API key, in one transaction.
+func (s *TenantService) CreateTenant(ctx context.Context, in holdfast.TenantCreate) (*holdfast.Tenant, *holdfast.APIKey, error) {
+	if err := in.Validate(); err != nil {
+		return nil, nil, err
+	}
+	tx, err := s.db.Pool.Begin(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create tenant: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	t := &holdfast.Tenant{ID: uuid.Must(uuid.NewV7()).String(), Name: in.Name, CreatedAt: s.db.now()}
+	if _, err := tx.Exec(ctx, "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)", t.ID, t.Name, t.CreatedAt); err != nil {
+		return nil, nil, fmt.Errorf("create tenant: %w", err)
+	}
+	k, err := s.createAPIKey(ctx, tx, t.ID)
+	if err != nil {
+		return nil, nil, err
+	}
+	resp, err := completeClaim(ctx, tx, map[string]any{"tenant": t, "api_key": k})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, nil, fmt.Errorf("create tenant: %w", err)
+	}
+	markClaimStored(ctx, resp)
+	return t, k, nil
+}
+
+// CreateAPIKey adds a key to a tenant.
+func (s *TenantService) CreateAPIKey(ctx context.Context, tenantID string) (*holdfast.APIKey, error) {
+	tx, err := s.db.Pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("create api key: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	var exists bool
+	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)", tenantID).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("create api key: %w", err)
+	}
+	if !exists {
+		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "tenant not found")
+	}
+	k, err := s.createAPIKey(ctx, tx, tenantID)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := completeClaim(ctx, tx, k)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("create api key: %w", err)
+	}
+	markClaimStored(ctx, resp)
+	return k, nil
+}
+
+func (s *TenantService) createAPIKey(ctx context.Context, tx pgx.Tx, tenantID string) (*holdfast.APIKey, error) {
+	secret, hash := newSecret()
+	k := &holdfast.APIKey{
+		ID:        uuid.Must(uuid.NewV7()).String(),
+		TenantID:  tenantID,
+		Prefix:    secret[:len(keyPrefix)+6],
+		Secret:    secret,
+		CreatedAt: s.db.now(),
+	}
+	_, err := tx.Exec(ctx, "INSERT INTO api_keys (id, tenant_id, hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
+		k.ID, k.TenantID, hash, k.Prefix, k.CreatedAt)
+	if err != nil {
+		return nil, fmt.Errorf("create api key: %w", err)
+	}
+	return k, nil
+}
+
+// ListAPIKeys lists a tenant's keys, newest first (at most 1,000).
+func (s *TenantService) ListAPIKeys(ctx context.Context, tenantID string) ([]*holdfast.APIKey, error) {
+	rows, _ := s.db.Pool.Query(ctx, `SELECT id, tenant_id, prefix, created_at, revoked_at FROM api_keys
+		WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1000`, tenantID)
+	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*holdfast.APIKey, error) {
+		var k holdfast.APIKey
+		err := r.Scan(&k.ID, &k.TenantID, &k.Prefix, &k.CreatedAt, &k.RevokedAt)
+		return &k, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list api keys: %w", err)
+	}
+	for _, k := range keys {
+		k.CreatedAt = k.CreatedAt.UTC()
+		if k.RevokedAt != nil {
+			t := k.RevokedAt.UTC()
+			k.RevokedAt = &t
+		}
+	}
+	return keys, nil
+}
+
+// RevokeAPIKey revokes a key; revoking a revoked key is a no-op.
+func (s *TenantService) RevokeAPIKey(ctx context.Context, tenantID, keyID string) error {
+	tag, err := s.db.Pool.Exec(ctx, `UPDATE api_keys SET revoked_at = coalesce(revoked_at, $3)
+		WHERE tenant_id = $1 AND id = $2`, tenantID, keyID, s.db.now())
+	if err != nil {
+		return fmt.Errorf("revoke api key: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return holdfast.Errorf(holdfast.ENOTFOUND, "api key not found")
+	}
+	return nil
+}
+
+// Authenticate returns the tenant of a live key, or EUNAUTHORIZED.
+func (s *TenantService) Authenticate(ctx context.Context, secret string) (string, error) {
+	h := sha256.Sum256([]byte(secret))
+	var tenantID string
+	var revokedAt *time.Time
+	err := s.db.Pool.QueryRow(ctx, "SELECT tenant_id, revoked_at FROM api_keys WHERE hash = $1", h[:]).Scan(&tenantID, &revokedAt)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && revokedAt != nil) {
+		return "", holdfast.Errorf(holdfast.EUNAUTHORIZED, "the API key is unknown or revoked")
+	}
+	if err != nil {
+		return "", fmt.Errorf("authenticate: %w", err)
+	}
+	return tenantID, nil
+}

@@ -1,0 +1,550 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast"
+)
+
+// TransferService implements holdfast.TransferService.
+//
+// Every write goes through applyBatch, which applies a batch of requests in
+// one transaction: it locks the idempotency keys, then the touched accounts,
+// each in a fixed order (so concurrent batches, in this replica or another,
+// can never deadlock), checks and applies each request in arrival order in
+// memory, and writes all transfers, entries and balances with one statement
+// each. A lone request is a batch of one; the group-commit Writer feeds it
+// larger batches.
+type TransferService struct {
+	db     *DB
+	writer *Writer // nil: each request commits its own batch of one
+}
+
+var _ holdfast.TransferService = (*TransferService)(nil)
+
+// NewTransferService returns a TransferService on db that commits each
+// request in its own transaction. See NewWriter for group commit.
+func NewTransferService(db *DB) *TransferService { return &TransferService{db: db} }
+
+// transferRequest is one call of CreateTransfers on its way through a batch.
+type transferRequest struct {
+	ctx      context.Context
+	tenantID string
+	in       []holdfast.TransferCreate
+	linked   bool
+	claim    *holdfast.IdempotencyClaim
+
+	out  []*holdfast.Transfer // the result, once applied
+	err  error                // a request's own failure; nil when applied
+	resp *holdfast.Response   // the idempotent response stored with the effects
+	done chan struct{}        // closed when out/err are final (writer path)
+}
+
+// CreateTransfers validates and applies the transfers.
+func (s *TransferService) CreateTransfers(ctx context.Context, tenantID string, in []holdfast.TransferCreate, linked bool) ([]*holdfast.Transfer, error) {
+	if len(in) == 0 {
+		return nil, holdfast.Errorf(holdfast.EINVALID, "no transfers given")
+	}
+	if !linked && len(in) != 1 {
+		return nil, holdfast.Errorf(holdfast.EINVALID, "several transfers must be linked")
+	}
+	if len(in) > holdfast.MaxLinked {
+		return nil, holdfast.Errorf(holdfast.EINVALID, "at most %d linked transfers", holdfast.MaxLinked)
+	}
+	for i, t := range in {
+		if err := t.Validate(); err != nil {
+			if linked {
+				return nil, indexed(err, i)
+			}
+			return nil, err
+		}
+		in[i].ID = holdfast.CanonicalID(t.ID)
+		in[i].DebitAccountID = holdfast.CanonicalID(t.DebitAccountID)
+		in[i].CreditAccountID = holdfast.CanonicalID(t.CreditAccountID)
+	}
+	r := &transferRequest{ctx: ctx, tenantID: tenantID, in: in, linked: linked, claim: holdfast.ClaimFromContext(ctx)}
+	if s.writer != nil {
+		return s.writer.submit(ctx, r)
+	}
+	if err := s.applyBatch(ctx, []*transferRequest{r}); err != nil {
+		return nil, err
+	}
+	return r.finish()
+}
+
+// finish returns the request's outcome and, on success, records its stored
+// idempotent response on the claim.
+func (r *transferRequest) finish() ([]*holdfast.Transfer, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	if r.claim != nil && r.resp != nil {
+		r.claim.SetStored(*r.resp)
+	}
+	return r.out, nil
+}
+
+// indexed adds the index of the failing transfer to a validation error.
+func indexed(err error, i int) error {
+	var e *holdfast.Error
+	if errors.As(err, &e) {
+		ext := map[string]any{"index": i}
+		return &holdfast.Error{Code: e.Code, Message: fmt.Sprintf("transfers[%d]: %s", i, e.Message), Extensions: ext}
+	}
+	return err
+}
+
+// errRaced means a concurrent batch inserted a transfer id this batch had
+// seen as new; the batch runs again and then sees it.
+var errRaced = errors.New("transfer id inserted concurrently")
+
+// applyBatch applies reqs in one transaction, retrying it on deadlock,
+// serialization failure or a raced id. Each request's own outcome is left in
+// its out/err; the returned error means the whole batch failed and no request
+// was applied.
+func (s *TransferService) applyBatch(ctx context.Context, reqs []*transferRequest) error {
+	var err error
+	for attempt := 0; attempt < 5; attempt++ {
+		err = s.tryBatch(ctx, reqs)
+		if err == nil || !(retryable(err) || errors.Is(err, errRaced)) || ctx.Err() != nil {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("apply transfers: %w", contextError(ctx, err))
+	}
+	return nil
+}
+
+// account is a locked account row, updated in memory while a batch applies.
+type account struct {
+	tenantID       string
+	currency       string
+	allowOverdraft bool
+	balance        int64
+	changed        bool
+}
+
+// entry is a row of the entries table, pending insertion.
+type entry struct {
+	accountID, transferID string
+	amount, balanceAfter  int64
+	createdAt             time.Time
+}
+
+func (s *TransferService) tryBatch(ctx context.Context, reqs []*transferRequest) error {
+	for _, r := range reqs {
+		r.out, r.err, r.resp = nil, nil, nil
+	}
+	tx, err := s.db.Pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+
+	// 1. Idempotency keys, in (tenant, key) order: a request whose claim was
+	// taken over by a retry (its lock expired) must not apply.
+	if err := lockClaims(ctx, tx, reqs); err != nil {
+		return err
+	}
+
+	// 2. The accounts, in id order.
+	ids := make(map[string]struct{})
+	var clientIDs, clientTenants []string
+	for _, r := range reqs {
+		if r.err != nil {
+			continue
+		}
+		for _, t := range r.in {
+			ids[t.DebitAccountID] = struct{}{}
+			ids[t.CreditAccountID] = struct{}{}
+			if t.ID != "" {
+				clientIDs = append(clientIDs, t.ID)
+				clientTenants = append(clientTenants, r.tenantID)
+			}
+		}
+	}
+	accounts, err := lockAccounts(ctx, tx, ids)
+	if err != nil {
+		return err
+	}
+
+	// 3. Transfers that already exist under a client-supplied id.
+	existing, err := findExisting(ctx, tx, clientTenants, clientIDs)
+	if err != nil {
+		return err
+	}
+
+	// 4. Apply each request in arrival order, in memory.
+	now := s.db.now()
+	var transfers []*holdfast.Transfer
+	var entries []entry
+	for _, r := range reqs {
+		if r.err != nil {
+			continue
+		}
+		out, newTransfers, newEntries, err := apply(r, accounts, existing, now)
+		if err != nil {
+			r.err = err
+			continue
+		}
+		r.out = out
+		transfers = append(transfers, newTransfers...)
+		entries = append(entries, newEntries...)
+	}
+
+	// 5. Write everything with one statement per table.
+	if err := insertTransfers(ctx, tx, transfers); err != nil {
+		return err
+	}
+	if err := insertEntries(ctx, tx, entries); err != nil {
+		return err
+	}
+	if err := updateBalances(ctx, tx, accounts); err != nil {
+		return err
+	}
+	if err := storeResponses(ctx, tx, reqs); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// lockClaims locks the claimed idempotency keys of reqs and fails, with
+// EIDEMPOTENCYINUSE, each request whose claim is no longer its own.
+func lockClaims(ctx context.Context, tx pgx.Tx, reqs []*transferRequest) error {
+	var claimed []*transferRequest
+	for _, r := range reqs {
+		if r.claim != nil {
+			claimed = append(claimed, r)
+		}
+	}
+	if len(claimed) == 0 {
+		return nil
+	}
+	sort.Slice(claimed, func(i, j int) bool {
+		a, b := claimed[i].claim, claimed[j].claim
+		return a.TenantID < b.TenantID || a.TenantID == b.TenantID && a.Key < b.Key
+	})
+	tenants := make([]string, len(claimed))
+	keys := make([]string, len(claimed))
+	for i, r := range claimed {
+		tenants[i], keys[i] = r.claim.TenantID, r.claim.Key
+	}
+	rows, _ := tx.Query(ctx, `SELECT k.tenant_id, k.key, k.lock_token FROM idempotency_keys k
+		JOIN unnest($1::uuid[], $2::text[]) AS c(tenant_id, key) USING (tenant_id, key)
+		ORDER BY k.tenant_id, k.key FOR UPDATE OF k`, tenants, keys)
+	type held struct{ tenant, key string }
+	tokens := make(map[held]string)
+	var t, k string
+	var token *string
+	_, err := pgx.ForEachRow(rows, []any{&t, &k, &token}, func() error {
+		if token != nil {
+			tokens[held{t, k}] = *token
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range claimed {
+		if tokens[held{r.claim.TenantID, r.claim.Key}] != r.claim.Token {
+			r.err = holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE, "the Idempotency-Key was taken over by another request")
+		}
+	}
+	return nil
+}
+
+// lockAccounts locks the accounts with the given ids, in id order.
+func lockAccounts(ctx context.Context, tx pgx.Tx, ids map[string]struct{}) (map[string]*account, error) {
+	list := make([]string, 0, len(ids))
+	for id := range ids {
+		list = append(list, id)
+	}
+	rows, _ := tx.Query(ctx, `SELECT id, tenant_id, currency, allow_overdraft, balance FROM accounts
+		WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, list)
+	accounts := make(map[string]*account, len(list))
+	var id string
+	var a account
+	_, err := pgx.ForEachRow(rows, []any{&id, &a.tenantID, &a.currency, &a.allowOverdraft, &a.balance}, func() error {
+		acct := a
+		accounts[id] = &acct
+		return nil
+	})
+	return accounts, err
+}
+
+type transferKey struct{ tenant, id string }
+
+// findExisting returns the transfers that already have one of the given ids.
+func findExisting(ctx context.Context, tx pgx.Tx, tenants, ids []string) (map[transferKey]*holdfast.Transfer, error) {
+	existing := make(map[transferKey]*holdfast.Transfer)
+	if len(ids) == 0 {
+		return existing, nil
+	}
+	rows, _ := tx.Query(ctx, "SELECT "+transferColumns+` FROM transfers t
+		JOIN unnest($1::uuid[], $2::uuid[]) AS c(tenant_id, id) USING (tenant_id, id)`, tenants, ids)
+	list, err := pgx.CollectRows(rows, scanTransfer)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range list {
+		existing[transferKey{t.TenantID, t.ID}] = t
+	}
+	return existing, nil
+}
+
+// apply checks and applies one request's transfers to the locked accounts.
+// On failure it leaves the accounts as they were and returns the request's
+// error: the cause itself, or for a linked set the same code with the member's index.
+func apply(r *transferRequest, accounts map[string]*account, existing map[transferKey]*holdfast.Transfer, now time.Time) (out, created []*holdfast.Transfer, entries []entry, err error) {
+	type saved struct {
+		a       *account
+		balance int64
+		changed bool
+	}
+	var undo []saved
+	var newKeys []transferKey
+	fail := func(i int, err error) ([]*holdfast.Transfer, []*holdfast.Transfer, []entry, error) {
+		for j := len(undo) - 1; j >= 0; j-- {
+			undo[j].a.balance, undo[j].a.changed = undo[j].balance, undo[j].changed
+		}
+		for _, k := range newKeys {
+			delete(existing, k)
+		}
+		if !r.linked {
+			return nil, nil, nil, err
+		}
+		// A linked set fails with its member's error, naming the member.
+		var cause *holdfast.Error
+		errors.As(err, &cause) // every error here is a *holdfast.Error
+		return nil, nil, nil, &holdfast.Error{
+			Code:       cause.Code,
+			Message:    fmt.Sprintf("transfers[%d] failed, so none was applied: %s", i, cause.Message),
+			Extensions: map[string]any{"index": i},
+		}
+	}
+	for i, in := range r.in {
+		if in.ID != "" {
+			if t, ok := existing[transferKey{r.tenantID, in.ID}]; ok {
+				if !in.Matches(t) {
+					return fail(i, holdfast.Errorf(holdfast.ETRANSFEREXISTS,
+						"a transfer with id %s already exists with different fields", in.ID))
+				}
+				out = append(out, t)
+				continue
+			}
+		}
+		debit, credit := accounts[in.DebitAccountID], accounts[in.CreditAccountID]
+		if debit == nil || debit.tenantID != r.tenantID {
+			return fail(i, holdfast.Errorf(holdfast.ENOTFOUND, "account %s not found", in.DebitAccountID))
+		}
+		if credit == nil || credit.tenantID != r.tenantID {
+			return fail(i, holdfast.Errorf(holdfast.ENOTFOUND, "account %s not found", in.CreditAccountID))
+		}
+		if debit.currency != in.Currency || credit.currency != in.Currency {
+			return fail(i, holdfast.Errorf(holdfast.ECURRENCY,
+				"transfer currency %s does not match the accounts (%s debit, %s credit)", in.Currency, debit.currency, credit.currency))
+		}
+		if !debit.allowOverdraft && debit.balance < in.Amount {
+			return fail(i, holdfast.Errorf(holdfast.EINSUFFICIENT, "account %s has insufficient funds", in.DebitAccountID))
+		}
+		if debit.balance < math.MinInt64+in.Amount || credit.balance > math.MaxInt64-in.Amount {
+			return fail(i, holdfast.Errorf(holdfast.ELIMIT, "the transfer would overflow a balance"))
+		}
+		undo = append(undo, saved{debit, debit.balance, debit.changed}, saved{credit, credit.balance, credit.changed})
+		debit.balance -= in.Amount
+		credit.balance += in.Amount
+		debit.changed, credit.changed = true, true
+
+		t := &holdfast.Transfer{
+			ID: in.ID, TenantID: r.tenantID, DebitAccountID: in.DebitAccountID, CreditAccountID: in.CreditAccountID,
+			Amount: in.Amount, Currency: in.Currency, Description: in.Description, CreatedAt: now,
+		}
+		if t.ID == "" {
+			t.ID = uuid.Must(uuid.NewV7()).String()
+		} else {
+			// A later request in the same batch with this id sees it as existing.
+			k := transferKey{r.tenantID, t.ID}
+			existing[k] = t
+			newKeys = append(newKeys, k)
+		}
+		out = append(out, t)
+		created = append(created, t)
+		entries = append(entries,
+			entry{in.DebitAccountID, t.ID, -in.Amount, debit.balance, now},
+			entry{in.CreditAccountID, t.ID, in.Amount, credit.balance, now})
+	}
+	return out, created, entries, nil
+}
+
+func insertTransfers(ctx context.Context, tx pgx.Tx, ts []*holdfast.Transfer) error {
+	if len(ts) == 0 {
+		return nil
+	}
+	n := len(ts)
+	tenant, id, debit, credit := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	amount, currency, desc, at := make([]int64, n), make([]string, n), make([]string, n), make([]time.Time, n)
+	for i, t := range ts {
+		tenant[i], id[i], debit[i], credit[i] = t.TenantID, t.ID, t.DebitAccountID, t.CreditAccountID
+		amount[i], currency[i], desc[i], at[i] = t.Amount, t.Currency, t.Description, t.CreatedAt
+	}
+	tag, err := tx.Exec(ctx, `INSERT INTO transfers (tenant_id, id, debit_account_id, credit_account_id, amount, currency, description, created_at)
+		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::timestamptz[])
+		ON CONFLICT (tenant_id, id) DO NOTHING`, tenant, id, debit, credit, amount, currency, desc, at)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != int64(n) {
+		return errRaced
+	}
+	return nil
+}
+
+func insertEntries(ctx context.Context, tx pgx.Tx, es []entry) error {
+	if len(es) == 0 {
+		return nil
+	}
+	n := len(es)
+	acct, tr, amount, after, at := make([]string, n), make([]string, n), make([]int64, n), make([]int64, n), make([]time.Time, n)
+	for i, e := range es {
+		acct[i], tr[i], amount[i], after[i], at[i] = e.accountID, e.transferID, e.amount, e.balanceAfter, e.createdAt
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)
+		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::timestamptz[])`,
+		acct, tr, amount, after, at)
+	return err
+}
+
+func updateBalances(ctx context.Context, tx pgx.Tx, accounts map[string]*account) error {
+	var ids []string
+	var balances []int64
+	for id, a := range accounts {
+		if a.changed {
+			ids = append(ids, id)
+			balances = append(balances, a.balance)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE accounts a SET balance = v.balance
+		FROM unnest($1::uuid[], $2::bigint[]) AS v(id, balance) WHERE a.id = v.id`, ids, balances)
+	return err
+}
+
+// storeResponses renders the response of each applied request that holds a
+// claim and stores it in the batch's transaction, beside its effects.
+func storeResponses(ctx context.Context, tx pgx.Tx, reqs []*transferRequest) error {
+	var tenants, keys []string
+	var statuses []int32
+	var types []string
+	var bodies [][]byte
+	for _, r := range reqs {
+		if r.err != nil || r.claim == nil || r.claim.Render == nil {
+			continue
+		}
+		resp, err := r.claim.Render(r.out)
+		if err != nil {
+			return fmt.Errorf("render response: %w", err)
+		}
+		r.resp = &resp
+		tenants, keys = append(tenants, r.claim.TenantID), append(keys, r.claim.Key)
+		statuses, types, bodies = append(statuses, int32(resp.Status)), append(types, resp.ContentType), append(bodies, resp.Body)
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	// The rows are locked by lockClaims and their tokens checked.
+	_, err := tx.Exec(ctx, `UPDATE idempotency_keys k
+		SET response_status = v.status, response_type = v.type, response_body = v.body, lock_token = NULL, locked_at = NULL
+		FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[]) AS v(tenant_id, key, status, type, body)
+		WHERE k.tenant_id = v.tenant_id AND k.key = v.key`, tenants, keys, statuses, types, bodies)
+	return err
+}
+
+const transferColumns = "t.tenant_id, t.id, t.debit_account_id, t.credit_account_id, t.amount, t.currency, t.description, t.created_at"
+
+func scanTransfer(r pgx.CollectableRow) (*holdfast.Transfer, error) {
+	var t holdfast.Transfer
+	err := r.Scan(&t.TenantID, &t.ID, &t.DebitAccountID, &t.CreditAccountID, &t.Amount, &t.Currency, &t.Description, &t.CreatedAt)
+	t.CreatedAt = t.CreatedAt.UTC()
+	return &t, err
+}
+
+// FindTransfer reads a transfer from a snapshot.
+func (s *TransferService) FindTransfer(ctx context.Context, tenantID, id string) (*holdfast.Transfer, error) {
+	if holdfast.ValidID("transfer id", id) != nil {
+		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "transfer not found")
+	}
+	rows, _ := s.db.Pool.Query(ctx, "SELECT "+transferColumns+" FROM transfers t WHERE t.tenant_id = $1 AND t.id = $2",
+		tenantID, holdfast.CanonicalID(id))
+	t, err := pgx.CollectExactlyOneRow(rows, scanTransfer)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "transfer not found")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find transfer: %w", contextError(ctx, err))
+	}
+	return t, nil
+}
+
+// ListTransfers lists the transfers touching an account, newest first, from
+// a snapshot. The cursor is the entry id of the last transfer returned.
+func (s *TransferService) ListTransfers(ctx context.Context, tenantID, accountID string, page holdfast.Page) ([]*holdfast.Transfer, string, error) {
+	page, err := page.Normalize()
+	if err != nil {
+		return nil, "", err
+	}
+	before := int64(math.MaxInt64)
+	if page.Cursor != "" {
+		if _, err := fmt.Sscanf(page.Cursor, "%d", &before); err != nil || before <= 0 || fmt.Sprint(before) != page.Cursor {
+			return nil, "", holdfast.Errorf(holdfast.EINVALID, "cursor is malformed")
+		}
+	}
+	if holdfast.ValidID("account id", accountID) != nil {
+		return nil, "", holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
+	}
+	accountID = holdfast.CanonicalID(accountID)
+	// One snapshot for the ownership check and the page.
+	tx, err := s.db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return nil, "", fmt.Errorf("list transfers: %w", contextError(ctx, err))
+	}
+	defer tx.Rollback(ctx)
+	var owned bool
+	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND id = $2)", tenantID, accountID).Scan(&owned); err != nil {
+		return nil, "", fmt.Errorf("list transfers: %w", contextError(ctx, err))
+	}
+	if !owned {
+		return nil, "", holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
+	}
+	rows, _ := tx.Query(ctx, "SELECT e.id, "+transferColumns+` FROM entries e
+		JOIN transfers t ON t.tenant_id = $1 AND t.id = e.transfer_id
+		WHERE e.account_id = $2 AND e.id < $3 ORDER BY e.id DESC LIMIT $4`, tenantID, accountID, before, page.Limit+1)
+	var cursors []int64
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*holdfast.Transfer, error) {
+		var t holdfast.Transfer
+		var eid int64
+		err := r.Scan(&eid, &t.TenantID, &t.ID, &t.DebitAccountID, &t.CreditAccountID, &t.Amount, &t.Currency, &t.Description, &t.CreatedAt)
+		t.CreatedAt = t.CreatedAt.UTC()
+		cursors = append(cursors, eid)
+		return &t, err
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("list transfers: %w", contextError(ctx, err))
+	}
+	next := ""
+	if len(list) > page.Limit {
+		list = list[:page.Limit]
+		next = fmt.Sprint(cursors[page.Limit-1])
+	}
+	return list, next, nil
+}

@@ -1,0 +1,388 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/postgres"
+)
+
+// ledger is a test bundle: a database, a tenant and the transfer service,
+// with group commit on or off.
+type ledger struct {
+	db        *postgres.DB
+	tenant    string
+	transfers *postgres.TransferService
+	accounts  *postgres.AccountService
+}
+
+func setup(t *testing.T, groupCommit bool) *ledger {
+	t.Helper()
+	db := MustOpenDB(t)
+	l := &ledger{db: db, tenant: MustTenant(t, db), transfers: postgres.NewTransferService(db), accounts: postgres.NewAccountService(db)}
+	if groupCommit {
+		w, err := postgres.NewWriter(l.transfers, postgres.WriterConfig{MaxBatch: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(w.Stop)
+	}
+	return l
+}
+
+func (l *ledger) transfer(from, to *holdfast.Account, amount int64) (*holdfast.Transfer, error) {
+	out, err := l.transfers.CreateTransfers(context.Background(), l.tenant, []holdfast.TransferCreate{{
+		DebitAccountID: from.ID, CreditAccountID: to.ID, Amount: amount, Currency: from.Currency}}, false)
+	if err != nil {
+		return nil, err
+	}
+	return out[0], nil
+}
+
+func (l *ledger) balance(t *testing.T, a *holdfast.Account) int64 {
+	t.Helper()
+	got, err := l.accounts.FindAccount(context.Background(), l.tenant, a.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got.Balance
+}
+
+// bothModes runs a test with each request in its own transaction and with group commit.
+func bothModes(t *testing.T, f func(t *testing.T, l *ledger)) {
+	for _, gc := range []bool{false, true} {
+		t.Run(fmt.Sprintf("group_commit=%v", gc), func(t *testing.T) {
+			t.Parallel()
+			f(t, setup(t, gc))
+		})
+	}
+}
+
+func TestTransfer_MovesMoney(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, l *ledger) {
+		house := MustAccount(t, l.db, l.tenant, "USD", true)
+		alice := MustAccount(t, l.db, l.tenant, "USD", false)
+		tr, err := l.transfer(house, alice, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tr.Amount != 1000 || tr.DebitAccountID != house.ID || tr.CreditAccountID != alice.ID {
+			t.Fatalf("transfer = %+v", tr)
+		}
+		if got := l.balance(t, house); got != -1000 {
+			t.Fatalf("house balance = %d, want -1000", got)
+		}
+		if got := l.balance(t, alice); got != 1000 {
+			t.Fatalf("alice balance = %d, want 1000", got)
+		}
+		found, err := l.transfers.FindTransfer(context.Background(), l.tenant, tr.ID)
+		if err != nil || *found != *tr {
+			t.Fatalf("FindTransfer = %+v, %v; want %+v", found, err, tr)
+		}
+	})
+}
+
+func TestTransfer_InsufficientFundsWritesNothing(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, l *ledger) {
+		house := MustAccount(t, l.db, l.tenant, "USD", true)
+		alice := MustAccount(t, l.db, l.tenant, "USD", false)
+		bob := MustAccount(t, l.db, l.tenant, "USD", false)
+		if _, err := l.transfer(house, alice, 100); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := l.transfer(alice, bob, 101); !holdfast.IsCode(err, holdfast.EINSUFFICIENT) {
+			t.Fatalf("err = %v, want %s", err, holdfast.EINSUFFICIENT)
+		}
+		if got := l.balance(t, alice); got != 100 {
+			t.Fatalf("alice balance = %d, want 100", got)
+		}
+		var n int
+		l.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM entries WHERE account_id = $1", bob.ID).Scan(&n)
+		if n != 0 {
+			t.Fatalf("bob has %d entries after a refused transfer", n)
+		}
+		if _, err := l.transfer(alice, bob, 100); err != nil {
+			t.Fatalf("exact balance: %v", err)
+		}
+	})
+}
+
+func TestTransfer_Refusals(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, l *ledger) {
+		usd := MustAccount(t, l.db, l.tenant, "USD", true)
+		usd2 := MustAccount(t, l.db, l.tenant, "USD", true)
+		eur := MustAccount(t, l.db, l.tenant, "EUR", true)
+		other := MustTenant(t, l.db)
+		foreign := MustAccount(t, l.db, other, "USD", true)
+
+		if _, err := l.transfer(usd, eur, 1); !holdfast.IsCode(err, holdfast.ECURRENCY) {
+			t.Errorf("currency mismatch: err = %v", err)
+		}
+		if _, err := l.transfer(usd, foreign, 1); !holdfast.IsCode(err, holdfast.ENOTFOUND) {
+			t.Errorf("another tenant's account: err = %v", err)
+		}
+		missing := &holdfast.Account{ID: uuid.NewString(), Currency: "USD"}
+		if _, err := l.transfer(missing, usd, 1); !holdfast.IsCode(err, holdfast.ENOTFOUND) {
+			t.Errorf("unknown account: err = %v", err)
+		}
+		if _, err := l.transfer(usd, usd, 1); !holdfast.IsCode(err, holdfast.EINVALID) {
+			t.Errorf("debit = credit: err = %v", err)
+		}
+		for _, amount := range []int64{0, -5, holdfast.MaxAmount + 1} {
+			if _, err := l.transfer(usd, usd2, amount); !holdfast.IsCode(err, holdfast.EINVALID) {
+				t.Errorf("amount %d: err = %v", amount, err)
+			}
+		}
+		if got := l.balance(t, usd); got != 0 {
+			t.Errorf("balance after refusals = %d", got)
+		}
+	})
+}
+
+func TestTransfer_ClientIDIsIdempotent(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, l *ledger) {
+		a := MustAccount(t, l.db, l.tenant, "USD", true)
+		b := MustAccount(t, l.db, l.tenant, "USD", true)
+		id := uuid.NewString()
+		in := holdfast.TransferCreate{ID: id, DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 7, Currency: "USD", Description: "x"}
+		first, err := l.transfers.CreateTransfers(context.Background(), l.tenant, []holdfast.TransferCreate{in}, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := l.transfers.CreateTransfers(context.Background(), l.tenant, []holdfast.TransferCreate{in}, false)
+		if err != nil || *again[0] != *first[0] {
+			t.Fatalf("same id, same fields: %+v, %v; want %+v", again, err, first[0])
+		}
+		changed := in
+		changed.Amount = 8
+		if _, err := l.transfers.CreateTransfers(context.Background(), l.tenant, []holdfast.TransferCreate{changed}, false); !holdfast.IsCode(err, holdfast.ETRANSFEREXISTS) {
+			t.Fatalf("same id, other amount: err = %v", err)
+		}
+		if got := l.balance(t, b); got != 7 {
+			t.Fatalf("balance = %d, want 7 (applied once)", got)
+		}
+		// Another tenant may use the same id: ids are scoped per tenant.
+		other := MustTenant(t, l.db)
+		oa := MustAccount(t, l.db, other, "USD", true)
+		ob := MustAccount(t, l.db, other, "USD", true)
+		in2 := holdfast.TransferCreate{ID: id, DebitAccountID: oa.ID, CreditAccountID: ob.ID, Amount: 9, Currency: "USD"}
+		if _, err := l.transfers.CreateTransfers(context.Background(), other, []holdfast.TransferCreate{in2}, false); err != nil {
+			t.Fatalf("same id in another tenant: %v", err)
+		}
+	})
+}
+
+func TestTransfer_ClientIDConcurrent(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, l *ledger) {
+		a := MustAccount(t, l.db, l.tenant, "USD", true)
+		b := MustAccount(t, l.db, l.tenant, "USD", true)
+		in := holdfast.TransferCreate{ID: uuid.NewString(), DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 5, Currency: "USD"}
+		var wg sync.WaitGroup
+		errs := make(chan error, 20)
+		for range 20 {
+			wg.Go(func() {
+				_, err := l.transfers.CreateTransfers(context.Background(), l.tenant, []holdfast.TransferCreate{in}, false)
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Errorf("concurrent same id: %v", err)
+			}
+		}
+		if got := l.balance(t, b); got != 5 {
+			t.Fatalf("balance = %d, want 5 (applied once)", got)
+		}
+	})
+}
+
+func TestTransfer_LinkedAllOrNothing(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, l *ledger) {
+		house := MustAccount(t, l.db, l.tenant, "USD", true)
+		a := MustAccount(t, l.db, l.tenant, "USD", false)
+		b := MustAccount(t, l.db, l.tenant, "USD", false)
+		set := []holdfast.TransferCreate{
+			{DebitAccountID: house.ID, CreditAccountID: a.ID, Amount: 100, Currency: "USD"},
+			{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 60, Currency: "USD"},
+			{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 60, Currency: "USD"}, // a has only 40 left
+		}
+		_, err := l.transfers.CreateTransfers(context.Background(), l.tenant, set, true)
+		var e *holdfast.Error
+		if !errors.As(err, &e) || e.Code != holdfast.EINSUFFICIENT || e.Extensions["index"] != 2 {
+			t.Fatalf("err = %v, want insufficient funds at index 2", err)
+		}
+		for _, acct := range []*holdfast.Account{house, a, b} {
+			if got := l.balance(t, acct); got != 0 {
+				t.Fatalf("balance of %s = %d after a failed linked set", acct.ID, got)
+			}
+		}
+		out, err := l.transfers.CreateTransfers(context.Background(), l.tenant, set[:2], true)
+		if err != nil || len(out) != 2 {
+			t.Fatalf("linked set: %v, %v", out, err)
+		}
+		if l.balance(t, a) != 40 || l.balance(t, b) != 60 {
+			t.Fatalf("balances after linked set: a=%d b=%d", l.balance(t, a), l.balance(t, b))
+		}
+	})
+}
+
+func TestTransfer_ListNewestFirst(t *testing.T) {
+	t.Parallel()
+	l := setup(t, false)
+	a := MustAccount(t, l.db, l.tenant, "USD", true)
+	b := MustAccount(t, l.db, l.tenant, "USD", true)
+	var want []string
+	for i := range 7 {
+		tr, err := l.transfer(a, b, int64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append([]string{tr.ID}, want...)
+	}
+	var got []string
+	page := holdfast.Page{Limit: 3}
+	for {
+		ts, next, err := l.transfers.ListTransfers(context.Background(), l.tenant, b.ID, page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tr := range ts {
+			got = append(got, tr.ID)
+		}
+		if next == "" {
+			break
+		}
+		page.Cursor = next
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("pages = %v, want %v", got, want)
+	}
+	other := MustTenant(t, l.db)
+	if _, _, err := l.transfers.ListTransfers(context.Background(), other, b.ID, holdfast.Page{}); !holdfast.IsCode(err, holdfast.ENOTFOUND) {
+		t.Fatalf("another tenant listing: err = %v", err)
+	}
+}
+
+// TestTransfer_BankInvariant hammers a few accounts from many goroutines,
+// cancelling some calls midway, and checks that no money is created or
+// lost, no balance goes negative, every balance equals its entries, and
+// every transfer a caller saw succeed is stored exactly once.
+func TestTransfer_BankInvariant(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, l *ledger) {
+		const accounts, workers, perWorker, initial = 12, 40, 100, 1000
+		house := MustAccount(t, l.db, l.tenant, "USD", true)
+		accts := make([]*holdfast.Account, accounts)
+		for i := range accts {
+			accts[i] = MustAccount(t, l.db, l.tenant, "USD", false)
+			if _, err := l.transfer(house, accts[i], initial); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var mu sync.Mutex
+		seen := map[string]int{}
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(w), 7))
+				for range perWorker {
+					from := accts[rng.IntN(2)] // two hot accounts
+					if rng.IntN(2) == 0 {
+						from = accts[rng.IntN(accounts)]
+					}
+					to := accts[rng.IntN(accounts)]
+					if from == to {
+						continue
+					}
+					ctx, cancel := context.WithCancel(context.Background())
+					if rng.IntN(10) == 0 {
+						time.AfterFunc(time.Duration(rng.IntN(2000))*time.Microsecond, cancel)
+					}
+					out, err := l.transfers.CreateTransfers(ctx, l.tenant, []holdfast.TransferCreate{{
+						DebitAccountID: from.ID, CreditAccountID: to.ID, Amount: int64(1 + rng.IntN(300)), Currency: "USD"}}, false)
+					cancel()
+					switch {
+					case err == nil:
+						mu.Lock()
+						seen[out[0].ID]++
+						mu.Unlock()
+					case holdfast.IsCode(err, holdfast.EINSUFFICIENT), errors.Is(err, context.Canceled):
+					default:
+						t.Errorf("transfer: %v", err)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		AssertLedgerConsistent(t, l.db, l.tenant)
+		var total int64
+		l.db.Pool.QueryRow(context.Background(), "SELECT coalesce(sum(balance), 0) FROM accounts WHERE tenant_id = $1 AND NOT allow_overdraft", l.tenant).Scan(&total)
+		if total != accounts*initial {
+			t.Errorf("customer money = %d, want %d", total, accounts*initial)
+		}
+		for id := range seen {
+			var n int
+			l.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM transfers WHERE tenant_id = $1 AND id = $2", l.tenant, id).Scan(&n)
+			if n != 1 {
+				t.Errorf("transfer %s acknowledged but stored %d times", id, n)
+			}
+		}
+		if len(seen) < workers*perWorker/4 {
+			t.Errorf("only %d transfers succeeded; the test exercised too little", len(seen))
+		}
+	})
+}
+
+// AssertLedgerConsistent checks the ledger's invariants for a tenant: the
+// balances sum to zero (money is only moved, never made), none that may not
+// go negative is negative, each balance equals the sum of its entries and
+// its last running balance, and each transfer has exactly its two entries.
+func AssertLedgerConsistent(t *testing.T, db *postgres.DB, tenant string) {
+	t.Helper()
+	ctx := context.Background()
+	var sum int64
+	var negative, mismatched, badTransfers int
+	err := db.Pool.QueryRow(ctx, `SELECT coalesce(sum(balance), 0),
+		count(*) FILTER (WHERE balance < 0 AND NOT allow_overdraft)
+		FROM accounts WHERE tenant_id = $1`, tenant).Scan(&sum, &negative)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Pool.QueryRow(ctx, `SELECT count(*) FROM accounts a
+		LEFT JOIN LATERAL (SELECT coalesce(sum(amount), 0) AS s FROM entries e WHERE e.account_id = a.id) s ON true
+		LEFT JOIN LATERAL (SELECT balance_after FROM entries e WHERE e.account_id = a.id ORDER BY id DESC LIMIT 1) l ON true
+		WHERE a.tenant_id = $1 AND (a.balance <> s.s OR a.balance <> coalesce(l.balance_after, 0))`, tenant).Scan(&mismatched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Pool.QueryRow(ctx, `SELECT count(*) FROM transfers t WHERE t.tenant_id = $1 AND
+		(SELECT count(*) FROM entries e WHERE e.transfer_id = t.id AND
+			((e.account_id = t.debit_account_id AND e.amount = -t.amount) OR (e.account_id = t.credit_account_id AND e.amount = t.amount))) <> 2`,
+		tenant).Scan(&badTransfers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum != 0 || negative != 0 || mismatched != 0 || badTransfers != 0 {
+		t.Fatalf("ledger inconsistent: sum of balances %d (want 0), %d negative, %d balance≠entries, %d transfers without their two entries",
+			sum, negative, mismatched, badTransfers)
+	}
+}

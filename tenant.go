@@ -1,0 +1,52 @@
+package holdfast
+
+import (
+	"context"
+	"time"
+)
+
+// Tenant is one customer of the service. Every account, transfer and key
+// belongs to exactly one tenant and is invisible to every other.
+type Tenant struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// APIKey is a credential of a tenant. Secret is set only in the response that
+// creates the key; the service stores a hash of it and can never show it again.
+type APIKey struct {
+	ID        string     `json:"id"`
+	TenantID  string     `json:"tenant_id"`
+	Prefix    string     `json:"prefix"` // the first characters of the secret, to tell keys apart
+	Secret    string     `json:"secret,omitempty"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// TenantCreate is the input to create a tenant.
+type TenantCreate struct {
+	Name string `json:"name"`
+}
+
+// Validate returns EINVALID when the input is unusable.
+func (c TenantCreate) Validate() error {
+	if err := validText("name", c.Name, 1, 200); err != nil {
+		return err
+	}
+	return nil
+}
+
+// TenantService manages tenants and their API keys.
+type TenantService interface {
+	// CreateTenant creates a tenant and its first API key (with Secret set).
+	CreateTenant(ctx context.Context, in TenantCreate) (*Tenant, *APIKey, error)
+	// CreateAPIKey adds a key to a tenant. Returns ENOTFOUND for an unknown tenant.
+	CreateAPIKey(ctx context.Context, tenantID string) (*APIKey, error)
+	// ListAPIKeys lists a tenant's keys, revoked ones included, newest first.
+	ListAPIKeys(ctx context.Context, tenantID string) ([]*APIKey, error)
+	// RevokeAPIKey revokes a key at once. Returns ENOTFOUND for a key of another tenant.
+	RevokeAPIKey(ctx context.Context, tenantID, keyID string) error
+	// Authenticate returns the tenant a secret belongs to, or EUNAUTHORIZED.
+	Authenticate(ctx context.Context, secret string) (tenantID string, err error)
+}
