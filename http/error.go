@@ -48,17 +48,9 @@ var problems = map[string]struct {
 	ERATELIMITED:                {http.StatusTooManyRequests, "Too many requests"},
 }
 
-// Problem is an RFC 9457 problem details object.
-type Problem struct {
-	Type      string `json:"type"`
-	Title     string `json:"title"`
-	Status    int    `json:"status"`
-	Detail    string `json:"detail"`
-	Instance  string `json:"instance,omitempty"`
-	RequestID string `json:"request_id,omitempty"`
-}
-
-// problemFor returns the problem document and status for err.
+// problemFor returns the RFC 9457 problem document and status for err: type,
+// title, status, detail, instance and request_id, plus the error's extension
+// members (such as the index of a failed linked transfer).
 func problemFor(r *http.Request, err error) (int, []byte) {
 	code := holdfast.ErrorCode(err)
 	msg := holdfast.ErrorMessage(err)

@@ -1,15 +1,18 @@
 package http
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
+	"reflect"
 	"strconv"
 	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/holdfast/holdfast"
 )
@@ -29,7 +32,10 @@ func readBody(r *http.Request) ([]byte, error) {
 }
 
 // decode reads a JSON request body strictly into v: JSON content type, valid
-// UTF-8, no unknown fields, exactly one value.
+// UTF-8, exactly one value, member names matched exactly (case-sensitive),
+// no unknown and no duplicate members. Lenient decoding would let
+// {"amount":1,"AMOUNT":100} mean one thing to a gateway that logs it and
+// another to the ledger.
 func decode(r *http.Request, v any) error {
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
 		return holdfast.Errorf(EMEDIATYPE, "the request body must be application/json")
@@ -41,47 +47,50 @@ func decode(r *http.Request, v any) error {
 	if !utf8.Valid(body) {
 		return holdfast.Errorf(holdfast.EINVALID, "the request body is not valid UTF-8")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := jsonv2.Unmarshal(body, v, jsonv2.RejectUnknownMembers(true)); err != nil {
 		return holdfast.Errorf(holdfast.EINVALID, "malformed JSON: %s", describeJSONError(err))
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return holdfast.Errorf(holdfast.EINVALID, "malformed JSON: unexpected data after the JSON value")
 	}
 	return nil
 }
 
 func describeJSONError(err error) string {
-	var syntax *json.SyntaxError
-	var typ *json.UnmarshalTypeError
+	var syntax *jsontext.SyntacticError
+	var semantic *jsonv2.SemanticError
 	switch {
-	case errors.As(err, &syntax):
-		return fmt.Sprintf("syntax error at byte %d", syntax.Offset)
-	case errors.As(err, &typ):
-		if typ.Field != "" {
-			return fmt.Sprintf("field %q must be %s", typ.Field, jsonKind(typ.Type.Kind().String()))
-		}
-		return fmt.Sprintf("the body must be a JSON %s", jsonKind(typ.Type.Kind().String()))
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return "the body is empty or cut short"
-	default:
-		// Unknown fields: "json: unknown field \"x\"".
-		return err.Error()
+	case errors.As(err, &syntax):
+		if errors.Is(err, jsontext.ErrDuplicateName) {
+			return fmt.Sprintf("member %s appears twice", syntax.JSONPointer)
+		}
+		return fmt.Sprintf("syntax error at byte %d", syntax.ByteOffset)
+	case errors.As(err, &semantic):
+		where := string(semantic.JSONPointer)
+		if where == "" {
+			where = "the body"
+		}
+		if errors.Is(err, jsonv2.ErrUnknownName) {
+			return fmt.Sprintf("unknown member %s", where)
+		}
+		if semantic.GoType != nil {
+			return fmt.Sprintf("%s must be %s", where, jsonKind(semantic.GoType.Kind()))
+		}
+		return fmt.Sprintf("%s is invalid", where)
 	}
+	return "invalid JSON"
 }
 
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "int64", "int", "int32":
+func jsonKind(k reflect.Kind) string {
+	switch k {
+	case reflect.Int64, reflect.Int, reflect.Int32:
 		return "an integer that fits in 64 bits"
-	case "string":
+	case reflect.String:
 		return "a string"
-	case "bool":
+	case reflect.Bool:
 		return "a boolean"
-	case "struct", "map":
+	case reflect.Struct, reflect.Map:
 		return "an object"
-	case "slice":
+	case reflect.Slice:
 		return "an array"
 	}
 	return "of another type"
@@ -130,10 +139,10 @@ func setRender(r *http.Request, status int, view func(any) any) {
 func pageFrom(r *http.Request) (holdfast.Page, error) {
 	var p holdfast.Page
 	q := r.URL.Query()
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil {
-			return p, holdfast.Errorf(holdfast.EINVALID, "limit must be an integer")
+	if q.Has("limit") {
+		n, err := strconv.Atoi(q.Get("limit"))
+		if err != nil || n < 1 {
+			return p, holdfast.Errorf(holdfast.EINVALID, "limit must be an integer from 1 to %d", holdfast.MaxPageLimit)
 		}
 		p.Limit = n
 	}

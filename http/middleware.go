@@ -23,7 +23,20 @@ type ctxKey int
 const (
 	requestIDKey ctxKey = iota
 	tenantKey
+	infoKey
 )
+
+// requestInfo is filled in as a request goes through the middleware, for
+// the access log written when it ends.
+type requestInfo struct{ tenant string }
+
+// withTenant returns ctx authenticated as tenant.
+func withTenant(ctx context.Context, tenant string) context.Context {
+	if info, ok := ctx.Value(infoKey).(*requestInfo); ok {
+		info.tenant = tenant
+	}
+	return context.WithValue(ctx, tenantKey, tenant)
+}
 
 func requestIDFrom(ctx context.Context) string { s, _ := ctx.Value(requestIDKey).(string); return s }
 
@@ -88,6 +101,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		}
 		w.Header().Set("X-Request-Id", id)
 		ctx := context.WithValue(r.Context(), requestIDKey, id)
+		info := &requestInfo{}
+		ctx = context.WithValue(ctx, infoKey, info)
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
 		defer cancel()
 		r = r.WithContext(ctx)
@@ -120,7 +135,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			s.logger.LogAttrs(ctx, level, "request",
 				slog.String("request_id", id), slog.String("method", r.Method), slog.String("path", r.URL.Path),
 				slog.String("route", route), slog.Int("status", rec.status), slog.Int64("bytes", rec.written),
-				slog.Duration("duration", elapsed), slog.String("tenant", tenantFrom(r.Context())))
+				slog.Duration("duration", elapsed), slog.String("tenant", info.tenant))
 		}()
 		next.ServeHTTP(rec, r)
 	})
@@ -169,7 +184,7 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 			s.Error(w, r, holdfast.Errorf(holdfast.EUNAUTHORIZED, "a valid admin token is required"))
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tenantKey, adminTenant)))
+		next.ServeHTTP(w, r.WithContext(withTenant(r.Context(), adminTenant)))
 	})
 }
 
@@ -185,7 +200,7 @@ func (s *Server) requireTenant(next http.Handler) http.Handler {
 			s.Error(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tenantKey, tenant)))
+		next.ServeHTTP(w, r.WithContext(withTenant(r.Context(), tenant)))
 	})
 }
 
@@ -272,7 +287,12 @@ func (s *Server) idempotent(next http.HandlerFunc) http.Handler {
 		fp.Write(body)
 		tenant := tenantFrom(r.Context())
 
-		claim, stored, err := s.IdempotencyService.Claim(r.Context(), tenant, key, fp.Sum(nil))
+		// A claim must not be abandoned halfway because the client went away:
+		// a claim committed but never seen would lock the key until its
+		// timeout. So it runs to completion under its own short deadline.
+		claimCtx, cancelClaim := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
+		claim, stored, err := s.IdempotencyService.Claim(claimCtx, tenant, key, fp.Sum(nil))
+		cancelClaim()
 		if err != nil {
 			s.Error(w, r, err)
 			return

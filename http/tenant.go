@@ -45,7 +45,7 @@ func (s *Server) handleListAPIKeys(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	s.respond(w, r, http.StatusOK, list[*holdfast.APIKey]{Data: keys})
+	s.respond(w, r, http.StatusOK, list[*holdfast.APIKey]{Data: nonNil(keys)})
 }
 
 func (s *Server) handleRevokeAPIKey(w http.ResponseWriter, r *http.Request) {

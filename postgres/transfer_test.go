@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/apitest"
 	"github.com/holdfast/holdfast/postgres"
 )
 
@@ -352,37 +353,11 @@ func TestTransfer_BankInvariant(t *testing.T) {
 	})
 }
 
-// AssertLedgerConsistent checks the ledger's invariants for a tenant: the
-// balances sum to zero (money is only moved, never made), none that may not
-// go negative is negative, each balance equals the sum of its entries and
-// its last running balance, and each transfer has exactly its two entries.
+// AssertLedgerConsistent fails t if the tenant's ledger breaks an invariant
+// (see apitest.CheckLedger).
 func AssertLedgerConsistent(t *testing.T, db *postgres.DB, tenant string) {
 	t.Helper()
-	ctx := context.Background()
-	var sum int64
-	var negative, mismatched, badTransfers int
-	err := db.Pool.QueryRow(ctx, `SELECT coalesce(sum(balance), 0),
-		count(*) FILTER (WHERE balance < 0 AND NOT allow_overdraft)
-		FROM accounts WHERE tenant_id = $1`, tenant).Scan(&sum, &negative)
-	if err != nil {
+	if err := apitest.CheckLedger(context.Background(), db.Pool, tenant); err != nil {
 		t.Fatal(err)
-	}
-	err = db.Pool.QueryRow(ctx, `SELECT count(*) FROM accounts a
-		LEFT JOIN LATERAL (SELECT coalesce(sum(amount), 0) AS s FROM entries e WHERE e.account_id = a.id) s ON true
-		LEFT JOIN LATERAL (SELECT balance_after FROM entries e WHERE e.account_id = a.id ORDER BY id DESC LIMIT 1) l ON true
-		WHERE a.tenant_id = $1 AND (a.balance <> s.s OR a.balance <> coalesce(l.balance_after, 0))`, tenant).Scan(&mismatched)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Pool.QueryRow(ctx, `SELECT count(*) FROM transfers t WHERE t.tenant_id = $1 AND
-		(SELECT count(*) FROM entries e WHERE e.transfer_id = t.id AND
-			((e.account_id = t.debit_account_id AND e.amount = -t.amount) OR (e.account_id = t.credit_account_id AND e.amount = t.amount))) <> 2`,
-		tenant).Scan(&badTransfers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sum != 0 || negative != 0 || mismatched != 0 || badTransfers != 0 {
-		t.Fatalf("ledger inconsistent: sum of balances %d (want 0), %d negative, %d balance≠entries, %d transfers without their two entries",
-			sum, negative, mismatched, badTransfers)
 	}
 }
