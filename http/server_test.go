@@ -1,16 +1,12 @@
 package http_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
 
 	holdfasthttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/internal/apitest"
 	"github.com/holdfast/holdfast/internal/pgtest"
 	"github.com/holdfast/holdfast/postgres"
 )
@@ -77,94 +73,14 @@ func MustOpenServerOn(tb testing.TB, db *postgres.DB, cfg ...func(*holdfasthttp.
 	return &TestServer{Server: s, DB: db}
 }
 
-// Client calls the API as one tenant.
-type Client struct {
-	URL, Key, Tenant string
-}
+// The client and its helpers are shared with the end-to-end tests.
+type (
+	Client   = apitest.Client
+	Response = apitest.Response
+)
 
-// Response is what came back.
-type Response struct {
-	Status int
-	Header http.Header
-	Body   []byte
-}
-
-// JSON decodes the body into a map.
-func (r *Response) JSON(tb testing.TB) map[string]any {
-	tb.Helper()
-	var m map[string]any
-	if err := json.Unmarshal(r.Body, &m); err != nil {
-		tb.Fatalf("response is not a JSON object: %v: %s", err, r.Body)
-	}
-	return m
-}
-
-// ProblemType returns the problem type's last path segment, after checking
-// the response is application/problem+json.
-func (r *Response) ProblemType(tb testing.TB) string {
-	tb.Helper()
-	if ct := r.Header.Get("Content-Type"); ct != "application/problem+json" {
-		tb.Fatalf("status %d with Content-Type %q, want application/problem+json: %s", r.Status, ct, r.Body)
-	}
-	typ, _ := r.JSON(tb)["type"].(string)
-	if !strings.HasPrefix(typ, holdfasthttp.ProblemBase) {
-		tb.Fatalf("problem type %q lacks the base %s", typ, holdfasthttp.ProblemBase)
-	}
-	return strings.TrimPrefix(typ, holdfasthttp.ProblemBase)
-}
-
-// Do sends a request. body may be nil, a string or []byte (sent as is), or a
-// value (sent as JSON); a JSON Content-Type is set unless headers name one.
-// headers are name, value pairs.
-func (c *Client) Do(tb testing.TB, method, path string, body any, headers ...string) *Response {
-	tb.Helper()
-	var r io.Reader
-	switch b := body.(type) {
-	case nil:
-	case string:
-		r = strings.NewReader(b)
-	case []byte:
-		r = bytes.NewReader(b)
-	default:
-		j, err := json.Marshal(b)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		r = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, c.URL+path, r)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.Key != "" {
-		req.Header.Set("Authorization", "Bearer "+c.Key)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
-}
-
-// MustStatus fails tb unless the response has the status.
-func (r *Response) MustStatus(tb testing.TB, status int) *Response {
-	tb.Helper()
-	if r.Status != status {
-		tb.Fatalf("status %d, want %d: %s", r.Status, status, r.Body)
-	}
-	return r
-}
+// Transfer is a transfer request body.
+var Transfer = apitest.Transfer
 
 // Admin returns a client holding the admin token.
 func (s *TestServer) Admin() *Client { return &Client{URL: s.URL(), Key: adminToken} }
@@ -172,36 +88,7 @@ func (s *TestServer) Admin() *Client { return &Client{URL: s.URL(), Key: adminTo
 // MustTenant creates a tenant through the admin API and returns its client.
 func (s *TestServer) MustTenant(tb testing.TB) *Client {
 	tb.Helper()
-	m := s.Admin().Do(tb, "POST", "/v1/admin/tenants", map[string]any{"name": tb.Name()}).MustStatus(tb, 201).JSON(tb)
-	key := m["api_key"].(map[string]any)["secret"].(string)
-	tenant := m["tenant"].(map[string]any)["id"].(string)
-	return &Client{URL: s.URL(), Key: key, Tenant: tenant}
-}
-
-// MustAccount creates an account and returns its id.
-func (c *Client) MustAccount(tb testing.TB, currency string, overdraft bool) string {
-	tb.Helper()
-	m := c.Do(tb, "POST", "/v1/accounts", map[string]any{"currency": currency, "allow_overdraft": overdraft}).MustStatus(tb, 201).JSON(tb)
-	return m["id"].(string)
-}
-
-// MustFund moves amount from a fresh overdraft account into account.
-func (c *Client) MustFund(tb testing.TB, account, currency string, amount int64) {
-	tb.Helper()
-	house := c.MustAccount(tb, currency, true)
-	c.Do(tb, "POST", "/v1/transfers", Transfer(house, account, amount, currency)).MustStatus(tb, 201)
-}
-
-// Balance returns an account's balance.
-func (c *Client) Balance(tb testing.TB, account string) int64 {
-	tb.Helper()
-	m := c.Do(tb, "GET", "/v1/accounts/"+account, nil).MustStatus(tb, 200).JSON(tb)
-	return int64(m["balance"].(float64))
-}
-
-// Transfer is a transfer request body.
-func Transfer(from, to string, amount int64, currency string) map[string]any {
-	return map[string]any{"debit_account_id": from, "credit_account_id": to, "amount": amount, "currency": currency}
+	return s.Admin().MustTenant(tb, tb.Name())
 }
 
 func TestHealthz(t *testing.T) {

@@ -12,7 +12,6 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/internal/apitest"
 	"github.com/holdfast/holdfast/postgres"
 )
 
@@ -354,10 +353,10 @@ func TestTransfer_BankInvariant(t *testing.T) {
 }
 
 // AssertLedgerConsistent fails t if the tenant's ledger breaks an invariant
-// (see apitest.CheckLedger).
+// (see postgres.VerifyLedger).
 func AssertLedgerConsistent(t *testing.T, db *postgres.DB, tenant string) {
 	t.Helper()
-	if err := apitest.CheckLedger(context.Background(), db.Pool, tenant); err != nil {
+	if err := postgres.VerifyLedger(context.Background(), db, tenant); err != nil {
 		t.Fatal(err)
 	}
 }

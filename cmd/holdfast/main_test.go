@@ -18,6 +18,7 @@ import (
 	main "github.com/holdfast/holdfast/cmd/holdfast"
 	"github.com/holdfast/holdfast/internal/apitest"
 	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/postgres"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -212,7 +213,7 @@ func runBank(t *testing.T, dbURL string, servers ...*main.Main) {
 
 	pool := mustPool(t, dbURL)
 	ctx := context.Background()
-	if err := apitest.CheckLedger(ctx, pool, tenant.Tenant); err != nil {
+	if err := postgres.VerifyLedger(ctx, &postgres.DB{Pool: pool}, tenant.Tenant); err != nil {
 		t.Fatal(err)
 	}
 	var customers int64

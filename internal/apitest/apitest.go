@@ -7,13 +7,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Client calls the API as one tenant (or the admin).
@@ -155,42 +152,4 @@ func (c *Client) Balance(tb testing.TB, account string) int64 {
 // Transfer is a transfer request body.
 func Transfer(from, to string, amount int64, currency string) map[string]any {
 	return map[string]any{"debit_account_id": from, "credit_account_id": to, "amount": amount, "currency": currency}
-}
-
-// CheckLedger checks the ledger's invariants for a tenant straight in the
-// database: the balances sum to zero (money is only moved, never made), no
-// account that may not go negative is negative, each balance equals the sum
-// of its entries and its last running balance, and each transfer has exactly
-// its two entries. It returns an error describing any violation.
-func CheckLedger(ctx context.Context, pool *pgxpool.Pool, tenant string) error {
-	var sum int64
-	var negative, mismatched, badTransfers int
-	err := pool.QueryRow(ctx, `SELECT coalesce(sum(balance), 0)::bigint,
-		count(*) FILTER (WHERE balance < 0 AND NOT allow_overdraft)
-		FROM accounts WHERE tenant_id = $1`, tenant).Scan(&sum, &negative)
-	if err != nil {
-		return err
-	}
-	err = pool.QueryRow(ctx, `SELECT count(*) FROM accounts a
-		LEFT JOIN LATERAL (SELECT coalesce(sum(amount), 0) AS s FROM entries e WHERE e.account_id = a.id) s ON true
-		LEFT JOIN LATERAL (SELECT balance_after FROM entries e WHERE e.account_id = a.id ORDER BY id DESC LIMIT 1) l ON true
-		WHERE a.tenant_id = $1 AND (a.balance <> s.s OR a.balance <> coalesce(l.balance_after, 0))`, tenant).Scan(&mismatched)
-	if err != nil {
-		return err
-	}
-	err = pool.QueryRow(ctx, `SELECT count(*) FROM (
-		SELECT count(e.id) AS n, count(e.id) FILTER (WHERE
-			(e.account_id = t.debit_account_id AND e.amount = -t.amount) OR
-			(e.account_id = t.credit_account_id AND e.amount = t.amount)) AS good
-		FROM transfers t LEFT JOIN entries e ON e.transfer_id = t.id
-		WHERE t.tenant_id = $1 GROUP BY t.tenant_id, t.id) x
-		WHERE n <> 2 OR good <> 2`, tenant).Scan(&badTransfers)
-	if err != nil {
-		return err
-	}
-	if sum != 0 || negative != 0 || mismatched != 0 || badTransfers != 0 {
-		return fmt.Errorf("ledger inconsistent: sum of balances %d (want 0), %d negative, %d balance≠entries, %d transfers without their two entries",
-			sum, negative, mismatched, badTransfers)
-	}
-	return nil
 }
