@@ -61,10 +61,11 @@ func ErrorCode(err error) string {
 }
 
 // ErrorMessage returns the human message of the first *Error in err's chain,
-// or "Internal error." for anything else, so internals never leak.
+// or "Internal error." for anything else and for EINTERNAL, so internals
+// never leak.
 func ErrorMessage(err error) string {
 	var e *Error
-	if errors.As(err, &e) {
+	if errors.As(err, &e) && e.Code != EINTERNAL {
 		return e.Message
 	}
 	return "Internal error."

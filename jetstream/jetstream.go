@@ -83,10 +83,16 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 	return c, nil
 }
 
-// Ping checks the connection with a round trip to the server.
+// Ping checks the connection with a round trip to the server, waiting at
+// most 5s when ctx has no deadline.
 func (c *Conn) Ping(ctx context.Context) error {
 	if c.NC == nil || !c.NC.IsConnected() {
 		return errors.New("jetstream: not connected")
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 	}
 	return c.NC.FlushWithContext(ctx)
 }

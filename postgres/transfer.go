@@ -10,6 +10,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/holdfast/holdfast"
 )
@@ -74,7 +76,7 @@ func (s *TransferService) CreateTransfers(ctx context.Context, tenantID string, 
 	if s.writer != nil {
 		return s.writer.submit(ctx, r)
 	}
-	if err := s.applyBatch(ctx, []*transferRequest{r}); err != nil {
+	if err := s.applyBatch(ctx, s.db.Pool, []*transferRequest{r}); err != nil {
 		return nil, err
 	}
 	return r.finish()
@@ -110,10 +112,10 @@ var errRaced = errors.New("transfer id inserted concurrently")
 // serialization failure or a raced id. Each request's own outcome is left in
 // its out/err; the returned error means the whole batch failed and no request
 // was applied.
-func (s *TransferService) applyBatch(ctx context.Context, reqs []*transferRequest) error {
+func (s *TransferService) applyBatch(ctx context.Context, pool *pgxpool.Pool, reqs []*transferRequest) error {
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		err = s.tryBatch(ctx, reqs)
+		err = s.tryBatch(ctx, pool, reqs)
 		if err == nil || !(retryable(err) || errors.Is(err, errRaced)) || ctx.Err() != nil {
 			break
 		}
@@ -140,29 +142,32 @@ type entry struct {
 	createdAt             time.Time
 }
 
-func (s *TransferService) tryBatch(ctx context.Context, reqs []*transferRequest) error {
+// tryBatch applies reqs in one transaction of two round trips: the first
+// begins and takes every lock (idempotency keys, then accounts, each in a
+// fixed order) and reads what already exists; the requests are then checked
+// and applied in memory, in arrival order; the second round trip writes
+// everything with one statement per table and commits. Locks on a hot
+// account are held for one round trip and the commit, not for a chain of
+// statements.
+func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs []*transferRequest) (err error) {
 	for _, r := range reqs {
 		r.out, r.err, r.resp = nil, nil, nil
 	}
-	tx, err := s.db.Pool.Begin(ctx)
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
-	defer tx.Rollback(ctx)
+	defer conn.Release()
+	defer func() {
+		if err != nil && conn.Conn().PgConn().TxStatus() != 'I' {
+			conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
 
-	// 1. Idempotency keys, in (tenant, key) order: a request whose claim was
-	// taken over by a retry (its lock expired) must not apply.
-	if err := lockClaims(ctx, tx, reqs); err != nil {
-		return err
-	}
-
-	// 2. The accounts, in id order.
+	// Round trip 1: lock and read.
 	ids := make(map[string]struct{})
 	var clientIDs, clientTenants []string
 	for _, r := range reqs {
-		if r.err != nil {
-			continue
-		}
 		for _, t := range r.in {
 			ids[t.DebitAccountID] = struct{}{}
 			ids[t.CreditAccountID] = struct{}{}
@@ -172,18 +177,16 @@ func (s *TransferService) tryBatch(ctx context.Context, reqs []*transferRequest)
 			}
 		}
 	}
-	accounts, err := lockAccounts(ctx, tx, ids)
-	if err != nil {
+	var reads pgx.Batch
+	reads.Queue("BEGIN")
+	queueLockClaims(&reads, reqs)
+	accounts := queueLockAccounts(&reads, ids)
+	existing := queueFindExisting(&reads, clientTenants, clientIDs)
+	if err := conn.SendBatch(ctx, &reads).Close(); err != nil {
 		return err
 	}
 
-	// 3. Transfers that already exist under a client-supplied id.
-	existing, err := findExisting(ctx, tx, clientTenants, clientIDs)
-	if err != nil {
-		return err
-	}
-
-	// 4. Apply each request in arrival order, in memory.
+	// Apply each request in arrival order, in memory.
 	now := s.db.now()
 	var transfers []*holdfast.Transfer
 	var entries []entry
@@ -201,25 +204,29 @@ func (s *TransferService) tryBatch(ctx context.Context, reqs []*transferRequest)
 		entries = append(entries, newEntries...)
 	}
 
-	// 5. Write everything with one statement per table.
-	if err := insertTransfers(ctx, tx, transfers); err != nil {
+	// Round trip 2: write and commit.
+	var writes pgx.Batch
+	queueInsertTransfers(&writes, transfers)
+	queueInsertEntries(&writes, entries)
+	queueUpdateBalances(&writes, accounts)
+	if err := queueStoreResponses(&writes, reqs); err != nil {
 		return err
 	}
-	if err := insertEntries(ctx, tx, entries); err != nil {
+	writes.Queue("COMMIT")
+	if err := conn.SendBatch(ctx, &writes).Close(); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "transfers_pkey" {
+			return errRaced
+		}
 		return err
 	}
-	if err := updateBalances(ctx, tx, accounts); err != nil {
-		return err
-	}
-	if err := storeResponses(ctx, tx, reqs); err != nil {
-		return err
-	}
-	return tx.Commit(ctx)
+	return nil
 }
 
-// lockClaims locks the claimed idempotency keys of reqs and fails, with
-// EIDEMPOTENCYINUSE, each request whose claim is no longer its own.
-func lockClaims(ctx context.Context, tx pgx.Tx, reqs []*transferRequest) error {
+// queueLockClaims locks the claimed idempotency keys of reqs, in (tenant,
+// key) order, and fails with EIDEMPOTENCYINUSE each request whose claim is
+// no longer its own (a retry took it over after its lock timed out).
+func queueLockClaims(b *pgx.Batch, reqs []*transferRequest) {
 	var claimed []*transferRequest
 	for _, r := range reqs {
 		if r.claim != nil {
@@ -227,7 +234,7 @@ func lockClaims(ctx context.Context, tx pgx.Tx, reqs []*transferRequest) error {
 		}
 	}
 	if len(claimed) == 0 {
-		return nil
+		return
 	}
 	sort.Slice(claimed, func(i, j int) bool {
 		a, b := claimed[i].claim, claimed[j].claim
@@ -238,67 +245,71 @@ func lockClaims(ctx context.Context, tx pgx.Tx, reqs []*transferRequest) error {
 	for i, r := range claimed {
 		tenants[i], keys[i] = r.claim.TenantID, r.claim.Key
 	}
-	rows, _ := tx.Query(ctx, `SELECT k.tenant_id, k.key, k.lock_token FROM idempotency_keys k
+	b.Queue(`SELECT k.tenant_id, k.key, k.lock_token FROM idempotency_keys k
 		JOIN unnest($1::uuid[], $2::text[]) AS c(tenant_id, key) USING (tenant_id, key)
-		ORDER BY k.tenant_id, k.key FOR UPDATE OF k`, tenants, keys)
-	type held struct{ tenant, key string }
-	tokens := make(map[held]string)
-	var t, k string
-	var token *string
-	_, err := pgx.ForEachRow(rows, []any{&t, &k, &token}, func() error {
-		if token != nil {
-			tokens[held{t, k}] = *token
+		ORDER BY k.tenant_id, k.key FOR UPDATE OF k`, uuids(tenants), keys).Query(func(rows pgx.Rows) error {
+		type held struct{ tenant, key string }
+		tokens := make(map[held]string)
+		var t, k string
+		var token *string
+		_, err := pgx.ForEachRow(rows, []any{&t, &k, &token}, func() error {
+			if token != nil {
+				tokens[held{t, k}] = *token
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range claimed {
+			if tokens[held{r.claim.TenantID, r.claim.Key}] != r.claim.Token {
+				r.err = holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE, "the Idempotency-Key was taken over by another request")
+			}
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	for _, r := range claimed {
-		if tokens[held{r.claim.TenantID, r.claim.Key}] != r.claim.Token {
-			r.err = holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE, "the Idempotency-Key was taken over by another request")
-		}
-	}
-	return nil
 }
 
-// lockAccounts locks the accounts with the given ids, in id order.
-func lockAccounts(ctx context.Context, tx pgx.Tx, ids map[string]struct{}) (map[string]*account, error) {
+// queueLockAccounts locks the accounts with the given ids, in id order, into
+// the returned map (filled when the batch runs).
+func queueLockAccounts(b *pgx.Batch, ids map[string]struct{}) map[string]*account {
 	list := make([]string, 0, len(ids))
 	for id := range ids {
 		list = append(list, id)
 	}
-	rows, _ := tx.Query(ctx, `SELECT id, tenant_id, currency, allow_overdraft, balance FROM accounts
-		WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, list)
 	accounts := make(map[string]*account, len(list))
-	var id string
-	var a account
-	_, err := pgx.ForEachRow(rows, []any{&id, &a.tenantID, &a.currency, &a.allowOverdraft, &a.balance}, func() error {
-		acct := a
-		accounts[id] = &acct
-		return nil
+	b.Queue(`SELECT id, tenant_id, currency, allow_overdraft, balance FROM accounts
+		WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, uuids(list)).Query(func(rows pgx.Rows) error {
+		var id string
+		var a account
+		_, err := pgx.ForEachRow(rows, []any{&id, &a.tenantID, &a.currency, &a.allowOverdraft, &a.balance}, func() error {
+			acct := a
+			accounts[id] = &acct
+			return nil
+		})
+		return err
 	})
-	return accounts, err
+	return accounts
 }
 
 type transferKey struct{ tenant, id string }
 
-// findExisting returns the transfers that already have one of the given ids.
-func findExisting(ctx context.Context, tx pgx.Tx, tenants, ids []string) (map[transferKey]*holdfast.Transfer, error) {
+// queueFindExisting reads the transfers that already have one of the given
+// ids into the returned map (filled when the batch runs).
+func queueFindExisting(b *pgx.Batch, tenants, ids []string) map[transferKey]*holdfast.Transfer {
 	existing := make(map[transferKey]*holdfast.Transfer)
 	if len(ids) == 0 {
-		return existing, nil
+		return existing
 	}
-	rows, _ := tx.Query(ctx, "SELECT "+transferColumns+` FROM transfers t
-		JOIN unnest($1::uuid[], $2::uuid[]) AS c(tenant_id, id) USING (tenant_id, id)`, tenants, ids)
-	list, err := pgx.CollectRows(rows, scanTransfer)
-	if err != nil {
-		return nil, err
-	}
-	for _, t := range list {
-		existing[transferKey{t.TenantID, t.ID}] = t
-	}
-	return existing, nil
+	b.Queue("SELECT "+transferColumns+` FROM transfers t
+		JOIN unnest($1::uuid[], $2::uuid[]) AS c(tenant_id, id) USING (tenant_id, id)`, uuids(tenants), uuids(ids)).Query(func(rows pgx.Rows) error {
+		list, err := pgx.CollectRows(rows, scanTransfer)
+		for _, t := range list {
+			existing[transferKey{t.TenantID, t.ID}] = t
+		}
+		return err
+	})
+	return existing
 }
 
 // apply checks and applies one request's transfers to the locked accounts.
@@ -385,9 +396,12 @@ func apply(r *transferRequest, accounts map[string]*account, existing map[transf
 	return out, created, entries, nil
 }
 
-func insertTransfers(ctx context.Context, tx pgx.Tx, ts []*holdfast.Transfer) error {
+// queueInsertTransfers inserts the new transfers. A client-supplied id that
+// a concurrent batch inserted first violates the primary key, which fails
+// the batch; it then runs again and sees the transfer as existing.
+func queueInsertTransfers(b *pgx.Batch, ts []*holdfast.Transfer) {
 	if len(ts) == 0 {
-		return nil
+		return
 	}
 	n := len(ts)
 	tenant, id, debit, credit := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -396,34 +410,26 @@ func insertTransfers(ctx context.Context, tx pgx.Tx, ts []*holdfast.Transfer) er
 		tenant[i], id[i], debit[i], credit[i] = t.TenantID, t.ID, t.DebitAccountID, t.CreditAccountID
 		amount[i], currency[i], desc[i], at[i] = t.Amount, t.Currency, t.Description, t.CreatedAt
 	}
-	tag, err := tx.Exec(ctx, `INSERT INTO transfers (tenant_id, id, debit_account_id, credit_account_id, amount, currency, description, created_at)
-		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::timestamptz[])
-		ON CONFLICT (tenant_id, id) DO NOTHING`, tenant, id, debit, credit, amount, currency, desc, at)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() != int64(n) {
-		return errRaced
-	}
-	return nil
+	b.Queue(`INSERT INTO transfers (tenant_id, id, debit_account_id, credit_account_id, amount, currency, description, created_at)
+		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::timestamptz[])`,
+		uuids(tenant), uuids(id), uuids(debit), uuids(credit), amount, currency, desc, at)
 }
 
-func insertEntries(ctx context.Context, tx pgx.Tx, es []entry) error {
+func queueInsertEntries(b *pgx.Batch, es []entry) {
 	if len(es) == 0 {
-		return nil
+		return
 	}
 	n := len(es)
 	acct, tr, amount, after, at := make([]string, n), make([]string, n), make([]int64, n), make([]int64, n), make([]time.Time, n)
 	for i, e := range es {
 		acct[i], tr[i], amount[i], after[i], at[i] = e.accountID, e.transferID, e.amount, e.balanceAfter, e.createdAt
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)
+	b.Queue(`INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)
 		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::timestamptz[])`,
-		acct, tr, amount, after, at)
-	return err
+		uuids(acct), uuids(tr), amount, after, at)
 }
 
-func updateBalances(ctx context.Context, tx pgx.Tx, accounts map[string]*account) error {
+func queueUpdateBalances(b *pgx.Batch, accounts map[string]*account) {
 	var ids []string
 	var balances []int64
 	for id, a := range accounts {
@@ -433,16 +439,16 @@ func updateBalances(ctx context.Context, tx pgx.Tx, accounts map[string]*account
 		}
 	}
 	if len(ids) == 0 {
-		return nil
+		return
 	}
-	_, err := tx.Exec(ctx, `UPDATE accounts a SET balance = v.balance
-		FROM unnest($1::uuid[], $2::bigint[]) AS v(id, balance) WHERE a.id = v.id`, ids, balances)
-	return err
+	b.Queue(`UPDATE accounts a SET balance = v.balance
+		FROM unnest($1::uuid[], $2::bigint[]) AS v(id, balance) WHERE a.id = v.id`, uuids(ids), balances)
 }
 
-// storeResponses renders the response of each applied request that holds a
-// claim and stores it in the batch's transaction, beside its effects.
-func storeResponses(ctx context.Context, tx pgx.Tx, reqs []*transferRequest) error {
+// queueStoreResponses renders the response of each applied request that
+// holds a claim and stores it in the batch's transaction, beside its effects.
+// The rows were locked, and their tokens checked, by queueLockClaims.
+func queueStoreResponses(b *pgx.Batch, reqs []*transferRequest) error {
 	var tenants, keys []string
 	var statuses []int32
 	var types []string
@@ -462,12 +468,11 @@ func storeResponses(ctx context.Context, tx pgx.Tx, reqs []*transferRequest) err
 	if len(keys) == 0 {
 		return nil
 	}
-	// The rows are locked by lockClaims and their tokens checked.
-	_, err := tx.Exec(ctx, `UPDATE idempotency_keys k
+	b.Queue(`UPDATE idempotency_keys k
 		SET response_status = v.status, response_type = v.type, response_body = v.body, lock_token = NULL, locked_at = NULL
 		FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[]) AS v(tenant_id, key, status, type, body)
-		WHERE k.tenant_id = v.tenant_id AND k.key = v.key`, tenants, keys, statuses, types, bodies)
-	return err
+		WHERE k.tenant_id = v.tenant_id AND k.key = v.key`, uuids(tenants), keys, statuses, types, bodies)
+	return nil
 }
 
 const transferColumns = "t.tenant_id, t.id, t.debit_account_id, t.credit_account_id, t.amount, t.currency, t.description, t.created_at"
@@ -547,4 +552,14 @@ func (s *TransferService) ListTransfers(ctx context.Context, tenantID, accountID
 		next = fmt.Sprint(cursors[page.Limit-1])
 	}
 	return list, next, nil
+}
+
+// uuids converts validated ids for binary encoding: pgx encodes a []string
+// as uuid[] only through a slow fallback that builds an error per element.
+func uuids(ss []string) []uuid.UUID {
+	out := make([]uuid.UUID, len(ss))
+	for i, s := range ss {
+		out[i], _ = uuid.Parse(s) // validated before; a bad id becomes the nil UUID and matches nothing
+	}
+	return out
 }

@@ -3,9 +3,11 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast"
@@ -19,7 +21,8 @@ type WriterConfig struct {
 	// EOVERLOADED at once. Default 4 × MaxBatch.
 	QueueSize int
 	// Committers is how many batches may be in flight at once, so one fills
-	// while another commits. Default 2.
+	// while another commits. Each has its own database connection, outside
+	// the request pool. Default 2.
 	Committers int
 	// BatchTimeout bounds one batch's transaction. Default 10s.
 	BatchTimeout time.Duration
@@ -59,6 +62,7 @@ func (c WriterConfig) validate() error {
 // one WAL flush serves the whole batch.
 type Writer struct {
 	svc   *TransferService
+	pool  *pgxpool.Pool // the committers' own connections: they never queue behind requests
 	cfg   WriterConfig
 	queue chan *transferRequest
 
@@ -106,6 +110,13 @@ func (w *Writer) Start(ctx context.Context) error {
 	if w.cancel != nil {
 		return nil
 	}
+	pc := w.svc.db.Pool.Config().Copy()
+	pc.MaxConns, pc.MinConns = int32(w.cfg.Committers), 0
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return fmt.Errorf("group commit: %w", err)
+	}
+	w.pool = pool
 	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	for range w.cfg.Committers {
 		w.wg.Add(1)
@@ -126,6 +137,7 @@ func (w *Writer) Stop() {
 	}
 	cancel()
 	w.wg.Wait()
+	w.pool.Close()
 	for {
 		select {
 		case r := <-w.queue:
@@ -195,7 +207,7 @@ func (w *Writer) commit(ctx context.Context, batch []*transferRequest) {
 	}
 	start := time.Now()
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.BatchTimeout)
-	err := w.svc.applyBatch(bctx, live)
+	err := w.svc.applyBatch(bctx, w.pool, live)
 	cancel()
 	w.batchSize.Observe(float64(len(live)))
 	w.commitTime.Observe(time.Since(start).Seconds())

@@ -25,6 +25,7 @@ Commands:
   serve     serve the API against DATABASE_URL (and NATS_URL, or an embedded NATS)
   dev       serve with a private PostgreSQL in the data directory and a demo tenant
   migrate   apply database migrations to DATABASE_URL and exit
+  bench     run a benchmark: Holdfast beside the naive way, in one run
   version   print the version
 
 Run 'holdfast <command> --help' for a command's flags.
@@ -63,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		stop()
 		fmt.Fprintln(stdout, "holdfast: shutting down")
 		return m.Close()
+	case "bench":
+		return runBench(ctx, args, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, args, stderr)
 	case "version":

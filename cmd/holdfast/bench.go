@@ -1,0 +1,258 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/pglocal"
+	"github.com/holdfast/holdfast/lab"
+	"github.com/holdfast/holdfast/postgres"
+)
+
+const benchUsage = `Usage: holdfast bench <benchmark> [flags]
+
+Benchmarks (each in one run, against a fresh database, Holdfast beside its baseline):
+  transfers   group commit vs one transaction per request (SELECT … FOR UPDATE), and the raw SQL ceiling
+
+Run 'holdfast bench <benchmark> --help' for its flags.
+`
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, benchUsage)
+		return nil
+	}
+	switch args[0] {
+	case "transfers":
+		return benchTransfers(ctx, args[1:], stdout, stderr)
+	default:
+		fmt.Fprint(stderr, benchUsage)
+		return fmt.Errorf("unknown benchmark %q", args[0])
+	}
+}
+
+// benchEnv is a fresh database with Holdfast serving it.
+type benchEnv struct {
+	main    *Main
+	cluster *pglocal.Cluster
+	dir     string
+	dbURL   string
+}
+
+// startBenchEnv creates a fresh database (on DATABASE_URL's server, or in a
+// private cluster with durable settings) and runs Holdfast on it.
+func startBenchEnv(ctx context.Context, serverURL string, poolSize int, stderr io.Writer) (*benchEnv, error) {
+	env := &benchEnv{}
+	var err error
+	env.dir, err = os.MkdirTemp("", "holdfast-bench-")
+	if err != nil {
+		return nil, err
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	name := "holdfast_bench_" + hex.EncodeToString(b[:])
+	if serverURL == "" {
+		env.cluster, err = pglocal.Start(ctx, pglocal.Config{Dir: env.dir + "/postgres"})
+		if err != nil {
+			env.close()
+			return nil, fmt.Errorf("start private PostgreSQL: %w", err)
+		}
+		if err := env.cluster.CreateDatabase(ctx, name); err != nil {
+			env.close()
+			return nil, err
+		}
+		env.dbURL = env.cluster.URL(name)
+	} else {
+		conn, err := pgx.Connect(ctx, serverURL)
+		if err != nil {
+			env.close()
+			return nil, err
+		}
+		_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
+		conn.Close(ctx)
+		if err != nil {
+			env.close()
+			return nil, err
+		}
+		u, _ := url.Parse(serverURL)
+		u.Path = "/" + name
+		env.dbURL = u.String()
+	}
+	m := NewMain()
+	m.Config.Addr = "127.0.0.1:0"
+	m.Config.DatabaseURL = env.dbURL
+	m.Config.DataDir = env.dir + "/data"
+	m.Config.DBMaxConns = poolSize
+	m.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	m.Stdout = io.Discard
+	env.main = m
+	if err := m.Run(ctx); err != nil {
+		env.close()
+		return nil, err
+	}
+	return env, nil
+}
+
+func (e *benchEnv) close() {
+	if e.main != nil {
+		e.main.Close()
+	}
+	if e.cluster != nil {
+		e.cluster.Stop()
+	}
+	os.RemoveAll(e.dir)
+}
+
+// machine describes where a benchmark ran.
+func machine(ctx context.Context, pool *pgxpool.Pool) string {
+	var pg string
+	pool.QueryRow(ctx, "SHOW server_version").Scan(&pg)
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s, %d cores (GOMAXPROCS %d), %s/%s, %s, PostgreSQL %s, load generator, server and database on the same machine",
+		host, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), pg)
+}
+
+func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("holdfast bench transfers", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server to create the benchmark's database on (env DATABASE_URL); empty: a private cluster in a temp dir")
+	duration := fs.Duration("duration", 5*time.Second, "length of each run")
+	accounts := fs.Int("accounts", 10_000, "customer accounts")
+	conc := fs.String("concurrency", "16,64,256", "closed-loop client counts, comma-separated")
+	pool := fs.Int("pool", 16, "database connections for Holdfast and, separately, for the naive server")
+	workloads := fs.String("workloads", "uniform,hot", "workloads to run, comma-separated")
+	skipNaive := fs.Bool("skip-naive", false, "measure Holdfast only (for profiling; no ratios)")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server and load generator) to this file")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: holdfast bench transfers [flags]
+
+Transfers per second and latency over HTTP for Holdfast (group commit) and a
+naive server (one transaction per request, SELECT … FOR UPDATE on both
+accounts), on a uniform workload (10,000 accounts) and a hot one (every
+transfer credits one of 2 house accounts); the raw SQL ceiling (batched
+statements, no HTTP); Holdfast in an open loop at 80% of its peak. Every
+transfer carries an Idempotency-Key. Ends by checking the ledger's invariants.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var concurrency []int
+	for _, s := range strings.Split(*conc, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			return fmt.Errorf("--concurrency: %q is not a positive number", s)
+		}
+		concurrency = append(concurrency, n)
+	}
+
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	env, err := startBenchEnv(ctx, *dbURL, *pool, stderr)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+	m := env.main
+	tenant, key, err := postgres.NewTenantService(m.DB).CreateTenant(ctx, holdfast.TenantCreate{Name: "bench"})
+	if err != nil {
+		return err
+	}
+
+	naivePool, err := pgxpool.New(ctx, env.dbURL+poolParam(env.dbURL, *pool))
+	if err != nil {
+		return err
+	}
+	defer naivePool.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	naive := &http.Server{Handler: &lab.NaiveLedger{Pool: naivePool, Tenant: tenant.ID}, ReadHeaderTimeout: 5 * time.Second}
+	go naive.Serve(ln)
+	defer naive.Close()
+
+	fmt.Fprintf(stdout, "holdfast bench transfers: %s\n", machine(ctx, naivePool))
+	results, err := lab.BenchTransfers(ctx, lab.TransfersConfig{
+		Pool: naivePool, Tenant: tenant.ID, HoldfastURL: m.HTTP.URL(), APIKey: key.Secret, NaiveURL: "http://" + ln.Addr().String(),
+		Accounts: *accounts, Concurrency: concurrency, Duration: *duration, Progress: stderr,
+		Workloads: strings.Split(*workloads, ","), SkipNaive: *skipNaive, ServerStats: batchStats(m),
+	})
+	if err != nil {
+		return err
+	}
+	lab.PrintTransfers(stdout, results)
+	if err := postgres.VerifyLedger(ctx, m.DB, tenant.ID); err != nil {
+		return fmt.Errorf("after the benchmark: %w", err)
+	}
+	fmt.Fprintln(stdout, "ledger invariants hold: money conserved, no negative balance, balances = entries")
+	return nil
+}
+
+// poolParam returns the query suffix that sets pgxpool's size on url.
+func poolParam(u string, n int) string {
+	sep := "?"
+	if strings.Contains(u, "?") {
+		sep = "&"
+	}
+	return sep + "pool_max_conns=" + strconv.Itoa(n)
+}
+
+// batchStats returns a function that describes the group-commit batches
+// since its previous call.
+func batchStats(m *Main) func() string {
+	var lastCount, lastSize, lastSeconds float64
+	return func() string {
+		families, err := m.Registry.Gather()
+		if err != nil {
+			return err.Error()
+		}
+		var count, size, seconds float64
+		for _, f := range families {
+			for _, metric := range f.GetMetric() {
+				switch f.GetName() {
+				case "holdfast_ledger_batch_size":
+					count, size = float64(metric.GetHistogram().GetSampleCount()), metric.GetHistogram().GetSampleSum()
+				case "holdfast_ledger_batch_seconds":
+					seconds = metric.GetHistogram().GetSampleSum()
+				}
+			}
+		}
+		dc, ds, dt := count-lastCount, size-lastSize, seconds-lastSeconds
+		lastCount, lastSize, lastSeconds = count, size, seconds
+		if dc == 0 {
+			return "no batches"
+		}
+		return fmt.Sprintf("group commit: %.0f batches, mean %.1f requests, mean %.2f ms each", dc, ds/dc, 1000*dt/dc)
+	}
+}

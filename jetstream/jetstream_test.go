@@ -1,0 +1,186 @@
+package jetstream_test
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast/jetstream"
+	njs "github.com/nats-io/nats.go/jetstream"
+)
+
+// externalURL is where TestOpenExternal looks for a NATS server of its own.
+const externalURL = "nats://127.0.0.1:4222"
+
+// mustOpen opens cfg and closes the connection when the test ends.
+func mustOpen(t *testing.T, cfg jetstream.Config) *jetstream.Conn {
+	t.Helper()
+	c, err := jetstream.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// mustPing fails t unless c answers a round trip. It gives Ping a deadline,
+// as /readyz does; TestPingWithoutDeadline covers a context without one.
+func mustPing(t *testing.T, c *jetstream.Conn) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := c.Ping(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+}
+
+func TestOpenEmbedded(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := mustOpen(t, jetstream.Config{StoreDir: t.TempDir()})
+	mustPing(t, c)
+	if !c.Embedded() {
+		t.Error("Embedded() = false without a URL")
+	}
+	if _, err := c.JS.AccountInfo(ctx); err != nil {
+		t.Fatalf("AccountInfo: %v", err)
+	}
+
+	if _, err := c.JS.CreateStream(ctx, njs.StreamConfig{Name: "TEST", Subjects: []string{"test.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := c.JS.Publish(ctx, "test.hello", []byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ack.Stream != "TEST" || ack.Sequence != 1 {
+		t.Fatalf("ack = %+v, want stream TEST sequence 1", ack)
+	}
+	cons, err := c.JS.CreateOrUpdateConsumer(ctx, "TEST", njs.ConsumerConfig{Durable: "reader", AckPolicy: njs.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, njs.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for msg := range batch.Messages() {
+		got = append(got, msg.Subject()+" "+string(msg.Data()))
+		if err := msg.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batch.Error(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != "test.hello hello" {
+		t.Fatalf("fetched %q, want the one message published", got)
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumPending != 0 || info.NumAckPending != 0 {
+		t.Errorf("consumer pending %d, ack pending %d after the ack; want 0, 0", info.NumPending, info.NumAckPending)
+	}
+}
+
+// Ping takes the caller's context; one without a deadline must still get a
+// round trip (under a default timeout), not a refusal.
+func TestPingWithoutDeadline(t *testing.T) {
+	t.Parallel()
+	c := mustOpen(t, jetstream.Config{StoreDir: t.TempDir()})
+	if err := c.Ping(t.Context()); err != nil {
+		t.Fatalf("Ping(context without deadline): %v", err)
+	}
+}
+
+func TestOpenEmbeddedKeepsStreams(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	first := mustOpen(t, jetstream.Config{StoreDir: dir})
+	if _, err := first.JS.CreateStream(t.Context(), njs.StreamConfig{Name: "KEPT", Subjects: []string{"kept.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.JS.Publish(t.Context(), "kept.one", []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	first.Close() // the server must let go of the store before it is reopened
+
+	again := mustOpen(t, jetstream.Config{StoreDir: dir})
+	stream, err := again.JS.Stream(t.Context(), "KEPT")
+	if err != nil {
+		t.Fatalf("stream after reopening the store: %v", err)
+	}
+	if n := stream.CachedInfo().State.Msgs; n != 1 {
+		t.Errorf("stream holds %d messages after reopening, want 1", n)
+	}
+}
+
+func TestCloseTwice(t *testing.T) {
+	t.Parallel()
+	c, err := jetstream.Open(t.Context(), jetstream.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c.Close()
+	if err := c.Ping(t.Context()); err == nil {
+		t.Error("Ping after Close = nil, want an error")
+	}
+}
+
+func TestOpenWithoutStoreDir(t *testing.T) {
+	t.Parallel()
+	c, err := jetstream.Open(t.Context(), jetstream.Config{})
+	if err == nil {
+		c.Close()
+		t.Fatal("Open without URL or StoreDir = nil error")
+	}
+	if !strings.Contains(err.Error(), "StoreDir") {
+		t.Errorf("error %q does not name StoreDir", err)
+	}
+}
+
+func TestOpenExternal(t *testing.T) {
+	t.Parallel()
+	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(externalURL, "nats://"), time.Second)
+	if err != nil {
+		t.Skipf("no NATS server on 127.0.0.1:4222: %v", err)
+	}
+	conn.Close()
+	c := mustOpen(t, jetstream.Config{URL: externalURL, Name: "holdfast-test"})
+	if c.Embedded() {
+		t.Error("Embedded() = true with a URL")
+	}
+	mustPing(t, c)
+}
+
+func TestOpenClosedPort(t *testing.T) {
+	t.Parallel()
+	type result struct {
+		c   *jetstream.Conn
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := jetstream.Open(context.Background(), jetstream.Config{URL: "nats://127.0.0.1:1"})
+		done <- result{c, err}
+	}()
+	// A guard against a hang, not a measure of speed.
+	select {
+	case r := <-done:
+		if r.err == nil {
+			r.c.Close()
+			t.Fatal("Open against a closed port = nil error")
+		}
+		if !strings.Contains(r.err.Error(), "127.0.0.1:1") {
+			t.Errorf("error %q does not name the URL", r.err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Open against a closed port did not return")
+	}
+}

@@ -1,0 +1,141 @@
+package lab
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Call sends one request of a load run: worker is the caller's index, seq a
+// number unique within the run. It returns whether the request succeeded.
+type Call func(ctx context.Context, worker int, seq int64) (ok bool, err error)
+
+// Result is what a load run measured. Latencies are of successful calls.
+type Result struct {
+	Name       string
+	Offered    float64       // open loop: the target rate, per second
+	Sent       int64         // calls made
+	OK         int64         // calls that succeeded
+	Failed     int64         // calls that returned !ok without an error
+	Errors     int64         // calls that returned an error (transport, timeout)
+	Elapsed    time.Duration // from the first call to the last answer
+	Throughput float64       // OK per second
+	P50        time.Duration
+	P99        time.Duration
+	P999       time.Duration
+	Max        time.Duration
+}
+
+// recorder collects latencies of one worker; merged at the end.
+type recorder struct{ lat []time.Duration }
+
+func summarize(name string, recs []*recorder, sent, ok, failed, errs int64, elapsed time.Duration) Result {
+	var all []time.Duration
+	for _, r := range recs {
+		all = append(all, r.lat...)
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+	res := Result{Name: name, Sent: sent, OK: ok, Failed: failed, Errors: errs, Elapsed: elapsed}
+	if elapsed > 0 {
+		res.Throughput = float64(ok) / elapsed.Seconds()
+	}
+	res.P50, res.P99, res.P999 = quantile(all, 0.50), quantile(all, 0.99), quantile(all, 0.999)
+	if len(all) > 0 {
+		res.Max = all[len(all)-1]
+	}
+	return res
+}
+
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(q*float64(len(sorted))+0.5) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// ClosedLoop runs workers that each send calls back to back until d has
+// passed: the offered load adapts to the system's speed, so it measures
+// capacity, not latency under a fixed load.
+func ClosedLoop(ctx context.Context, name string, workers int, d time.Duration, call Call) Result {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var seq, sent, ok, failed, errs atomic.Int64
+	recs := make([]*recorder, workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		recs[w] = &recorder{}
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				n := seq.Add(1)
+				t0 := time.Now()
+				good, err := call(context.WithoutCancel(ctx), w, n)
+				sent.Add(1)
+				switch {
+				case err != nil:
+					errs.Add(1)
+				case good:
+					ok.Add(1)
+					recs[w].lat = append(recs[w].lat, time.Since(t0))
+				default:
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return summarize(name, recs, sent.Load(), ok.Load(), failed.Load(), errs.Load(), time.Since(start))
+}
+
+// OpenLoop sends calls at a constant rate for d, whatever the system does,
+// and measures each latency from the call's intended send time, so a stall
+// shows up in the latencies instead of silently lowering the load
+// (coordinated omission). At most maxInFlight calls are outstanding; a call
+// that finds no free slot counts as an error.
+func OpenLoop(ctx context.Context, name string, rate float64, d time.Duration, maxInFlight int, call Call) Result {
+	interval := time.Duration(float64(time.Second) / rate)
+	total := int64(d / interval)
+	slots := make(chan struct{}, maxInFlight)
+	var mu sync.Mutex
+	rec := &recorder{lat: make([]time.Duration, 0, total)}
+	var sent, ok, failed, errs atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := int64(0); i < total && ctx.Err() == nil; i++ {
+		intended := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(intended); wait > 0 {
+			time.Sleep(wait)
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			sent.Add(1)
+			errs.Add(1)
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			good, err := call(ctx, int(i%int64(maxInFlight)), i)
+			lat := time.Since(intended)
+			sent.Add(1)
+			switch {
+			case err != nil:
+				errs.Add(1)
+			case good:
+				ok.Add(1)
+				mu.Lock()
+				rec.lat = append(rec.lat, lat)
+				mu.Unlock()
+			default:
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	res := summarize(name, []*recorder{rec}, sent.Load(), ok.Load(), failed.Load(), errs.Load(), time.Since(start))
+	res.Offered = rate
+	return res
+}

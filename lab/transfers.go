@@ -1,0 +1,253 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// TransfersConfig configures the transfer benchmark.
+type TransfersConfig struct {
+	Pool         *pgxpool.Pool // the database both servers use
+	Tenant       string        // the tenant whose accounts are used
+	HoldfastURL  string        // Holdfast's API
+	APIKey       string        // the tenant's API key for Holdfast
+	NaiveURL     string        // a NaiveLedger for the same tenant
+	Accounts     int           // customer accounts of the uniform workload; default 10,000
+	Concurrency  []int         // closed-loop concurrencies; default 16, 64, 256
+	Duration     time.Duration // each run; default 5s
+	OpenFraction float64       // the open-loop rate as a fraction of peak; default 0.8
+	Workloads    []string      // "uniform", "hot"; default both
+	SkipNaive    bool          // measure Holdfast only (for profiling)
+	// ServerStats, if set, is called after each Holdfast run and its text
+	// printed with the progress (e.g. the group-commit batch sizes).
+	ServerStats func() string
+	Progress    io.Writer // progress lines; nil for none
+}
+
+func (c TransfersConfig) withDefaults() TransfersConfig {
+	if c.Accounts == 0 {
+		c.Accounts = 10_000
+	}
+	if len(c.Concurrency) == 0 {
+		c.Concurrency = []int{16, 64, 256}
+	}
+	if c.Duration == 0 {
+		c.Duration = 5 * time.Second
+	}
+	if c.OpenFraction == 0 {
+		c.OpenFraction = 0.8
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	return c
+}
+
+// TransfersWorkload is one workload's results.
+type TransfersWorkload struct {
+	Name     string
+	Holdfast []Result // closed loop, by concurrency
+	Naive    []Result
+	Ceiling  Result // raw SQL batches, no HTTP
+	Open     Result // Holdfast, open loop at OpenFraction of its peak
+}
+
+// Peak returns the best throughput among rs.
+func Peak(rs []Result) Result {
+	var best Result
+	for _, r := range rs {
+		if r.Throughput > best.Throughput {
+			best = r
+		}
+	}
+	return best
+}
+
+// workload picks the accounts of transfer number seq.
+type workload struct {
+	name string
+	pick func(rng *rand.Rand) (debit, credit string)
+}
+
+// BenchTransfers runs the transfer benchmark: for a uniform and a hot
+// workload, Holdfast and the naive per-request transaction over HTTP at each
+// concurrency (closed loop), the raw SQL ceiling, and Holdfast in an open
+// loop at a fraction of its peak. Every HTTP transfer carries a unique
+// Idempotency-Key.
+func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorkload, error) {
+	cfg = cfg.withDefaults()
+	fmt.Fprintf(cfg.Progress, "seeding %d funded accounts and 2 house accounts\n", cfg.Accounts)
+	customers, err := SeedAccounts(ctx, cfg.Pool, cfg.Tenant, "USD", cfg.Accounts, 1_000_000_000, false)
+	if err != nil {
+		return nil, err
+	}
+	house, err := SeedAccounts(ctx, cfg.Pool, cfg.Tenant, "USD", 2, 0, false)
+	if err != nil {
+		return nil, err
+	}
+	workloads := []workload{
+		{"uniform", func(rng *rand.Rand) (string, string) {
+			d := rng.IntN(len(customers))
+			c := (d + 1 + rng.IntN(len(customers)-1)) % len(customers)
+			return customers[d], customers[c]
+		}},
+		{"hot", func(rng *rand.Rand) (string, string) {
+			return customers[rng.IntN(len(customers))], house[rng.IntN(2)]
+		}},
+	}
+	maxConc := 0
+	for _, c := range cfg.Concurrency {
+		maxConc = max(maxConc, c)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: maxConc + 16, MaxConnsPerHost: maxConc + 16}, Timeout: 30 * time.Second}
+	defer client.CloseIdleConnections()
+
+	var runID atomic.Int64
+	httpCall := func(base, key string, w workload) Call {
+		run := runID.Add(1)
+		var mu sync.Mutex
+		rngs := map[int]*rand.Rand{}
+		return func(ctx context.Context, worker int, seq int64) (bool, error) {
+			mu.Lock()
+			rng := rngs[worker]
+			if rng == nil {
+				rng = rand.New(rand.NewPCG(uint64(run), uint64(worker)))
+				rngs[worker] = rng
+			}
+			debit, credit := w.pick(rng)
+			amount := 1 + rng.IntN(100)
+			mu.Unlock()
+			body := fmt.Appendf(nil, `{"debit_account_id":%q,"credit_account_id":%q,"amount":%d,"currency":"USD"}`, debit, credit, amount)
+			req, err := http.NewRequestWithContext(ctx, "POST", base+"/v1/transfers", bytes.NewReader(body))
+			if err != nil {
+				return false, err
+			}
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set("Authorization", "Bearer "+key)
+			req.Header.Set("Idempotency-Key", "bench-"+strconv.FormatInt(run, 10)+"-"+strconv.FormatInt(seq, 10))
+			resp, err := client.Do(req)
+			if err != nil {
+				return false, err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusCreated, nil
+		}
+	}
+
+	var out []TransfersWorkload
+	for _, w := range workloads {
+		if len(cfg.Workloads) > 0 && !slices.Contains(cfg.Workloads, w.name) {
+			continue
+		}
+		res := TransfersWorkload{Name: w.name}
+		for _, c := range cfg.Concurrency {
+			fmt.Fprintf(cfg.Progress, "%s: holdfast, %d clients, %v\n", w.name, c, cfg.Duration)
+			res.Holdfast = append(res.Holdfast, ClosedLoop(ctx, fmt.Sprintf("holdfast c=%d", c), c, cfg.Duration, httpCall(cfg.HoldfastURL, cfg.APIKey, w)))
+			if cfg.ServerStats != nil {
+				fmt.Fprintf(cfg.Progress, "  %s\n", cfg.ServerStats())
+			}
+			if cfg.SkipNaive {
+				res.Naive = append(res.Naive, Result{Name: "naive (skipped)"})
+				continue
+			}
+			fmt.Fprintf(cfg.Progress, "%s: naive, %d clients, %v\n", w.name, c, cfg.Duration)
+			res.Naive = append(res.Naive, ClosedLoop(ctx, fmt.Sprintf("naive c=%d", c), c, cfg.Duration, httpCall(cfg.NaiveURL, cfg.APIKey, w)))
+		}
+		fmt.Fprintf(cfg.Progress, "%s: raw SQL ceiling, %v\n", w.name, cfg.Duration)
+		res.Ceiling = rawCeiling(ctx, cfg, w)
+		rate := cfg.OpenFraction * Peak(res.Holdfast).Throughput
+		fmt.Fprintf(cfg.Progress, "%s: holdfast open loop at %.0f/s, %v\n", w.name, rate, cfg.Duration)
+		res.Open = OpenLoop(ctx, fmt.Sprintf("holdfast open %.0f/s", rate), rate, cfg.Duration, 4*maxConc, httpCall(cfg.HoldfastURL, cfg.APIKey, w))
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+// rawCeiling applies batches of 1,000 transfers with RawBatch from two
+// goroutines (as many as Holdfast's committers) for the configured time.
+func rawCeiling(ctx context.Context, cfg TransfersConfig, w workload) Result {
+	run := time.Now().UnixNano()
+	var applied atomic.Int64
+	var mu sync.Mutex
+	var rs []*recorder
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(cfg.Duration)
+	start := time.Now()
+	for g := range 2 {
+		rec := &recorder{}
+		mu.Lock()
+		rs = append(rs, rec)
+		mu.Unlock()
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(run), uint64(g)))
+			for i := 0; time.Now().Before(deadline); i++ {
+				batch := make([]RawTransfer, 1000)
+				for j := range batch {
+					d, c := w.pick(rng)
+					batch[j] = RawTransfer{Key: fmt.Sprintf("raw-%d-%d-%d-%d", run, g, i, j), Debit: d, Credit: c, Amount: int64(1 + rng.IntN(100))}
+				}
+				t0 := time.Now()
+				n, err := RawBatch(ctx, cfg.Pool, cfg.Tenant, "USD", batch)
+				if err != nil {
+					if errs.Add(1) == 1 {
+						fmt.Fprintf(cfg.Progress, "raw batch: %v\n", err)
+					}
+					continue
+				}
+				applied.Add(int64(n))
+				rec.lat = append(rec.lat, time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	res := summarize("raw SQL, batches of 1000", rs, applied.Load(), applied.Load(), 0, errs.Load(), time.Since(start))
+	return res
+}
+
+// PrintTransfers writes the benchmark's table and ratios.
+func PrintTransfers(w io.Writer, ws []TransfersWorkload) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) }
+	for _, wl := range ws {
+		fmt.Fprintf(tw, "\n%s workload\t\t\t\t\t\t\t\n", wl.Name)
+		fmt.Fprintln(tw, "run\ttransfers/s\tp50 ms\tp99 ms\tp99.9 ms\tok\tnot ok\terrors\t")
+		row := func(r Result) {
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\t\n", r.Name, r.Throughput, ms(r.P50), ms(r.P99), ms(r.P999), r.OK, r.Failed, r.Errors)
+		}
+		for i := range wl.Holdfast {
+			row(wl.Holdfast[i])
+			row(wl.Naive[i])
+		}
+		row(wl.Ceiling)
+		row(wl.Open)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	for _, wl := range ws {
+		h, n := Peak(wl.Holdfast), Peak(wl.Naive)
+		fmt.Fprintf(w, "%-8s peak: holdfast %.0f/s (%s), naive %.0f/s (%s), ceiling %.0f/s\n", wl.Name, h.Throughput, h.Name, n.Throughput, n.Name, wl.Ceiling.Throughput)
+		fmt.Fprintf(w, "%-8s ratios: holdfast/naive %.1f×, holdfast/ceiling %.2f; open loop at %.0f/s: p99 %s ms\n",
+			wl.Name, ratio(h.Throughput, n.Throughput), ratio(h.Throughput, wl.Ceiling.Throughput), wl.Open.Offered, ms(wl.Open.P99))
+	}
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
