@@ -36,21 +36,30 @@ type Response struct {
 	Body        []byte
 }
 
-// IdempotencyClaim is an Idempotency-Key held by one running request.
+// IdempotencyClaim is a request's Idempotency-Key on its way to a write.
 //
-// The HTTP layer sets Render; a write service that sees the claim in its
-// context renders its result and stores the response in the same transaction
-// as its effects, then records it with SetStored, so a crash can never leave
-// effects without their response or a response without its effects.
+// Two ways to hold it: the HTTP layer may claim the key before the write
+// (IdempotencyService.Claim sets Token), and a write service that sees the
+// claim in its context stores the response in the same transaction as its
+// effects; or, for writes that batch requests (transfers), the claim arrives
+// unclaimed (Token empty, Fingerprint set) and the write claims, checks and
+// completes the key inside its own transaction, so a request costs no
+// separate round trip and no claim can outlive a crash. Either way a crash
+// can never leave effects without their response, nor a response without
+// its effects.
 type IdempotencyClaim struct {
-	TenantID string
-	Key      string
-	Token    string // proves ownership; a takeover changes it
+	TenantID    string
+	Key         string
+	Token       string // proves ownership of a key claimed up front; a takeover changes it
+	Fingerprint []byte // hash of method, path and body; used when the write claims the key itself
 
-	// Render turns a write's result into the response to store and send.
-	Render func(result any) (Response, error)
+	// Render turns a write's outcome (its result, or its error) into the
+	// response to send, and says whether to store it for replay: successes
+	// and final client errors are stored; faults and overloads are not.
+	Render func(result any, err error) (resp Response, store bool)
 
-	stored *Response
+	stored   *Response
+	replayed *Response
 }
 
 // SetStored records that resp was stored with the write's effects.
@@ -58,6 +67,13 @@ func (c *IdempotencyClaim) SetStored(resp Response) { c.stored = &resp }
 
 // Stored returns the response stored with the write, or nil if none was.
 func (c *IdempotencyClaim) Stored() *Response { return c.stored }
+
+// SetReplayed records that the key had already completed: resp is the
+// stored response of the first request, to be sent again; nothing ran.
+func (c *IdempotencyClaim) SetReplayed(resp Response) { c.replayed = &resp }
+
+// Replayed returns the earlier response to replay, or nil.
+func (c *IdempotencyClaim) Replayed() *Response { return c.replayed }
 
 // IdempotencyService claims, completes and releases keys. Keys are scoped per tenant.
 type IdempotencyService interface {

@@ -91,6 +91,10 @@ func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 		s.logger.LogAttrs(r.Context(), slog.LevelError, "internal error",
 			slog.String("request_id", requestIDFrom(r.Context())), slog.String("err", err.Error()))
 	}
+	if c := holdfast.ClaimFromContext(r.Context()); c != nil && c.Stored() != nil {
+		write(w, *c.Stored()) // the write stored this very error for replay: send the same bytes
+		return
+	}
 	status, body := problemFor(r, err)
 	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", strconv.Itoa(1))

@@ -128,11 +128,32 @@ func (s *Server) respond(w http.ResponseWriter, r *http.Request, status int, v a
 	write(w, resp)
 }
 
-// setRender makes the request's claim, if any, render results as JSON with status.
+// setRender makes the request's claim, if any, render a result as JSON
+// with status, and an error as its problem document; a success and a final
+// client error are to be stored for replay.
 func setRender(r *http.Request, status int, view func(any) any) {
 	if c := holdfast.ClaimFromContext(r.Context()); c != nil {
-		c.Render = func(result any) (holdfast.Response, error) { return render(status, view(result)) }
+		c.Render = func(result any, err error) (holdfast.Response, bool) {
+			if err != nil {
+				status, body := problemFor(r, err)
+				return holdfast.Response{Status: status, ContentType: "application/problem+json", Body: body}, finalClientError(status, body)
+			}
+			resp, err := render(status, view(result))
+			return resp, err == nil
+		}
 	}
+}
+
+// replay sends the earlier response of a completed Idempotency-Key, if the
+// write found one, and reports whether it did.
+func replay(w http.ResponseWriter, r *http.Request) bool {
+	c := holdfast.ClaimFromContext(r.Context())
+	if c == nil || c.Replayed() == nil {
+		return false
+	}
+	w.Header().Set("Idempotent-Replayed", "true")
+	write(w, *c.Replayed())
+	return true
 }
 
 // pageFrom reads limit and cursor query parameters.

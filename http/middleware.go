@@ -263,35 +263,21 @@ func (c *authCache) forgetTenant(tenant string) {
 // a timeout releases the key so the client may retry with it.
 func (s *Server) idempotent(next http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		keys, present := r.Header["Idempotency-Key"]
-		if r.Method != http.MethodPost || !present {
+		key, fp, ok := s.idempotencyKey(w, r)
+		if !ok {
+			return
+		}
+		if key == "" {
 			next(w, r)
 			return
 		}
-		if len(keys) != 1 {
-			s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "send one Idempotency-Key header"))
-			return
-		}
-		key := keys[0]
-		if err := holdfast.ValidIdempotencyKey(key); err != nil {
-			s.Error(w, r, err)
-			return
-		}
-		body, err := readBody(r)
-		if err != nil {
-			s.Error(w, r, err)
-			return
-		}
-		fp := sha256.New()
-		fp.Write([]byte(r.Method + " " + r.URL.Path + "?" + r.URL.RawQuery + "\n"))
-		fp.Write(body)
 		tenant := tenantFrom(r.Context())
 
 		// A claim must not be abandoned halfway because the client went away:
 		// a claim committed but never seen would lock the key until its
 		// timeout. So it runs to completion under its own short deadline.
 		claimCtx, cancelClaim := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-		claim, stored, err := s.IdempotencyService.Claim(claimCtx, tenant, key, fp.Sum(nil))
+		claim, stored, err := s.IdempotencyService.Claim(claimCtx, tenant, key, fp)
 		cancelClaim()
 		if err != nil {
 			s.Error(w, r, err)
@@ -303,7 +289,6 @@ func (s *Server) idempotent(next http.HandlerFunc) http.Handler {
 			return
 		}
 
-		r.Body = readCloser{bytes.NewReader(body)}
 		r = r.WithContext(holdfast.NewContextWithClaim(r.Context(), claim))
 		rec := &recorder{ResponseWriter: w, capture: true}
 		next(rec, r)
@@ -325,6 +310,55 @@ func (s *Server) idempotent(next http.HandlerFunc) http.Handler {
 			s.logger.Error("idempotency key", "request_id", requestIDFrom(r.Context()), "err", err)
 		}
 	})
+}
+
+// idempotentInWrite implements the Idempotency-Key header on a route whose
+// write claims the key inside its own transaction (transfers, which are
+// applied in group-commit batches): nothing is claimed up front, so the
+// request costs no extra round trip and a crash can leave no claim behind.
+// The write replays, refuses or runs, and stores the outcome with its
+// effects (see holdfast.IdempotencyClaim).
+func (s *Server) idempotentInWrite(next http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, fp, ok := s.idempotencyKey(w, r)
+		if !ok {
+			return
+		}
+		if key != "" {
+			claim := &holdfast.IdempotencyClaim{TenantID: tenantFrom(r.Context()), Key: key, Fingerprint: fp}
+			r = r.WithContext(holdfast.NewContextWithClaim(r.Context(), claim))
+		}
+		next(w, r)
+	})
+}
+
+// idempotencyKey reads a POST's Idempotency-Key and fingerprints the
+// request (method, path, query and body), leaving the body readable again.
+// It returns "" when there is no key, and ok=false after answering a
+// malformed key or body itself.
+func (s *Server) idempotencyKey(w http.ResponseWriter, r *http.Request) (key string, fp []byte, ok bool) {
+	keys, present := r.Header["Idempotency-Key"]
+	if r.Method != http.MethodPost || !present {
+		return "", nil, true
+	}
+	if len(keys) != 1 {
+		s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "send one Idempotency-Key header"))
+		return "", nil, false
+	}
+	if err := holdfast.ValidIdempotencyKey(keys[0]); err != nil {
+		s.Error(w, r, err)
+		return "", nil, false
+	}
+	body, err := readBody(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return "", nil, false
+	}
+	h := sha256.New()
+	h.Write([]byte(r.Method + " " + r.URL.Path + "?" + r.URL.RawQuery + "\n"))
+	h.Write(body)
+	r.Body = readCloser{bytes.NewReader(body)}
+	return keys[0], h.Sum(nil), true
 }
 
 // finalClientError reports whether a response status is a client error a

@@ -191,6 +191,8 @@ func (s *Server) routes() http.Handler {
 
 	admin := func(h http.HandlerFunc) http.Handler { return s.requireAdmin(s.idempotent(h)) }
 	tenant := func(h http.HandlerFunc) http.Handler { return s.requireTenant(s.idempotent(h)) }
+	// Transfers claim their Idempotency-Key inside the group-commit batch.
+	transfer := func(h http.HandlerFunc) http.Handler { return s.requireTenant(s.idempotentInWrite(h)) }
 
 	mux.Handle("POST /v1/admin/tenants", admin(s.handleCreateTenant))
 	mux.Handle("POST /v1/api-keys", tenant(s.handleCreateAPIKey))
@@ -202,9 +204,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/accounts/{id}", tenant(s.handleGetAccount))
 	mux.Handle("GET /v1/accounts/{id}/transfers", tenant(s.handleListTransfers))
 
-	mux.Handle("POST /v1/transfers", tenant(s.handleCreateTransfer))
+	mux.Handle("POST /v1/transfers", transfer(s.handleCreateTransfer))
 	mux.Handle("GET /v1/transfers/{id}", tenant(s.handleGetTransfer))
-	mux.Handle("POST /v1/linked-transfers", tenant(s.handleCreateLinkedTransfers))
+	mux.Handle("POST /v1/linked-transfers", transfer(s.handleCreateLinkedTransfers))
 
 	return s.observe(s.problemsForUnrouted(mux))
 }

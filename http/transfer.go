@@ -18,6 +18,9 @@ func (s *Server) handleCreateTransfer(w http.ResponseWriter, r *http.Request) {
 	}
 	setRender(r, http.StatusCreated, func(v any) any { return v.([]*holdfast.Transfer)[0] })
 	out, err := s.TransferService.CreateTransfers(r.Context(), tenantFrom(r.Context()), []holdfast.TransferCreate{in}, false)
+	if replay(w, r) {
+		return
+	}
 	if err != nil {
 		s.Error(w, r, err)
 		return
@@ -45,6 +48,9 @@ func (s *Server) handleCreateLinkedTransfers(w http.ResponseWriter, r *http.Requ
 	}
 	setRender(r, http.StatusCreated, func(v any) any { return linkedTransfersView{v.([]*holdfast.Transfer)} })
 	out, err := s.TransferService.CreateTransfers(r.Context(), tenantFrom(r.Context()), in.Transfers, true)
+	if replay(w, r) {
+		return
+	}
 	if err != nil {
 		s.Error(w, r, err)
 		return

@@ -145,9 +145,9 @@ func completeClaim(ctx context.Context, tx pgx.Tx, result any) (*holdfast.Respon
 	if c == nil || c.Render == nil {
 		return nil, nil
 	}
-	resp, err := c.Render(result)
-	if err != nil {
-		return nil, fmt.Errorf("render response: %w", err)
+	resp, store := c.Render(result, nil)
+	if !store {
+		return nil, errors.New("render response: the result could not be rendered")
 	}
 	tag, err := tx.Exec(ctx, completeSQL, c.TenantID, c.Key, c.Token, resp.Status, resp.ContentType, resp.Body)
 	if err != nil {

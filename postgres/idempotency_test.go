@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,50 +71,122 @@ func TestIdempotency_ReleaseLetsRetry(t *testing.T) {
 	}
 }
 
-// TestIdempotency_TakeoverAfterCrash: a claim whose request died is taken
-// over once its lock times out, and the dead request can no longer apply.
+// TestIdempotency_TakeoverAfterCrash: a key claimed up front whose request
+// died is taken over once its lock times out, and the dead request can no
+// longer complete it.
 func TestIdempotency_TakeoverAfterCrash(t *testing.T) {
 	t.Parallel()
+	db := MustOpenDB(t)
+	tenant := MustTenant(t, db)
+	svc := postgres.NewIdempotencyService(db, time.Minute)
+	accounts := postgres.NewAccountService(db)
+	ctx := context.Background()
+
+	dead, _, err := svc.Claim(ctx, tenant, "k", fingerprint("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.Claim(ctx, tenant, "k", fingerprint("x")); !holdfast.IsCode(err, holdfast.EIDEMPOTENCYINUSE) {
+		t.Fatalf("before the lock timeout: err = %v", err)
+	}
+	// The holder crashed two minutes ago.
+	if _, err := db.Pool.Exec(ctx, "UPDATE idempotency_keys SET locked_at = now() - interval '2 minutes' WHERE tenant_id = $1", tenant); err != nil {
+		t.Fatal(err)
+	}
+	heir, _, err := svc.Claim(ctx, tenant, "k", fingerprint("x"))
+	if err != nil || heir == nil || heir.Token == dead.Token {
+		t.Fatalf("takeover = %v, %v", heir, err)
+	}
+
+	render := func(any, error) (holdfast.Response, bool) {
+		return holdfast.Response{Status: 201, Body: []byte("ok")}, true
+	}
+	dead.Render, heir.Render = render, render
+	in := holdfast.AccountCreate{Currency: "USD"}
+	if _, err := accounts.CreateAccount(holdfast.NewContextWithClaim(ctx, dead), tenant, in); !holdfast.IsCode(err, holdfast.EIDEMPOTENCYINUSE) {
+		t.Fatalf("the dead request completing after takeover: err = %v", err)
+	}
+	if _, err := accounts.CreateAccount(holdfast.NewContextWithClaim(ctx, heir), tenant, in); err != nil {
+		t.Fatal(err)
+	}
+	if heir.Stored() == nil || string(heir.Stored().Body) != "ok" {
+		t.Fatalf("heir's stored response = %v", heir.Stored())
+	}
+	list, _, err := accounts.ListAccounts(ctx, tenant, holdfast.Page{})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("accounts = %d, %v; want exactly 1 (the dead request's write rolled back)", len(list), err)
+	}
+	_, stored, err := svc.Claim(ctx, tenant, "k", fingerprint("x"))
+	if err != nil || stored == nil || string(stored.Body) != "ok" {
+		t.Fatalf("replay after takeover = %v, %v", stored, err)
+	}
+}
+
+// TestTransfer_KeyClaimedInBatch: a transfer claims its key in its own
+// transaction: it runs once, a retry replays, another request under the key
+// is refused, and concurrent duplicates never run twice.
+func TestTransfer_KeyClaimedInBatch(t *testing.T) {
+	t.Parallel()
 	bothModes(t, func(t *testing.T, l *ledger) {
-		svc := postgres.NewIdempotencyService(l.db, time.Minute)
 		ctx := context.Background()
 		a := MustAccount(t, l.db, l.tenant, "USD", true)
-		b := MustAccount(t, l.db, l.tenant, "USD", true)
+		b := MustAccount(t, l.db, l.tenant, "USD", false)
+		claimed := func(fp string) (*holdfast.IdempotencyClaim, context.Context) {
+			c := &holdfast.IdempotencyClaim{TenantID: l.tenant, Key: "pay-1", Fingerprint: fingerprint(fp)}
+			c.Render = func(result any, err error) (holdfast.Response, bool) {
+				if err != nil {
+					return holdfast.Response{Status: 422, Body: []byte(holdfast.ErrorCode(err))}, true
+				}
+				return holdfast.Response{Status: 201, Body: []byte(result.([]*holdfast.Transfer)[0].ID)}, true
+			}
+			return c, holdfast.NewContextWithClaim(ctx, c)
+		}
+		in := []holdfast.TransferCreate{{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 5, Currency: "USD"}}
 
-		dead, _, err := svc.Claim(ctx, l.tenant, "k", fingerprint("x"))
-		if err != nil {
-			t.Fatal(err)
+		var wg sync.WaitGroup
+		claims := make([]*holdfast.IdempotencyClaim, 20)
+		for i := range claims {
+			c, cctx := claimed("body")
+			claims[i] = c
+			wg.Go(func() { l.transfers.CreateTransfers(cctx, l.tenant, in, false) })
 		}
-		if _, _, err := svc.Claim(ctx, l.tenant, "k", fingerprint("x")); !holdfast.IsCode(err, holdfast.EIDEMPOTENCYINUSE) {
-			t.Fatalf("before the lock timeout: err = %v", err)
+		wg.Wait()
+		var ran, replayed int
+		for _, c := range claims {
+			switch {
+			case c.Stored() != nil:
+				ran++
+			case c.Replayed() != nil:
+				replayed++
+			}
 		}
-		// The holder crashed two minutes ago.
-		if _, err := l.db.Pool.Exec(ctx, "UPDATE idempotency_keys SET locked_at = now() - interval '2 minutes' WHERE tenant_id = $1", l.tenant); err != nil {
-			t.Fatal(err)
+		if ran != 1 || l.balance(t, b) != 5 {
+			t.Fatalf("%d of 20 concurrent requests ran (balance %d); want exactly 1", ran, l.balance(t, b))
 		}
-		heir, _, err := svc.Claim(ctx, l.tenant, "k", fingerprint("x"))
-		if err != nil || heir == nil || heir.Token == dead.Token {
-			t.Fatalf("takeover = %v, %v", heir, err)
-		}
+		t.Logf("20 concurrent: 1 ran, %d replayed, %d told in progress", replayed, 19-replayed)
 
-		in := []holdfast.TransferCreate{{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 10, Currency: "USD"}}
-		render := func(any) (holdfast.Response, error) { return holdfast.Response{Status: 201, Body: []byte("ok")}, nil }
-		dead.Render, heir.Render = render, render
-		if _, err := l.transfers.CreateTransfers(holdfast.NewContextWithClaim(ctx, dead), l.tenant, in, false); !holdfast.IsCode(err, holdfast.EIDEMPOTENCYINUSE) {
-			t.Fatalf("the dead request applying after takeover: err = %v", err)
+		c, cctx := claimed("body")
+		if _, err := l.transfers.CreateTransfers(cctx, l.tenant, in, false); err != nil || c.Replayed() == nil {
+			t.Fatalf("retry: err %v, replayed %v", err, c.Replayed())
 		}
-		if _, err := l.transfers.CreateTransfers(holdfast.NewContextWithClaim(ctx, heir), l.tenant, in, false); err != nil {
-			t.Fatal(err)
+		if _, cctx := claimed("another body"); true {
+			if _, err := l.transfers.CreateTransfers(cctx, l.tenant, in, false); !holdfast.IsCode(err, holdfast.EIDEMPOTENCYREUSED) {
+				t.Fatalf("another request under the key: err = %v", err)
+			}
 		}
-		if heir.Stored() == nil || string(heir.Stored().Body) != "ok" {
-			t.Fatalf("heir's stored response = %v", heir.Stored())
+		if l.balance(t, b) != 5 {
+			t.Fatalf("balance %d after retries, want 5", l.balance(t, b))
 		}
-		if got := l.balance(t, b); got != 10 {
-			t.Fatalf("balance = %d, want 10 (applied once)", got)
+		// A final failure is stored and replayed too.
+		fail := []holdfast.TransferCreate{{DebitAccountID: b.ID, CreditAccountID: a.ID, Amount: 500, Currency: "USD"}}
+		c1 := &holdfast.IdempotencyClaim{TenantID: l.tenant, Key: "pay-2", Fingerprint: fingerprint("f"), Render: claims[0].Render}
+		if _, err := l.transfers.CreateTransfers(holdfast.NewContextWithClaim(ctx, c1), l.tenant, fail, false); !holdfast.IsCode(err, holdfast.EINSUFFICIENT) || c1.Stored() == nil {
+			t.Fatalf("insufficient funds: err %v, stored %v", err, c1.Stored())
 		}
-		_, stored, err := svc.Claim(ctx, l.tenant, "k", fingerprint("x"))
-		if err != nil || stored == nil || string(stored.Body) != "ok" {
-			t.Fatalf("replay after takeover = %v, %v", stored, err)
+		c2 := &holdfast.IdempotencyClaim{TenantID: l.tenant, Key: "pay-2", Fingerprint: fingerprint("f"), Render: claims[0].Render}
+		l.transfers.CreateTransfers(holdfast.NewContextWithClaim(ctx, c2), l.tenant, fail, false)
+		if c2.Replayed() == nil || string(c2.Replayed().Body) != holdfast.EINSUFFICIENT {
+			t.Fatalf("replay of a stored failure = %v", c2.Replayed())
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -44,10 +45,12 @@ type transferRequest struct {
 	linked   bool
 	claim    *holdfast.IdempotencyClaim
 
-	out  []*holdfast.Transfer // the result, once applied
-	err  error                // a request's own failure; nil when applied
-	resp *holdfast.Response   // the idempotent response stored with the effects
-	done chan struct{}        // closed when out/err are final (writer path)
+	out    []*holdfast.Transfer // the result, once applied
+	err    error                // a request's own failure; nil when applied
+	resp   *holdfast.Response   // the idempotent response stored with the effects
+	replay *holdfast.Response   // the earlier response of a completed key: nothing ran
+	owner  bool                 // this request claimed its key in this batch
+	done   chan struct{}        // closed when out/err are final (writer path)
 }
 
 // CreateTransfers validates and applies the transfers.
@@ -85,11 +88,16 @@ func (s *TransferService) CreateTransfers(ctx context.Context, tenantID string, 
 // finish returns the request's outcome and, on success, records its stored
 // idempotent response on the claim.
 func (r *transferRequest) finish() ([]*holdfast.Transfer, error) {
+	if r.claim != nil {
+		switch {
+		case r.replay != nil:
+			r.claim.SetReplayed(*r.replay)
+		case r.resp != nil:
+			r.claim.SetStored(*r.resp)
+		}
+	}
 	if r.err != nil {
 		return nil, r.err
-	}
-	if r.claim != nil && r.resp != nil {
-		r.claim.SetStored(*r.resp)
 	}
 	return r.out, nil
 }
@@ -151,7 +159,7 @@ type entry struct {
 // statements.
 func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs []*transferRequest) (err error) {
 	for _, r := range reqs {
-		r.out, r.err, r.resp = nil, nil, nil
+		r.out, r.err, r.resp, r.replay, r.owner = nil, nil, nil, nil, false
 	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -179,20 +187,22 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	}
 	var reads pgx.Batch
 	reads.Queue("BEGIN")
-	queueLockClaims(&reads, reqs)
+	keys := queueClaimKeys(&reads, reqs)
 	accounts := queueLockAccounts(&reads, ids)
 	existing := queueFindExisting(&reads, clientTenants, clientIDs)
 	if err := conn.SendBatch(ctx, &reads).Close(); err != nil {
 		return err
 	}
 
+	keys.resolve(reqs)
+
 	// Apply each request in arrival order, in memory.
 	now := s.db.now()
 	var transfers []*holdfast.Transfer
 	var entries []entry
 	for _, r := range reqs {
-		if r.err != nil {
-			continue
+		if r.err != nil || r.claim != nil && !r.owner {
+			continue // refused, replayed, or a duplicate of a key another request of the batch holds
 		}
 		out, newTransfers, newEntries, err := apply(r, accounts, existing, now)
 		if err != nil {
@@ -209,9 +219,7 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	queueInsertTransfers(&writes, transfers)
 	queueInsertEntries(&writes, entries)
 	queueUpdateBalances(&writes, accounts)
-	if err := queueStoreResponses(&writes, reqs); err != nil {
-		return err
-	}
+	queueStoreResponses(&writes, reqs, keys)
 	writes.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, &writes).Close(); err != nil {
 		var pe *pgconn.PgError
@@ -223,51 +231,93 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	return nil
 }
 
-// queueLockClaims locks the claimed idempotency keys of reqs, in (tenant,
-// key) order, and fails with EIDEMPOTENCYINUSE each request whose claim is
-// no longer its own (a retry took it over after its lock timed out).
-func queueLockClaims(b *pgx.Batch, reqs []*transferRequest) {
-	var claimed []*transferRequest
+type keyID struct{ tenant, key string }
+
+// batchKeys is what the batch learnt of its requests' Idempotency-Keys.
+type batchKeys struct {
+	claimed map[keyID]bool               // inserted by this batch
+	rows    map[keyID]*holdfast.Response // every key's row; Status 0 while unanswered
+	prints  map[keyID][]byte             // every key's stored fingerprint
+	first   map[keyID]*transferRequest   // the first request of the batch with each key
+}
+
+// queueClaimKeys claims, in (tenant, key) order and before any account is
+// locked, the Idempotency-Key of each request that carries an unclaimed one,
+// and reads every such key's row. A key another batch is inserting makes
+// this one wait until it commits, and then see its response.
+func queueClaimKeys(b *pgx.Batch, reqs []*transferRequest) *batchKeys {
+	k := &batchKeys{claimed: map[keyID]bool{}, rows: map[keyID]*holdfast.Response{}, prints: map[keyID][]byte{}, first: map[keyID]*transferRequest{}}
+	var ids []keyID
 	for _, r := range reqs {
-		if r.claim != nil {
-			claimed = append(claimed, r)
+		if r.claim == nil {
+			continue
+		}
+		id := keyID{r.claim.TenantID, r.claim.Key}
+		if k.first[id] == nil {
+			k.first[id] = r
+			ids = append(ids, id)
 		}
 	}
-	if len(claimed) == 0 {
-		return
+	if len(ids) == 0 {
+		return k
 	}
-	sort.Slice(claimed, func(i, j int) bool {
-		a, b := claimed[i].claim, claimed[j].claim
-		return a.TenantID < b.TenantID || a.TenantID == b.TenantID && a.Key < b.Key
+	sort.Slice(ids, func(i, j int) bool {
+		return ids[i].tenant < ids[j].tenant || ids[i].tenant == ids[j].tenant && ids[i].key < ids[j].key
 	})
-	tenants := make([]string, len(claimed))
-	keys := make([]string, len(claimed))
-	for i, r := range claimed {
-		tenants[i], keys[i] = r.claim.TenantID, r.claim.Key
+	tenants, names, fps := make([]string, len(ids)), make([]string, len(ids)), make([][]byte, len(ids))
+	for i, id := range ids {
+		tenants[i], names[i], fps[i] = id.tenant, id.key, k.first[id].claim.Fingerprint
 	}
-	b.Queue(`SELECT k.tenant_id, k.key, k.lock_token FROM idempotency_keys k
-		JOIN unnest($1::uuid[], $2::text[]) AS c(tenant_id, key) USING (tenant_id, key)
-		ORDER BY k.tenant_id, k.key FOR UPDATE OF k`, uuids(tenants), keys).Query(func(rows pgx.Rows) error {
-		type held struct{ tenant, key string }
-		tokens := make(map[held]string)
-		var t, k string
-		var token *string
-		_, err := pgx.ForEachRow(rows, []any{&t, &k, &token}, func() error {
-			if token != nil {
-				tokens[held{t, k}] = *token
-			}
+	b.Queue(`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at)
+		SELECT t, k, f, now() FROM unnest($1::uuid[], $2::text[], $3::bytea[]) WITH ORDINALITY AS x(t, k, f, o) ORDER BY o
+		ON CONFLICT (tenant_id, key) DO NOTHING RETURNING tenant_id, key`, uuids(tenants), names, fps).Query(func(rows pgx.Rows) error {
+		var t, key string
+		_, err := pgx.ForEachRow(rows, []any{&t, &key}, func() error { k.claimed[keyID{t, key}] = true; return nil })
+		return err
+	})
+	b.Queue(`SELECT i.tenant_id, i.key, i.fingerprint, coalesce(i.response_status, 0), coalesce(i.response_type, ''), i.response_body
+		FROM idempotency_keys i JOIN unnest($1::uuid[], $2::text[]) AS x(tenant_id, key) USING (tenant_id, key)`,
+		uuids(tenants), names).Query(func(rows pgx.Rows) error {
+		var t, key string
+		var fp []byte
+		var resp holdfast.Response
+		_, err := pgx.ForEachRow(rows, []any{&t, &key, &fp, &resp.Status, &resp.ContentType, &resp.Body}, func() error {
+			id := keyID{t, key}
+			stored := resp
+			k.rows[id], k.prints[id] = &stored, fp
 			return nil
 		})
-		if err != nil {
-			return err
-		}
-		for _, r := range claimed {
-			if tokens[held{r.claim.TenantID, r.claim.Key}] != r.claim.Token {
-				r.err = holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE, "the Idempotency-Key was taken over by another request")
-			}
-		}
-		return nil
+		return err
 	})
+	return k
+}
+
+// resolve decides, for each request with a key, whether it runs (the first
+// request of the batch with a key this batch claimed), replays an earlier
+// response, or is refused: EIDEMPOTENCYREUSED for another request under the
+// same key, EIDEMPOTENCYINUSE while the key's first request is still running.
+// A later request of the batch with the key of a running one is settled in
+// queueStoreResponses, once that one's outcome is known.
+func (k *batchKeys) resolve(reqs []*transferRequest) {
+	for _, r := range reqs {
+		if r.claim == nil {
+			continue
+		}
+		id := keyID{r.claim.TenantID, r.claim.Key}
+		switch row := k.rows[id]; {
+		case !bytes.Equal(k.prints[id], r.claim.Fingerprint):
+			r.err = holdfast.Errorf(holdfast.EIDEMPOTENCYREUSED,
+				"this Idempotency-Key was already used with a different request; use a new key for a new request")
+		case k.claimed[id] && k.first[id] == r:
+			r.owner = true
+		case k.claimed[id]:
+			// A duplicate within the batch: answered with the owner's outcome.
+		case row != nil && row.Status != 0:
+			r.replay = row
+		default:
+			r.err = holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE, "a request with this Idempotency-Key is still in progress; retry later")
+		}
+	}
 }
 
 // queueLockAccounts locks the accounts with the given ids, in id order, into
@@ -445,34 +495,52 @@ func queueUpdateBalances(b *pgx.Batch, accounts map[string]*account) {
 		FROM unnest($1::uuid[], $2::bigint[]) AS v(id, balance) WHERE a.id = v.id`, uuids(ids), balances)
 }
 
-// queueStoreResponses renders the response of each applied request that
-// holds a claim and stores it in the batch's transaction, beside its effects.
-// The rows were locked, and their tokens checked, by queueLockClaims.
-func queueStoreResponses(b *pgx.Batch, reqs []*transferRequest) error {
-	var tenants, keys []string
+// queueStoreResponses renders the outcome of each request that claimed its
+// key in this batch and stores it with the batch's effects: a success or a
+// final client error is kept for replay; any other outcome gives the key up
+// again. A duplicate of a claimed key within the batch gets the same
+// response as a replay.
+func queueStoreResponses(b *pgx.Batch, reqs []*transferRequest, keys *batchKeys) {
+	var tenants, names, types []string
 	var statuses []int32
-	var types []string
 	var bodies [][]byte
+	var dropTenants, dropNames []string
 	for _, r := range reqs {
-		if r.err != nil || r.claim == nil || r.claim.Render == nil {
+		if !r.owner || r.claim.Render == nil {
 			continue
 		}
-		resp, err := r.claim.Render(r.out)
-		if err != nil {
-			return fmt.Errorf("render response: %w", err)
+		var result any
+		if r.err == nil {
+			result = r.out
+		}
+		resp, store := r.claim.Render(result, r.err)
+		if !store {
+			dropTenants, dropNames = append(dropTenants, r.claim.TenantID), append(dropNames, r.claim.Key)
+			continue
 		}
 		r.resp = &resp
-		tenants, keys = append(tenants, r.claim.TenantID), append(keys, r.claim.Key)
+		tenants, names = append(tenants, r.claim.TenantID), append(names, r.claim.Key)
 		statuses, types, bodies = append(statuses, int32(resp.Status)), append(types, resp.ContentType), append(bodies, resp.Body)
 	}
-	if len(keys) == 0 {
-		return nil
+	for _, r := range reqs {
+		if r.claim == nil || r.owner || r.err != nil || r.replay != nil {
+			continue
+		}
+		if owner := keys.first[keyID{r.claim.TenantID, r.claim.Key}]; owner != nil && owner.resp != nil {
+			r.replay = owner.resp
+		} else {
+			r.err = holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE, "a request with this Idempotency-Key is still in progress; retry later")
+		}
 	}
-	b.Queue(`UPDATE idempotency_keys k
-		SET response_status = v.status, response_type = v.type, response_body = v.body, lock_token = NULL, locked_at = NULL
-		FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[]) AS v(tenant_id, key, status, type, body)
-		WHERE k.tenant_id = v.tenant_id AND k.key = v.key`, uuids(tenants), keys, statuses, types, bodies)
-	return nil
+	if len(names) > 0 {
+		b.Queue(`UPDATE idempotency_keys k SET response_status = v.status, response_type = v.type, response_body = v.body
+			FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[]) AS v(tenant_id, key, status, type, body)
+			WHERE k.tenant_id = v.tenant_id AND k.key = v.key`, uuids(tenants), names, statuses, types, bodies)
+	}
+	if len(dropNames) > 0 {
+		b.Queue(`DELETE FROM idempotency_keys k USING unnest($1::uuid[], $2::text[]) AS v(tenant_id, key)
+			WHERE k.tenant_id = v.tenant_id AND k.key = v.key`, uuids(dropTenants), dropNames)
+	}
 }
 
 const transferColumns = "t.tenant_id, t.id, t.debit_account_id, t.credit_account_id, t.amount, t.currency, t.description, t.created_at"
