@@ -10,6 +10,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/holdfast/holdfast/postgres"
 )
 
 // RawTransfer is one transfer of a raw batch.
@@ -40,7 +42,7 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 		list = append(list, id)
 	}
 	sort.Strings(list)
-	rows, _ := tx.Query(ctx, "SELECT id, balance, allow_overdraft FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", list)
+	rows, _ := tx.Query(ctx, "SELECT id, balance, allow_overdraft FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", postgres.UUIDs(list))
 	balance, overdraft := map[string]int64{}, map[string]bool{}
 	var id string
 	var b int64
@@ -78,10 +80,10 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 			SELECT $1, k, f, $3, 201, 'application/json', '{}' FROM unnest($2::text[], $4::bytea[]) AS x(k, f)`, []any{tenant, keys, now, fps}},
 		{`INSERT INTO transfers (tenant_id, id, debit_account_id, credit_account_id, amount, currency, description, created_at)
 			SELECT $1, t, d, c, a, $6, '', $7 FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[]) AS x(t, d, c, a)`,
-			[]any{tenant, tids, debits, credits, amounts, currency, now}},
+			[]any{tenant, postgres.UUIDs(tids), postgres.UUIDs(debits), postgres.UUIDs(credits), amounts, currency, now}},
 		{`INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)
 			SELECT a, t, am, af, $5 FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[]) AS x(a, t, am, af)`,
-			[]any{eAcct, eTransfer, eAmount, eAfter, now}},
+			[]any{postgres.UUIDs(eAcct), postgres.UUIDs(eTransfer), eAmount, eAfter, now}},
 	}
 	for _, s := range steps {
 		if _, err := tx.Exec(ctx, s.sql, s.args...); err != nil {
@@ -92,7 +94,7 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 	for id, v := range balance {
 		bIDs, bVals = append(bIDs, id), append(bVals, v)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE accounts a SET balance = v.b FROM unnest($1::uuid[], $2::bigint[]) AS v(id, b) WHERE a.id = v.id`, bIDs, bVals); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE accounts a SET balance = v.b FROM unnest($1::uuid[], $2::bigint[]) AS v(id, b) WHERE a.id = v.id`, postgres.UUIDs(bIDs), bVals); err != nil {
 		return 0, fmt.Errorf("raw batch: %w", err)
 	}
 	return len(tids), tx.Commit(ctx)

@@ -114,6 +114,18 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: maxConc + 16, MaxConnsPerHost: maxConc + 16}, Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
 
+	// Before each run, vacuum and checkpoint, so that no run pays for the
+	// previous one's dead rows or dirty pages (autovacuum and checkpoints
+	// otherwise land in whichever run happens to be going).
+	settle := func() {
+		if _, err := cfg.Pool.Exec(ctx, "VACUUM (ANALYZE) accounts, transfers, entries, idempotency_keys"); err != nil {
+			fmt.Fprintf(cfg.Progress, "vacuum: %v\n", err)
+		}
+		if _, err := cfg.Pool.Exec(ctx, "CHECKPOINT"); err != nil {
+			fmt.Fprintf(cfg.Progress, "checkpoint: %v\n", err)
+		}
+	}
+
 	var runID atomic.Int64
 	httpCall := func(base, key string, w workload) Call {
 		run := runID.Add(1)
@@ -154,6 +166,7 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 		}
 		res := TransfersWorkload{Name: w.name}
 		for _, c := range cfg.Concurrency {
+			settle()
 			fmt.Fprintf(cfg.Progress, "%s: holdfast, %d clients, %v\n", w.name, c, cfg.Duration)
 			res.Holdfast = append(res.Holdfast, ClosedLoop(ctx, fmt.Sprintf("holdfast c=%d", c), c, cfg.Duration, httpCall(cfg.HoldfastURL, cfg.APIKey, w)))
 			if cfg.ServerStats != nil {
@@ -163,12 +176,15 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 				res.Naive = append(res.Naive, Result{Name: "naive (skipped)"})
 				continue
 			}
+			settle()
 			fmt.Fprintf(cfg.Progress, "%s: naive, %d clients, %v\n", w.name, c, cfg.Duration)
 			res.Naive = append(res.Naive, ClosedLoop(ctx, fmt.Sprintf("naive c=%d", c), c, cfg.Duration, httpCall(cfg.NaiveURL, cfg.APIKey, w)))
 		}
+		settle()
 		fmt.Fprintf(cfg.Progress, "%s: raw SQL ceiling, %v\n", w.name, cfg.Duration)
 		res.Ceiling = rawCeiling(ctx, cfg, w)
 		rate := cfg.OpenFraction * Peak(res.Holdfast).Throughput
+		settle()
 		fmt.Fprintf(cfg.Progress, "%s: holdfast open loop at %.0f/s, %v\n", w.name, rate, cfg.Duration)
 		res.Open = OpenLoop(ctx, fmt.Sprintf("holdfast open %.0f/s", rate), rate, cfg.Duration, 4*maxConc, httpCall(cfg.HoldfastURL, cfg.APIKey, w))
 		out = append(out, res)

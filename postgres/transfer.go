@@ -112,8 +112,9 @@ func indexed(err error, i int) error {
 	return err
 }
 
-// errRaced means a concurrent batch inserted a transfer id this batch had
-// seen as new; the batch runs again and then sees it.
+// errRaced means a concurrent batch inserted a transfer id or an
+// Idempotency-Key this batch had seen as new; the batch runs again and then
+// sees it.
 var errRaced = errors.New("transfer id inserted concurrently")
 
 // applyBatch applies reqs in one transaction, retrying it on deadlock,
@@ -223,7 +224,7 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	writes.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, &writes).Close(); err != nil {
 		var pe *pgconn.PgError
-		if errors.As(err, &pe) && pe.Code == "23505" && pe.ConstraintName == "transfers_pkey" {
+		if errors.As(err, &pe) && pe.Code == "23505" && (pe.ConstraintName == "transfers_pkey" || pe.ConstraintName == "idempotency_keys_pkey") {
 			return errRaced
 		}
 		return err
@@ -235,19 +236,19 @@ type keyID struct{ tenant, key string }
 
 // batchKeys is what the batch learnt of its requests' Idempotency-Keys.
 type batchKeys struct {
-	claimed map[keyID]bool               // inserted by this batch
-	rows    map[keyID]*holdfast.Response // every key's row; Status 0 while unanswered
-	prints  map[keyID][]byte             // every key's stored fingerprint
-	first   map[keyID]*transferRequest   // the first request of the batch with each key
+	rows   map[keyID]*holdfast.Response // the key's row, if it exists; Status 0 while unanswered
+	prints map[keyID][]byte             // the stored fingerprint of each existing key
+	first  map[keyID]*transferRequest   // the first request of the batch with each key
 }
 
-// queueClaimKeys claims, in (tenant, key) order and before any account is
-// locked, the Idempotency-Key of each request that carries an unclaimed one,
-// and reads every such key's row. A key another batch is inserting makes
-// this one wait until it commits, and then see its response.
+// queueClaimKeys reads the rows of the requests' Idempotency-Keys. A key
+// with no row is this batch's to claim: the first request with it runs, and
+// queueStoreResponses inserts the key with its response, beside the effects.
+// If a concurrent batch inserts the same key first, that insert violates the
+// primary key, this batch rolls back and runs again, and then sees the key.
 func queueClaimKeys(b *pgx.Batch, reqs []*transferRequest) *batchKeys {
-	k := &batchKeys{claimed: map[keyID]bool{}, rows: map[keyID]*holdfast.Response{}, prints: map[keyID][]byte{}, first: map[keyID]*transferRequest{}}
-	var ids []keyID
+	k := &batchKeys{rows: map[keyID]*holdfast.Response{}, prints: map[keyID][]byte{}, first: map[keyID]*transferRequest{}}
+	var tenants, names []string
 	for _, r := range reqs {
 		if r.claim == nil {
 			continue
@@ -255,26 +256,12 @@ func queueClaimKeys(b *pgx.Batch, reqs []*transferRequest) *batchKeys {
 		id := keyID{r.claim.TenantID, r.claim.Key}
 		if k.first[id] == nil {
 			k.first[id] = r
-			ids = append(ids, id)
+			tenants, names = append(tenants, id.tenant), append(names, id.key)
 		}
 	}
-	if len(ids) == 0 {
+	if len(names) == 0 {
 		return k
 	}
-	sort.Slice(ids, func(i, j int) bool {
-		return ids[i].tenant < ids[j].tenant || ids[i].tenant == ids[j].tenant && ids[i].key < ids[j].key
-	})
-	tenants, names, fps := make([]string, len(ids)), make([]string, len(ids)), make([][]byte, len(ids))
-	for i, id := range ids {
-		tenants[i], names[i], fps[i] = id.tenant, id.key, k.first[id].claim.Fingerprint
-	}
-	b.Queue(`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at)
-		SELECT t, k, f, now() FROM unnest($1::uuid[], $2::text[], $3::bytea[]) WITH ORDINALITY AS x(t, k, f, o) ORDER BY o
-		ON CONFLICT (tenant_id, key) DO NOTHING RETURNING tenant_id, key`, uuids(tenants), names, fps).Query(func(rows pgx.Rows) error {
-		var t, key string
-		_, err := pgx.ForEachRow(rows, []any{&t, &key}, func() error { k.claimed[keyID{t, key}] = true; return nil })
-		return err
-	})
 	b.Queue(`SELECT i.tenant_id, i.key, i.fingerprint, coalesce(i.response_status, 0), coalesce(i.response_type, ''), i.response_body
 		FROM idempotency_keys i JOIN unnest($1::uuid[], $2::text[]) AS x(tenant_id, key) USING (tenant_id, key)`,
 		uuids(tenants), names).Query(func(rows pgx.Rows) error {
@@ -304,15 +291,18 @@ func (k *batchKeys) resolve(reqs []*transferRequest) {
 			continue
 		}
 		id := keyID{r.claim.TenantID, r.claim.Key}
-		switch row := k.rows[id]; {
-		case !bytes.Equal(k.prints[id], r.claim.Fingerprint):
+		first := k.first[id]
+		row := k.rows[id]
+		switch {
+		case row == nil && first == r:
+			r.owner = true
+		case row == nil && !bytes.Equal(first.claim.Fingerprint, r.claim.Fingerprint),
+			row != nil && !bytes.Equal(k.prints[id], r.claim.Fingerprint):
 			r.err = holdfast.Errorf(holdfast.EIDEMPOTENCYREUSED,
 				"this Idempotency-Key was already used with a different request; use a new key for a new request")
-		case k.claimed[id] && k.first[id] == r:
-			r.owner = true
-		case k.claimed[id]:
+		case row == nil:
 			// A duplicate within the batch: answered with the owner's outcome.
-		case row != nil && row.Status != 0:
+		case row.Status != 0:
 			r.replay = row
 		default:
 			r.err = holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE, "a request with this Idempotency-Key is still in progress; retry later")
@@ -496,15 +486,12 @@ func queueUpdateBalances(b *pgx.Batch, accounts map[string]*account) {
 }
 
 // queueStoreResponses renders the outcome of each request that claimed its
-// key in this batch and stores it with the batch's effects: a success or a
-// final client error is kept for replay; any other outcome gives the key up
-// again. A duplicate of a claimed key within the batch gets the same
-// response as a replay.
+// key in this batch and inserts the key with it, in (tenant, key) order,
+// beside the batch's effects: a success or a final client error is kept for
+// replay; any other outcome leaves the key unused. A duplicate of a claimed
+// key within the batch gets the same response as a replay.
 func queueStoreResponses(b *pgx.Batch, reqs []*transferRequest, keys *batchKeys) {
-	var tenants, names, types []string
-	var statuses []int32
-	var bodies [][]byte
-	var dropTenants, dropNames []string
+	var owners []*transferRequest
 	for _, r := range reqs {
 		if !r.owner || r.claim.Render == nil {
 			continue
@@ -513,14 +500,10 @@ func queueStoreResponses(b *pgx.Batch, reqs []*transferRequest, keys *batchKeys)
 		if r.err == nil {
 			result = r.out
 		}
-		resp, store := r.claim.Render(result, r.err)
-		if !store {
-			dropTenants, dropNames = append(dropTenants, r.claim.TenantID), append(dropNames, r.claim.Key)
-			continue
+		if resp, store := r.claim.Render(result, r.err); store {
+			r.resp = &resp
+			owners = append(owners, r)
 		}
-		r.resp = &resp
-		tenants, names = append(tenants, r.claim.TenantID), append(names, r.claim.Key)
-		statuses, types, bodies = append(statuses, int32(resp.Status)), append(types, resp.ContentType), append(bodies, resp.Body)
 	}
 	for _, r := range reqs {
 		if r.claim == nil || r.owner || r.err != nil || r.replay != nil {
@@ -532,15 +515,26 @@ func queueStoreResponses(b *pgx.Batch, reqs []*transferRequest, keys *batchKeys)
 			r.err = holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE, "a request with this Idempotency-Key is still in progress; retry later")
 		}
 	}
-	if len(names) > 0 {
-		b.Queue(`UPDATE idempotency_keys k SET response_status = v.status, response_type = v.type, response_body = v.body
-			FROM unnest($1::uuid[], $2::text[], $3::int[], $4::text[], $5::bytea[]) AS v(tenant_id, key, status, type, body)
-			WHERE k.tenant_id = v.tenant_id AND k.key = v.key`, uuids(tenants), names, statuses, types, bodies)
+	if len(owners) == 0 {
+		return
 	}
-	if len(dropNames) > 0 {
-		b.Queue(`DELETE FROM idempotency_keys k USING unnest($1::uuid[], $2::text[]) AS v(tenant_id, key)
-			WHERE k.tenant_id = v.tenant_id AND k.key = v.key`, uuids(dropTenants), dropNames)
+	// Sorted, so two batches inserting overlapping keys wait on each other in
+	// one order and never deadlock.
+	sort.Slice(owners, func(i, j int) bool {
+		a, b := owners[i].claim, owners[j].claim
+		return a.TenantID < b.TenantID || a.TenantID == b.TenantID && a.Key < b.Key
+	})
+	n := len(owners)
+	tenants, names, types := make([]string, n), make([]string, n), make([]string, n)
+	fps, bodies, statuses := make([][]byte, n), make([][]byte, n), make([]int32, n)
+	for i, r := range owners {
+		tenants[i], names[i], fps[i] = r.claim.TenantID, r.claim.Key, r.claim.Fingerprint
+		statuses[i], types[i], bodies[i] = int32(r.resp.Status), r.resp.ContentType, r.resp.Body
 	}
+	b.Queue(`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, response_status, response_type, response_body)
+		SELECT t, k, f, now(), s, ty, bo FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::int[], $5::text[], $6::bytea[])
+			WITH ORDINALITY AS x(t, k, f, s, ty, bo, o) ORDER BY o`,
+		uuids(tenants), names, fps, statuses, types, bodies)
 }
 
 const transferColumns = "t.tenant_id, t.id, t.debit_account_id, t.credit_account_id, t.amount, t.currency, t.description, t.created_at"
@@ -622,12 +616,17 @@ func (s *TransferService) ListTransfers(ctx context.Context, tenantID, accountID
 	return list, next, nil
 }
 
-// uuids converts validated ids for binary encoding: pgx encodes a []string
-// as uuid[] only through a slow fallback that builds an error per element.
-func uuids(ss []string) []uuid.UUID {
-	out := make([]uuid.UUID, len(ss))
+// uuids converts validated ids for binary encoding as uuid[]: pgx encodes a
+// []string, or a []uuid.UUID (a driver.Valuer), through a slow fallback that
+// builds an error per element; [16]byte is its native form.
+func uuids(ss []string) [][16]byte {
+	out := make([][16]byte, len(ss))
 	for i, s := range ss {
 		out[i], _ = uuid.Parse(s) // validated before; a bad id becomes the nil UUID and matches nothing
 	}
 	return out
 }
+
+// UUIDs converts ids in canonical text form to the binary form pgx encodes
+// fastest, for bulk statements outside this package (benchmarks, seeding).
+func UUIDs(ids []string) [][16]byte { return uuids(ids) }
