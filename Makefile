@@ -5,7 +5,7 @@ GO        ?= go
 GOFLAGS   ?=
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: run test build vet deps clean
+.PHONY: run test build vet deps clean bench-transfers
 
 ## run: serve on :8080 with a private PostgreSQL and embedded NATS in .holdfast/, plus a demo tenant
 run: deps
@@ -14,6 +14,10 @@ run: deps
 ## test: vet, then every test under the race detector (starts its own PostgreSQL and NATS)
 test: deps vet
 	$(GO) test $(TESTFLAGS) ./...
+
+## bench-transfers: group commit vs one transaction per request vs the raw SQL ceiling (about 2 minutes)
+bench-transfers: deps build
+	bin/holdfast bench transfers
 
 ## build: the holdfast binary in bin/
 build:
