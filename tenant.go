@@ -24,6 +24,13 @@ type APIKey struct {
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 }
 
+// NewTenant is a tenant just created with its first API key: the one time
+// the key's secret is shown.
+type NewTenant struct {
+	Tenant *Tenant `json:"tenant"`
+	APIKey *APIKey `json:"api_key"`
+}
+
 // TenantCreate is the input to create a tenant.
 type TenantCreate struct {
 	Name string `json:"name"`

@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -150,20 +149,30 @@ func (s *Server) problemsForUnrouted(mux *http.ServeMux) http.Handler {
 			mux.ServeHTTP(w, r)
 			return
 		}
-		probe := httptest.NewRecorder()
+		probe := &probeWriter{header: http.Header{}}
 		h.ServeHTTP(probe, r)
-		if probe.Code == http.StatusMethodNotAllowed {
-			w.Header().Set("Allow", probe.Header().Get("Allow"))
+		if probe.status == http.StatusMethodNotAllowed {
+			w.Header().Set("Allow", probe.header.Get("Allow"))
 			s.Error(w, r, holdfast.Errorf(EMETHOD, "%s is not allowed on %s", r.Method, r.URL.Path))
 			return
 		}
-		if probe.Code == http.StatusNotFound {
+		if probe.status == http.StatusNotFound {
 			s.Error(w, r, holdfast.Errorf(holdfast.ENOTFOUND, "no such route"))
 			return
 		}
 		mux.ServeHTTP(w, r) // redirects (trailing slash, cleaned paths)
 	})
 }
+
+// probeWriter records what the mux's own 404/405 handler would answer.
+type probeWriter struct {
+	header http.Header
+	status int
+}
+
+func (p *probeWriter) Header() http.Header         { return p.header }
+func (p *probeWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (p *probeWriter) WriteHeader(status int)      { p.status = status }
 
 // bearer returns the token of an Authorization: Bearer header.
 func bearer(r *http.Request) string {

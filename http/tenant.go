@@ -6,27 +6,19 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
-type tenantCreated struct {
-	Tenant *holdfast.Tenant `json:"tenant"`
-	APIKey *holdfast.APIKey `json:"api_key"`
-}
-
 func (s *Server) handleCreateTenant(w http.ResponseWriter, r *http.Request) {
 	var in holdfast.TenantCreate
 	if err := decode(r, &in); err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	setRender(r, http.StatusCreated, func(v any) any {
-		m := v.(map[string]any)
-		return tenantCreated{m["tenant"].(*holdfast.Tenant), m["api_key"].(*holdfast.APIKey)}
-	})
+	setRender(r, http.StatusCreated, func(v any) any { return v })
 	t, k, err := s.TenantService.CreateTenant(r.Context(), in)
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	s.respond(w, r, http.StatusCreated, tenantCreated{t, k})
+	s.respond(w, r, http.StatusCreated, &holdfast.NewTenant{Tenant: t, APIKey: k})
 }
 
 func (s *Server) handleCreateAPIKey(w http.ResponseWriter, r *http.Request) {

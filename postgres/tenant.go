@@ -53,7 +53,7 @@ func (s *TenantService) CreateTenant(ctx context.Context, in holdfast.TenantCrea
 	if err != nil {
 		return nil, nil, err
 	}
-	resp, err := completeClaim(ctx, tx, map[string]any{"tenant": t, "api_key": k})
+	resp, err := completeClaim(ctx, tx, &holdfast.NewTenant{Tenant: t, APIKey: k})
 	if err != nil {
 		return nil, nil, err
 	}
