@@ -1,9 +1,7 @@
 package http_test
 
 import (
-	"context"
 	"testing"
-	"time"
 
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/apitest"
@@ -25,52 +23,14 @@ type TestServer struct {
 // commit on; cfg may adjust the server's configuration.
 func MustOpenServer(tb testing.TB, cfg ...func(*holdfasthttp.Config)) *TestServer {
 	tb.Helper()
-	ctx := context.Background()
-	db, err := postgres.Open(ctx, postgres.Config{URL: pgtest.NewDatabase(tb), MaxConns: 20})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(db.Close)
-	if err := postgres.Migrate(ctx, db); err != nil {
-		tb.Fatal(err)
-	}
-	return MustOpenServerOn(tb, db, cfg...)
+	return MustOpenServerOn(tb, apitest.MustOpenDB(tb), cfg...)
 }
 
 // MustOpenServerOn starts another server on an existing database (a second replica).
 func MustOpenServerOn(tb testing.TB, db *postgres.DB, cfg ...func(*holdfasthttp.Config)) *TestServer {
 	tb.Helper()
-	c := holdfasthttp.Config{Addr: "127.0.0.1:0", AdminToken: adminToken, AuthCacheTTL: -1}
-	for _, f := range cfg {
-		f(&c)
-	}
-	s, err := holdfasthttp.NewServer(c)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	transfers := postgres.NewTransferService(db)
-	w, err := postgres.NewWriter(transfers, postgres.WriterConfig{})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := w.Start(context.Background()); err != nil {
-		tb.Fatal(err)
-	}
-	s.TenantService = postgres.NewTenantService(db)
-	s.AccountService = postgres.NewAccountService(db)
-	s.TransferService = transfers
-	s.IdempotencyService = postgres.NewIdempotencyService(db, 0)
-	s.Ready = db.Ping
-	if err := s.Open(); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Close(ctx)
-		w.Stop()
-	})
-	return &TestServer{Server: s, DB: db}
+	withAdmin := func(c *holdfasthttp.Config) { c.AdminToken = adminToken }
+	return &TestServer{Server: apitest.MustServe(tb, db, append([]func(*holdfasthttp.Config){withAdmin}, cfg...)...), DB: db}
 }
 
 // The client and its helpers are shared with the end-to-end tests.

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/apitest"
 	"github.com/holdfast/holdfast/internal/pgtest"
 	"github.com/holdfast/holdfast/postgres"
 )
@@ -12,18 +13,7 @@ import (
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // MustOpenDB returns a pool on a fresh, migrated database.
-func MustOpenDB(tb testing.TB) *postgres.DB {
-	tb.Helper()
-	db, err := postgres.Open(context.Background(), postgres.Config{URL: pgtest.NewDatabase(tb), MaxConns: 20})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(db.Close)
-	if err := postgres.Migrate(context.Background(), db); err != nil {
-		tb.Fatal(err)
-	}
-	return db
-}
+func MustOpenDB(tb testing.TB) *postgres.DB { return apitest.MustOpenDB(tb) }
 
 // MustTenant creates a tenant and returns its id.
 func MustTenant(tb testing.TB, db *postgres.DB) string {

@@ -1,0 +1,66 @@
+package apitest
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	holdfasthttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/postgres"
+)
+
+// MustOpenDB returns a pool on a fresh, migrated database (see pgtest).
+func MustOpenDB(tb testing.TB) *postgres.DB {
+	tb.Helper()
+	db, err := postgres.Open(context.Background(), postgres.Config{URL: pgtest.NewDatabase(tb), MaxConns: 20})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(db.Close)
+	if err := postgres.Migrate(context.Background(), db); err != nil {
+		tb.Fatal(err)
+	}
+	return db
+}
+
+// MustServe starts the HTTP API on a free loopback port over the real
+// PostgreSQL services of db, with group commit on, and stops it when tb
+// ends. configure may adjust the server's configuration (the default has
+// no admin token, logs nothing and checks API keys on every request).
+func MustServe(tb testing.TB, db *postgres.DB, configure ...func(*holdfasthttp.Config)) *holdfasthttp.Server {
+	tb.Helper()
+	c := holdfasthttp.Config{Addr: "127.0.0.1:0", AuthCacheTTL: -1, Logger: slog.New(slog.DiscardHandler)}
+	for _, f := range configure {
+		f(&c)
+	}
+	s, err := holdfasthttp.NewServer(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	transfers := postgres.NewTransferService(db)
+	w, err := postgres.NewWriter(transfers, postgres.WriterConfig{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	s.TenantService = postgres.NewTenantService(db)
+	s.AccountService = postgres.NewAccountService(db)
+	s.TransferService = transfers
+	s.IdempotencyService = postgres.NewIdempotencyService(db, 0)
+	s.Ready = db.Ping
+	if err := s.Open(); err != nil {
+		w.Stop()
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Close(ctx)
+		w.Stop()
+	})
+	return s
+}
