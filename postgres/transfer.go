@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"time"
 
@@ -64,6 +65,7 @@ func (s *TransferService) CreateTransfers(ctx context.Context, tenantID string, 
 	if len(in) > holdfast.MaxLinked {
 		return nil, holdfast.Errorf(holdfast.EINVALID, "at most %d linked transfers", holdfast.MaxLinked)
 	}
+	in = slices.Clone(in) // canonicalized below; the caller's slice is theirs
 	for i, t := range in {
 		if err := t.Validate(); err != nil {
 			if linked {
