@@ -103,6 +103,9 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 	return w, nil
 }
 
+// QueueDepth returns how many transfer requests wait for a batch.
+func (w *Writer) QueueDepth() int { return len(w.queue) }
+
 // Start runs the committers and routes the service's writes through them.
 func (w *Writer) Start(ctx context.Context) error {
 	w.mu.Lock()
