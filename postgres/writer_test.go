@@ -10,122 +10,109 @@ import (
 	"github.com/holdfast/holdfast/postgres"
 )
 
+// stuck is a group-commit writer whose committer is stuck: another
+// transaction holds the row lock of the credit account of in.
+type stuck struct {
+	db        *postgres.DB
+	tenant    string
+	transfers *postgres.TransferService
+	writer    *postgres.Writer
+	in        []holdfast.TransferCreate
+	release   func()
+}
+
+// setupStuck starts a writer with cfg and locks the account its transfers
+// credit; the first transfer submitted then waits on the lock in the
+// committer, and the next ones in the queue.
+func setupStuck(t *testing.T, cfg postgres.WriterConfig) *stuck {
+	t.Helper()
+	db := MustOpenDB(t)
+	s := &stuck{db: db, tenant: MustTenant(t, db), transfers: postgres.NewTransferService(db)}
+	w, err := postgres.NewWriter(s.transfers, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	s.writer = w
+	a := MustAccount(t, db, s.tenant, "USD", true)
+	b := MustAccount(t, db, s.tenant, "USD", true)
+	s.in = []holdfast.TransferCreate{{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 1, Currency: "USD"}}
+	blocker, err := db.Pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { blocker.Rollback(context.Background()) })
+	if _, err := blocker.Exec(context.Background(), "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", b.ID); err != nil {
+		t.Fatal(err)
+	}
+	s.release = func() { blocker.Rollback(context.Background()) }
+	return s
+}
+
+// submit sends a transfer in the background; its outcome arrives on the channel.
+func (s *stuck) submit(ctx context.Context) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.transfers.CreateTransfers(ctx, s.tenant, s.in, false)
+		done <- err
+	}()
+	return done
+}
+
 // TestWriter_Backpressure: while the committer is stuck (another
 // transaction holds an account's row lock), a full queue refuses new
 // transfers at once with EOVERLOADED, and once the lock goes the queued
 // work commits.
 func TestWriter_Backpressure(t *testing.T) {
 	t.Parallel()
-	db := MustOpenDB(t)
-	tenant := MustTenant(t, db)
-	transfers := postgres.NewTransferService(db)
-	w, err := postgres.NewWriter(transfers, postgres.WriterConfig{MaxBatch: 1, QueueSize: 2, Committers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
-	a := MustAccount(t, db, tenant, "USD", true)
-	b := MustAccount(t, db, tenant, "USD", true)
-	in := []holdfast.TransferCreate{{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 1, Currency: "USD"}}
-
-	// Hold b's row lock: the committer's batch will wait on it.
-	blocker, err := db.Pool.Begin(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer blocker.Rollback(context.Background())
-	if _, err := blocker.Exec(context.Background(), "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", b.ID); err != nil {
-		t.Fatal(err)
-	}
-
-	results := make(chan error, 3)
-	submit := func() {
-		go func() {
-			_, err := transfers.CreateTransfers(context.Background(), tenant, in, false)
-			results <- err
-		}()
-	}
-	// One transfer reaches the committer and blocks on the lock.
-	submit()
-	waitFor(t, func() bool { return lockWaiters(t, db) == 1 })
-	// Two more fill the queue.
-	submit()
-	submit()
-	waitFor(t, func() bool { return w.QueueDepth() == 2 })
+	s := setupStuck(t, postgres.WriterConfig{MaxBatch: 1, QueueSize: 2, Committers: 1})
+	first := s.submit(context.Background())
+	waitFor(t, func() bool { return lockWaiters(t, s.db) == 1 })
+	queued := []<-chan error{s.submit(context.Background()), s.submit(context.Background())}
+	waitFor(t, func() bool { return s.writer.QueueDepth() == 2 })
 
 	// The queue is full: refused at once.
-	if _, err := transfers.CreateTransfers(context.Background(), tenant, in, false); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
+	if _, err := s.transfers.CreateTransfers(context.Background(), s.tenant, s.in, false); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
 		t.Fatalf("full queue: err = %v, want %s", err, holdfast.EOVERLOADED)
 	}
 	// Release the lock: everything queued commits.
-	if err := blocker.Rollback(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	for range 3 {
-		if err := <-results; err != nil {
+	s.release()
+	for _, done := range append(queued, first) {
+		if err := <-done; err != nil {
 			t.Fatalf("queued transfer: %v", err)
 		}
 	}
 	var balance int64
-	db.Pool.QueryRow(context.Background(), "SELECT balance FROM accounts WHERE id = $1", b.ID).Scan(&balance)
+	s.db.Pool.QueryRow(context.Background(), "SELECT balance FROM accounts WHERE id = $1", s.in[0].CreditAccountID).Scan(&balance)
 	if balance != 3 {
 		t.Fatalf("balance %d, want 3", balance)
 	}
-	AssertLedgerConsistent(t, db, tenant)
+	AssertLedgerConsistent(t, s.db, s.tenant)
 }
 
 // TestWriter_DeadlineWhileQueued: a caller whose deadline passes while its
 // transfer waits behind a stuck batch gets its context's error.
 func TestWriter_DeadlineWhileQueued(t *testing.T) {
 	t.Parallel()
-	db := MustOpenDB(t)
-	tenant := MustTenant(t, db)
-	transfers := postgres.NewTransferService(db)
-	w, err := postgres.NewWriter(transfers, postgres.WriterConfig{MaxBatch: 1, Committers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
-	a := MustAccount(t, db, tenant, "USD", true)
-	b := MustAccount(t, db, tenant, "USD", true)
-	in := []holdfast.TransferCreate{{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 1, Currency: "USD"}}
-	blocker, err := db.Pool.Begin(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer blocker.Rollback(context.Background())
-	if _, err := blocker.Exec(context.Background(), "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", b.ID); err != nil {
-		t.Fatal(err)
-	}
-	first := make(chan error, 1)
-	go func() {
-		_, err := transfers.CreateTransfers(context.Background(), tenant, in, false)
-		first <- err
-	}()
-	waitFor(t, func() bool { return lockWaiters(t, db) == 1 })
+	s := setupStuck(t, postgres.WriterConfig{MaxBatch: 1, Committers: 1})
+	first := s.submit(context.Background())
+	waitFor(t, func() bool { return lockWaiters(t, s.db) == 1 })
 
 	ctx, cancel := context.WithCancel(context.Background())
-	queued := make(chan error, 1)
-	go func() {
-		_, err := transfers.CreateTransfers(ctx, tenant, in, false)
-		queued <- err
-	}()
-	waitFor(t, func() bool { return w.QueueDepth() == 1 })
+	queued := s.submit(ctx)
+	waitFor(t, func() bool { return s.writer.QueueDepth() == 1 })
 	cancel()
 	if err := <-queued; !errors.Is(err, context.Canceled) {
 		t.Fatalf("caller gone while queued: err = %v, want context.Canceled", err)
 	}
-	blocker.Rollback(context.Background())
+	s.release()
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	AssertLedgerConsistent(t, db, tenant)
+	AssertLedgerConsistent(t, s.db, s.tenant)
 }
 
 // lockWaiters counts backends of this database waiting for a row lock.
