@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,28 @@ type Result struct {
 	P99        time.Duration
 	P999       time.Duration
 	Max        time.Duration
+}
+
+// tally counts the outcomes of a run's calls.
+type tally struct{ sent, ok, failed, errs atomic.Int64 }
+
+// add counts one call and reports whether it succeeded.
+func (t *tally) add(good bool, err error) bool {
+	t.sent.Add(1)
+	switch {
+	case err != nil:
+		t.errs.Add(1)
+	case good:
+		t.ok.Add(1)
+		return true
+	default:
+		t.failed.Add(1)
+	}
+	return false
+}
+
+func (t *tally) summarize(name string, recs []*recorder, elapsed time.Duration) Result {
+	return summarize(name, recs, t.sent.Load(), t.ok.Load(), t.failed.Load(), t.errs.Load(), elapsed)
 }
 
 // recorder collects latencies of one worker; merged at the end.
@@ -62,7 +85,8 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 func ClosedLoop(ctx context.Context, name string, workers int, d time.Duration, call Call) Result {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
-	var seq, sent, ok, failed, errs atomic.Int64
+	var seq atomic.Int64
+	var t tally
 	recs := make([]*recorder, workers)
 	var wg sync.WaitGroup
 	start := time.Now()
@@ -73,21 +97,14 @@ func ClosedLoop(ctx context.Context, name string, workers int, d time.Duration, 
 				n := seq.Add(1)
 				t0 := time.Now()
 				good, err := call(context.WithoutCancel(ctx), w, n)
-				sent.Add(1)
-				switch {
-				case err != nil:
-					errs.Add(1)
-				case good:
-					ok.Add(1)
+				if t.add(good, err) {
 					recs[w].lat = append(recs[w].lat, time.Since(t0))
-				default:
-					failed.Add(1)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return summarize(name, recs, sent.Load(), ok.Load(), failed.Load(), errs.Load(), time.Since(start))
+	return t.summarize(name, recs, time.Since(start))
 }
 
 // OpenLoop sends calls at a constant rate for d, whatever the system does,
@@ -101,7 +118,7 @@ func OpenLoop(ctx context.Context, name string, rate float64, d time.Duration, m
 	slots := make(chan struct{}, maxInFlight)
 	var mu sync.Mutex
 	rec := &recorder{lat: make([]time.Duration, 0, total)}
-	var sent, ok, failed, errs atomic.Int64
+	var t tally
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := int64(0); i < total && ctx.Err() == nil; i++ {
@@ -112,30 +129,25 @@ func OpenLoop(ctx context.Context, name string, rate float64, d time.Duration, m
 		select {
 		case slots <- struct{}{}:
 		default:
-			sent.Add(1)
-			errs.Add(1)
+			t.add(false, errNoSlot)
 			continue
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
 			good, err := call(ctx, int(i%int64(maxInFlight)), i)
 			lat := time.Since(intended)
-			sent.Add(1)
-			switch {
-			case err != nil:
-				errs.Add(1)
-			case good:
-				ok.Add(1)
+			if t.add(good, err) {
 				mu.Lock()
 				rec.lat = append(rec.lat, lat)
 				mu.Unlock()
-			default:
-				failed.Add(1)
 			}
 		})
 	}
 	wg.Wait()
-	res := summarize(name, []*recorder{rec}, sent.Load(), ok.Load(), failed.Load(), errs.Load(), time.Since(start))
+	res := t.summarize(name, []*recorder{rec}, time.Since(start))
 	res.Offered = rate
 	return res
 }
+
+// errNoSlot counts an open-loop call that found every in-flight slot taken.
+var errNoSlot = errors.New("no free slot")
