@@ -117,7 +117,7 @@ func indexed(err error, i int) error {
 // errRaced means a concurrent batch inserted a transfer id or an
 // Idempotency-Key this batch had seen as new; the batch runs again and then
 // sees it.
-var errRaced = errors.New("transfer id inserted concurrently")
+var errRaced = errors.New("transfer id or idempotency key inserted concurrently")
 
 // applyBatch applies reqs in one transaction, retrying it on deadlock,
 // serialization failure or a raced id. Each request's own outcome is left in
@@ -154,10 +154,11 @@ type entry struct {
 }
 
 // tryBatch applies reqs in one transaction of two round trips: the first
-// begins and takes every lock (idempotency keys, then accounts, each in a
-// fixed order) and reads what already exists; the requests are then checked
-// and applied in memory, in arrival order; the second round trip writes
-// everything with one statement per table and commits. Locks on a hot
+// begins, reads the requests' Idempotency-Keys, locks the touched accounts
+// in id order and reads transfers that exist under client-supplied ids; the
+// requests are then checked and applied in memory, in arrival order; the
+// second round trip writes everything with one statement per table (keys
+// inserted in key order) and commits. Locks on a hot
 // account are held for one round trip and the commit, not for a chain of
 // statements.
 func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs []*transferRequest) (err error) {
