@@ -25,8 +25,9 @@ type RawTransfer struct {
 // allows and no HTTP, no queue, no per-request work: the ceiling that
 // Holdfast's group commit is compared with. One transaction: store the
 // idempotency keys, lock the accounts in id order, insert transfers and
-// entries, update each balance once, commit. It checks funds (a transfer
-// that would overdraw is skipped) and returns how many it applied.
+// entries, update each balance once, commit. It skips a transfer that
+// would overdraw or names an account the tenant does not have, and returns
+// how many it applied.
 func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, batch []RawTransfer) (int, error) {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
@@ -42,7 +43,8 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 		list = append(list, id)
 	}
 	sort.Strings(list)
-	rows, _ := tx.Query(ctx, "SELECT id, balance, allow_overdraft FROM accounts WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", postgres.UUIDs(list))
+	rows, _ := tx.Query(ctx, "SELECT id, balance, allow_overdraft FROM accounts WHERE tenant_id = $2 AND id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
+		postgres.UUIDs(list), tenant)
 	balance, overdraft := map[string]int64{}, map[string]bool{}
 	var id string
 	var b int64
@@ -60,8 +62,10 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 		eAmount, eAfter       = make([]int64, 0, 2*n), make([]int64, 0, 2*n)
 	)
 	for _, t := range batch {
-		if !overdraft[t.Debit] && balance[t.Debit] < t.Amount {
-			continue
+		_, debitKnown := balance[t.Debit]
+		_, creditKnown := balance[t.Credit]
+		if !debitKnown || !creditKnown || !overdraft[t.Debit] && balance[t.Debit] < t.Amount {
+			continue // an unknown account (or another tenant's), or not enough money
 		}
 		balance[t.Debit] -= t.Amount
 		balance[t.Credit] += t.Amount
