@@ -88,7 +88,7 @@ func validRequestID(s string) bool {
 }
 
 // observe wraps every request: request id, panic recovery, body limit,
-// deadline, access log and metrics.
+// deadline (none for streaming exports), access log and metrics.
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -102,8 +102,13 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		ctx := context.WithValue(r.Context(), requestIDKey, id)
 		info := &requestInfo{}
 		ctx = context.WithValue(ctx, infoKey, info)
-		ctx, cancel := context.WithTimeout(ctx, s.cfg.RequestTimeout)
-		defer cancel()
+		// A streaming export may run for minutes: it has no deadline, only
+		// its stall timeout and the client's disconnect (see exportPath).
+		if !exportPath(r.URL.Path) {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+			defer cancel()
+		}
 		r = r.WithContext(ctx)
 		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.BodyLimit)
 		rec := &recorder{ResponseWriter: w}

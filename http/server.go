@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/export"
 )
 
 // Config configures the HTTP server.
@@ -39,6 +41,14 @@ type Config struct {
 	// the database again; a revocation takes effect in other replicas within
 	// it (at once in the replica that revoked). Default 5s; negative disables.
 	AuthCacheTTL time.Duration
+	// ExportSlots caps concurrent exports in this process; beyond it an
+	// export gets 429 at once. Default 4 × GOMAXPROCS.
+	ExportSlots int
+	// ExportSlotsPerTenant caps one tenant's concurrent exports. Default 2.
+	ExportSlotsPerTenant int
+	// ExportStallTimeout cuts an export off when the client accepts no data
+	// for this long (a rolling write deadline). Default 30s.
+	ExportStallTimeout time.Duration
 	// Logger receives request logs. Default slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the HTTP metrics. Default: none registered.
@@ -70,6 +80,15 @@ func (c Config) WithDefaults() Config {
 	if c.AuthCacheTTL == 0 {
 		c.AuthCacheTTL = 5 * time.Second
 	}
+	if c.ExportSlots == 0 {
+		c.ExportSlots = 4 * runtime.GOMAXPROCS(0)
+	}
+	if c.ExportSlotsPerTenant == 0 {
+		c.ExportSlotsPerTenant = 2
+	}
+	if c.ExportStallTimeout == 0 {
+		c.ExportStallTimeout = 30 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -83,6 +102,9 @@ func (c Config) validate() error {
 	if c.BodyLimit < 1 || c.RequestTimeout <= 0 {
 		return errors.New("http: BodyLimit and RequestTimeout must be positive")
 	}
+	if c.ExportSlots < 1 || c.ExportSlotsPerTenant < 1 || c.ExportStallTimeout <= 0 {
+		return errors.New("http: ExportSlots, ExportSlotsPerTenant and ExportStallTimeout must be positive")
+	}
 	return nil
 }
 
@@ -92,6 +114,7 @@ type Server struct {
 	AccountService     holdfast.AccountService
 	TransferService    holdfast.TransferService
 	IdempotencyService holdfast.IdempotencyService
+	ExportService      ExportService
 	// Ready reports whether the dependencies answer; /readyz calls it.
 	Ready func(ctx context.Context) error
 
@@ -104,6 +127,10 @@ type Server struct {
 	auth     authCache
 	handler  http.Handler
 	once     sync.Once
+
+	// exportSlots and exportMetrics serve the streaming exports.
+	exportSlots   *export.Limiter
+	exportMetrics *exportMetrics
 }
 
 // NewServer returns a server; it does not listen until Open.
@@ -118,6 +145,10 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = m
+	s.exportSlots = export.NewLimiter(cfg.ExportSlots, cfg.ExportSlotsPerTenant)
+	if s.exportMetrics, err = newExportMetrics(cfg.Registerer); err != nil {
+		return nil, err
+	}
 	s.auth.ttl = cfg.AuthCacheTTL
 	return s, nil
 }
@@ -203,6 +234,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/accounts", tenant(s.handleListAccounts))
 	mux.Handle("GET /v1/accounts/{id}", tenant(s.handleGetAccount))
 	mux.Handle("GET /v1/accounts/{id}/transfers", tenant(s.handleListTransfers))
+	// Streaming: no request deadline (see exportPath).
+	mux.Handle("GET /v1/accounts/{id}/transactions.csv", tenant(s.handleExportCSV))
+	mux.Handle("GET /v1/accounts/{id}/transactions.ndjson", tenant(s.handleExportNDJSON))
 
 	mux.Handle("POST /v1/transfers", transfer(s.handleCreateTransfer))
 	mux.Handle("GET /v1/transfers/{id}", tenant(s.handleGetTransfer))

@@ -58,8 +58,9 @@ type Main struct {
 	NATS     *jetstream.Conn
 	HTTP     *holdfasthttp.Server
 
-	writer *postgres.Writer
-	reaper *postgres.Reaper
+	writer  *postgres.Writer
+	reaper  *postgres.Reaper
+	exports *postgres.ExportService
 }
 
 // NewMain returns a Main with the default configuration.
@@ -221,6 +222,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.HTTP.AccountService = postgres.NewAccountService(m.DB)
 	m.HTTP.TransferService = transfers
 	m.HTTP.IdempotencyService = postgres.NewIdempotencyService(m.DB, c.IdempotencyLockTimeout)
+	// The export pool gets one connection per export slot (both default to 4 × GOMAXPROCS).
+	m.exports, err = postgres.NewExportService(m.DB, postgres.ExportConfig{})
+	if err != nil {
+		return err
+	}
+	m.HTTP.ExportService = m.exports
 	m.HTTP.Ready = func(ctx context.Context) error {
 		if err := m.DB.Ping(ctx); err != nil {
 			return fmt.Errorf("postgres: %w", err)
@@ -270,6 +277,9 @@ func (m *Main) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 		errs = append(errs, m.HTTP.Close(ctx))
 		cancel()
+	}
+	if m.exports != nil {
+		m.exports.Close()
 	}
 	if m.reaper != nil {
 		m.reaper.Stop()

@@ -26,7 +26,9 @@ func MustOpenDB(tb testing.TB) *postgres.DB {
 }
 
 // MustServe starts the HTTP API on a free loopback port over the real
-// PostgreSQL services of db, with group commit on, and stops it when tb
+// PostgreSQL services of db, with group commit on and an export pool sized
+// by ExportSlots (the server's ExportService is a *postgres.ExportService),
+// and stops it when tb
 // ends. configure may adjust the server's configuration (the default has
 // no admin token, logs nothing and checks API keys on every request).
 func MustServe(tb testing.TB, db *postgres.DB, configure ...func(*holdfasthttp.Config)) *holdfasthttp.Server {
@@ -51,8 +53,15 @@ func MustServe(tb testing.TB, db *postgres.DB, configure ...func(*holdfasthttp.C
 	s.AccountService = postgres.NewAccountService(db)
 	s.TransferService = transfers
 	s.IdempotencyService = postgres.NewIdempotencyService(db, 0)
+	exports, err := postgres.NewExportService(db, postgres.ExportConfig{MaxConns: int32(c.ExportSlots)})
+	if err != nil {
+		w.Stop()
+		tb.Fatal(err)
+	}
+	s.ExportService = exports
 	s.Ready = db.Ping
 	if err := s.Open(); err != nil {
+		exports.Close()
 		w.Stop()
 		tb.Fatal(err)
 	}
@@ -60,6 +69,7 @@ func MustServe(tb testing.TB, db *postgres.DB, configure ...func(*holdfasthttp.C
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		s.Close(ctx)
+		exports.Close()
 		w.Stop()
 	})
 	return s
