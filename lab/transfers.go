@@ -128,35 +128,7 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 
 	var runID atomic.Int64
 	httpCall := func(base, key string, w workload) Call {
-		run := runID.Add(1)
-		var mu sync.Mutex
-		rngs := map[int]*rand.Rand{}
-		return func(ctx context.Context, worker int, seq int64) (bool, error) {
-			mu.Lock()
-			rng := rngs[worker]
-			if rng == nil {
-				rng = rand.New(rand.NewPCG(uint64(run), uint64(worker)))
-				rngs[worker] = rng
-			}
-			debit, credit := w.pick(rng)
-			amount := 1 + rng.IntN(100)
-			mu.Unlock()
-			body := fmt.Appendf(nil, `{"debit_account_id":%q,"credit_account_id":%q,"amount":%d,"currency":"USD"}`, debit, credit, amount)
-			req, err := http.NewRequestWithContext(ctx, "POST", base+"/v1/transfers", bytes.NewReader(body))
-			if err != nil {
-				return false, err
-			}
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Authorization", "Bearer "+key)
-			req.Header.Set("Idempotency-Key", "bench-"+strconv.FormatInt(run, 10)+"-"+strconv.FormatInt(seq, 10))
-			resp, err := client.Do(req)
-			if err != nil {
-				return false, err
-			}
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusCreated, nil
-		}
+		return TransferCall(client, base, key, runID.Add(1), w.pick)
 	}
 
 	var out []TransfersWorkload
@@ -266,4 +238,40 @@ func ratio(a, b float64) float64 {
 		return 0
 	}
 	return a / b
+}
+
+// TransferCall returns a Call that POSTs one transfer of 1 to 100 USD
+// minor units to base/v1/transfers with the API key, between the accounts
+// pick chooses with the worker's random source (seeded from run and the
+// worker), under the Idempotency-Key "bench-<run>-<seq>". A call succeeds
+// on 201.
+func TransferCall(client *http.Client, base, key string, run int64, pick func(*rand.Rand) (debit, credit string)) Call {
+	var mu sync.Mutex
+	rngs := map[int]*rand.Rand{}
+	return func(ctx context.Context, worker int, seq int64) (bool, error) {
+		mu.Lock()
+		rng := rngs[worker]
+		if rng == nil {
+			rng = rand.New(rand.NewPCG(uint64(run), uint64(worker)))
+			rngs[worker] = rng
+		}
+		debit, credit := pick(rng)
+		amount := 1 + rng.IntN(100)
+		mu.Unlock()
+		body := fmt.Appendf(nil, `{"debit_account_id":%q,"credit_account_id":%q,"amount":%d,"currency":"USD"}`, debit, credit, amount)
+		req, err := http.NewRequestWithContext(ctx, "POST", base+"/v1/transfers", bytes.NewReader(body))
+		if err != nil {
+			return false, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Idempotency-Key", "bench-"+strconv.FormatInt(run, 10)+"-"+strconv.FormatInt(seq, 10))
+		resp, err := client.Do(req)
+		if err != nil {
+			return false, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusCreated, nil
+	}
 }

@@ -70,10 +70,13 @@ func (s *ExportService) Close() { s.pool.Close() }
 // Stat returns the export pool's statistics.
 func (s *ExportService) Stat() *pgxpool.Stat { return s.pool.Stat() }
 
-// exportQuery reads an account's entries oldest first, with the transfer's
+// ExportQuery reads an account's entries oldest first, with the transfer's
 // currency, description and the other side's account. The join on tenant
-// keeps another tenant's transfers out even if ids were shared.
-const exportQuery = `SELECT e.id, e.transfer_id, e.created_at, e.amount, t.currency,
+// keeps another tenant's transfers out even if ids were shared. Parameters:
+// $1 tenant id, $2 account id, $3 the entry id to start after (0: all),
+// $4 and $5 the from and to times (NULL: unbounded). Exported so that
+// benchmarks can run the very same query through other clients.
+const ExportQuery = `SELECT e.id, e.transfer_id, e.created_at, e.amount, t.currency,
 		CASE WHEN e.amount < 0 THEN t.credit_account_id ELSE t.debit_account_id END,
 		t.description, e.balance_after
 	FROM entries e JOIN transfers t ON t.tenant_id = $1 AND t.id = e.transfer_id
@@ -111,7 +114,7 @@ func (s *ExportService) ExportEntries(ctx context.Context, tenantID, accountID s
 	if !owned {
 		return holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
 	}
-	rows, err := conn.Query(ctx, exportQuery, tenantID, accountID, q.After, nullTime(q.From), nullTime(q.To))
+	rows, err := conn.Query(ctx, ExportQuery, tenantID, accountID, q.After, nullTime(q.From), nullTime(q.To))
 	if err != nil {
 		return fmt.Errorf("export entries: %w", contextError(ctx, err))
 	}

@@ -31,6 +31,7 @@ const benchUsage = `Usage: holdfast bench <benchmark> [flags]
 
 Benchmarks (each in one run, against a fresh database, Holdfast beside its baseline):
   transfers   group commit vs one transaction per request (SELECT … FOR UPDATE), and the raw SQL ceiling
+  export      streaming CSV export vs psql's \copy (speed) and vs a buffered export (memory), under load
 
 Run 'holdfast bench <benchmark> --help' for its flags.
 `
@@ -43,6 +44,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	switch args[0] {
 	case "transfers":
 		return benchTransfers(ctx, args[1:], stdout, stderr)
+	case "export":
+		return benchExport(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, benchUsage)
 		return fmt.Errorf("unknown benchmark %q", args[0])
@@ -58,8 +61,9 @@ type benchEnv struct {
 }
 
 // startBenchEnv creates a fresh database (on DATABASE_URL's server, or in a
-// private cluster with durable settings) and runs Holdfast on it.
-func startBenchEnv(ctx context.Context, serverURL string, poolSize int, stderr io.Writer) (*benchEnv, error) {
+// private cluster with durable settings) and runs Holdfast on it, its
+// configuration adjusted by configure.
+func startBenchEnv(ctx context.Context, serverURL string, poolSize int, stderr io.Writer, configure ...func(*Config)) (*benchEnv, error) {
 	env := &benchEnv{}
 	var err error
 	env.dir, err = os.MkdirTemp("", "holdfast-bench-")
@@ -103,6 +107,9 @@ func startBenchEnv(ctx context.Context, serverURL string, poolSize int, stderr i
 	m.Config.DBMaxConns = poolSize
 	m.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	m.Stdout = io.Discard
+	for _, f := range configure {
+		f(&m.Config)
+	}
 	env.main = m
 	if err := m.Run(ctx); err != nil {
 		env.close()
@@ -194,17 +201,15 @@ Flags:
 		return err
 	}
 	defer naivePool.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	naiveURL, closeNaive, err := serveLoopback(&lab.NaiveLedger{Pool: naivePool, Tenant: tenant.ID})
 	if err != nil {
 		return err
 	}
-	naive := &http.Server{Handler: &lab.NaiveLedger{Pool: naivePool, Tenant: tenant.ID}, ReadHeaderTimeout: 5 * time.Second}
-	go naive.Serve(ln)
-	defer naive.Close()
+	defer closeNaive()
 
 	fmt.Fprintf(stdout, "holdfast bench transfers: %s\n", machine(ctx, naivePool))
 	results, err := lab.BenchTransfers(ctx, lab.TransfersConfig{
-		Pool: naivePool, Tenant: tenant.ID, HoldfastURL: m.HTTP.URL(), APIKey: key.Secret, NaiveURL: "http://" + ln.Addr().String(),
+		Pool: naivePool, Tenant: tenant.ID, HoldfastURL: m.HTTP.URL(), APIKey: key.Secret, NaiveURL: naiveURL,
 		Accounts: *accounts, Concurrency: concurrency, Duration: *duration, Progress: stderr,
 		Workloads: strings.Split(*workloads, ","), SkipNaive: *skipNaive, ServerStats: batchStats(m),
 	})
@@ -212,7 +217,25 @@ Flags:
 		return err
 	}
 	lab.PrintTransfers(stdout, results)
-	if err := postgres.VerifyLedger(ctx, m.DB, tenant.ID); err != nil {
+	return verifyAfterBench(ctx, m, tenant.ID, stdout)
+}
+
+// serveLoopback serves h on a free loopback port and returns its URL and
+// a function that stops it.
+func serveLoopback(h http.Handler) (string, func() error, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	return "http://" + ln.Addr().String(), srv.Close, nil
+}
+
+// verifyAfterBench checks the tenant's ledger once a benchmark is done and
+// says so on stdout.
+func verifyAfterBench(ctx context.Context, m *Main, tenant string, stdout io.Writer) error {
+	if err := postgres.VerifyLedger(ctx, m.DB, tenant); err != nil {
 		return fmt.Errorf("after the benchmark: %w", err)
 	}
 	fmt.Fprintln(stdout, "ledger invariants hold: money conserved, no negative balance, balances = entries")

@@ -43,6 +43,8 @@ type Config struct {
 	ShutdownTimeout        time.Duration // --shutdown-timeout; default 30s
 	LogLevel               string        // --log-level: debug, info, warn, error
 	Migrate                bool          // --migrate: apply migrations at start; default true
+	ExportSlots            int           // --export-slots: concurrent exports (and export connections); 0: 4 × GOMAXPROCS
+	ExportSlotsPerTenant   int           // --export-slots-per-tenant: one tenant's concurrent exports; 0: 2
 }
 
 // Main is the running program: what `serve` and `dev` start, and what
@@ -131,6 +133,8 @@ func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDuration("HOLDFAST_SHUTDOWN_TIMEOUT", c.ShutdownTimeout), "how long SIGTERM waits for in-flight requests (env HOLDFAST_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("HOLDFAST_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env HOLDFAST_LOG_LEVEL)")
 	fs.BoolVar(&c.Migrate, "migrate", envBool("HOLDFAST_MIGRATE", c.Migrate), "apply database migrations at start (env HOLDFAST_MIGRATE)")
+	fs.IntVar(&c.ExportSlots, "export-slots", envInt("HOLDFAST_EXPORT_SLOTS", c.ExportSlots), "most concurrent exports, each with its own database connection; 0 means 4 × cores (env HOLDFAST_EXPORT_SLOTS)")
+	fs.IntVar(&c.ExportSlotsPerTenant, "export-slots-per-tenant", envInt("HOLDFAST_EXPORT_SLOTS_PER_TENANT", c.ExportSlotsPerTenant), "most concurrent exports of one tenant; 0 means 2 (env HOLDFAST_EXPORT_SLOTS_PER_TENANT)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -214,6 +218,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.HTTP, err = holdfasthttp.NewServer(holdfasthttp.Config{
 		Addr: c.Addr, AdminToken: c.AdminToken, BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout,
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
+		ExportSlots: c.ExportSlots, ExportSlotsPerTenant: c.ExportSlotsPerTenant,
 	})
 	if err != nil {
 		return err
@@ -223,7 +228,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.HTTP.TransferService = transfers
 	m.HTTP.IdempotencyService = postgres.NewIdempotencyService(m.DB, c.IdempotencyLockTimeout)
 	// The export pool gets one connection per export slot (both default to 4 × GOMAXPROCS).
-	m.exports, err = postgres.NewExportService(m.DB, postgres.ExportConfig{})
+	m.exports, err = postgres.NewExportService(m.DB, postgres.ExportConfig{MaxConns: int32(c.ExportSlots)})
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ Commands:
   serve     serve the API against DATABASE_URL (and NATS_URL, or an embedded NATS)
   dev       serve with a private PostgreSQL in the data directory and a demo tenant
   migrate   apply database migrations to DATABASE_URL and exit
+  seed      give an account a long history of entries quickly (for trying exports)
   bench     run a benchmark: Holdfast beside the naive way, in one run
   version   print the version
 
@@ -68,6 +69,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, args, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, args, stderr)
+	case "seed":
+		return runSeed(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "holdfast", version)
 		return nil
