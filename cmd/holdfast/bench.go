@@ -146,6 +146,7 @@ func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer
 	conc := fs.String("concurrency", "16,64,256", "closed-loop client counts, comma-separated")
 	pool := fs.Int("pool", 16, "database connections for Holdfast and, separately, for the naive server")
 	workloads := fs.String("workloads", "uniform,hot", "workloads to run, comma-separated")
+	committers := fs.Int("committers", 2, "Holdfast's group-commit transactions in flight at once")
 	skipNaive := fs.Bool("skip-naive", false, "measure Holdfast only (for profiling; no ratios)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server and load generator) to this file")
 	fs.Usage = func() {
@@ -185,7 +186,7 @@ Flags:
 		}
 		defer pprof.StopCPUProfile()
 	}
-	env, err := startBenchEnv(ctx, *dbURL, *pool, stderr)
+	env, err := startBenchEnv(ctx, *dbURL, *pool, stderr, func(c *Config) { c.Committers = *committers })
 	if err != nil {
 		return err
 	}

@@ -40,6 +40,7 @@ type Config struct {
 	IdempotencyLockTimeout time.Duration // --idempotency-lock-timeout; default 1m
 	GroupCommit            bool          // --group-commit; default true
 	MaxBatch               int           // --max-batch; default 1000
+	Committers             int           // --committers; default 2
 	ShutdownTimeout        time.Duration // --shutdown-timeout; default 30s
 	LogLevel               string        // --log-level: debug, info, warn, error
 	Migrate                bool          // --migrate: apply migrations at start; default true
@@ -71,7 +72,7 @@ func NewMain() *Main {
 		Config: Config{
 			Addr: ":8080", DataDir: ".holdfast", RequestTimeout: 30 * time.Second, BodyLimit: 1 << 20,
 			IdempotencyRetention: holdfast.DefaultIdempotencyRetention, IdempotencyLockTimeout: holdfast.DefaultIdempotencyLockTimeout,
-			GroupCommit: true, MaxBatch: 1000, ShutdownTimeout: 30 * time.Second, LogLevel: "info", Migrate: true,
+			GroupCommit: true, MaxBatch: 1000, Committers: 2, ShutdownTimeout: 30 * time.Second, LogLevel: "info", Migrate: true,
 		},
 		Stdout: os.Stdout,
 	}
@@ -130,6 +131,7 @@ func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
 	fs.DurationVar(&c.IdempotencyLockTimeout, "idempotency-lock-timeout", envDuration("HOLDFAST_IDEMPOTENCY_LOCK_TIMEOUT", c.IdempotencyLockTimeout), "after this a retry may take over a key whose first request never finished (env HOLDFAST_IDEMPOTENCY_LOCK_TIMEOUT)")
 	fs.BoolVar(&c.GroupCommit, "group-commit", envBool("HOLDFAST_GROUP_COMMIT", c.GroupCommit), "apply concurrent transfers in shared transactions (env HOLDFAST_GROUP_COMMIT)")
 	fs.IntVar(&c.MaxBatch, "max-batch", envInt("HOLDFAST_MAX_BATCH", c.MaxBatch), "most transfer requests per group-commit transaction (env HOLDFAST_MAX_BATCH)")
+	fs.IntVar(&c.Committers, "committers", envInt("HOLDFAST_COMMITTERS", c.Committers), "group-commit transactions in flight at once, each on its own connection (env HOLDFAST_COMMITTERS)")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDuration("HOLDFAST_SHUTDOWN_TIMEOUT", c.ShutdownTimeout), "how long SIGTERM waits for in-flight requests (env HOLDFAST_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&c.LogLevel, "log-level", env("HOLDFAST_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env HOLDFAST_LOG_LEVEL)")
 	fs.BoolVar(&c.Migrate, "migrate", envBool("HOLDFAST_MIGRATE", c.Migrate), "apply database migrations at start (env HOLDFAST_MIGRATE)")
@@ -195,7 +197,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	tenants := postgres.NewTenantService(m.DB)
 	transfers := postgres.NewTransferService(m.DB)
 	if c.GroupCommit {
-		m.writer, err = postgres.NewWriter(transfers, postgres.WriterConfig{MaxBatch: c.MaxBatch, Registerer: m.Registry})
+		m.writer, err = postgres.NewWriter(transfers, postgres.WriterConfig{MaxBatch: c.MaxBatch, Committers: c.Committers, Registerer: m.Registry})
 		if err != nil {
 			return err
 		}
