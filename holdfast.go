@@ -7,8 +7,6 @@
 // currency code beside it; never a float.
 package holdfast
 
-import "time"
-
 // Page asks for one page of a list. Cursor is opaque: pass back the NextCursor
 // of the previous page, or "" for the first page.
 type Page struct {
@@ -35,6 +33,3 @@ func (p Page) Normalize() (Page, error) {
 	}
 	return p, nil
 }
-
-// Clock returns the current time; services take one so tests can fix it.
-type Clock func() time.Time

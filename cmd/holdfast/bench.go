@@ -118,6 +118,11 @@ func startBenchEnv(ctx context.Context, serverURL string, poolSize int, stderr i
 	return env, nil
 }
 
+// tenant creates the tenant a benchmark runs as, with its API key.
+func (e *benchEnv) tenant(ctx context.Context) (*holdfast.Tenant, *holdfast.APIKey, error) {
+	return postgres.NewTenantService(e.main.DB).CreateTenant(ctx, holdfast.TenantCreate{Name: "bench"})
+}
+
 func (e *benchEnv) close() {
 	if e.main != nil {
 		e.main.Close()
@@ -192,7 +197,7 @@ Flags:
 	}
 	defer env.close()
 	m := env.main
-	tenant, key, err := postgres.NewTenantService(m.DB).CreateTenant(ctx, holdfast.TenantCreate{Name: "bench"})
+	tenant, key, err := env.tenant(ctx)
 	if err != nil {
 		return err
 	}

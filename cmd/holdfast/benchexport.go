@@ -60,7 +60,7 @@ Flags:
 	}
 	defer env.close()
 	m := env.main
-	tenant, key, err := postgres.NewTenantService(m.DB).CreateTenant(ctx, holdfast.TenantCreate{Name: "bench"})
+	tenant, key, err := env.tenant(ctx)
 	if err != nil {
 		return err
 	}
@@ -78,10 +78,7 @@ Flags:
 	if err != nil {
 		return err
 	}
-	if _, err := m.DB.Pool.Exec(ctx, "VACUUM (ANALYZE) accounts, transfers, entries"); err != nil {
-		return err
-	}
-	if _, err := m.DB.Pool.Exec(ctx, "CHECKPOINT"); err != nil {
+	if err := lab.Settle(ctx, m.DB.Pool); err != nil {
 		return err
 	}
 
