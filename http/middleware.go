@@ -146,38 +146,45 @@ func (s *Server) observe(next http.Handler) http.Handler {
 }
 
 // problemsForUnrouted answers unknown paths and wrong methods with problem
-// documents instead of the mux's plain text.
+// documents instead of the mux's plain text, routing each request once: the
+// mux's own 404 and 405 handlers (a request it found no pattern for) are
+// replaced as they start to write.
 func (s *Server) problemsForUnrouted(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, pattern := mux.Handler(r)
-		if pattern != "" {
-			mux.ServeHTTP(w, r)
-			return
-		}
-		probe := &probeWriter{header: http.Header{}}
-		h.ServeHTTP(probe, r)
-		if probe.status == http.StatusMethodNotAllowed {
-			w.Header().Set("Allow", probe.header.Get("Allow"))
-			s.Error(w, r, holdfast.Errorf(EMETHOD, "%s is not allowed on %s", r.Method, r.URL.Path))
-			return
-		}
-		if probe.status == http.StatusNotFound {
-			s.Error(w, r, holdfast.Errorf(holdfast.ENOTFOUND, "no such route"))
-			return
-		}
-		mux.ServeHTTP(w, r) // redirects (trailing slash, cleaned paths)
+		mux.ServeHTTP(&unroutedWriter{ResponseWriter: w, s: s, r: r}, r)
 	})
 }
 
-// probeWriter records what the mux's own 404/405 handler would answer.
-type probeWriter struct {
-	header http.Header
-	status int
+// unroutedWriter turns the mux's plain-text 404 and 405 into problems.
+type unroutedWriter struct {
+	http.ResponseWriter
+	s        *Server
+	r        *http.Request // the mux sets its Pattern before calling a handler
+	replaced bool
 }
 
-func (p *probeWriter) Header() http.Header         { return p.header }
-func (p *probeWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (p *probeWriter) WriteHeader(status int)      { p.status = status }
+func (u *unroutedWriter) WriteHeader(status int) {
+	if u.replaced || u.r.Pattern != "" || status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
+		u.ResponseWriter.WriteHeader(status)
+		return
+	}
+	u.replaced = true
+	if status == http.StatusMethodNotAllowed { // the mux has set Allow
+		u.s.Error(u.ResponseWriter, u.r, holdfast.Errorf(EMETHOD, "%s is not allowed on %s", u.r.Method, u.r.URL.Path))
+		return
+	}
+	u.s.Error(u.ResponseWriter, u.r, holdfast.Errorf(holdfast.ENOTFOUND, "no such route"))
+}
+
+func (u *unroutedWriter) Write(b []byte) (int, error) {
+	if u.replaced {
+		return len(b), nil // the mux's plain text, already replaced
+	}
+	return u.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (u *unroutedWriter) Unwrap() http.ResponseWriter { return u.ResponseWriter }
 
 // bearer returns the token of an Authorization: Bearer header.
 func bearer(r *http.Request) string {
