@@ -72,6 +72,9 @@ type Writer struct {
 	mu         sync.Mutex
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
+
+	gate   sync.RWMutex // held shared to enqueue, exclusively to close
+	closed bool         // after Stop: submit refuses at once
 }
 
 // NewWriter puts a group-commit writer in front of svc: from Start on, every
@@ -138,6 +141,9 @@ func (w *Writer) Stop() {
 	if cancel == nil {
 		return
 	}
+	w.gate.Lock()
+	w.closed = true // nothing enqueues after this, so the drain below is final
+	w.gate.Unlock()
 	cancel()
 	w.wg.Wait()
 	w.pool.Close()
@@ -155,9 +161,16 @@ func (w *Writer) Stop() {
 // submit queues r and waits for its batch, or for ctx.
 func (w *Writer) submit(ctx context.Context, r *transferRequest) ([]*holdfast.Transfer, error) {
 	r.done = make(chan struct{})
+	w.gate.RLock()
+	if w.closed {
+		w.gate.RUnlock()
+		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the service is shutting down; retry")
+	}
 	select {
 	case w.queue <- r:
+		w.gate.RUnlock()
 	default:
+		w.gate.RUnlock()
 		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the transfer queue is full; retry shortly")
 	}
 	select {

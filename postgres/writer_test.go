@@ -138,3 +138,18 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 	t.Fatal("condition never held")
 }
+
+// TestWriter_RefusesAfterStop: once stopped, the writer refuses at once
+// instead of queueing work nobody will take.
+func TestWriter_RefusesAfterStop(t *testing.T) {
+	t.Parallel()
+	s := setupStuck(t, postgres.WriterConfig{})
+	s.release()
+	if err := <-s.submit(context.Background()); err != nil {
+		t.Fatalf("before Stop: %v", err)
+	}
+	s.writer.Stop()
+	if _, err := s.transfers.CreateTransfers(context.Background(), s.tenant, s.in, false); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
+		t.Fatalf("after Stop: err = %v, want %s", err, holdfast.EOVERLOADED)
+	}
+}
