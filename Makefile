@@ -32,6 +32,7 @@ vet:
 
 deps:
 	@scripts/ensure-postgres.sh
+	@scripts/ensure-nats.sh
 
 clean:
 	rm -rf bin .holdfast

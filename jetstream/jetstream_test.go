@@ -2,17 +2,14 @@ package jetstream_test
 
 import (
 	"context"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast/internal/natstest"
 	"github.com/holdfast/holdfast/jetstream"
 	njs "github.com/nats-io/nats.go/jetstream"
 )
-
-// externalURL is where TestOpenExternal looks for a NATS server of its own.
-const externalURL = "nats://127.0.0.1:4222"
 
 // mustOpen opens cfg and closes the connection when the test ends.
 func mustOpen(t *testing.T, cfg jetstream.Config) *jetstream.Conn {
@@ -147,12 +144,7 @@ func TestOpenWithoutStoreDir(t *testing.T) {
 
 func TestOpenExternal(t *testing.T) {
 	t.Parallel()
-	conn, err := net.DialTimeout("tcp", strings.TrimPrefix(externalURL, "nats://"), time.Second)
-	if err != nil {
-		t.Skipf("no NATS server on 127.0.0.1:4222: %v", err)
-	}
-	conn.Close()
-	c := mustOpen(t, jetstream.Config{URL: externalURL, Name: "holdfast-test"})
+	c := mustOpen(t, jetstream.Config{URL: natstest.ExternalURL(t), Name: "holdfast-test"})
 	if c.Embedded() {
 		t.Error("Embedded() = true with a URL")
 	}

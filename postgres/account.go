@@ -46,6 +46,13 @@ func (s *AccountService) CreateAccount(ctx context.Context, tenantID string, in 
 	if err != nil {
 		return nil, fmt.Errorf("create account: %w", err)
 	}
+	event, err := newOutboxEvent(tenantID, holdfast.EventAccountCreated, a.CreatedAt, a)
+	if err != nil {
+		return nil, err
+	}
+	if err := insertOutbox(ctx, tx, event); err != nil {
+		return nil, fmt.Errorf("create account: %w", err)
+	}
 	resp, err := completeClaim(ctx, tx, a)
 	if err != nil {
 		return nil, err

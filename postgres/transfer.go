@@ -204,6 +204,7 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	now := s.db.now()
 	var transfers []*holdfast.Transfer
 	var entries []entry
+	var rejected []*transferRequest
 	for _, r := range reqs {
 		if r.err != nil || r.claim != nil && !r.owner {
 			continue // refused, replayed, or a duplicate of a key another request of the batch holds
@@ -211,11 +212,16 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 		out, newTransfers, newEntries, err := apply(r, accounts, existing, now)
 		if err != nil {
 			r.err = err
+			rejected = append(rejected, r)
 			continue
 		}
 		r.out = out
 		transfers = append(transfers, newTransfers...)
 		entries = append(entries, newEntries...)
+	}
+	events, err := transferEvents(transfers, rejected, now)
+	if err != nil {
+		return err
 	}
 
 	// Round trip 2: write and commit.
@@ -223,6 +229,7 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	queueInsertTransfers(&writes, transfers)
 	queueInsertEntries(&writes, entries)
 	queueUpdateBalances(&writes, accounts)
+	queueOutbox(&writes, events)
 	queueStoreResponses(&writes, reqs, keys)
 	writes.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, &writes).Close(); err != nil {
@@ -233,6 +240,37 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 		return err
 	}
 	return nil
+}
+
+// transferEvents returns the outbox events of a batch: one transfer.posted
+// per transfer created, one transfer.rejected per request the ledger refused.
+func transferEvents(posted []*holdfast.Transfer, rejected []*transferRequest, now time.Time) ([]outboxEvent, error) {
+	events := make([]outboxEvent, 0, len(posted)+len(rejected))
+	for _, t := range posted {
+		e, err := newOutboxEvent(t.TenantID, holdfast.EventTransferPosted, now, t)
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, e)
+	}
+	for _, r := range rejected {
+		e, err := newOutboxEvent(r.tenantID, holdfast.EventTransferRejected, now, rejection{
+			Code: holdfast.ErrorCode(r.err), Detail: holdfast.ErrorMessage(r.err), Linked: r.linked, Transfers: r.in,
+		})
+		if err != nil {
+			return nil, err
+		}
+		events = append(events, e)
+	}
+	return events, nil
+}
+
+// rejection is the data of a transfer.rejected event.
+type rejection struct {
+	Code      string                    `json:"code"`
+	Detail    string                    `json:"detail"`
+	Linked    bool                      `json:"linked"`
+	Transfers []holdfast.TransferCreate `json:"transfers"`
 }
 
 type keyID struct{ tenant, key string }

@@ -1,0 +1,212 @@
+package holdfast
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"time"
+)
+
+// Event types the ledger emits through the outbox. Client events use their
+// own types, which may not start with one of the ledger's prefixes.
+const (
+	EventAccountCreated   = "account.created"
+	EventTransferPosted   = "transfer.posted"
+	EventTransferRejected = "transfer.rejected"
+	EventReceiptStored    = "receipt.stored"
+	EventReceiptProcessed = "receipt.processed"
+)
+
+// EventVersion is the version of the event envelope.
+const EventVersion = 1
+
+// Event limits.
+const (
+	// MaxEventBatch is the most events one POST /v1/events may carry.
+	MaxEventBatch = 1000
+	// MaxEventProperties is the largest properties object of a client event, in bytes of JSON.
+	MaxEventProperties = 4 << 10
+	// MaxEventType is the longest event type.
+	MaxEventType = 64
+)
+
+// Event is the envelope of every event in the log: stable, versioned JSON.
+type Event struct {
+	ID         string          `json:"id"`
+	Type       string          `json:"type"`
+	Version    int             `json:"version"`
+	Source     string          `json:"source"` // "ledger" or "client"
+	TenantID   string          `json:"tenant"`
+	OccurredAt time.Time       `json:"occurred_at"`
+	Data       json.RawMessage `json:"data"`
+}
+
+// Event sources.
+const (
+	SourceLedger = "ledger"
+	SourceClient = "client"
+)
+
+// EventCreate is a client event as posted to /v1/events.
+type EventCreate struct {
+	// ID, when given, identifies the event: a retry with the same id is
+	// stored once. Default: derived from the request's Idempotency-Key and
+	// the event's index, or random.
+	ID         string          `json:"id,omitempty"`
+	Type       string          `json:"type"`
+	OccurredAt *time.Time      `json:"occurred_at,omitempty"`
+	Properties json.RawMessage `json:"properties,omitempty"`
+}
+
+// Validate returns EINVALID unless the event is acceptable: a type of 1..64
+// characters [a-z0-9_] in dot-separated words, not a ledger type; an
+// optional id that is a UUID; properties a JSON object of at most
+// MaxEventProperties bytes.
+func (e *EventCreate) Validate() error {
+	if err := ValidEventType(e.Type); err != nil {
+		return err
+	}
+	for _, p := range []string{"account.", "transfer.", "receipt."} {
+		if strings.HasPrefix(e.Type, p) {
+			return Errorf(EINVALID, "event type %q is reserved for the ledger's own events", e.Type)
+		}
+	}
+	if e.ID != "" {
+		if err := ValidID("event id", e.ID); err != nil {
+			return err
+		}
+	}
+	if len(e.Properties) > MaxEventProperties {
+		return Errorf(EINVALID, "event properties are larger than %d bytes", MaxEventProperties)
+	}
+	if len(e.Properties) > 0 && e.Properties[0] != '{' {
+		return Errorf(EINVALID, "event properties must be a JSON object")
+	}
+	return nil
+}
+
+// ValidEventType returns EINVALID unless t is 1..64 characters of
+// lower-case words [a-z0-9_] separated by single dots, starting with a letter.
+func ValidEventType(t string) error {
+	bad := len(t) == 0 || len(t) > MaxEventType || t[0] < 'a' || t[0] > 'z' || t[len(t)-1] == '.'
+	for i := 0; !bad && i < len(t); i++ {
+		c := t[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= '0' && c <= '9', c == '_':
+		case c == '.' && t[i-1] != '.':
+		default:
+			bad = true
+		}
+	}
+	if bad {
+		return Errorf(EINVALID, "event type must be 1 to %d characters: lower-case words of [a-z0-9_] separated by dots", MaxEventType)
+	}
+	return nil
+}
+
+// EventService ingests client events into the log.
+type EventService interface {
+	// PublishEvents stores the events durably in the log and returns their
+	// ids; EOVERLOADED when the log or the in-flight window is full (nothing
+	// is dropped silently: the caller retries).
+	PublishEvents(ctx context.Context, tenantID, idempotencyKey string, in []EventCreate) ([]string, error)
+}
+
+// Rollup is one minute of one event type and currency for a tenant.
+type Rollup struct {
+	Minute    time.Time `json:"minute"`
+	Type      string    `json:"type"`
+	Currency  string    `json:"currency,omitempty"`
+	Count     int64     `json:"count"`
+	AmountSum string    `json:"amount_sum"` // a decimal integer of minor units; it may exceed 64 bits
+}
+
+// RollupFilter selects rollups: [From, To) minutes, optionally one type.
+type RollupFilter struct {
+	From, To time.Time
+	Type     string
+	Limit    int
+}
+
+// AuditRecord is one record of a tenant's audit trail.
+type AuditRecord struct {
+	Seq        int64           `json:"seq"`
+	EventID    string          `json:"event_id"`
+	Type       string          `json:"type"`
+	OccurredAt time.Time       `json:"occurred_at"`
+	RecordedAt time.Time       `json:"recorded_at"`
+	Event      json.RawMessage `json:"event"`
+	PrevHash   string          `json:"prev_hash"`
+	Hash       string          `json:"hash"`
+}
+
+// AuditVerification is the result of recomputing a tenant's hash chain.
+type AuditVerification struct {
+	OK       bool   `json:"ok"`
+	Records  int64  `json:"records"`
+	FirstBad int64  `json:"first_bad_seq,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	HeadHash string `json:"head_hash,omitempty"`
+}
+
+// AnalyticsService reads the analytics consumer's rollups.
+type AnalyticsService interface {
+	ListRollups(ctx context.Context, tenantID string, f RollupFilter) ([]Rollup, error)
+}
+
+// AuditService reads and verifies a tenant's audit trail.
+type AuditService interface {
+	ListAudit(ctx context.Context, tenantID string, page Page) ([]*AuditRecord, string, error)
+	VerifyAudit(ctx context.Context, tenantID string) (*AuditVerification, error)
+}
+
+// ConsumerStatus is one consumer group as the admin API shows it.
+type ConsumerStatus struct {
+	Name          string     `json:"name"`
+	Pending       uint64     `json:"pending"`     // in the stream, not yet delivered
+	InFlight      int        `json:"in_flight"`   // delivered, not yet acknowledged
+	Redelivered   int        `json:"redelivered"` // delivered more than once, not yet acknowledged
+	LastApplied   int64      `json:"last_applied_seq"`
+	StreamLast    uint64     `json:"stream_last_seq"`
+	LagEvents     uint64     `json:"lag_events"`
+	LagSeconds    float64    `json:"lag_seconds"`
+	Paused        bool       `json:"paused"`
+	PausedUntil   *time.Time `json:"paused_until,omitempty"`
+	PauseReason   string     `json:"pause_reason,omitempty"`
+	AckWait       string     `json:"ack_wait"`
+	MaxBatch      int        `json:"max_batch"`
+	MaxAckPending int        `json:"max_ack_pending"`
+}
+
+// ConsumerService shows and steers the consumer groups.
+type ConsumerService interface {
+	ListConsumers(ctx context.Context) ([]*ConsumerStatus, error)
+	// PauseConsumer stops delivery to a group in every replica until
+	// ResumeConsumer, or until the given time when it is not zero.
+	PauseConsumer(ctx context.Context, name string, until time.Time, reason string) error
+	ResumeConsumer(ctx context.Context, name string) error
+}
+
+// EventDelivery is an event as a consumer receives it: its position in the
+// stream, the envelope, and the envelope's bytes exactly as stored.
+type EventDelivery struct {
+	Seq   uint64
+	Event Event
+	Raw   []byte
+}
+
+// ConsumerGroupState is a group's shared state: its position and whether it
+// is paused.
+type ConsumerGroupState struct {
+	Name         string
+	AppliedFloor uint64 // every sequence at or below it is applied
+	LastApplied  uint64
+	Paused       bool       // by an operator, until resumed
+	PausedUntil  *time.Time // automatically, until then
+	PauseReason  string
+}
+
+// PausedAt reports whether the group is paused at time now.
+func (s *ConsumerGroupState) PausedAt(now time.Time) bool {
+	return s.Paused || s.PausedUntil != nil && now.Before(*s.PausedUntil)
+}

@@ -1,0 +1,234 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/holdfast/holdfast"
+)
+
+// Outbox is the relay's view of the transactional outbox (postgres.DB).
+type Outbox interface {
+	// RelayOutbox claims up to limit rows no other relay holds, passes their
+	// events to publish and deletes them if it returns nil, in one transaction.
+	RelayOutbox(ctx context.Context, limit int, publish func(context.Context, []holdfast.Event) error) (int, error)
+	// ListenOutbox calls wake on every commit into the outbox until ctx ends.
+	ListenOutbox(ctx context.Context, wake func()) error
+}
+
+// RelayConfig configures a Relay.
+type RelayConfig struct {
+	// Stream is the events stream the relay publishes to.
+	Stream StreamConfig
+	// Batch is the most events claimed and published at once. Default 500.
+	Batch int
+	// Poll is how often the relay looks at the outbox when no notification
+	// wakes it. Default 1s.
+	Poll time.Duration
+	// AckTimeout bounds the wait for the stream to store a batch. Default 10s.
+	AckTimeout time.Duration
+	// Logger receives the relay's errors. Default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the relay's metrics. Default: none.
+	Registerer prometheus.Registerer
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c RelayConfig) WithDefaults() RelayConfig {
+	c.Stream = c.Stream.WithDefaults()
+	if c.Batch == 0 {
+		c.Batch = 500
+	}
+	if c.Poll == 0 {
+		c.Poll = time.Second
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Relay moves events from the outbox into the stream. One runs in every
+// replica: they claim disjoint rows (SKIP LOCKED), and each event is
+// published with its id as Nats-Msg-Id, so a relay that dies between
+// publishing and deleting its rows leaves them to be published again and
+// the stream stores them once.
+type Relay struct {
+	cfg    RelayConfig
+	outbox Outbox
+	js     njs.JetStream
+
+	wake    chan struct{}
+	cancel  context.CancelFunc
+	done    sync.WaitGroup
+	stopped sync.Once
+
+	relayed  prometheus.Counter
+	failures prometheus.Counter
+}
+
+// NewRelay returns a relay from outbox to the stream on js.
+func NewRelay(outbox Outbox, js njs.JetStream, cfg RelayConfig) (*Relay, error) {
+	cfg = cfg.WithDefaults()
+	if cfg.Batch < 1 || cfg.Poll <= 0 || cfg.AckTimeout <= 0 {
+		return nil, errors.New("events: relay Batch, Poll and AckTimeout must be positive")
+	}
+	r := &Relay{cfg: cfg, outbox: outbox, js: js, wake: make(chan struct{}, 1)}
+	r.relayed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "holdfast_outbox_relayed_total", Help: "Events moved from the outbox into the events stream by this replica."})
+	r.failures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "holdfast_outbox_relay_failures_total", Help: "Relay rounds that failed (the events stay in the outbox and are retried)."})
+	if cfg.Registerer != nil {
+		for _, c := range []prometheus.Collector{r.relayed, r.failures} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return r, nil
+}
+
+// Start runs the relay in the background until Stop.
+func (r *Relay) Start(ctx context.Context) error {
+	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	r.done.Add(2)
+	go func() {
+		defer r.done.Done()
+		r.listen(ctx)
+	}()
+	go func() {
+		defer r.done.Done()
+		r.run(ctx)
+	}()
+	return nil
+}
+
+// Stop stops the relay after its current round. Idempotent; safe before Start.
+func (r *Relay) Stop() {
+	r.stopped.Do(func() {
+		if r.cancel != nil {
+			r.cancel()
+		}
+	})
+	r.done.Wait()
+}
+
+// Wake makes the relay look at the outbox now.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Relay) listen(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := r.outbox.ListenOutbox(ctx, r.Wake); err != nil && ctx.Err() == nil {
+			r.cfg.Logger.Warn("outbox listen; polling until it is back", "err", err)
+			sleep(ctx, r.cfg.Poll)
+		}
+	}
+}
+
+func (r *Relay) run(ctx context.Context) {
+	t := time.NewTicker(r.cfg.Poll)
+	defer t.Stop()
+	backoff := time.Duration(0)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+		case <-t.C:
+		}
+		if backoff > 0 && !sleep(ctx, backoff) {
+			return
+		}
+		// Drain: a full batch means there is probably more.
+		for ctx.Err() == nil {
+			n, err := r.RelayOnce(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					r.failures.Inc()
+					backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
+					r.cfg.Logger.Warn("outbox relay; the events stay in the outbox", "err", err, "retry_in", backoff)
+				}
+				break
+			}
+			backoff = 0
+			if n < r.cfg.Batch {
+				break
+			}
+		}
+	}
+}
+
+// RelayOnce relays one batch and returns how many events it moved.
+func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
+	n, err := r.outbox.RelayOutbox(ctx, r.cfg.Batch, r.publish)
+	r.relayed.Add(float64(n))
+	return n, err
+}
+
+// publish stores the events in the stream, waiting for every ack.
+func (r *Relay) publish(ctx context.Context, events []holdfast.Event) error {
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.AckTimeout)
+	defer cancel()
+	futures := make([]njs.PubAckFuture, 0, len(events))
+	var buf []byte
+	for i := range events {
+		e := &events[i]
+		buf = appendEvent(buf[:0], e)
+		msg := &nats.Msg{Subject: r.cfg.Stream.Subject(e.TenantID, e.Type), Data: append([]byte(nil), buf...)}
+		f, err := r.js.PublishMsgAsync(msg, njs.WithMsgID(e.ID))
+		if err != nil {
+			return fmt.Errorf("publish event %s: %w", e.ID, err)
+		}
+		futures = append(futures, f)
+	}
+	return awaitAcks(ctx, futures, nil)
+}
+
+// awaitAcks waits for every future and returns the first error; dup, when
+// not nil, is told how many of the messages the stream already had.
+func awaitAcks(ctx context.Context, futures []njs.PubAckFuture, dup *int) error {
+	var first error
+	for _, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			if dup != nil && ack.Duplicate {
+				*dup++
+			}
+		case err := <-f.Err():
+			if first == nil {
+				first = err
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for the stream to store events: %w", ctx.Err())
+		}
+	}
+	return first
+}
+
+// sleep waits for d or until ctx ends; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

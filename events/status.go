@@ -1,0 +1,227 @@
+package events
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/holdfast/holdfast"
+)
+
+// GroupMetrics are the consumer groups' counters in this replica. A nil
+// *GroupMetrics records nothing.
+type GroupMetrics struct {
+	appliedTotal *prometheus.CounterVec
+	batches      *prometheus.HistogramVec
+	failures     *prometheus.CounterVec
+	autoPauses   *prometheus.CounterVec
+	pausedGauge  *prometheus.GaugeVec
+}
+
+// NewGroupMetrics registers the groups' metrics on reg (none when nil).
+func NewGroupMetrics(reg prometheus.Registerer) (*GroupMetrics, error) {
+	m := &GroupMetrics{
+		appliedTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "holdfast_consumer_applied_total", Help: "Events applied by a consumer group in this replica."}, []string{"group"}),
+		batches: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "holdfast_consumer_batch_seconds", Help: "Time to apply and acknowledge one batch.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}, []string{"group"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "holdfast_consumer_failures_total", Help: "Batches that failed and were given back for redelivery."}, []string{"group"}),
+		autoPauses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "holdfast_consumer_auto_pauses_total", Help: "Times a group paused itself because its downstream was overwhelmed."}, []string{"group"}),
+		pausedGauge: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "holdfast_consumer_paused", Help: "1 while a group is paused (this replica's view)."}, []string{"group"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.appliedTotal, m.batches, m.failures, m.autoPauses, m.pausedGauge} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func (m *GroupMetrics) applied(group string, n int, d time.Duration) {
+	if m != nil {
+		m.appliedTotal.WithLabelValues(group).Add(float64(n))
+		m.batches.WithLabelValues(group).Observe(d.Seconds())
+	}
+}
+
+func (m *GroupMetrics) failed(group string) {
+	if m != nil {
+		m.failures.WithLabelValues(group).Inc()
+	}
+}
+
+func (m *GroupMetrics) autoPause(group string) {
+	if m != nil {
+		m.autoPauses.WithLabelValues(group).Inc()
+	}
+}
+
+func (m *GroupMetrics) paused(group string, p bool) {
+	if m != nil {
+		v := 0.0
+		if p {
+			v = 1
+		}
+		m.pausedGauge.WithLabelValues(group).Set(v)
+	}
+}
+
+// Admin shows and steers the consumer groups; it implements
+// holdfast.ConsumerService.
+type Admin struct {
+	js     njs.JetStream
+	states States
+	groups []*Group
+	stream StreamConfig
+	now    func() time.Time
+}
+
+var _ holdfast.ConsumerService = (*Admin)(nil)
+
+// NewAdmin returns the admin of the given groups.
+func NewAdmin(js njs.JetStream, states States, stream StreamConfig, groups ...*Group) *Admin {
+	return &Admin{js: js, states: states, groups: groups, stream: stream.WithDefaults(), now: time.Now}
+}
+
+func (a *Admin) group(name string) *Group {
+	for _, g := range a.groups {
+		if g.Name() == name {
+			return g
+		}
+	}
+	return nil
+}
+
+// ListConsumers returns every group's lag and state. Lag in events is what
+// the group has not acknowledged (pending plus in flight); lag in seconds is
+// the age of the oldest event not yet acknowledged.
+func (a *Admin) ListConsumers(ctx context.Context) ([]*holdfast.ConsumerStatus, error) {
+	stream, err := a.js.Stream(ctx, a.stream.Name)
+	if err != nil {
+		return nil, fmt.Errorf("consumers: stream: %w", err)
+	}
+	sinfo, err := stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("consumers: stream info: %w", err)
+	}
+	out := make([]*holdfast.ConsumerStatus, 0, len(a.groups))
+	for _, g := range a.groups {
+		cons, err := stream.Consumer(ctx, g.Name())
+		if err != nil {
+			return nil, fmt.Errorf("consumers: %s: %w", g.Name(), err)
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("consumers: %s: %w", g.Name(), err)
+		}
+		st, err := a.states.State(ctx, g.Name())
+		if err != nil {
+			return nil, err
+		}
+		cfg := g.Config()
+		s := &holdfast.ConsumerStatus{
+			Name: g.Name(), Pending: info.NumPending, InFlight: info.NumAckPending, Redelivered: info.NumRedelivered,
+			LastApplied: int64(st.LastApplied), StreamLast: sinfo.State.LastSeq,
+			LagEvents: info.NumPending + uint64(info.NumAckPending),
+			Paused:    st.PausedAt(a.now()), PauseReason: st.PauseReason,
+			AckWait: cfg.AckWait.String(), MaxBatch: cfg.MaxBatch, MaxAckPending: cfg.MaxAckPending,
+		}
+		if st.PausedUntil != nil && a.now().Before(*st.PausedUntil) {
+			u := st.PausedUntil.UTC()
+			s.PausedUntil = &u
+		}
+		if s.LagEvents > 0 {
+			// The oldest unacknowledged event is the first after the ack floor
+			// (or the first still in the stream, if older ones aged out).
+			seq := max(info.AckFloor.Stream+1, sinfo.State.FirstSeq)
+			if m, err := stream.GetMsg(ctx, seq); err == nil {
+				s.LagSeconds = max(0, a.now().Sub(m.Time).Seconds())
+			}
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// PauseConsumer pauses a group in every replica (see ConsumerStore.Pause).
+func (a *Admin) PauseConsumer(ctx context.Context, name string, until time.Time, reason string) error {
+	if a.group(name) == nil {
+		return holdfast.Errorf(holdfast.ENOTFOUND, "consumer group %s not found", name)
+	}
+	if !until.IsZero() && !until.After(a.now()) {
+		return holdfast.Errorf(holdfast.EINVALID, "until must be in the future")
+	}
+	if err := a.states.Pause(ctx, name, until, reason); err != nil {
+		return err
+	}
+	a.group(name).forgetState()
+	return nil
+}
+
+// ResumeConsumer lifts every pause of a group.
+func (a *Admin) ResumeConsumer(ctx context.Context, name string) error {
+	if a.group(name) == nil {
+		return holdfast.Errorf(holdfast.ENOTFOUND, "consumer group %s not found", name)
+	}
+	if err := a.states.Resume(ctx, name); err != nil {
+		return err
+	}
+	a.group(name).forgetState()
+	return nil
+}
+
+// Collector returns a Prometheus collector that reads every group's lag at
+// scrape time (bounded by a 2s timeout).
+func (a *Admin) Collector(logger *slog.Logger) prometheus.Collector {
+	return &lagCollector{admin: a, logger: logger}
+}
+
+var (
+	lagEventsDesc   = prometheus.NewDesc("holdfast_consumer_lag_events", "Events a consumer group has not acknowledged.", []string{"group"}, nil)
+	lagSecondsDesc  = prometheus.NewDesc("holdfast_consumer_lag_seconds", "Age of the oldest event a consumer group has not acknowledged.", []string{"group"}, nil)
+	pendingDesc     = prometheus.NewDesc("holdfast_consumer_pending", "Events not yet delivered to a consumer group.", []string{"group"}, nil)
+	inFlightDesc    = prometheus.NewDesc("holdfast_consumer_in_flight", "Events delivered to a consumer group and not yet acknowledged.", []string{"group"}, nil)
+	redeliveredDesc = prometheus.NewDesc("holdfast_consumer_redelivered", "Unacknowledged events delivered more than once.", []string{"group"}, nil)
+	lastAppliedDesc = prometheus.NewDesc("holdfast_consumer_last_applied_seq", "Highest stream sequence a consumer group applied.", []string{"group"}, nil)
+)
+
+type lagCollector struct {
+	admin  *Admin
+	logger *slog.Logger
+}
+
+func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{lagEventsDesc, lagSecondsDesc, pendingDesc, inFlightDesc, redeliveredDesc, lastAppliedDesc} {
+		ch <- d
+	}
+}
+
+func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	list, err := c.admin.ListConsumers(ctx)
+	if err != nil {
+		if c.logger != nil {
+			c.logger.Warn("consumer lag metrics", "err", err)
+		}
+		return
+	}
+	for _, s := range list {
+		ch <- prometheus.MustNewConstMetric(lagEventsDesc, prometheus.GaugeValue, float64(s.LagEvents), s.Name)
+		ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, s.LagSeconds, s.Name)
+		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(s.Pending), s.Name)
+		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(s.InFlight), s.Name)
+		ch <- prometheus.MustNewConstMetric(redeliveredDesc, prometheus.GaugeValue, float64(s.Redelivered), s.Name)
+		ch <- prometheus.MustNewConstMetric(lastAppliedDesc, prometheus.GaugeValue, float64(s.LastApplied), s.Name)
+	}
+}

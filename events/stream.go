@@ -1,0 +1,113 @@
+// Package events is Holdfast's event log on NATS JetStream: the relay that
+// moves the transactional outbox into the stream, the publisher of client
+// events, and the consumer groups (analytics, audit) that read the stream
+// at their own pace, exactly once, with their lag in view and a pause that
+// works on any server version.
+//
+// Producers never wait for consumers: the stream sits between them. When
+// consumers fall behind, lag grows and is reported; when the stream itself
+// is full, publishing is refused loudly (discard-new), never dropped.
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/holdfast/holdfast"
+)
+
+// StreamConfig configures the events stream.
+type StreamConfig struct {
+	// Name of the stream. Default "events"; its subjects are "<name>.>".
+	Name string
+	// MaxBytes caps the stream's size; past it, publishes are refused. Default 1 GiB.
+	MaxBytes int64
+	// MaxAge is how long events are kept. Default 7 days.
+	MaxAge time.Duration
+	// Duplicates is the window in which a message id is stored once. The
+	// relay republishes after a crash within seconds, so the default 10
+	// minutes is ample; a larger window costs the server memory. Default 10m.
+	Duplicates time.Duration
+	// Replicas of the stream in a cluster. Default 1.
+	Replicas int
+	// Memory keeps the stream in memory instead of files (tests, benchmarks). Default false.
+	Memory bool
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c StreamConfig) WithDefaults() StreamConfig {
+	if c.Name == "" {
+		c.Name = "events"
+	}
+	if c.MaxBytes == 0 {
+		c.MaxBytes = 1 << 30
+	}
+	if c.MaxAge == 0 {
+		c.MaxAge = 7 * 24 * time.Hour
+	}
+	if c.Duplicates == 0 {
+		c.Duplicates = 10 * time.Minute
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	return c
+}
+
+func (c StreamConfig) validate() error {
+	if c.MaxBytes < 1<<20 || c.MaxAge <= 0 || c.Duplicates <= 0 || c.Replicas < 1 {
+		return errors.New("events: MaxBytes must be at least 1 MiB; MaxAge, Duplicates and Replicas positive")
+	}
+	return nil
+}
+
+// Subject returns the subject of an event: <stream>.<tenant>.<type>.
+func (c StreamConfig) Subject(tenantID, typ string) string {
+	return c.Name + "." + tenantID + "." + typ
+}
+
+// EnsureStream creates the stream, or updates it to cfg, and returns it.
+// Safe to call from every replica at every start.
+func EnsureStream(ctx context.Context, js njs.JetStream, cfg StreamConfig) (njs.Stream, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	storage := njs.FileStorage
+	if cfg.Memory {
+		storage = njs.MemoryStorage
+	}
+	s, err := js.CreateOrUpdateStream(ctx, njs.StreamConfig{
+		Name:        cfg.Name,
+		Description: "Holdfast's event log: ledger events from the outbox and client events",
+		Subjects:    []string{cfg.Name + ".>"},
+		Retention:   njs.LimitsPolicy,
+		MaxBytes:    cfg.MaxBytes,
+		MaxAge:      cfg.MaxAge,
+		Discard:     njs.DiscardNew, // overflow is refused, loudly; nothing old is dropped to make room
+		Storage:     storage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.Duplicates,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("events: stream %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// ParseDelivery reads a delivered message: its stream sequence and envelope.
+func ParseDelivery(m njs.Msg) (holdfast.EventDelivery, error) {
+	meta, err := m.Metadata()
+	if err != nil {
+		return holdfast.EventDelivery{}, fmt.Errorf("events: message metadata: %w", err)
+	}
+	d := holdfast.EventDelivery{Seq: meta.Sequence.Stream, Raw: m.Data()}
+	if err := unmarshalEvent(d.Raw, &d.Event); err != nil {
+		return d, fmt.Errorf("events: message %d: %w", d.Seq, err)
+	}
+	return d, nil
+}

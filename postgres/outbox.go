@@ -1,0 +1,150 @@
+package postgres
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/holdfast/holdfast"
+)
+
+// outboxEvent is an event on its way into the outbox, written in the same
+// transaction as the change it reports.
+type outboxEvent struct {
+	id, tenantID, typ string
+	occurredAt        time.Time
+	data              []byte
+}
+
+// newOutboxEvent returns the event of a change, its data encoded as JSON.
+func newOutboxEvent(tenantID, typ string, at time.Time, data any) (outboxEvent, error) {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return outboxEvent{}, fmt.Errorf("encode %s event: %w", typ, err)
+	}
+	return outboxEvent{id: uuid.Must(uuid.NewV7()).String(), tenantID: tenantID, typ: typ, occurredAt: at, data: b}, nil
+}
+
+// queueOutbox inserts the events with one statement.
+func queueOutbox(b *pgx.Batch, events []outboxEvent) {
+	if len(events) == 0 {
+		return
+	}
+	q := insertOutboxSQL(events)
+	b.Queue(q.SQL, q.Arguments...)
+}
+
+// insertOutbox inserts the events in tx.
+func insertOutbox(ctx context.Context, tx pgx.Tx, events ...outboxEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	q := insertOutboxSQL(events)
+	if _, err := tx.Exec(ctx, q.SQL, q.Arguments...); err != nil {
+		return fmt.Errorf("write outbox: %w", err)
+	}
+	return nil
+}
+
+func insertOutboxSQL(events []outboxEvent) *pgx.QueuedQuery {
+	n := len(events)
+	ids, tenants, types, at, data := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n), make([][]byte, n)
+	for i, e := range events {
+		ids[i], tenants[i], types[i], at[i], data[i] = e.id, e.tenantID, e.typ, e.occurredAt, e.data
+	}
+	return &pgx.QueuedQuery{
+		SQL: `INSERT INTO outbox (id, tenant_id, type, occurred_at, data)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::bytea[])`,
+		Arguments: []any{uuids(ids), uuids(tenants), types, at, data},
+	}
+}
+
+// OutboxChannel is the channel every insert into the outbox notifies.
+const OutboxChannel = "holdfast_outbox"
+
+// RelayOutbox claims up to limit of the oldest unclaimed outbox rows (rows
+// another relay holds are skipped, not waited for), hands their events to
+// publish, and deletes them once publish returns nil, all in one
+// transaction. If publish fails, or the process dies before the commit, the
+// rows stay and are published again: publish must be idempotent (JetStream
+// deduplicates by the event id). Returns the number of events relayed.
+func (db *DB) RelayOutbox(ctx context.Context, limit int, publish func(context.Context, []holdfast.Event) error) (int, error) {
+	tx, err := db.Pool.Begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("relay outbox: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	rows, _ := tx.Query(ctx, `SELECT seq, id, tenant_id, type, occurred_at, data FROM outbox
+		ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
+	var seqs []int64
+	events, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (holdfast.Event, error) {
+		var e holdfast.Event
+		var seq int64
+		var data []byte
+		err := r.Scan(&seq, &e.ID, &e.TenantID, &e.Type, &e.OccurredAt, &data)
+		e.Version, e.Source, e.Data, e.OccurredAt = holdfast.EventVersion, holdfast.SourceLedger, data, e.OccurredAt.UTC()
+		seqs = append(seqs, seq)
+		return e, err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
+	}
+	if len(events) == 0 {
+		return 0, nil
+	}
+	if err := publish(ctx, events); err != nil {
+		return 0, err
+	}
+	if _, err := tx.Exec(ctx, "DELETE FROM outbox WHERE seq = ANY($1)", seqs); err != nil {
+		return 0, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
+	}
+	return len(events), nil
+}
+
+// OutboxDepth returns how many events wait in the outbox, and the age of the oldest.
+func (db *DB) OutboxDepth(ctx context.Context) (n int64, oldest time.Duration, err error) {
+	var at *time.Time
+	err = db.Pool.QueryRow(ctx, `SELECT count(*), min(occurred_at) FROM outbox`).Scan(&n, &at)
+	if err != nil {
+		return 0, 0, fmt.Errorf("outbox depth: %w", err)
+	}
+	if at != nil {
+		oldest = max(0, db.Now().Sub(*at))
+	}
+	return n, oldest, nil
+}
+
+// ListenOutbox calls wake whenever an insert into the outbox commits, until
+// ctx ends. It holds one connection of the pool for as long as it listens;
+// it returns the error that broke the connection (the caller listens again).
+func (db *DB) ListenOutbox(ctx context.Context, wake func()) error {
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		// The connection is LISTENing: close it rather than return it to the pool.
+		conn.Conn().Close(context.WithoutCancel(ctx))
+		conn.Release()
+	}()
+	if _, err := conn.Exec(ctx, "LISTEN "+OutboxChannel); err != nil {
+		return err
+	}
+	wake() // whatever was inserted before LISTEN took effect
+	for {
+		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		wake()
+	}
+}
