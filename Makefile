@@ -5,7 +5,7 @@ GO        ?= go
 GOFLAGS   ?=
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: run test build vet deps clean bench-transfers bench-export
+.PHONY: run test build vet deps clean bench-transfers bench-export bench-events bench-receipts bench-overload lab
 
 ## run: serve on :8080 with a private PostgreSQL and embedded NATS in .holdfast/, plus a demo tenant
 run: deps
@@ -22,6 +22,22 @@ bench-transfers: deps build
 ## bench-export: streaming CSV export vs psql \copy and vs a buffered export, 2,000,000 entries (about 4 minutes)
 bench-export: deps build
 	bin/holdfast bench export
+
+## bench-events: ingest through POST /v1/events vs raw JetStream; a 10× burst against slow consumers (about 7 minutes)
+bench-events: deps build
+	bin/holdfast bench events
+
+## bench-receipts: a spike of 50,000 uploads a minute for 2 minutes: capped workers vs a goroutine per message (about 15 minutes)
+bench-receipts: deps build
+	bin/holdfast bench receipts
+
+## bench-overload: open loop at 0.5×–5× capacity, overload protection on vs off; /healthz under CPU load (about 2 minutes)
+bench-overload: deps build
+	bin/holdfast bench overload
+
+## lab: every scenario of the seed, naive beside Holdfast; reports and charts in lab-results/ (about 3 minutes)
+lab: deps build
+	bin/holdfast lab all
 
 ## build: the holdfast binary in bin/
 build:

@@ -20,6 +20,7 @@ const (
 	EIDEMPOTENCYINUSE  = "idempotency-key-in-use"                // the first request with this key is still running
 	EIDEMPOTENCYREUSED = "idempotency-key-reused"                // the key was used for a different request
 	EOVERLOADED        = "overloaded"                            // shed to protect the service; retry later
+	EIMAGETOOLARGE     = "image-too-large"                       // an image whose header declares too many pixels
 	EINTERNAL          = "internal"                              // a fault on our side
 )
 

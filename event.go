@@ -39,7 +39,17 @@ type Event struct {
 	TenantID   string          `json:"tenant"`
 	OccurredAt time.Time       `json:"occurred_at"`
 	Data       json.RawMessage `json:"data"`
+
+	// Topic is where the outbox relays the event: TopicEvents (the event
+	// log) or TopicJobs (a job message, Data alone). Not part of the envelope.
+	Topic string `json:"-"`
 }
+
+// Outbox topics.
+const (
+	TopicEvents = "events"
+	TopicJobs   = "jobs"
+)
 
 // Event sources.
 const (

@@ -234,7 +234,9 @@ func (c *crashingOutbox) RelayOutbox(ctx context.Context, limit int, publish fun
 	})
 }
 
-func (c *crashingOutbox) ListenOutbox(ctx context.Context, wake func()) error { return c.db.ListenOutbox(ctx, wake) }
+func (c *crashingOutbox) ListenOutbox(ctx context.Context, wake func()) error {
+	return c.db.ListenOutbox(ctx, wake)
+}
 
 // A relay that crashes after publishing and before deleting republishes on
 // restart; the stream stores each event once, and the outbox empties.
@@ -611,6 +613,65 @@ func TestLog_ExternalServer(t *testing.T) {
 	}
 	eventually(t, "audit catches up", func() bool { return e.auditCount(t) == 7 })
 	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK {
+		t.Fatalf("verify = %+v, %v", v, err)
+	}
+}
+
+// counting counts what one replica's group applied.
+type counting struct {
+	events.Applier
+	n atomic.Int64
+}
+
+func (c *counting) ApplyEvents(ctx context.Context, batch []holdfast.EventDelivery) error {
+	if err := c.Applier.ApplyEvents(ctx, batch); err != nil {
+		return err
+	}
+	c.n.Add(int64(len(batch)))
+	return nil
+}
+
+// Two replicas of a group share its work (one durable consumer) and
+// never apply an event twice.
+func TestGroup_ReplicasShareTheWork(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	var replicas []*counting
+	for i := range 2 {
+		nc, err := e.nats.Connect(t.Context(), fmt.Sprintf("replica-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.NC.Close() })
+		c := &counting{Applier: e.audit}
+		replicas = append(replicas, c)
+		g, err := events.NewGroup(nc.JS, c, e.states, nil, events.GroupConfig{Name: "audit", Stream: e.stream, Logger: quiet,
+			MaxBatch: 5, FetchWait: 100 * time.Millisecond, StatePoll: 50 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.start(t, g)
+	}
+	p, err := events.NewPublisher(e.nats.NC, events.PublisherConfig{Stream: e.stream, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		batch := make([]holdfast.EventCreate, 100)
+		for i := range batch {
+			batch[i] = holdfast.EventCreate{Type: "page.view"}
+		}
+		if _, err := p.PublishEvents(t.Context(), e.tenant, "", batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "audit holds 500 records", func() bool { return e.auditCount(t) == 500 })
+	a, b := replicas[0].n.Load(), replicas[1].n.Load()
+	t.Logf("replica 0 applied %d, replica 1 applied %d", a, b)
+	if a == 0 || b == 0 {
+		t.Fatalf("one replica did all the work: %d and %d", a, b)
+	}
+	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK || v.Records != 500 {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
 }

@@ -28,6 +28,8 @@ type Outbox interface {
 type RelayConfig struct {
 	// Stream is the events stream the relay publishes to.
 	Stream StreamConfig
+	// JobsSubject is where job messages (outbox topic "jobs") go. Default "jobs.receipts".
+	JobsSubject string
 	// Batch is the most events claimed and published at once. Default 500.
 	Batch int
 	// Poll is how often the relay looks at the outbox when no notification
@@ -44,6 +46,9 @@ type RelayConfig struct {
 // WithDefaults returns c with zero fields set to their defaults.
 func (c RelayConfig) WithDefaults() RelayConfig {
 	c.Stream = c.Stream.WithDefaults()
+	if c.JobsSubject == "" {
+		c.JobsSubject = "jobs.receipts"
+	}
 	if c.Batch == 0 {
 		c.Batch = 500
 	}
@@ -189,8 +194,13 @@ func (r *Relay) publish(ctx context.Context, events []holdfast.Event) error {
 	var buf []byte
 	for i := range events {
 		e := &events[i]
-		buf = appendEvent(buf[:0], e)
-		msg := &nats.Msg{Subject: r.cfg.Stream.Subject(e.TenantID, e.Type), Data: append([]byte(nil), buf...)}
+		var msg *nats.Msg
+		if e.Topic == holdfast.TopicJobs {
+			msg = &nats.Msg{Subject: r.cfg.JobsSubject, Data: e.Data}
+		} else {
+			buf = appendEvent(buf[:0], e)
+			msg = &nats.Msg{Subject: r.cfg.Stream.Subject(e.TenantID, e.Type), Data: append([]byte(nil), buf...)}
+		}
 		f, err := r.js.PublishMsgAsync(msg, njs.WithMsgID(e.ID))
 		if err != nil {
 			return fmt.Errorf("publish event %s: %w", e.ID, err)

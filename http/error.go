@@ -40,6 +40,7 @@ var problems = map[string]struct {
 	holdfast.EIDEMPOTENCYINUSE:  {http.StatusConflict, "Idempotency key in use"},
 	holdfast.EIDEMPOTENCYREUSED: {http.StatusUnprocessableEntity, "Idempotency key reused"},
 	holdfast.EOVERLOADED:        {http.StatusServiceUnavailable, "Overloaded"},
+	holdfast.EIMAGETOOLARGE:     {http.StatusUnprocessableEntity, "Image too large"},
 	holdfast.EINTERNAL:          {http.StatusInternalServerError, "Internal error"},
 	ETOOLARGE:                   {http.StatusRequestEntityTooLarge, "Payload too large"},
 	EMEDIATYPE:                  {http.StatusUnsupportedMediaType, "Unsupported media type"},
@@ -55,6 +56,10 @@ func problemFor(r *http.Request, err error) (int, []byte) {
 	code := holdfast.ErrorCode(err)
 	msg := holdfast.ErrorMessage(err)
 	switch {
+	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
+		// A deadline other than the request's: a resource it needed (a
+		// database connection within the acquire timeout) was not free in time.
+		code, msg = holdfast.EOVERLOADED, "the service is too busy to serve this request now; retry shortly"
 	case errors.Is(err, context.DeadlineExceeded):
 		code, msg = ETIMEOUT, "the request did not finish within its deadline; retry"
 	case errors.Is(err, context.Canceled):
@@ -97,7 +102,10 @@ func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	status, body := problemFor(r, err)
 	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", strconv.Itoa(1))
+		markShed(r.Context()) // counted in metrics; a flood of them must not flood the log
+		if w.Header().Get("Retry-After") == "" {
+			w.Header().Set("Retry-After", strconv.Itoa(1))
+		}
 	}
 	if status == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="holdfast"`)

@@ -27,7 +27,10 @@ const (
 
 // requestInfo is filled in as a request goes through the middleware, for
 // the access log written when it ends.
-type requestInfo struct{ tenant string }
+type requestInfo struct {
+	tenant string
+	shed   bool // refused by overload protection: logged at debug, a flood of them must stay cheap
+}
 
 // withTenant returns ctx authenticated as tenant.
 func withTenant(ctx context.Context, tenant string) context.Context {
@@ -104,13 +107,24 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		ctx = context.WithValue(ctx, infoKey, info)
 		// A streaming export may run for minutes: it has no deadline, only
 		// its stall timeout and the client's disconnect (see exportPath).
+		// Other requests get the server's RequestTimeout, or the client's
+		// Request-Timeout if sooner.
 		if !exportPath(r.URL.Path) {
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, s.cfg.RequestTimeout)
+			ctx, cancel = context.WithTimeout(ctx, requestTimeout(r, s.cfg.RequestTimeout))
 			defer cancel()
 		}
 		r = r.WithContext(ctx)
-		r.Body = http.MaxBytesReader(w, r.Body, s.cfg.BodyLimit)
+		limit := s.cfg.BodyLimit
+		switch {
+		case r.URL.Path == eventsPath:
+			limit = max(limit, s.cfg.EventBodyLimit)
+		case receiptPath(r):
+			// One byte more than the limit, so that the upload's own check
+			// (which reads one byte past it) is what refuses it.
+			limit = max(limit, s.cfg.ReceiptBodyLimit+1)
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		rec := &recorder{ResponseWriter: w}
 
 		defer func() {
@@ -132,6 +146,9 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			level := slog.LevelInfo
 			if rec.status >= 500 {
 				level = slog.LevelWarn
+			}
+			if info.shed {
+				level = slog.LevelDebug
 			}
 			if route == "GET /healthz" || route == "GET /metrics" {
 				level = slog.LevelDebug
@@ -316,12 +333,14 @@ func (s *Server) idempotent(next http.HandlerFunc) http.Handler {
 		if claim.Stored() != nil {
 			return
 		}
-		// The request did not store its response with a write: store a final
-		// client error, release the key otherwise. Neither may be cut short by
-		// the request's own deadline.
+		// The request did not store its response with a write: store a
+		// success whose effect lies outside the database (events in the log,
+		// stored under ids derived from the key, so a takeover after a crash
+		// repeats nothing) or a final client error; release the key otherwise.
+		// None of it may be cut short by the request's own deadline.
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 		defer cancel()
-		if finalClientError(rec.status, rec.body.Bytes()) {
+		if rec.status >= 200 && rec.status < 300 || finalClientError(rec.status, rec.body.Bytes()) {
 			err = s.IdempotencyService.Complete(ctx, claim, holdfast.Response{
 				Status: rec.status, ContentType: rec.Header().Get("Content-Type"), Body: rec.body.Bytes()})
 		} else {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/export"
+	"github.com/holdfast/holdfast/overload"
 )
 
 // Config configures the HTTP server.
@@ -49,6 +50,18 @@ type Config struct {
 	// ExportStallTimeout cuts an export off when the client accepts no data
 	// for this long (a rolling write deadline). Default 30s.
 	ExportStallTimeout time.Duration
+	// Admission is the adaptive admission control of /v1 tenant routes, by
+	// route class; nil admits everything (and drops no expired request).
+	// Admin routes, /healthz, /readyz, /metrics and /openapi.json never go
+	// through it.
+	Admission *overload.Admission
+	// RateLimiter limits each API key's requests (429); nil: no limit.
+	RateLimiter RateLimiter
+	// EventBodyLimit caps the body of POST /v1/events (a batch of up to
+	// 1,000 events). Default 4 MiB.
+	EventBodyLimit int64
+	// ReceiptBodyLimit caps a receipt upload. Default 10 MiB (media's limit).
+	ReceiptBodyLimit int64
 	// Logger receives request logs. Default slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the HTTP metrics. Default: none registered.
@@ -89,6 +102,12 @@ func (c Config) WithDefaults() Config {
 	if c.ExportStallTimeout == 0 {
 		c.ExportStallTimeout = 30 * time.Second
 	}
+	if c.EventBodyLimit == 0 {
+		c.EventBodyLimit = 4 << 20
+	}
+	if c.ReceiptBodyLimit == 0 {
+		c.ReceiptBodyLimit = 10 << 20
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -115,6 +134,12 @@ type Server struct {
 	TransferService    holdfast.TransferService
 	IdempotencyService holdfast.IdempotencyService
 	ExportService      ExportService
+	EventService       holdfast.EventService
+	AnalyticsService   holdfast.AnalyticsService
+	AuditService       holdfast.AuditService
+	ConsumerService    holdfast.ConsumerService
+	ReceiptService     holdfast.ReceiptService
+	DeadLetterService  holdfast.DeadLetterService
 	// Ready reports whether the dependencies answer; /readyz calls it.
 	Ready func(ctx context.Context) error
 
@@ -131,6 +156,10 @@ type Server struct {
 	// exportSlots and exportMetrics serve the streaming exports.
 	exportSlots   *export.Limiter
 	exportMetrics *exportMetrics
+
+	// admissionMetrics and rateLimitPolicy serve overload protection.
+	admissionMetrics *admissionMetrics
+	rateLimitPolicy  string
 }
 
 // NewServer returns a server; it does not listen until Open.
@@ -150,6 +179,12 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.auth.ttl = cfg.AuthCacheTTL
+	if s.admissionMetrics, err = newAdmissionMetrics(cfg.Registerer); err != nil {
+		return nil, err
+	}
+	if cfg.RateLimiter != nil {
+		s.rateLimitPolicy = rateLimitPolicyHeader(cfg.RateLimiter.Policy())
+	}
 	return s, nil
 }
 
@@ -220,10 +255,18 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /metrics", s.metricsHandler())
 	mux.HandleFunc("GET /openapi.json", s.handleOpenAPI)
 
-	admin := func(h http.HandlerFunc) http.Handler { return s.requireAdmin(s.idempotent(h)) }
-	tenant := func(h http.HandlerFunc) http.Handler { return s.requireTenant(s.idempotent(h)) }
+	// Overload protection: a request whose deadline has passed is dropped
+	// first; tenant routes then pass the API key's rate limit and their
+	// class's admission limit after authentication. Admin routes skip both,
+	// so that operators can act during an overload.
+	admin := func(h http.HandlerFunc) http.Handler { return s.dropExpired(s.requireAdmin(s.idempotent(h))) }
+	tenant := func(h http.HandlerFunc) http.Handler {
+		return s.dropExpired(s.requireTenant(s.protect(s.idempotent(h))))
+	}
 	// Transfers claim their Idempotency-Key inside the group-commit batch.
-	transfer := func(h http.HandlerFunc) http.Handler { return s.requireTenant(s.idempotentInWrite(h)) }
+	transfer := func(h http.HandlerFunc) http.Handler {
+		return s.dropExpired(s.requireTenant(s.protect(s.idempotentInWrite(h))))
+	}
 
 	mux.Handle("POST /v1/admin/tenants", admin(s.handleCreateTenant))
 	mux.Handle("POST /v1/api-keys", tenant(s.handleCreateAPIKey))
@@ -241,6 +284,19 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/transfers", transfer(s.handleCreateTransfer))
 	mux.Handle("GET /v1/transfers/{id}", tenant(s.handleGetTransfer))
 	mux.Handle("POST /v1/linked-transfers", transfer(s.handleCreateLinkedTransfers))
+
+	mux.Handle("POST /v1/events", tenant(s.handlePostEvents))
+	mux.Handle("GET /v1/analytics/rollups", tenant(s.handleListRollups))
+	mux.Handle("GET /v1/audit", tenant(s.handleListAudit))
+	mux.Handle("GET /v1/audit/verify", tenant(s.handleVerifyAudit))
+	mux.Handle("PUT /v1/transfers/{id}/receipt", tenant(s.handlePutReceipt))
+	mux.Handle("GET /v1/receipts/{id}", tenant(s.handleGetReceipt))
+	mux.Handle("GET /v1/receipts/{id}/{variant}", tenant(s.handleGetReceiptVariant))
+	mux.Handle("GET /v1/admin/dead-letters", admin(s.handleListDeadLetters))
+	mux.Handle("POST /v1/admin/dead-letters/{id}/redrive", admin(s.handleRedrive))
+	mux.Handle("GET /v1/admin/consumers", admin(s.handleListConsumers))
+	mux.Handle("POST /v1/admin/consumers/{name}/pause", admin(s.handlePauseConsumer))
+	mux.Handle("POST /v1/admin/consumers/{name}/resume", admin(s.handleResumeConsumer))
 
 	return s.observe(s.problemsForUnrouted(mux))
 }

@@ -97,6 +97,28 @@ func (c *Conn) Ping(ctx context.Context) error {
 	return c.NC.FlushWithContext(ctx)
 }
 
+// Connect opens another connection to the same server (a second replica's
+// connection, in tests and benchmarks); the caller closes it. The new Conn
+// does not own the embedded server.
+func (c *Conn) Connect(ctx context.Context, name string) (*Conn, error) {
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
+	url := c.NC.ConnectedUrl()
+	if c.server != nil {
+		url = c.server.ClientURL()
+		opts = append(opts, nats.InProcessServer(c.server))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: connect %s: %w", url, err)
+	}
+	js, err := njs.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return &Conn{NC: nc, JS: js}, nil
+}
+
 // Embedded reports whether Holdfast runs its own NATS server.
 func (c *Conn) Embedded() bool { return c.server != nil }
 

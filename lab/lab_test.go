@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +22,12 @@ import (
 	"github.com/holdfast/holdfast/postgres"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(helperEnv) != "" { // a scenario's helper process (see testEnv)
+		os.Exit(helperMain())
+	}
+	pgtest.Main(m)
+}
 
 // MustOpenDB returns a pool on a fresh, migrated database.
 func MustOpenDB(tb testing.TB) *postgres.DB { return apitest.MustOpenDB(tb) }

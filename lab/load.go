@@ -134,7 +134,7 @@ func OpenLoop(ctx context.Context, name string, rate float64, d time.Duration, m
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			good, err := call(ctx, int(i%int64(maxInFlight)), i)
+			good, err := call(context.WithValue(ctx, intendedKey{}, intended), int(i%int64(maxInFlight)), i) // see IntendedTime
 			lat := time.Since(intended)
 			if t.add(good, err) {
 				mu.Lock()

@@ -27,6 +27,13 @@ type Config struct {
 	MaxConns int32
 	// StatementTimeout bounds every statement on the server side. Default 30s.
 	StatementTimeout time.Duration
+	// AcquireTimeout bounds each wait for a free connection, so that a busy
+	// pool makes requests fail fast instead of queueing for their whole
+	// deadline: past it the call fails with context.DeadlineExceeded while
+	// the caller's own context is still live (the HTTP layer answers 503
+	// overloaded). Default 1s; negative: wait as long as the caller's
+	// context allows.
+	AcquireTimeout time.Duration
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -36,6 +43,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.StatementTimeout == 0 {
 		c.StatementTimeout = 30 * time.Second
+	}
+	if c.AcquireTimeout == 0 {
+		c.AcquireTimeout = time.Second
 	}
 	return c
 }
@@ -70,12 +80,41 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	pc.MaxConns = cfg.MaxConns
 	pc.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10)
 	pc.ConnConfig.RuntimeParams["application_name"] = "holdfast"
+	if cfg.AcquireTimeout > 0 {
+		pc.ConnConfig.Tracer = acquireTimeout(cfg.AcquireTimeout)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open pool: %w", err)
 	}
 	return &DB{Pool: pool, Now: time.Now}, nil
 }
+
+// acquireTimeout bounds every wait for a pooled connection: pgxpool uses
+// the context TraceAcquireStart returns for the rest of Acquire (and only
+// for it: the query runs under the caller's context).
+type acquireTimeout time.Duration
+
+type acquireCancelKey struct{}
+
+func (t acquireTimeout) TraceAcquireStart(ctx context.Context, _ *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
+	ctx, cancel := context.WithTimeout(ctx, time.Duration(t))
+	return context.WithValue(ctx, acquireCancelKey{}, cancel)
+}
+
+func (acquireTimeout) TraceAcquireEnd(ctx context.Context, _ *pgxpool.Pool, _ pgxpool.TraceAcquireEndData) {
+	if cancel, ok := ctx.Value(acquireCancelKey{}).(context.CancelFunc); ok {
+		cancel()
+	}
+}
+
+// TraceQueryStart and TraceQueryEnd make acquireTimeout a pgx.QueryTracer,
+// the type of pgx.ConnConfig.Tracer; they do nothing.
+func (acquireTimeout) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	return ctx
+}
+
+func (acquireTimeout) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 // Close closes the pool, waiting for connections in use to be released.
 func (db *DB) Close() { db.Pool.Close() }

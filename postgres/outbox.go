@@ -16,6 +16,7 @@ import (
 // transaction as the change it reports.
 type outboxEvent struct {
 	id, tenantID, typ string
+	topic             string // holdfast.TopicEvents when empty
 	occurredAt        time.Time
 	data              []byte
 }
@@ -53,13 +54,17 @@ func insertOutbox(ctx context.Context, tx pgx.Tx, events ...outboxEvent) error {
 func insertOutboxSQL(events []outboxEvent) *pgx.QueuedQuery {
 	n := len(events)
 	ids, tenants, types, at, data := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n), make([][]byte, n)
+	topics := make([]string, n)
 	for i, e := range events {
-		ids[i], tenants[i], types[i], at[i], data[i] = e.id, e.tenantID, e.typ, e.occurredAt, e.data
+		ids[i], tenants[i], types[i], at[i], data[i], topics[i] = e.id, e.tenantID, e.typ, e.occurredAt, e.data, e.topic
+		if topics[i] == "" {
+			topics[i] = holdfast.TopicEvents
+		}
 	}
 	return &pgx.QueuedQuery{
-		SQL: `INSERT INTO outbox (id, tenant_id, type, occurred_at, data)
-			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::bytea[])`,
-		Arguments: []any{uuids(ids), uuids(tenants), types, at, data},
+		SQL: `INSERT INTO outbox (id, tenant_id, type, occurred_at, data, topic)
+			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::bytea[], $6::text[])`,
+		Arguments: []any{uuids(ids), uuids(tenants), types, at, data, topics},
 	}
 }
 
@@ -78,14 +83,14 @@ func (db *DB) RelayOutbox(ctx context.Context, limit int, publish func(context.C
 		return 0, fmt.Errorf("relay outbox: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	rows, _ := tx.Query(ctx, `SELECT seq, id, tenant_id, type, occurred_at, data FROM outbox
+	rows, _ := tx.Query(ctx, `SELECT seq, id, tenant_id, type, occurred_at, data, topic FROM outbox
 		ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
 	var seqs []int64
 	events, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (holdfast.Event, error) {
 		var e holdfast.Event
 		var seq int64
 		var data []byte
-		err := r.Scan(&seq, &e.ID, &e.TenantID, &e.Type, &e.OccurredAt, &data)
+		err := r.Scan(&seq, &e.ID, &e.TenantID, &e.Type, &e.OccurredAt, &data, &e.Topic)
 		e.Version, e.Source, e.Data, e.OccurredAt = holdfast.EventVersion, holdfast.SourceLedger, data, e.OccurredAt.UTC()
 		seqs = append(seqs, seq)
 		return e, err

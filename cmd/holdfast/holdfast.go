@@ -16,12 +16,15 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/holdfast/holdfast"
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/pglocal"
 	"github.com/holdfast/holdfast/jetstream"
+	"github.com/holdfast/holdfast/overload"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/receipts"
 )
 
 // Config is everything `serve` and `dev` can be told. Each field has a flag
@@ -46,6 +49,22 @@ type Config struct {
 	Migrate                bool          // --migrate: apply migrations at start; default true
 	ExportSlots            int           // --export-slots: concurrent exports (and export connections); 0: 4 × GOMAXPROCS
 	ExportSlotsPerTenant   int           // --export-slots-per-tenant: one tenant's concurrent exports; 0: 2
+	Events                 EventConfig   // the event log (see events.go)
+	Receipts               ReceiptConfig // the receipt pipeline (see receipts.go)
+
+	// Overload protection (see package overload and README "Overload protection").
+	Admission           bool          // --admission: adaptive admission control per route class; default true
+	AdmissionMinLimit   int           // --admission-min-limit; default 64 (group commit needs concurrency to fill batches); 0: the package's 20
+	AdmissionMaxLimit   int           // --admission-max-limit; 0: 1000
+	AdmissionMaxLatency time.Duration // --admission-max-latency: shrink the limit above this mean latency; 0: off
+	AdmissionQueueWait  time.Duration // --admission-queue-wait: longest wait for capacity (CoDel interval); 0: 100ms
+	CPULaneSize         int           // --cpu-lane-size: CPU-bound jobs at once; 0: GOMAXPROCS-1 (at least 1); negative: unbounded
+	CPULaneQueue        int           // --cpu-lane-queue: CPU-bound jobs that may wait; 0: the lane's size
+	DBAcquireTimeout    time.Duration // --db-acquire-timeout; default 1s; negative: the request's deadline
+	DBStatementTimeout  time.Duration // --db-statement-timeout; default 30s
+	RateLimit           float64       // --rate-limit: requests per second per API key; default 1000; 0: no limit
+	RateLimitBurst      int           // --rate-limit-burst; 0: the rate
+	RedisURL            string        // --redis-url, REDIS_URL: share the rate limit across replicas through Redis
 }
 
 // Main is the running program: what `serve` and `dev` start, and what
@@ -61,21 +80,33 @@ type Main struct {
 	NATS     *jetstream.Conn
 	HTTP     *holdfasthttp.Server
 
-	writer  *postgres.Writer
-	reaper  *postgres.Reaper
-	exports *postgres.ExportService
+	// Lane runs CPU-bound work (image processing) within a few cores, so
+	// that /healthz and I/O-bound requests keep the rest.
+	Lane      *overload.Lane
+	Admission *overload.Admission // nil with --admission=false
+
+	redis    *redis.Client
+	events   *eventLog
+	receipts *receiptPipeline
+	writer   *postgres.Writer
+	reaper   *postgres.Reaper
+	exports  *postgres.ExportService
 }
 
 // NewMain returns a Main with the default configuration.
 func NewMain() *Main {
-	return &Main{
+	m := &Main{
 		Config: Config{
 			Addr: ":8080", DataDir: ".holdfast", RequestTimeout: 30 * time.Second, BodyLimit: 1 << 20,
 			IdempotencyRetention: holdfast.DefaultIdempotencyRetention, IdempotencyLockTimeout: holdfast.DefaultIdempotencyLockTimeout,
 			GroupCommit: true, MaxBatch: 1000, Committers: 2, ShutdownTimeout: 30 * time.Second, LogLevel: "info", Migrate: true,
+			Admission: true, AdmissionMinLimit: 64, DBAcquireTimeout: time.Second, DBStatementTimeout: 30 * time.Second, RateLimit: 1000,
 		},
 		Stdout: os.Stdout,
 	}
+	m.Config.Events = defaultEventConfig()
+	m.Config.Receipts = defaultReceiptConfig()
+	return m
 }
 
 func env(name, def string) string {
@@ -95,6 +126,13 @@ func envDuration(name string, def time.Duration) time.Duration {
 func envInt(name string, def int) int {
 	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
 		return n
+	}
+	return def
+}
+
+func envFloat(name string, def float64) float64 {
+	if f, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
+		return f
 	}
 	return def
 }
@@ -137,6 +175,20 @@ func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
 	fs.BoolVar(&c.Migrate, "migrate", envBool("HOLDFAST_MIGRATE", c.Migrate), "apply database migrations at start (env HOLDFAST_MIGRATE)")
 	fs.IntVar(&c.ExportSlots, "export-slots", envInt("HOLDFAST_EXPORT_SLOTS", c.ExportSlots), "most concurrent exports, each with its own database connection; 0 means 4 × cores (env HOLDFAST_EXPORT_SLOTS)")
 	fs.IntVar(&c.ExportSlotsPerTenant, "export-slots-per-tenant", envInt("HOLDFAST_EXPORT_SLOTS_PER_TENANT", c.ExportSlotsPerTenant), "most concurrent exports of one tenant; 0 means 2 (env HOLDFAST_EXPORT_SLOTS_PER_TENANT)")
+	fs.BoolVar(&c.Admission, "admission", envBool("HOLDFAST_ADMISSION", c.Admission), "adaptive admission control per route class: shed excess requests with 503 + Retry-After (env HOLDFAST_ADMISSION)")
+	fs.IntVar(&c.AdmissionMinLimit, "admission-min-limit", envInt("HOLDFAST_ADMISSION_MIN_LIMIT", c.AdmissionMinLimit), "lowest concurrency limit of a route class: group commit needs concurrency to fill its batches (env HOLDFAST_ADMISSION_MIN_LIMIT)")
+	fs.IntVar(&c.AdmissionMaxLimit, "admission-max-limit", envInt("HOLDFAST_ADMISSION_MAX_LIMIT", c.AdmissionMaxLimit), "highest concurrency limit of a route class; 0 means 1000 (env HOLDFAST_ADMISSION_MAX_LIMIT)")
+	fs.DurationVar(&c.AdmissionMaxLatency, "admission-max-latency", envDuration("HOLDFAST_ADMISSION_MAX_LATENCY", c.AdmissionMaxLatency), "shrink a class's limit whenever its mean latency exceeds this; 0 is off (env HOLDFAST_ADMISSION_MAX_LATENCY)")
+	fs.DurationVar(&c.AdmissionQueueWait, "admission-queue-wait", envDuration("HOLDFAST_ADMISSION_QUEUE_WAIT", c.AdmissionQueueWait), "longest a request waits for capacity while the queue drains (CoDel's interval; 5ms once a queue stands); 0 means 100ms (env HOLDFAST_ADMISSION_QUEUE_WAIT)")
+	fs.IntVar(&c.CPULaneSize, "cpu-lane-size", envInt("HOLDFAST_CPU_LANE_SIZE", c.CPULaneSize), "CPU-bound jobs at once; 0 means GOMAXPROCS-1 (at least 1), negative unbounded (env HOLDFAST_CPU_LANE_SIZE)")
+	fs.IntVar(&c.CPULaneQueue, "cpu-lane-queue", envInt("HOLDFAST_CPU_LANE_QUEUE", c.CPULaneQueue), "CPU-bound jobs that may wait for the lane; 0 means the lane's size (env HOLDFAST_CPU_LANE_QUEUE)")
+	fs.DurationVar(&c.DBAcquireTimeout, "db-acquire-timeout", envDuration("HOLDFAST_DB_ACQUIRE_TIMEOUT", c.DBAcquireTimeout), "longest wait for a database connection before a request fails with 503; negative waits for the request's deadline (env HOLDFAST_DB_ACQUIRE_TIMEOUT)")
+	fs.DurationVar(&c.DBStatementTimeout, "db-statement-timeout", envDuration("HOLDFAST_DB_STATEMENT_TIMEOUT", c.DBStatementTimeout), "server-side limit on each SQL statement (env HOLDFAST_DB_STATEMENT_TIMEOUT)")
+	fs.Float64Var(&c.RateLimit, "rate-limit", envFloat("HOLDFAST_RATE_LIMIT", c.RateLimit), "requests per second per API key (429 beyond); 0 is no limit (env HOLDFAST_RATE_LIMIT)")
+	fs.IntVar(&c.RateLimitBurst, "rate-limit-burst", envInt("HOLDFAST_RATE_LIMIT_BURST", c.RateLimitBurst), "requests an API key may send at once after a quiet spell; 0 means the rate (env HOLDFAST_RATE_LIMIT_BURST)")
+	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", c.RedisURL), "Redis URL (env REDIS_URL): hold the per-key rate limit in Redis, shared by every replica; empty keeps it in this process")
+	eventFlags(fs, &c.Events)
+	receiptFlags(fs, &c.Receipts)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -178,7 +230,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		dbURL = m.Cluster.URL("holdfast")
 	}
-	m.DB, err = postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(c.DBMaxConns)})
+	m.DB, err = postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(c.DBMaxConns),
+		AcquireTimeout: c.DBAcquireTimeout, StatementTimeout: c.DBStatementTimeout})
 	if err != nil {
 		return err
 	}
@@ -189,7 +242,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}
 
-	m.NATS, err = jetstream.Open(ctx, jetstream.Config{URL: c.NATSURL, StoreDir: filepath.Join(c.DataDir, "nats")})
+	m.NATS, err = jetstream.Open(ctx, jetstream.Config{URL: c.NATSURL, StoreDir: natsDir(c.DataDir)})
 	if err != nil {
 		return err
 	}
@@ -217,10 +270,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		c.AdminToken = "hfadmin_" + hex.EncodeToString(b[:])
 		m.Config.AdminToken = c.AdminToken
 	}
+	rateLimiter, err := m.openProtection(ctx)
+	if err != nil {
+		return err
+	}
 	m.HTTP, err = holdfasthttp.NewServer(holdfasthttp.Config{
 		Addr: c.Addr, AdminToken: c.AdminToken, BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout,
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
 		ExportSlots: c.ExportSlots, ExportSlotsPerTenant: c.ExportSlotsPerTenant,
+		Admission: m.Admission, RateLimiter: rateLimiter,
 	})
 	if err != nil {
 		return err
@@ -235,6 +293,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.HTTP.ExportService = m.exports
+	// The jobs streams exist before the relay may publish a job.
+	if _, err := receipts.EnsureStreams(ctx, m.NATS.JS, c.Receipts.pipeline()); err != nil {
+		return err
+	}
+	if err := m.openEventLog(ctx); err != nil {
+		return err
+	}
+	if err := m.openReceipts(ctx, dbURL); err != nil {
+		return err
+	}
 	m.HTTP.Ready = func(ctx context.Context) error {
 		if err := m.DB.Ping(ctx); err != nil {
 			return fmt.Errorf("postgres: %w", err)
@@ -288,6 +356,8 @@ func (m *Main) Close() error {
 	if m.exports != nil {
 		m.exports.Close()
 	}
+	m.closeReceipts()
+	m.closeEventLog()
 	if m.reaper != nil {
 		m.reaper.Stop()
 	}
@@ -296,6 +366,9 @@ func (m *Main) Close() error {
 	}
 	if m.NATS != nil {
 		m.NATS.Close()
+	}
+	if m.redis != nil {
+		errs = append(errs, m.redis.Close())
 	}
 	if m.DB != nil {
 		m.DB.Close()

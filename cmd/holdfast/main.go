@@ -27,6 +27,7 @@ Commands:
   migrate   apply database migrations to DATABASE_URL and exit
   seed      give an account a long history of entries quickly (for trying exports)
   bench     run a benchmark: Holdfast beside the naive way, in one run
+  lab       run a scenario of the seed, naive beside Holdfast, and write its report and chart
   version   print the version
 
 Run 'holdfast <command> --help' for a command's flags.
@@ -65,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		stop()
 		fmt.Fprintln(stdout, "holdfast: shutting down")
 		return m.Close()
+	case "lab":
+		return runLab(ctx, args, stdout, stderr)
 	case "bench":
 		return runBench(ctx, args, stdout, stderr)
 	case "migrate":

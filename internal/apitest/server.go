@@ -33,6 +33,13 @@ func MustOpenDB(tb testing.TB) *postgres.DB {
 // no admin token, logs nothing and checks API keys on every request).
 func MustServe(tb testing.TB, db *postgres.DB, configure ...func(*holdfasthttp.Config)) *holdfasthttp.Server {
 	tb.Helper()
+	return MustServeWith(tb, db, nil, configure...)
+}
+
+// MustServeWith is MustServe with more services: services, when not nil,
+// sets them on the server before it opens (see MustEventLog).
+func MustServeWith(tb testing.TB, db *postgres.DB, services func(*holdfasthttp.Server), configure ...func(*holdfasthttp.Config)) *holdfasthttp.Server {
+	tb.Helper()
 	c := holdfasthttp.Config{Addr: "127.0.0.1:0", AuthCacheTTL: -1, Logger: slog.New(slog.DiscardHandler)}
 	for _, f := range configure {
 		f(&c)
@@ -60,6 +67,9 @@ func MustServe(tb testing.TB, db *postgres.DB, configure ...func(*holdfasthttp.C
 	}
 	s.ExportService = exports
 	s.Ready = db.Ping
+	if services != nil {
+		services(s)
+	}
 	if err := s.Open(); err != nil {
 		exports.Close()
 		w.Stop()

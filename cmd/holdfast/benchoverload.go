@@ -1,0 +1,210 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/holdfast/holdfast/lab"
+	"github.com/holdfast/holdfast/overload"
+)
+
+func benchOverload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("holdfast bench overload", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server to create the benchmark's databases on (env DATABASE_URL); empty: a private cluster in a temp dir")
+	duration := fs.Duration("duration", 8*time.Second, "length of each open-loop run")
+	capDuration := fs.Duration("capacity-duration", 4*time.Second, "length of the closed loop that measures capacity")
+	capClients := fs.Int("capacity-clients", 64, "closed-loop clients that measure capacity")
+	loadList := fs.String("loads", "0.5,1,2,5", "open-loop rates as multiples of the measured capacity, comma-separated")
+	accounts := fs.Int("accounts", 10_000, "funded accounts the transfers move money between")
+	pool := fs.Int("pool", 16, "database connections")
+	maxInFlight := fs.Int("max-in-flight", 4096, "the load generator's outstanding requests; past it a request is counted as not sent")
+	conns := fs.Int("conns", 256, "the load generator's connections (as a load balancer would hold); requests beyond them wait in the client, on the clock")
+	goodWithin := fs.Duration("good-within", time.Second, "a success counts towards goodput if it came within this of its intended send time; sent as Request-Timeout")
+	minLimit := fs.Int("admission-min-limit", 0, "protection on: the server's --admission-min-limit; 0 keeps serve's default")
+	queueWait := fs.Duration("admission-queue-wait", 0, "protection on: the server's --admission-queue-wait; 0 keeps serve's default")
+	cpuDuration := fs.Duration("cpu-duration", 5*time.Second, "length of each CPU-lane run; 0 skips them")
+	cpuWorkers := fs.Int("cpu-workers", 32, "goroutines submitting CPU-bound jobs to the lane")
+	cpuIterations := fs.Int("cpu-iterations", 100_000, "SHA-256 rounds per CPU-bound job (100,000 is about 25 ms)")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, `Usage: holdfast bench overload [flags]
+
+Overload protection on vs off. First a short closed loop measures the
+capacity of POST /v1/transfers; then an open loop (constant arrival rate,
+latency from each request's intended send time) offers 0.5×, 1×, 2× and 5×
+that capacity to Holdfast with protection on (admission control, a bounded
+CPU lane, a database acquire timeout) and off (none of them), each on a
+fresh database (both servers run side by side and the runs alternate), while
+/healthz is probed every 50 ms. Reported: goodput
+(201 within 1 s, per second), p50/p99 of successes, the share shed (503 or
+429) and its p99, /healthz p99. Then CPU-bound jobs (SHA-256 rounds, the
+stand-in for receipt processing until it exists) are pushed through the
+server's CPU lane as fast as possible, bounded vs unbounded, while
+/healthz is probed over HTTP. The load generator shares the machine.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var loads []float64
+	for _, s := range strings.Split(*loadList, ",") {
+		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || f <= 0 {
+			return fmt.Errorf("--loads: %q is not a positive number", s)
+		}
+		loads = append(loads, f)
+	}
+
+	// Both servers run side by side and the runs alternate, off then on at
+	// each load, so that whatever else the machine does lands on both alike.
+	type side struct {
+		mode   string
+		env    *benchEnv
+		tenant string
+		key    string
+		pick   func(*rand.Rand) (string, string)
+		runs   []lab.OverloadResult
+	}
+	var sides []*side
+	defer func() {
+		for _, sd := range sides {
+			sd.env.close()
+		}
+	}()
+	for _, protect := range []bool{false, true} {
+		sd := &side{mode: map[bool]string{false: "off", true: "on"}[protect]}
+		env, err := startBenchEnv(ctx, *dbURL, *pool, stderr, func(c *Config) {
+			if !protect {
+				c.Admission, c.CPULaneSize, c.DBAcquireTimeout = false, -1, -1
+			}
+			if protect && *minLimit > 0 {
+				c.AdmissionMinLimit = *minLimit
+			}
+			if protect && *queueWait > 0 {
+				c.AdmissionQueueWait = *queueWait
+			}
+		})
+		if err != nil {
+			return err
+		}
+		sd.env = env
+		sides = append(sides, sd)
+		tenant, key, err := env.tenant(ctx)
+		if err != nil {
+			return err
+		}
+		sd.tenant, sd.key = tenant.ID, key.Secret
+		fmt.Fprintf(stderr, "protection %s: seeding %d accounts\n", sd.mode, *accounts)
+		ids, err := lab.SeedAccounts(ctx, env.main.DB.Pool, tenant.ID, "USD", *accounts, 1_000_000_000, false)
+		if err != nil {
+			return err
+		}
+		sd.pick = func(rng *rand.Rand) (string, string) {
+			d := rng.IntN(len(ids))
+			return ids[d], ids[(d+1+rng.IntN(len(ids)-1))%len(ids)]
+		}
+	}
+	fmt.Fprintf(stdout, "holdfast bench overload: %s\n", machine(ctx, sides[0].env.main.DB.Pool))
+	client := &http.Client{
+		Transport: &http.Transport{MaxIdleConnsPerHost: *conns, MaxConnsPerHost: *conns},
+		Timeout:   2 * *goodWithin,
+	}
+	defer client.CloseIdleConnections()
+	run := time.Now().UnixNano()
+	settle := func(sd *side) {
+		time.Sleep(time.Second) // let the previous run's stragglers finish
+		if err := lab.Settle(ctx, sd.env.main.DB.Pool); err != nil {
+			fmt.Fprintf(stderr, "settle: %v\n", err)
+		}
+	}
+
+	// Capacity, without protection: the loads are multiples of it.
+	off := sides[0]
+	settle(off)
+	send := lab.TransferSend(client, off.env.main.HTTP.URL(), off.key, run, *goodWithin, off.pick)
+	fmt.Fprintf(stderr, "capacity: %d clients, closed loop, %v\n", *capClients, *capDuration)
+	r := lab.ClosedLoop(ctx, "capacity", *capClients, *capDuration, func(ctx context.Context, _ int, seq int64) (bool, error) {
+		status, err := send(ctx, seq)
+		return status == http.StatusCreated, err
+	})
+	capacity := r.Throughput
+	if capacity < 1 {
+		return fmt.Errorf("capacity run: no transfer succeeded (%d sent, %d errors)", r.Sent, r.Errors)
+	}
+	fmt.Fprintf(stderr, "  %.0f transfers/s, p50 %v, p99 %v\n", capacity, r.P50, r.P99)
+
+	for i, load := range loads {
+		for _, sd := range sides {
+			m := sd.env.main
+			settle(sd)
+			rate := load * capacity
+			name := strconv.FormatFloat(load, 'f', -1, 64) + "×"
+			fmt.Fprintf(stderr, "protection %s: %s capacity, %.0f/s for %v\n", sd.mode, name, rate, *duration)
+			send := lab.TransferSend(client, m.HTTP.URL(), sd.key, run+int64(i+1), *goodWithin, sd.pick)
+			r := lab.RunOverload(ctx, name, rate, *duration, *maxInFlight, *goodWithin, m.HTTP.URL()+"/healthz", send)
+			limit := "none"
+			if m.Admission != nil {
+				limit = strconv.Itoa(m.Admission.Limiter(overload.Writes).Limit())
+			}
+			fmt.Fprintf(stderr, "  goodput %.0f/s, p99 %v, shed %.1f%%, healthz p99 %v, write limit at the end %s, shed so far: %s\n",
+				r.Goodput, r.P99, 100*r.ShedShare(), r.HealthP99, limit, shedCounts(m))
+			sd.runs = append(sd.runs, r)
+		}
+	}
+	var cpu []lab.CPULoadResult
+	if *cpuDuration > 0 {
+		for _, sd := range sides {
+			m := sd.env.main
+			settle(sd)
+			name := "lane of " + strconv.Itoa(m.Lane.Size())
+			if m.Lane.Size() == 0 {
+				name = "unbounded"
+			}
+			fmt.Fprintf(stderr, "CPU lane %s: %d workers for %v\n", name, *cpuWorkers, *cpuDuration)
+			cpu = append(cpu, lab.RunCPULoad(ctx, name, *cpuWorkers, *cpuIterations, *cpuDuration, 10*time.Millisecond, m.HTTP.URL()+"/healthz", m.Lane.Do))
+		}
+	}
+	for _, sd := range sides {
+		if err := verifyAfterBench(ctx, sd.env.main, sd.tenant, stdout); err != nil {
+			return err
+		}
+	}
+	lab.PrintOverload(stdout, capacity, sides[1].runs, sides[0].runs, cpu)
+	return nil
+}
+
+// shedCounts describes the server's shed counters so far, by reason.
+func shedCounts(m *Main) string {
+	families, err := m.Registry.Gather()
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, f := range families {
+		if f.GetName() != "holdfast_admission_shed_total" {
+			continue
+		}
+		for _, metric := range f.GetMetric() {
+			var labels []string
+			for _, l := range metric.GetLabel() {
+				labels = append(labels, l.GetValue())
+			}
+			out = append(out, fmt.Sprintf("%s %.0f", strings.Join(labels, "/"), metric.GetCounter().GetValue()))
+		}
+	}
+	if len(out) == 0 {
+		return "none"
+	}
+	return strings.Join(out, ", ")
+}

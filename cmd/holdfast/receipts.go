@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"path/filepath"
+	"time"
+
+	"github.com/holdfast/holdfast/blob"
+	"github.com/holdfast/holdfast/media"
+	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/receipts"
+)
+
+// ReceiptConfig configures the receipt pipeline.
+type ReceiptConfig struct {
+	Cap           int           // --receipt-cap: receipt jobs in flight across every replica; default 50
+	Workers       int           // --receipt-workers: jobs this replica works on at once; 0: the cap
+	AckWait       time.Duration // --receipt-visibility-timeout: redelivery of a job whose worker died; default 60s
+	MaxDeliveries int           // --receipt-max-deliveries: tries before the dead-letter stream; default 5
+	BackoffBase   time.Duration // --receipt-backoff: first retry delay, doubling; default 1s
+	DBConns       int           // --receipt-db-conns: this replica's workers' database connections; default 4
+	NoWorkers     bool          // run no workers in this process (benchmarks of another consumer); no flag
+}
+
+func defaultReceiptConfig() ReceiptConfig {
+	return ReceiptConfig{Cap: 50, AckWait: 60 * time.Second, MaxDeliveries: 5, BackoffBase: time.Second, DBConns: 4}
+}
+
+// pipeline returns the receipts package's configuration.
+func (c ReceiptConfig) pipeline() receipts.Config {
+	return receipts.Config{Cap: c.Cap, Workers: c.Workers, AckWait: c.AckWait, MaxDeliveries: c.MaxDeliveries, BackoffBase: c.BackoffBase}
+}
+
+func receiptFlags(fs *flag.FlagSet, c *ReceiptConfig) {
+	fs.IntVar(&c.Cap, "receipt-cap", envInt("HOLDFAST_RECEIPT_CAP", c.Cap), "receipt jobs in flight at once across every replica (the work queue's MaxAckPending) (env HOLDFAST_RECEIPT_CAP)")
+	fs.IntVar(&c.Workers, "receipt-workers", envInt("HOLDFAST_RECEIPT_WORKERS", c.Workers), "receipt jobs this replica works on at once; 0 means the cap (env HOLDFAST_RECEIPT_WORKERS)")
+	fs.DurationVar(&c.AckWait, "receipt-visibility-timeout", envDuration("HOLDFAST_RECEIPT_VISIBILITY_TIMEOUT", c.AckWait), "a job whose worker died is delivered again after this; live workers extend it with heartbeats (env HOLDFAST_RECEIPT_VISIBILITY_TIMEOUT)")
+	fs.IntVar(&c.MaxDeliveries, "receipt-max-deliveries", envInt("HOLDFAST_RECEIPT_MAX_DELIVERIES", c.MaxDeliveries), "tries of a receipt job before it goes to the dead-letter stream (env HOLDFAST_RECEIPT_MAX_DELIVERIES)")
+	fs.DurationVar(&c.BackoffBase, "receipt-backoff", envDuration("HOLDFAST_RECEIPT_BACKOFF", c.BackoffBase), "delay before the first retry of a failed job; it doubles each time, with jitter (env HOLDFAST_RECEIPT_BACKOFF)")
+	fs.IntVar(&c.DBConns, "receipt-db-conns", envInt("HOLDFAST_RECEIPT_DB_CONNS", c.DBConns), "database connections of this replica's receipt workers: replicas × this stays within the database's budget (env HOLDFAST_RECEIPT_DB_CONNS)")
+}
+
+// receiptPipeline is the running receipt pipeline of a Main.
+type receiptPipeline struct {
+	db     *postgres.DB // the workers' own pool
+	worker *receipts.Worker
+	blobs  *blob.Store
+}
+
+// openReceipts starts the blob store, the workers (on a pool of their own)
+// and sets the receipt services on the HTTP server. It runs after the
+// event log, whose relay carries the jobs.
+func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
+	c := m.Config.Receipts
+	cfg := c.pipeline()
+	blobs, err := blob.New(filepath.Join(m.Config.DataDir, "blobs"))
+	if err != nil {
+		return err
+	}
+	p := &receiptPipeline{}
+	m.receipts = p
+	// Workers wait for a connection of their pool (the cap bounds them);
+	// failing fast is for requests.
+	p.db, err = postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(c.DBConns), AcquireTimeout: -1})
+	if err != nil {
+		return err
+	}
+	workerStore := postgres.NewReceiptStore(p.db)
+	metrics, err := receipts.NewMetrics(m.Registry)
+	if err != nil {
+		return err
+	}
+	p.worker, err = receipts.NewWorker(m.NATS.JS, workerStore, blobs, receipts.WorkerConfig{
+		Config: cfg, Lane: m.Lane, Logger: m.Logger, Metrics: metrics, Tenants: workerStore.TenantName,
+	})
+	if err != nil {
+		return err
+	}
+	if !c.NoWorkers {
+		if err := p.worker.Start(ctx); err != nil {
+			return err
+		}
+	}
+	m.Registry.MustRegister(receipts.Collector(m.NATS.JS, cfg, p.db))
+	apiStore := postgres.NewReceiptStore(m.DB)
+	m.HTTP.ReceiptService = receipts.NewService(apiStore, blobs, media.Limits{})
+	m.HTTP.DeadLetterService = receipts.NewDeadLetters(apiStore, m.NATS.JS, cfg)
+	p.blobs = blobs
+	return nil
+}
+
+// closeReceipts stops the workers after the jobs in hand, then their pool.
+func (m *Main) closeReceipts() {
+	if m.receipts == nil {
+		return
+	}
+	if m.receipts.worker != nil {
+		m.receipts.worker.Stop()
+	}
+	if m.receipts.db != nil {
+		m.receipts.db.Close()
+	}
+}

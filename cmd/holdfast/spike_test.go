@@ -1,0 +1,33 @@
+package main
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/lab"
+)
+
+// The receipt spike at a tiny scale: the capped pipeline stays within its
+// cap and connection budget and every receipt ends ready; the naive
+// consumer runs on the same load.
+func TestSpike_Tiny(t *testing.T) {
+	t.Parallel()
+	e := &labEnv{serverURL: pgtest.ServerURL(), stderr: io.Discard}
+	defer e.close()
+	capped, naive, err := e.spike(context.Background(), lab.SpikeConfig{Rate: 100, Duration: 2 * time.Second, MaxDrain: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if capped.Enqueued < 100 || !capped.Drained || capped.Lost != 0 || capped.Failed != 0 || capped.Ready != capped.Enqueued {
+		t.Fatalf("capped run: %+v", capped)
+	}
+	if capped.MaxInFlight > 50 || capped.MaxDBConns > 8 {
+		t.Fatalf("capped run exceeded its cap or budget: %d in flight, %d connections", capped.MaxInFlight, capped.MaxDBConns)
+	}
+	if naive.Enqueued < 100 {
+		t.Fatalf("naive run: %+v", naive)
+	}
+}

@@ -1,0 +1,216 @@
+package http
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/holdfast/holdfast"
+)
+
+// eventsPath is the one route whose body may exceed BodyLimit, up to EventBodyLimit.
+const eventsPath = "/v1/events"
+
+type eventBatch struct {
+	Events []holdfast.EventCreate `json:"events"`
+}
+
+type eventsAccepted struct {
+	Accepted int      `json:"accepted"`
+	IDs      []string `json:"ids"`
+}
+
+// handlePostEvents stores a batch of the tenant's events in the log and
+// answers 202 once the log holds every one; 503 with Retry-After when the
+// log pushes back. With an Idempotency-Key, the event ids derive from it,
+// so a retry of a refused batch stores nothing twice.
+func (s *Server) handlePostEvents(w http.ResponseWriter, r *http.Request) {
+	if s.EventService == nil {
+		s.Error(w, r, holdfast.Errorf(holdfast.EOVERLOADED, "the event log is not running in this server"))
+		return
+	}
+	var in eventBatch
+	if err := decode(r, &in); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	key := ""
+	if c := holdfast.ClaimFromContext(r.Context()); c != nil {
+		key = c.Key
+	}
+	ids, err := s.EventService.PublishEvents(r.Context(), tenantFrom(r.Context()), key, in.Events)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	s.respond(w, r, http.StatusAccepted, eventsAccepted{Accepted: len(ids), IDs: ids})
+}
+
+// handleListRollups lists the analytics rollups of [from, to), by minute:
+// by default the last hour.
+func (s *Server) handleListRollups(w http.ResponseWriter, r *http.Request) {
+	if s.AnalyticsService == nil {
+		s.Error(w, r, holdfast.Errorf(holdfast.EOVERLOADED, "analytics is not running in this server"))
+		return
+	}
+	q := r.URL.Query()
+	now := time.Now().UTC()
+	f := holdfast.RollupFilter{From: now.Add(-time.Hour).Truncate(time.Minute), To: now.Add(time.Minute).Truncate(time.Minute), Type: q.Get("type")}
+	for _, p := range []struct {
+		name string
+		t    *time.Time
+	}{{"from", &f.From}, {"to", &f.To}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "%s must be an RFC 3339 time", p.name))
+				return
+			}
+			*p.t = t
+		}
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "limit must be a positive integer"))
+			return
+		}
+		f.Limit = n
+	}
+	rollups, err := s.AnalyticsService.ListRollups(r.Context(), tenantFrom(r.Context()), f)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	s.respond(w, r, http.StatusOK, list[holdfast.Rollup]{Data: nonNil(rollups)})
+}
+
+func (s *Server) handleListAudit(w http.ResponseWriter, r *http.Request) {
+	if s.AuditService == nil {
+		s.Error(w, r, holdfast.Errorf(holdfast.EOVERLOADED, "the audit trail is not running in this server"))
+		return
+	}
+	page, err := pageFrom(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	records, next, err := s.AuditService.ListAudit(r.Context(), tenantFrom(r.Context()), page)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	s.respond(w, r, http.StatusOK, list[*holdfast.AuditRecord]{Data: nonNil(records), NextCursor: next})
+}
+
+func (s *Server) handleVerifyAudit(w http.ResponseWriter, r *http.Request) {
+	if s.AuditService == nil {
+		s.Error(w, r, holdfast.Errorf(holdfast.EOVERLOADED, "the audit trail is not running in this server"))
+		return
+	}
+	v, err := s.AuditService.VerifyAudit(r.Context(), tenantFrom(r.Context()))
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	s.respond(w, r, http.StatusOK, v)
+}
+
+func (s *Server) handleListConsumers(w http.ResponseWriter, r *http.Request) {
+	if s.ConsumerService == nil {
+		s.Error(w, r, holdfast.Errorf(holdfast.EOVERLOADED, "the consumer groups are not running in this server"))
+		return
+	}
+	list, err := s.ConsumerService.ListConsumers(r.Context())
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	s.respond(w, r, http.StatusOK, struct {
+		Data []*holdfast.ConsumerStatus `json:"data"`
+	}{nonNil(list)})
+}
+
+// pauseRequest pauses a group until resumed, or for a while, or until a time.
+type pauseRequest struct {
+	For    string     `json:"for,omitempty"`   // a Go duration, e.g. "30s"
+	Until  *time.Time `json:"until,omitempty"` // RFC 3339
+	Reason string     `json:"reason,omitempty"`
+}
+
+// maxPause bounds a timed pause; an open-ended one is the way to stop longer.
+const maxPause = 7 * 24 * time.Hour
+
+func (s *Server) handlePauseConsumer(w http.ResponseWriter, r *http.Request) {
+	if s.ConsumerService == nil {
+		s.Error(w, r, holdfast.Errorf(holdfast.EOVERLOADED, "the consumer groups are not running in this server"))
+		return
+	}
+	var in pauseRequest
+	if r.ContentLength != 0 {
+		if err := decode(r, &in); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+	}
+	if len(in.Reason) > 200 {
+		s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "reason is longer than 200 bytes"))
+		return
+	}
+	var until time.Time
+	switch {
+	case in.For != "" && in.Until != nil:
+		s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "give for or until, not both"))
+		return
+	case in.For != "":
+		d, err := time.ParseDuration(in.For)
+		if err != nil || d <= 0 || d > maxPause {
+			s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "for must be a duration such as 30s, at most %s", maxPause))
+			return
+		}
+		until = time.Now().Add(d)
+	case in.Until != nil:
+		until = *in.Until
+		if time.Until(until) > maxPause {
+			s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "until must be within %s", maxPause))
+			return
+		}
+	}
+	reason := in.Reason
+	if reason == "" {
+		reason = "paused by an operator"
+	}
+	if err := s.ConsumerService.PauseConsumer(r.Context(), r.PathValue("name"), until, reason); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	s.handleConsumer(w, r)
+}
+
+func (s *Server) handleResumeConsumer(w http.ResponseWriter, r *http.Request) {
+	if s.ConsumerService == nil {
+		s.Error(w, r, holdfast.Errorf(holdfast.EOVERLOADED, "the consumer groups are not running in this server"))
+		return
+	}
+	if err := s.ConsumerService.ResumeConsumer(r.Context(), r.PathValue("name")); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	s.handleConsumer(w, r)
+}
+
+// handleConsumer answers with one group's status.
+func (s *Server) handleConsumer(w http.ResponseWriter, r *http.Request) {
+	list, err := s.ConsumerService.ListConsumers(r.Context())
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	for _, c := range list {
+		if c.Name == r.PathValue("name") {
+			s.respond(w, r, http.StatusOK, c)
+			return
+		}
+	}
+	s.Error(w, r, holdfast.Errorf(holdfast.ENOTFOUND, "consumer group %s not found", r.PathValue("name")))
+}

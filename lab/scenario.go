@@ -1,0 +1,194 @@
+package lab
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os/exec"
+	"sync"
+)
+
+// Scale is how big a scenario runs.
+type Scale int
+
+const (
+	// Tiny is for the test suite: seconds, and still the right direction.
+	Tiny Scale = iota
+	// Small is the default of `holdfast lab`: every scenario in minutes on 2 cores.
+	Small
+	// Full uses the seed's sizes.
+	Full
+)
+
+// ParseScale returns the Scale named "tiny", "small" or "full".
+func ParseScale(s string) (Scale, error) {
+	switch s {
+	case "tiny":
+		return Tiny, nil
+	case "small", "":
+		return Small, nil
+	case "full":
+		return Full, nil
+	}
+	return 0, fmt.Errorf("lab: unknown scale %q (want small or full)", s)
+}
+
+func (s Scale) String() string {
+	return [...]string{"tiny", "small", "full"}[s]
+}
+
+// pick returns the value for the scale.
+func pick[T any](s Scale, tiny, small, full T) T {
+	switch s {
+	case Tiny:
+		return tiny
+	case Full:
+		return full
+	}
+	return small
+}
+
+// ServeOptions adjusts a Holdfast server started by Env.Serve.
+type ServeOptions struct {
+	ExportSlots int // concurrent exports, overall and per tenant; 0: the server's default
+}
+
+// Env is what a scenario runs against. The command fills it with a private
+// PostgreSQL cluster and Holdfast servers on loopback; the tests with the
+// test binary's database server. Everything it starts is stopped by
+// whoever made it, after the scenario returns.
+type Env struct {
+	Scale    Scale
+	Progress io.Writer // progress lines of long runs; never nil once normalised
+
+	// NewDatabase returns the URL of a fresh, empty database (Holdfast's
+	// migrations are not applied; see OpenDB).
+	NewDatabase func(ctx context.Context) (string, error)
+	// Serve runs a Holdfast server (HTTP API, group commit) on the
+	// database and returns its base URL. Each call is a separate server
+	// with its own pool and writer.
+	Serve func(ctx context.Context, dbURL string, opts ServeOptions) (string, error)
+	// Helper returns a command that runs RunHelper with args in a new
+	// process of this program (the holdfast binary, or the test binary).
+	Helper func(ctx context.Context, args ...string) *exec.Cmd
+	// Spike runs `holdfast bench receipts`' harness (capped workers in two
+	// replicas, then the naive consumer) at the given size; nil where the
+	// receipt pipeline cannot be started (the lab package's own tests).
+	Spike func(ctx context.Context, cfg SpikeConfig) (capped, naive *SpikeResult, err error)
+}
+
+func (e *Env) progressf(format string, args ...any) {
+	if e.Progress != nil {
+		fmt.Fprintf(e.Progress, format+"\n", args...)
+	}
+}
+
+// Report is what a scenario measured, ready for report.md, chart.svg and
+// data.json.
+type Report struct {
+	Claim      string     // the seed's claim, quoted briefly
+	Measured   string     // what was measured here, in a paragraph
+	Columns    []string   // the naive-vs-Holdfast table
+	Rows       [][]string //
+	Findings   []string   // one line each: the ratios and invariants that matter
+	Chart      *Chart     // nil: no chart
+	Data       any        // the raw data, written as JSON
+	PostgreSQL string     // the server version, if the scenario used one
+}
+
+// Scenario is one scenario of the seed: the naive way beside Holdfast's.
+type Scenario struct {
+	Name        string // as typed on the command line
+	Description string // one line
+	Section     string // where in the seed
+	// Run runs the scenario; nil: not yet available.
+	Run func(ctx context.Context, env *Env) (*Report, error)
+}
+
+// Available reports whether the scenario can run.
+func (s Scenario) Available() bool { return s.Run != nil }
+
+var (
+	registryMu sync.Mutex
+	registry   []Scenario
+)
+
+// Register adds a scenario to the registry, in the order of `holdfast lab
+// list`. A scenario replaces a registered one of the same name that is not
+// yet available (see Planned), and a placeholder never replaces an
+// available one; registering an available name twice panics.
+func Register(s Scenario) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	for i, r := range registry {
+		if r.Name == s.Name {
+			switch {
+			case r.Available() && s.Available():
+				panic("lab: scenario " + s.Name + " registered twice")
+			case s.Available():
+				registry[i] = s
+			}
+			// A placeholder registered after the scenario itself (files
+			// initialise in name order: burst.go before scenario.go) is dropped.
+			return
+		}
+	}
+	registry = append(registry, s)
+}
+
+// Scenarios returns every registered scenario, available or not, in the
+// seed's order.
+func Scenarios() []Scenario {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	out := make([]Scenario, len(registry))
+	copy(out, registry)
+	order := map[string]int{}
+	for i, n := range seedOrder {
+		order[n] = i + 1
+	}
+	// Stable: known names in the seed's order, others after, as registered.
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && rank(order, out[j].Name) < rank(order, out[j-1].Name); j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+func rank(order map[string]int, name string) int {
+	if r, ok := order[name]; ok {
+		return r
+	}
+	return len(order) + 1
+}
+
+// seedOrder is the order of issue 8's list.
+var seedOrder = []string{"io", "cpu", "health", "unbounded", "race", "replicas", "double-charge", "export", "burst", "spike"}
+
+// Lookup returns the scenario of that name.
+func Lookup(name string) (Scenario, bool) {
+	for _, s := range Scenarios() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Scenario{}, false
+}
+
+// The scenarios whose parts are still being built. Whoever builds one
+// Registers it under the same name, which replaces the entry here.
+func init() {
+	for _, s := range []Scenario{
+		{Name: "health", Section: "Part 1, mistake 2", Description: "CPU-heavy requests on the request path vs in the CPU lane: /healthz latency over time"},
+		{Name: "burst", Section: "Part 3, problem 2", Description: "events at 10× consumer speed: an unbounded in-memory queue vs the log (lag rises, drains, nothing lost)"},
+		{Name: "spike", Section: "Part 3, problem 3", Description: "50 → 50,000 jobs/min: unbounded workers vs a capped consumer with a visibility timeout"},
+	} {
+		Register(s)
+	}
+}
+
+// harnessAcquire is the acquire timeout of the lab's own pools (seeding,
+// checking, the naive ways): none but the caller's deadline, so that a busy
+// machine slows a scenario down instead of failing it.
+const harnessAcquire = -1

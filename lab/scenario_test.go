@@ -1,0 +1,301 @@
+package lab_test
+
+import (
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	holdfasthttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/internal/apitest"
+	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/lab"
+	"github.com/holdfast/holdfast/postgres"
+)
+
+// helperEnv makes the test binary run a scenario's helper (lab.RunHelper)
+// with its arguments instead of the tests.
+const helperEnv = "HOLDFAST_LAB_HELPER"
+
+func helperMain() int {
+	if err := lab.RunHelper(context.Background(), os.Args[1:], os.Stdin, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// testEnv runs scenarios at the tiny scale on the test binary's database
+// server, with Holdfast served by apitest and helpers run by this binary.
+func testEnv(t *testing.T) *lab.Env {
+	t.Helper()
+	return &lab.Env{
+		Scale:    lab.Tiny,
+		Progress: testLog{t},
+		NewDatabase: func(ctx context.Context) (string, error) {
+			return pgtest.NewDatabase(t), nil
+		},
+		Serve: func(ctx context.Context, url string, opts lab.ServeOptions) (string, error) {
+			db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 8, AcquireTimeout: -1})
+			if err != nil {
+				return "", err
+			}
+			t.Cleanup(db.Close)
+			if err := postgres.Migrate(ctx, db); err != nil {
+				return "", err
+			}
+			srv := apitest.MustServe(t, db, func(c *holdfasthttp.Config) {
+				if opts.ExportSlots > 0 {
+					c.ExportSlots, c.ExportSlotsPerTenant = opts.ExportSlots, opts.ExportSlots
+				}
+			})
+			return srv.URL(), nil
+		},
+		Helper: func(ctx context.Context, args ...string) *exec.Cmd {
+			cmd := exec.CommandContext(ctx, os.Args[0], args...)
+			cmd.Env = append(os.Environ(), helperEnv+"=1")
+			return cmd
+		},
+	}
+}
+
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// mustRun runs the scenario at the tiny scale and writes its report to a
+// temporary directory, checking the files.
+func mustRun(t *testing.T, name string) *lab.Report {
+	t.Helper()
+	s, ok := lab.Lookup(name)
+	if !ok || !s.Available() {
+		t.Fatalf("scenario %q not available", name)
+	}
+	r, err := s.Run(t.Context(), testEnv(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := lab.WriteReport(dir, s, lab.Tiny, 0, r, lab.ThisMachine()); err != nil {
+		t.Fatal(err)
+	}
+	mustValidReport(t, dir)
+	return r
+}
+
+// mustValidReport checks report.md, chart.svg (well-formed XML) and
+// data.json (valid JSON) in dir.
+func mustValidReport(t *testing.T, dir string) {
+	t.Helper()
+	md, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"> ", "## Measured here", "## Machine", "GOMAXPROCS", "| --- |"} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("report.md lacks %q:\n%s", want, md)
+		}
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "chart.svg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := xml.NewDecoder(strings.NewReader(string(svg)))
+	for {
+		if _, err := d.Token(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("chart.svg is not well-formed: %v", err)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "data.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !json.Valid(data) {
+		t.Fatalf("data.json is not JSON")
+	}
+}
+
+func TestRegistry(t *testing.T) {
+	var available, planned []string
+	for _, s := range lab.Scenarios() {
+		if s.Description == "" || s.Section == "" {
+			t.Errorf("scenario %q lacks a description or section", s.Name)
+		}
+		if s.Available() {
+			available = append(available, s.Name)
+		} else {
+			planned = append(planned, s.Name)
+		}
+	}
+	var built []string // spike, still being built, may come anywhere
+	for _, name := range available {
+		if name != "spike" {
+			built = append(built, name)
+		}
+	}
+	if got, want := strings.Join(built, " "), "io cpu health unbounded race replicas double-charge export burst"; got != want {
+		t.Errorf("available scenarios %q, want %q in that order", got, want)
+	}
+	for _, name := range planned {
+		if name != "spike" {
+			t.Errorf("scenario %q is not available", name)
+		}
+	}
+}
+
+func TestScenarioIO(t *testing.T) {
+	t.Parallel()
+	runs := mustRun(t, "io").Data.([]lab.IORun)
+	for _, r := range runs {
+		if r.OK != r.Calls {
+			t.Errorf("%s: %d of %d calls answered", r.Name, r.OK, r.Calls)
+		}
+	}
+	if runs[0].MaxInFlight != 1 || runs[1].MaxInFlight > 20 || runs[2].MaxInFlight <= 20 {
+		t.Errorf("most calls in flight: sequential %d (want 1), bounded %d (want ≤ 20), unbounded %d (want > 20)",
+			runs[0].MaxInFlight, runs[1].MaxInFlight, runs[2].MaxInFlight)
+	}
+}
+
+func TestScenarioCPU(t *testing.T) {
+	t.Parallel()
+	runs := mustRun(t, "cpu").Data.([]lab.CPURun)
+	for _, r := range runs[1:] {
+		if r.Checksum != runs[0].Checksum {
+			t.Errorf("%s: checksum %x, sequential %x: not the same work", r.Mode, r.Checksum, runs[0].Checksum)
+		}
+	}
+	if runs[1].GOMAXPROCS != 1 {
+		t.Errorf("concurrent ran with GOMAXPROCS %d, want 1", runs[1].GOMAXPROCS)
+	}
+}
+
+func TestScenarioUnbounded(t *testing.T) {
+	t.Parallel()
+	runs := mustRun(t, "unbounded").Data.([]lab.QueryStorm)
+	naive, bounded := runs[0], runs[1]
+	if naive.TimedOut+naive.Errors == 0 {
+		t.Errorf("all at once: no query failed (%+v); the pool should have run out", naive)
+	}
+	if bounded.TimedOut+bounded.Errors != 0 || bounded.OK != int64(bounded.Queries) {
+		t.Errorf("bounded: %+v, want every query to succeed", bounded)
+	}
+}
+
+func TestScenarioRace(t *testing.T) {
+	t.Parallel()
+	runs := mustRun(t, "race").Data.(map[string]any)["runs"].([]lab.RaceRun)
+	if runs[0].MoneyDelta == 0 {
+		t.Errorf("naive read-modify-write conserved money (%+v); its lost updates should not", runs[0])
+	}
+	for _, r := range runs[1:] {
+		if !r.Correct() || r.Moved == 0 {
+			t.Errorf("%s: %+v, want money conserved, no negative balance, no error", r.Name, r)
+		}
+	}
+	if last := runs[len(runs)-1]; !strings.Contains(last.Name, "Holdfast") {
+		t.Errorf("last run %q, want Holdfast's", last.Name)
+	}
+}
+
+func TestScenarioReplicas(t *testing.T) {
+	t.Parallel()
+	runs := mustRun(t, "replicas").Data.([]lab.ReplicaRun)
+	if r := runs[0]; r.MoneyDelta != 0 || r.Errors != 0 {
+		t.Errorf("one naive process: %+v, want money conserved", r)
+	}
+	if r := runs[1]; r.MoneyDelta == 0 {
+		t.Errorf("two naive processes: %+v, want lost updates", r)
+	}
+	if r := runs[2]; r.MoneyDelta != 0 || r.Negative != 0 || r.Errors != 0 || r.Moved == 0 {
+		t.Errorf("two Holdfast servers: %+v, want money conserved", r)
+	}
+}
+
+func TestScenarioDoubleCharge(t *testing.T) {
+	t.Parallel()
+	res := mustRun(t, "double-charge").Data.(*lab.DoubleCharge)
+	naive, keyed := res.Runs[0], res.Runs[1]
+	if naive.Stored <= int64(naive.Charges) || naive.ChargedTwice == 0 {
+		t.Errorf("without a key: %+v, want charges stored twice", naive)
+	}
+	if keyed.Stored != int64(keyed.Charges) || keyed.ChargedTwice != 0 || keyed.Succeeded != int64(keyed.Charges) {
+		t.Errorf("with a key: %+v, want each charge stored exactly once and seen to succeed", keyed)
+	}
+	if keyed.Replayed != int64(keyed.Charges) {
+		t.Errorf("with a key: %d replays, want one per charge (every first response was lost)", keyed.Replayed)
+	}
+	for _, d := range res.Duplicates {
+		if d.Created != 1 {
+			t.Errorf("%s: a burst of %d with one key created %d, want 1", d.Route, d.Sent, d.Created)
+		}
+		for status := range d.Statuses {
+			// Transfers: a duplicate waits for the first's batch and is
+			// replayed (docs/decisions.md); accounts: 409 while in flight.
+			if status != 201 && !(status == 409 && d.Route == "POST /v1/accounts") {
+				t.Errorf("%s: status %d in a burst: %v", d.Route, status, d.Statuses)
+			}
+		}
+	}
+}
+
+// TestScenarioExport is not parallel: it measures this process's memory.
+func TestScenarioExport(t *testing.T) {
+	if _, err := lab.Psql(); err != nil {
+		t.Skip("no psql:", err)
+	}
+	res := mustRun(t, "export").Data.(*lab.ExportScenario)
+	b := res.Bench
+	if b.SlowNaive.RSSGrowth <= b.SlowHoldfast.RSSGrowth {
+		t.Errorf("RSS growth: buffered %d, streamed %d; want the buffered export's larger", b.SlowNaive.RSSGrowth, b.SlowHoldfast.RSSGrowth)
+	}
+	if len(res.RSS.Samples) == 0 || len(res.RSS.Marks) == 0 {
+		t.Errorf("%d RSS samples, %d phase marks; want some of each", len(res.RSS.Samples), len(res.RSS.Marks))
+	}
+}
+
+func TestChartLines(t *testing.T) {
+	c := &lab.Chart{Title: "t <&>", XLabel: "s", YLabel: "MiB",
+		Series:  []lab.Series{{Name: "a", Points: []lab.Point{{0, 1}, {1, 3}, {2, 2}}}, {Name: "b"}},
+		Markers: []lab.Marker{{X: 1, Label: "phase \"2\""}}}
+	var b strings.Builder
+	if err := c.WriteSVG(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := xml.Unmarshal([]byte(b.String()), new(struct{})); err != nil {
+		t.Fatalf("not XML: %v\n%s", err, b.String())
+	}
+	for _, want := range []string{"<polyline", "t &lt;&amp;&gt;", "stroke-dasharray"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("SVG lacks %q", want)
+		}
+	}
+}
+
+func TestChartBars(t *testing.T) {
+	c := &lab.Chart{Title: "bars", YLabel: "ms", Bars: []lab.Bar{
+		{Label: "sequential", Value: 10038.6, Group: "naive"}, {Label: "at most 20", Value: 606, Group: "bounded", Note: "606 ms"}}}
+	var b strings.Builder
+	if err := c.WriteSVG(&b); err != nil {
+		t.Fatal(err)
+	}
+	if err := xml.Unmarshal([]byte(b.String()), new(struct{})); err != nil {
+		t.Fatalf("not XML: %v", err)
+	}
+	for _, want := range []string{">10039<", ">606 ms<", ">naive<", ">bounded<", ">10k<"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("SVG lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -1,0 +1,80 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+func init() {
+	Register(Scenario{Name: "spike", Section: "Part 3, problem 3",
+		Description: "50 → 50,000 jobs/min: a goroutine and a connection per message vs capped workers with a visibility timeout",
+		Run:         runSpikeScenario})
+}
+
+func runSpikeScenario(ctx context.Context, env *Env) (*Report, error) {
+	if env.Spike == nil {
+		return nil, errors.New("lab spike: needs the holdfast command (it runs the receipt pipeline)")
+	}
+	cfg := SpikeConfig{
+		Rate:     pick(env.Scale, 100.0, 50000.0/60, 50000.0/60),
+		Duration: pick(env.Scale, 2*time.Second, 10*time.Second, 2*time.Minute),
+		MaxDrain: pick(env.Scale, time.Minute, 3*time.Minute, 15*time.Minute),
+		Progress: env.Progress,
+	}
+	capped, naive, err := env.Spike(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	r := &Report{
+		Claim: "A spike from 50 to 50,000 messages a minute makes unbounded workers fan out, each opening a database " +
+			"connection, until connections are refused, retries re-deliver and a thundering herd hits the database. " +
+			"The fix: a visibility timeout and a hard cap on concurrent consumers.",
+		Measured: fmt.Sprintf("%.0f receipt uploads a second (%.0f a minute) for %s through the API, small generated JPEGs. "+
+			"Holdfast: two worker replicas sharing one durable consumer whose MaxAckPending (50) caps the jobs in flight, "+
+			"each replica with 4 database connections of its own, a 60 s visibility timeout extended by heartbeats. Naive: a "+
+			"goroutine per message, each opening its own connection, a refused connection NAKed for immediate redelivery. "+
+			"Sampled every 100 ms.", cfg.Rate, cfg.Rate*60, cfg.Duration),
+		Columns: []string{"", "naive (unbounded)", "Holdfast (cap 50)"},
+		Data:    map[string]any{"config": cfg, "naive": naive, "holdfast": capped},
+	}
+	row := func(label string, f func(x *SpikeResult) string) {
+		r.Rows = append(r.Rows, []string{label, f(naive), f(capped)})
+	}
+	row("jobs enqueued", func(x *SpikeResult) string { return fmt.Sprint(x.Enqueued) })
+	row("max jobs in flight", func(x *SpikeResult) string { return fmt.Sprint(x.MaxInFlight) })
+	row("max worker DB connections", func(x *SpikeResult) string { return fmt.Sprint(x.MaxDBConns) })
+	row("refused DB connections", func(x *SpikeResult) string { return fmt.Sprint(x.Refused) })
+	row("errors / retries", func(x *SpikeResult) string { return fmt.Sprintf("%d / %d", x.Errors, x.Retries) })
+	row("ready / failed / lost", func(x *SpikeResult) string { return fmt.Sprintf("%d / %d / %d", x.Ready, x.Failed, x.Lost) })
+	row("drain time after the spike", func(x *SpikeResult) string {
+		if !x.Drained {
+			return fmt.Sprintf("not within %.0f s", x.Drain.Seconds())
+		}
+		return fmt.Sprintf("%.1f s", x.Drain.Seconds())
+	})
+	row("receipts/s while draining", func(x *SpikeResult) string { return fmt.Sprintf("%.0f", x.ReceiptsPerSec) })
+	r.Findings = []string{
+		fmt.Sprintf("Holdfast never had more than %d jobs in flight (cap 50) nor more than %d worker connections (budget 8); the naive consumer peaked at %d and %d.",
+			capped.MaxInFlight, capped.MaxDBConns, naive.MaxInFlight, naive.MaxDBConns),
+		fmt.Sprintf("Lost receipts: Holdfast %d, naive %d (not ready when the run ended).", capped.Lost+capped.Failed, naive.Lost+naive.Failed),
+	}
+	series := func(name string, x *SpikeResult, y func(SpikeSample) float64) Series {
+		s := Series{Name: name}
+		for _, p := range x.Samples {
+			s.Points = append(s.Points, Point{X: float64(p.AtMS) / 1000, Y: y(p)})
+		}
+		return s
+	}
+	r.Chart = &Chart{Title: "Receipt spike: jobs in flight and worker DB connections over time", XLabel: "seconds", YLabel: "count",
+		Series: []Series{
+			series("naive: in flight", naive, func(p SpikeSample) float64 { return float64(p.InFlight) }),
+			series("naive: DB connections", naive, func(p SpikeSample) float64 { return float64(p.DBConns) }),
+			series("Holdfast: in flight", capped, func(p SpikeSample) float64 { return float64(p.InFlight) }),
+			series("Holdfast: DB connections", capped, func(p SpikeSample) float64 { return float64(p.DBConns) }),
+		},
+		Markers: []Marker{{X: cfg.Duration.Seconds(), Label: "spike ends"}},
+	}
+	return r, nil
+}

@@ -1,0 +1,443 @@
+package receipts_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/blob"
+	"github.com/holdfast/holdfast/events"
+	"github.com/holdfast/holdfast/internal/apitest"
+	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/jetstream"
+	"github.com/holdfast/holdfast/media"
+	"github.com/holdfast/holdfast/overload"
+	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/receipts"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+var quiet = slog.New(slog.DiscardHandler)
+
+type env struct {
+	db      *postgres.DB
+	nats    *jetstream.Conn
+	blobs   *blob.Store
+	store   *postgres.ReceiptStore
+	service *receipts.Service
+	cfg     receipts.Config
+	tenant  string
+	lane    *overload.Lane
+}
+
+// setup returns a database with a tenant, an embedded JetStream with the
+// streams, a blob store, and the outbox relay running (it carries jobs).
+func setup(t *testing.T, cfg receipts.Config) *env {
+	t.Helper()
+	db := apitest.MustOpenDB(t)
+	nc, err := jetstream.Open(t.Context(), jetstream.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	blobs, err := blob.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream := events.StreamConfig{MaxBytes: 64 << 20}
+	if _, err := events.EnsureStream(t.Context(), nc.JS, stream); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := receipts.EnsureStreams(t.Context(), nc.JS, cfg); err != nil {
+		t.Fatal(err)
+	}
+	relay, err := events.NewRelay(db, nc.JS, events.RelayConfig{Stream: stream, Logger: quiet, Poll: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay.Start(context.Background())
+	t.Cleanup(relay.Stop)
+	lane, err := overload.NewLane(overload.LaneConfig{Name: "test", Size: 2, Queue: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := postgres.NewReceiptStore(db)
+	tn, _, err := postgres.NewTenantService(db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: "Receipt Test Ltd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{db: db, nats: nc, blobs: blobs, store: store, service: receipts.NewService(store, blobs, media.Limits{}),
+		cfg: cfg, tenant: tn.ID, lane: lane}
+}
+
+func (e *env) mustTransfer(t *testing.T, tenant string) string {
+	t.Helper()
+	accts := postgres.NewAccountService(e.db)
+	a, _ := accts.CreateAccount(t.Context(), tenant, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true})
+	b, _ := accts.CreateAccount(t.Context(), tenant, holdfast.AccountCreate{Currency: "USD"})
+	out, err := postgres.NewTransferService(e.db).CreateTransfers(t.Context(), tenant, []holdfast.TransferCreate{
+		{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 1, Currency: "USD"}}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out[0].ID
+}
+
+func (e *env) worker(t *testing.T, nc *jetstream.Conn, configure ...func(*receipts.WorkerConfig)) *receipts.Worker {
+	t.Helper()
+	cfg := receipts.WorkerConfig{Config: e.cfg, Lane: e.lane, Logger: quiet}
+	for _, f := range configure {
+		f(&cfg)
+	}
+	w, err := receipts.NewWorker(nc.JS, e.store, e.blobs, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	return w
+}
+
+func (e *env) receipt(t *testing.T, id string) *holdfast.Receipt {
+	t.Helper()
+	r, err := e.service.FindReceipt(t.Context(), e.tenant, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("never happened: %s", what)
+		}
+	}
+}
+
+func countRows(t *testing.T, db *postgres.DB, q string, args ...any) int {
+	t.Helper()
+	var n int
+	if err := db.Pool.QueryRow(t.Context(), q, args...).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// An upload is queued, processed by a worker, and its variants served.
+func TestReceipt_UploadProcessServe(t *testing.T) {
+	t.Parallel()
+	e := setup(t, receipts.Config{})
+	e.worker(t, e.nats)
+	tr := e.mustTransfer(t, e.tenant)
+	img := media.Generate(800, 600, 1)
+	r, err := e.service.PutReceipt(t.Context(), e.tenant, tr, bytes.NewReader(img))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Status != holdfast.ReceiptQueued || r.Width != 800 || r.Format != "jpeg" {
+		t.Fatalf("queued receipt = %+v", r)
+	}
+	eventually(t, "the receipt is ready", func() bool { return e.receipt(t, r.ID).Status == holdfast.ReceiptReady })
+	got := e.receipt(t, r.ID)
+	for name, max := range map[string]int{"thumbnail": 256, "medium": 1024} {
+		v, ok := got.Variants[name]
+		if !ok || v.Width > max || v.Height > max || v.ContentType != "image/jpeg" {
+			t.Fatalf("variant %s = %+v", name, v)
+		}
+		f, meta, err := e.service.OpenVariant(t.Context(), e.tenant, r.ID, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(f)
+		f.Close()
+		if int64(len(b)) != meta.Size || blob.Key(b) != v.Key {
+			t.Fatalf("%s: %d bytes, key %s; want %d, %s", name, len(b), blob.Key(b), meta.Size, v.Key)
+		}
+	}
+	// Another tenant sees nothing of it.
+	other, _, _ := postgres.NewTenantService(e.db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: "other"})
+	if _, err := e.service.FindReceipt(t.Context(), other.ID, r.ID); !holdfast.IsCode(err, holdfast.ENOTFOUND) {
+		t.Fatalf("another tenant's receipt: %v", err)
+	}
+	if _, err := e.service.PutReceipt(t.Context(), other.ID, tr, bytes.NewReader(img)); !holdfast.IsCode(err, holdfast.ENOTFOUND) {
+		t.Fatalf("a receipt on another tenant's transfer: %v", err)
+	}
+	// The same upload again changes nothing and queues nothing.
+	jobs := countRows(t, e.db, "SELECT count(*) FROM outbox WHERE topic = 'jobs'")
+	again, err := e.service.PutReceipt(t.Context(), e.tenant, tr, bytes.NewReader(img))
+	if err != nil || again.ID != r.ID || again.Status != holdfast.ReceiptReady {
+		t.Fatalf("re-upload: %+v, %v", again, err)
+	}
+	if n := countRows(t, e.db, "SELECT count(*) FROM outbox WHERE topic = 'jobs'"); n != jobs {
+		t.Fatalf("the same image queued another job")
+	}
+	// Processing is deterministic: the same original gives the same variants.
+	vs, err := media.Process(img, media.Options{Tenant: e.tenant, Date: got.CreatedAt}) // the worker has no tenant names here
+	if err != nil {
+		t.Fatal(err)
+	}
+	if blob.Key(vs.Medium.Data) != got.Variants["medium"].Key {
+		t.Fatalf("processing the same image again gave another medium variant")
+	}
+}
+
+// bomb is a PNG whose header declares 100,000 × 100,000 pixels.
+func bomb(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	img := image.NewGray(image.Rect(0, 0, 1, 1))
+	img.Set(0, 0, color.Gray{})
+	png.Encode(&buf, img)
+	b := buf.Bytes()
+	// Rewrite IHDR width and height (bytes 16..23) and its CRC.
+	copy(b[16:24], []byte{0, 1, 0x86, 0xa0, 0, 1, 0x86, 0xa0})
+	crc := crc32IEEE(b[12:29])
+	copy(b[29:33], []byte{byte(crc >> 24), byte(crc >> 16), byte(crc >> 8), byte(crc)})
+	return b
+}
+
+func crc32IEEE(b []byte) uint32 {
+	crc := ^uint32(0)
+	for _, x := range b {
+		crc ^= uint32(x)
+		for range 8 {
+			if crc&1 == 1 {
+				crc = crc>>1 ^ 0xedb88320
+			} else {
+				crc >>= 1
+			}
+		}
+	}
+	return ^crc
+}
+
+// Bad uploads are refused before anything is stored.
+func TestReceipt_RefusedUploadsStoreNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t, receipts.Config{})
+	tr := e.mustTransfer(t, e.tenant)
+	huge := make([]byte, media.DefaultMaxBytes+1)
+	copy(huge, media.Generate(10, 10, 1))
+	for _, tc := range []struct {
+		name  string
+		body  []byte
+		code  string
+		cause error
+	}{
+		{"bomb", bomb(t), holdfast.EIMAGETOOLARGE, media.ErrTooManyPixels},
+		{"oversized", huge, "", receipts.ErrTooLarge},
+		{"gif", []byte("GIF89a\x01\x00\x01\x00\x00\x00\x00;"), holdfast.EINVALID, media.ErrFormat},
+		{"text", []byte("hello, not an image"), holdfast.EINVALID, media.ErrFormat},
+	} {
+		_, err := e.service.PutReceipt(t.Context(), e.tenant, tr, bytes.NewReader(tc.body))
+		if !errors.Is(err, tc.cause) || tc.code != "" && !holdfast.IsCode(err, tc.code) {
+			t.Errorf("%s: %v, want %s (%v)", tc.name, err, tc.code, tc.cause)
+		}
+	}
+	if n := countRows(t, e.db, "SELECT count(*) FROM receipts"); n != 0 {
+		t.Fatalf("%d receipts stored from refused uploads", n)
+	}
+	if n := countRows(t, e.db, "SELECT count(*) FROM outbox WHERE topic = 'jobs'"); n != 0 {
+		t.Fatalf("%d jobs queued from refused uploads", n)
+	}
+}
+
+// A poison image (a valid header, corrupt data) is tried MaxDeliveries
+// times with growing gaps, then dead-lettered and its receipt marked
+// failed; a redrive queues it again.
+func TestReceipt_PoisonDeadLettersThenRedrive(t *testing.T) {
+	t.Parallel()
+	cfg := receipts.Config{BackoffBase: 100 * time.Millisecond, BackoffMax: 10 * time.Second, AckWait: 5 * time.Second}
+	e := setup(t, cfg)
+	var mu sync.Mutex
+	var tries []time.Time
+	var healed atomic.Bool
+	e.worker(t, e.nats, func(c *receipts.WorkerConfig) {
+		c.Process = func(ctx context.Context, src []byte, opts media.Options) (media.Variants, error) {
+			mu.Lock()
+			tries = append(tries, time.Now())
+			mu.Unlock()
+			if healed.Load() {
+				return media.ProcessContext(ctx, src, opts)
+			}
+			return media.ProcessContext(ctx, src[:len(src)/2], opts) // truncated pixel data: corrupt
+		}
+	})
+	tr := e.mustTransfer(t, e.tenant)
+	r, err := e.service.PutReceipt(t.Context(), e.tenant, tr, bytes.NewReader(media.Generate(300, 200, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the receipt fails", func() bool { return e.receipt(t, r.ID).Status == holdfast.ReceiptFailed })
+	got := e.receipt(t, r.ID)
+	if got.Attempts != 5 || got.LastError == "" {
+		t.Fatalf("failed receipt = %+v, want 5 attempts and the last error", got)
+	}
+	mu.Lock()
+	if len(tries) != 5 {
+		t.Fatalf("%d tries, want 5", len(tries))
+	}
+	for k := 1; k < len(tries); k++ {
+		// After delivery k the retry waits at least half of base × 2^(k-1)
+		// (equal jitter), which is at least the whole of the step before:
+		// the gaps grow.
+		floor := (cfg.BackoffBase << (k - 1)) / 2
+		if gap := tries[k].Sub(tries[k-1]); gap < floor {
+			t.Errorf("gap after delivery %d = %s, shorter than its backoff floor %s", k, gap, floor)
+		}
+	}
+	mu.Unlock()
+	dls := receipts.NewDeadLetters(e.store, e.nats.JS, cfg)
+	list, _, err := dls.ListDeadLetters(t.Context(), e.tenant, holdfast.Page{})
+	if err != nil || len(list) != 1 || list[0].ReceiptID != r.ID || list[0].Deliveries != 5 {
+		t.Fatalf("dead letters = %+v, %v", list, err)
+	}
+	if other, _, _ := dls.ListDeadLetters(t.Context(), "0190a8a0-0000-7000-8000-000000000000", holdfast.Page{}); len(other) != 0 {
+		t.Fatalf("another tenant's dead letters: %+v", other)
+	}
+	dead, _ := e.nats.JS.Stream(t.Context(), "jobs-dead")
+	if info, _ := dead.Info(t.Context()); info.State.Msgs != 1 {
+		t.Fatalf("jobs-dead holds %d messages, want 1", info.State.Msgs)
+	}
+
+	healed.Store(true)
+	if _, err := dls.Redrive(t.Context(), list[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the redriven receipt is ready", func() bool { return e.receipt(t, r.ID).Status == holdfast.ReceiptReady })
+	if _, err := dls.Redrive(t.Context(), list[0].ID); !holdfast.IsCode(err, holdfast.ENOTFOUND) {
+		t.Fatalf("a second redrive: %v", err)
+	}
+	if info, _ := dead.Info(t.Context()); info.State.Msgs != 0 {
+		t.Fatalf("jobs-dead holds %d messages after the redrive", info.State.Msgs)
+	}
+}
+
+// Backoff grows, never comes at once, and stays under its cap.
+func TestBackoff(t *testing.T) {
+	cfg := receipts.Config{BackoffBase: time.Second, BackoffMax: time.Minute}
+	r := rand.New(rand.NewPCG(1, 2))
+	for trial := 0; trial < 1000; trial++ {
+		prev := time.Duration(0)
+		for n := 1; n <= 10; n++ {
+			d := receipts.Backoff(cfg, n, r)
+			step := min(cfg.BackoffBase<<(n-1), cfg.BackoffMax)
+			if d < step/2 || d > step {
+				t.Fatalf("delivery %d: %s outside [%s, %s]", n, d, step/2, step)
+			}
+			if d < prev/2 {
+				t.Fatalf("delivery %d: %s after %s", n, d, prev)
+			}
+			prev = d
+		}
+	}
+}
+
+// However many workers (three replicas of 50 each) and however deep the
+// queue (500 jobs), no more than Cap jobs are in flight.
+func TestWorkers_GlobalCap(t *testing.T) {
+	t.Parallel()
+	const jobs, limit = 500, 10
+	e := setup(t, receipts.Config{Cap: limit, Workers: 50})
+	var inFlight, peak, done atomic.Int64
+	track := func(c *receipts.WorkerConfig) {
+		c.OnStart = func() {
+			n := inFlight.Add(1)
+			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+			}
+		}
+		c.OnDone = func() { inFlight.Add(-1); done.Add(1) }
+		c.Process = func(ctx context.Context, src []byte, opts media.Options) (media.Variants, error) {
+			time.Sleep(5 * time.Millisecond) // long enough for deliveries to overlap
+			return media.Variants{}, nil
+		}
+	}
+	tr := e.mustTransfer(t, e.tenant)
+	img := media.Generate(16, 16, 3)
+	// Queue all jobs first: receipts on distinct transfers.
+	for i := 0; i < jobs; i++ {
+		if i > 0 {
+			tr = e.mustTransfer(t, e.tenant)
+		}
+		if _, err := e.service.PutReceipt(t.Context(), e.tenant, tr, bytes.NewReader(img)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 3 {
+		nc, err := e.nats.Connect(t.Context(), fmt.Sprintf("replica-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nc.NC.Close() })
+		e.worker(t, nc, track)
+	}
+	eventually(t, "every receipt is ready", func() bool {
+		return countRows(t, e.db, "SELECT count(*) FROM receipts WHERE status = 'ready'") == jobs
+	})
+	if p := peak.Load(); p > limit {
+		t.Fatalf("%d jobs in flight at once, over the cap of %d", p, limit)
+	} else if p < limit/2 {
+		t.Fatalf("at most %d jobs in flight: the test did not load the cap of %d", p, limit)
+	}
+	t.Logf("peak in flight %d (cap %d), %d job runs for %d jobs", peak.Load(), limit, done.Load(), jobs)
+}
+
+// A worker that dies mid-job (its connection gone, no more heartbeats, no
+// ack) has its job delivered again after the visibility timeout, and the
+// job is finished once.
+func TestWorker_DiesMidJob(t *testing.T) {
+	t.Parallel()
+	e := setup(t, receipts.Config{AckWait: time.Second})
+	doomed, err := e.nats.Connect(t.Context(), "doomed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	var once sync.Once
+	e.worker(t, doomed, func(c *receipts.WorkerConfig) {
+		c.Workers = 1
+		c.Process = func(ctx context.Context, src []byte, opts media.Options) (media.Variants, error) {
+			once.Do(func() { close(started) })
+			for doomed.NC.IsConnected() { // "killed": its connection is closed under it
+				time.Sleep(10 * time.Millisecond)
+			}
+			return media.Variants{}, errors.New("killed")
+		}
+	})
+	tr := e.mustTransfer(t, e.tenant)
+	r, err := e.service.PutReceipt(t.Context(), e.tenant, tr, bytes.NewReader(media.Generate(64, 48, 4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	doomed.NC.Close()
+	var finished atomic.Int64
+	e.worker(t, e.nats, func(c *receipts.WorkerConfig) {
+		c.OnDone = func() { finished.Add(1) }
+	})
+	eventually(t, "the job is redelivered and finished", func() bool { return e.receipt(t, r.ID).Status == holdfast.ReceiptReady })
+	if got := e.receipt(t, r.ID); got.Attempts != 2 {
+		t.Fatalf("attempts = %d, want 2 (the dead worker's and the survivor's)", got.Attempts)
+	}
+	time.Sleep(1500 * time.Millisecond) // past another visibility timeout
+	if n := finished.Load(); n != 1 {
+		t.Fatalf("the surviving worker ran the job %d times, want 1", n)
+	}
+}

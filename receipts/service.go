@@ -1,0 +1,103 @@
+package receipts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/blob"
+	"github.com/holdfast/holdfast/media"
+	"github.com/holdfast/holdfast/postgres"
+)
+
+// ErrTooLarge is in the chain of the error of an upload over the size
+// limit (errors.Is); the HTTP layer answers it with 413.
+var ErrTooLarge = media.ErrTooLarge
+
+// Service stores uploads and reads receipts; it implements
+// holdfast.ReceiptService.
+type Service struct {
+	store  *postgres.ReceiptStore
+	blobs  *blob.Store
+	limits media.Limits
+}
+
+var _ holdfast.ReceiptService = (*Service)(nil)
+
+// NewService returns the service; limits bound uploads (zero: media's defaults).
+func NewService(store *postgres.ReceiptStore, blobs *blob.Store, limits media.Limits) *Service {
+	return &Service{store: store, blobs: blobs, limits: limits.WithDefaults()}
+}
+
+// PutReceipt reads at most the size limit, checks the format and the
+// dimensions from the header alone (a decompression bomb is refused without
+// allocating its pixels), stores the original and queues its processing.
+// Errors: EINVALID for a format that is not JPEG, PNG or WebP or a
+// corrupt header (media.ErrFormat, media.ErrCorrupt); ErrTooLarge in the
+// chain past the size limit; EIMAGETOOLARGE past the pixel limit;
+// ENOTFOUND for an unknown transfer.
+func (s *Service) PutReceipt(ctx context.Context, tenantID, transferID string, body io.Reader) (*holdfast.Receipt, error) {
+	if holdfast.ValidID("transfer id", transferID) != nil {
+		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "transfer not found")
+	}
+	b, err := s.limits.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.limits.Inspect(b)
+	if err != nil {
+		if errors.Is(err, media.ErrTooManyPixels) {
+			return nil, &holdfast.Error{Code: holdfast.EIMAGETOOLARGE, Message: holdfast.ErrorMessage(err), Err: err}
+		}
+		return nil, err
+	}
+	key, err := s.blobs.PutBytes(ctx, b)
+	if err != nil {
+		return nil, fmt.Errorf("store receipt image: %w", err)
+	}
+	r, err := s.store.QueueReceipt(ctx, &holdfast.Receipt{
+		TenantID: tenantID, TransferID: holdfast.CanonicalID(transferID), OriginalKey: key,
+		Format: string(info.Format), Width: info.Width, Height: info.Height, Size: int64(len(b)),
+	})
+	if err != nil {
+		return nil, err
+	}
+	withOriginal(r)
+	return r, nil
+}
+
+// withOriginal lists the upload itself among the receipt's variants.
+func withOriginal(r *holdfast.Receipt) {
+	r.Variants[holdfast.ReceiptOriginal] = holdfast.ReceiptVariant{Key: r.OriginalKey,
+		ContentType: media.Format(r.Format).ContentType(), Width: r.Width, Height: r.Height, Size: r.Size}
+}
+
+// FindReceipt returns the tenant's receipt.
+func (s *Service) FindReceipt(ctx context.Context, tenantID, id string) (*holdfast.Receipt, error) {
+	r, err := s.store.FindReceipt(ctx, tenantID, id)
+	if err != nil {
+		return nil, err
+	}
+	withOriginal(r)
+	return r, nil
+}
+
+// OpenVariant opens one rendition of the tenant's receipt: "original"
+// always, "thumbnail" and "medium" once it is ready. ENOTFOUND otherwise.
+func (s *Service) OpenVariant(ctx context.Context, tenantID, id, variant string) (io.ReadSeekCloser, holdfast.ReceiptVariant, error) {
+	r, err := s.FindReceipt(ctx, tenantID, id)
+	if err != nil {
+		return nil, holdfast.ReceiptVariant{}, err
+	}
+	v, ok := r.Variants[variant]
+	if !ok {
+		return nil, holdfast.ReceiptVariant{}, holdfast.Errorf(holdfast.ENOTFOUND, "receipt %s has no %q variant (status %s)", r.ID, variant, r.Status)
+	}
+	f, _, err := s.blobs.Open(ctx, v.Key)
+	if err != nil {
+		return nil, holdfast.ReceiptVariant{}, fmt.Errorf("open receipt variant: %w", err)
+	}
+	return f, v, nil
+}
