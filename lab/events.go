@@ -319,11 +319,20 @@ func BenchBurst(ctx context.Context, t *EventTarget, cfg BurstConfig) (*BurstRes
 	setPhase("after")
 	burstEnd := time.Now()
 	fmt.Fprintf(progress, "  after: normal rate until the lag is back (at most %s)\n", cfg.MaxDrain)
+	// Back to normal: no more lag than twice the most seen before the
+	// burst (at the normal rate the groups always hold a batch or two).
 	normalLag := int64(2 * cfg.Batch)
+	mu.Lock()
+	for _, s := range res.Samples {
+		if s.Phase == "before" {
+			normalLag = max(normalLag, 2*s.Lag)
+		}
+	}
+	mu.Unlock()
 	for time.Since(burstEnd) < cfg.MaxDrain && ctx.Err() == nil {
-		OpenLoop(ctx, "after", reqRate(res.NormalRate), 2*time.Second, 4096, post)
+		OpenLoop(ctx, "after", reqRate(res.NormalRate), time.Second, 4096, post)
 		lag, err := t.Lag(ctx)
-		if err == nil && lag <= max(normalLag, int64(res.NormalRate)) {
+		if err == nil && lag <= normalLag {
 			res.Drain, res.Drained = time.Since(burstEnd), true
 			break
 		}
@@ -385,12 +394,12 @@ func PrintBurst(w io.Writer, r *BurstResult) {
 	fmt.Fprintf(w, "peak lag %d events; drain time %s\n", r.PeakLag, drain)
 	fmt.Fprintf(w, "produced %d, audited %d, analytics %d: lost %d, duplicated %d\n", r.Produced, r.Audited, r.Analyzed, r.Lost, r.Duplicated)
 	var b strings.Builder
-	for i, s := range r.Samples {
-		if i%8 == 0 {
-			fmt.Fprintf(&b, " %.0fs:%d", float64(s.AtMS)/1000, s.Lag)
-		}
+	step := max(1, len(r.Samples)/24)
+	for i := 0; i < len(r.Samples); i += step {
+		s := r.Samples[i]
+		fmt.Fprintf(&b, " %.0fs:%d", float64(s.AtMS)/1000, s.Lag)
 	}
-	fmt.Fprintf(w, "lag over time (every 2 s):%s\n", b.String())
+	fmt.Fprintf(w, "lag over time:%s\n", b.String())
 }
 
 // AdminTarget returns the EventTarget of a Holdfast at url (as the tenant

@@ -52,6 +52,7 @@ func scanGroupState(r pgx.CollectableRow) (*holdfast.ConsumerGroupState, error) 
 // Pause pauses the group in every replica: until Resume when until is
 // zero, else until then. ENOTFOUND for an unknown group.
 func (s *ConsumerStore) Pause(ctx context.Context, name string, until time.Time, reason string) error {
+	ctx = Patient(ctx) // a pause is the remedy for a busy pool: it waits its turn
 	var tag interface{ RowsAffected() int64 }
 	var err error
 	if until.IsZero() {

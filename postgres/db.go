@@ -98,6 +98,9 @@ type acquireTimeout time.Duration
 type acquireCancelKey struct{}
 
 func (t acquireTimeout) TraceAcquireStart(ctx context.Context, _ *pgxpool.Pool, _ pgxpool.TraceAcquireStartData) context.Context {
+	if ctx.Value(patientKey{}) != nil {
+		return ctx
+	}
 	ctx, cancel := context.WithTimeout(ctx, time.Duration(t))
 	return context.WithValue(ctx, acquireCancelKey{}, cancel)
 }
@@ -107,6 +110,14 @@ func (acquireTimeout) TraceAcquireEnd(ctx context.Context, _ *pgxpool.Pool, _ pg
 		cancel()
 	}
 }
+
+type patientKey struct{}
+
+// Patient returns a context whose connection acquires wait as long as ctx
+// allows, without the pool's AcquireTimeout: for background work (the
+// outbox relay) that must get through a busy pool eventually rather than
+// fail fast like a request.
+func Patient(ctx context.Context) context.Context { return context.WithValue(ctx, patientKey{}, true) }
 
 // TraceQueryStart and TraceQueryEnd make acquireTimeout a pgx.QueryTracer,
 // the type of pgx.ConnConfig.Tracer; they do nothing.

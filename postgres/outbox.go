@@ -78,7 +78,9 @@ const OutboxChannel = "holdfast_outbox"
 // rows stay and are published again: publish must be idempotent (JetStream
 // deduplicates by the event id). Returns the number of events relayed.
 func (db *DB) RelayOutbox(ctx context.Context, limit int, publish func(context.Context, []holdfast.Event) error) (int, error) {
-	tx, err := db.Pool.Begin(ctx)
+	// Background work waits its turn for a connection, however busy the
+	// pool: failing fast is for requests, and a relay that gives up only delays.
+	tx, err := db.Pool.Begin(Patient(ctx))
 	if err != nil {
 		return 0, fmt.Errorf("relay outbox: %w", err)
 	}
@@ -130,7 +132,7 @@ func (db *DB) OutboxDepth(ctx context.Context) (n int64, oldest time.Duration, e
 // ctx ends. It holds one connection of the pool for as long as it listens;
 // it returns the error that broke the connection (the caller listens again).
 func (db *DB) ListenOutbox(ctx context.Context, wake func()) error {
-	conn, err := db.Pool.Acquire(ctx)
+	conn, err := db.Pool.Acquire(Patient(ctx))
 	if err != nil {
 		return err
 	}

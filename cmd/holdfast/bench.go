@@ -162,6 +162,7 @@ func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer
 	pool := fs.Int("pool", 16, "database connections for Holdfast and, separately, for the naive server")
 	workloads := fs.String("workloads", "uniform,hot", "workloads to run, comma-separated")
 	committers := fs.Int("committers", 2, "Holdfast's group-commit transactions in flight at once")
+	admission := fs.Bool("admission", false, "keep Holdfast's admission control on (it sheds past its adaptive limit)")
 	skipNaive := fs.Bool("skip-naive", false, "measure Holdfast only (for profiling; no ratios)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server and load generator) to this file")
 	fs.Usage = func() {
@@ -201,7 +202,10 @@ Flags:
 		}
 		defer pprof.StopCPUProfile()
 	}
-	env, err := startBenchEnv(ctx, *dbURL, *pool, stderr, func(c *Config) { c.Committers = *committers })
+	// Admission control off: this measures group commit's capacity; a closed
+	// loop of 256 clients past the adaptive limit would measure shedding
+	// (that is `holdfast bench overload`'s job).
+	env, err := startBenchEnv(ctx, *dbURL, *pool, stderr, func(c *Config) { c.Committers, c.Admission = *committers, *admission })
 	if err != nil {
 		return err
 	}

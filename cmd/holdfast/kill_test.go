@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/apitest"
+	"github.com/holdfast/holdfast/internal/natstest"
 	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/media"
 )
 
 // server is a holdfast serve process.
@@ -176,5 +178,87 @@ func TestServe_Kill9MidStream(t *testing.T) {
 	v := c.Do(t, "GET", "/v1/audit/verify", nil).MustStatus(t, 200).JSON(t)
 	if v["ok"] != true || int64(v["records"].(float64)) < ledger+int64(len(acked)) {
 		t.Fatalf("verify after the restart: %v", v)
+	}
+}
+
+// TestServe_Kill9Worker kills a server with SIGKILL while its worker
+// processes a receipt; another server on the same database, NATS and data
+// directory gets the job again after the visibility timeout and finishes
+// it, once.
+func TestServe_Kill9Worker(t *testing.T) {
+	t.Parallel()
+	natsURL := natstest.ExternalURL(t)
+	if natsURL == natstest.DefaultURL {
+		t.Skip("needs a nats-server of its own (the shared one on 4222 may hold other jobs)")
+	}
+	bin := mustBinary(t)
+	dbURL, dataDir := pgtest.NewDatabase(t), t.TempDir()
+	flags := []string{"--nats-url", natsURL, "--receipt-visibility-timeout", "2s", "--receipt-workers", "1"}
+	a := startServe(t, bin, dbURL, dataDir, flags...)
+	c := (&apitest.Client{URL: a.base, Key: adminToken}).MustTenant(t, "kill9-worker")
+	from, to := c.MustAccount(t, "USD", true), c.MustAccount(t, "USD", true)
+	tr := c.Do(t, "POST", "/v1/transfers", apitest.Transfer(from, to, 1, "USD")).MustStatus(t, 201).JSON(t)["id"].(string)
+	// Big enough that processing takes a while (about 24 megapixels).
+	img := media.Generate(6000, 4000, 1)
+	id := c.Do(t, "PUT", "/v1/transfers/"+tr+"/receipt", img).MustStatus(t, 202).JSON(t)["id"].(string)
+
+	pool := mustPool(t, dbURL)
+	status := func() (string, int) {
+		var s string
+		var n int
+		if err := pool.QueryRow(context.Background(), "SELECT status, attempts FROM receipts WHERE id = $1", id).Scan(&s, &n); err != nil {
+			t.Fatal(err)
+		}
+		return s, n
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		s, _ := status()
+		if s == "processing" {
+			break
+		}
+		if s != "queued" || time.Now().After(deadline) {
+			t.Fatalf("the worker never picked the job up before finishing it: status %s", s)
+		}
+	}
+	if err := a.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	a.cmd.Wait()
+	if s, _ := status(); s != "processing" {
+		t.Fatalf("the job finished before the kill (status %s): the test exercised nothing", s)
+	}
+
+	b := startServe(t, bin, dbURL, dataDir, flags...)
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if s, _ := status(); s == "ready" {
+			break
+		}
+		if time.Now().After(deadline) {
+			s, n := status()
+			t.Fatalf("the job was not finished after the kill: status %s, %d attempts", s, n)
+		}
+	}
+	if _, n := status(); n != 2 {
+		t.Fatalf("%d attempts, want 2 (the killed worker's and the survivor's)", n)
+	}
+	processed := func() int {
+		var n int
+		pool.QueryRow(context.Background(), `SELECT (SELECT count(*) FROM outbox WHERE type = 'receipt.processed')
+			+ (SELECT count(*) FROM audit_records WHERE type = 'receipt.processed')`).Scan(&n)
+		return n
+	}
+	for deadline := time.Now().Add(30 * time.Second); processed() == 0; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no receipt.processed event")
+		}
+	}
+	time.Sleep(3 * time.Second) // past another visibility timeout: nothing comes back
+	if n := processed(); n != 1 {
+		t.Fatalf("%d receipt.processed events, want 1", n)
+	}
+	c.URL = b.base
+	m := c.Do(t, "GET", "/v1/receipts/"+id, nil).MustStatus(t, 200).JSON(t)
+	if m["status"] != "ready" || m["variants"].(map[string]any)["medium"] == nil {
+		t.Fatalf("receipt after the restart: %v", m)
 	}
 }
