@@ -410,6 +410,7 @@ func runBurst(ctx context.Context, env *Env) (*Report, error) {
 		Warmup:   pick(env.Scale, 500*time.Millisecond, 3*time.Second, 20*time.Second),
 		Burst:    pick(env.Scale, 500*time.Millisecond, 5*time.Second, 30*time.Second),
 		MaxDrain: pick(env.Scale, 2*time.Minute, 5*time.Minute, 15*time.Minute),
+		Control:  pick(env.Scale, -time.Second, 3*time.Second, 10*time.Second),
 	}
 	pauseAfter, pauseFor := pick(env.Scale, 200*time.Millisecond, time.Second, 2*time.Second), pick(env.Scale, time.Second, 3*time.Second, 10*time.Second)
 	progress := env.Progress

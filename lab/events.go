@@ -182,6 +182,7 @@ type BurstResult struct {
 	ConsumerRate          float64       // events per second the slowed consumers sustain (measured)
 	NormalRate, BurstRate float64       // events per second offered
 	Before, During        Result        // producer requests before and during the burst
+	Control               Result        // the burst rate again, consumers paused: what the rate alone costs
 	PeakLag               int64         // events
 	Drain                 time.Duration // from the burst's end until the lag was back to normal
 	Drained               bool
@@ -202,6 +203,7 @@ type BurstConfig struct {
 	MaxDrain   time.Duration // give up waiting for the lag after this; default 10m
 	Multiplier float64       // burst rate / consumer rate; default 10
 	Normal     float64       // normal rate / consumer rate; default 0.25
+	Control    time.Duration // after the check, the burst rate with consumers paused; default 10s; negative: none
 	Progress   io.Writer     // a line per phase; default none
 }
 
@@ -227,6 +229,9 @@ func BenchBurst(ctx context.Context, t *EventTarget, cfg BurstConfig) (*BurstRes
 	}
 	if cfg.Normal == 0 {
 		cfg.Normal = 0.25
+	}
+	if cfg.Control == 0 {
+		cfg.Control = 10 * time.Second
 	}
 	progress := cfg.Progress
 	if progress == nil {
@@ -356,6 +361,24 @@ func BenchBurst(ctx context.Context, t *EventTarget, cfg BurstConfig) (*BurstRes
 	}
 	res.Lost = max(0, res.Produced-min(res.Audited, res.Analyzed))
 	res.Duplicated = max(0, max(res.Audited, res.Analyzed)-res.Produced)
+
+	// The control: the burst's rate with the consumers doing nothing at all.
+	// If the producers' p99 is the same as during the burst, what raised it
+	// was the request rate on this machine, not the consumers' slowness.
+	if cfg.Control > 0 {
+		fmt.Fprintf(progress, "  control: %s at %.0f events/s with the consumers paused\n", cfg.Control, res.BurstRate)
+		if err := t.Pause(ctx); err != nil {
+			return nil, err
+		}
+		res.Control = OpenLoop(ctx, "burst rate, consumers paused", reqRate(res.BurstRate), cfg.Control, 4096,
+			func(ctx context.Context, _ int, _ int64) (bool, error) {
+				n, err := t.PostEvents(ctx, body)
+				return n > 0, err
+			})
+		if err := t.Resume(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return res, nil
 }
 
@@ -376,7 +399,10 @@ func PrintBurst(w io.Writer, r *BurstResult) {
 	fmt.Fprintf(w, "consumers (slowed) sustain      %10.0f events/s\n", r.ConsumerRate)
 	fmt.Fprintf(w, "offered: normal %.0f/s, burst %.0f/s (%.0f×)\n", r.NormalRate, r.BurstRate, r.BurstRate/max(r.ConsumerRate, 1))
 	fmt.Fprintf(w, "%-30s %12s %12s %10s %10s\n", "producer", "p50", "p99", "ok", "refused")
-	for _, x := range []Result{r.Before, r.During} {
+	for _, x := range []Result{r.Before, r.During, r.Control} {
+		if x.Name == "" {
+			continue
+		}
 		fmt.Fprintf(w, "%-30s %12s %12s %10d %10d\n", x.Name, ms(x.P50), ms(x.P99), x.OK, x.Failed+x.Errors)
 	}
 	ratio := 0.0
@@ -384,6 +410,9 @@ func PrintBurst(w io.Writer, r *BurstResult) {
 		ratio = float64(r.During.P99) / float64(r.Before.P99)
 	}
 	fmt.Fprintf(w, "producer p99 during / before burst: %.2f×\n", ratio)
+	if r.Control.P99 > 0 {
+		fmt.Fprintf(w, "producer p99 during the burst / at its rate with consumers paused (control): %.2f×\n", float64(r.During.P99)/float64(r.Control.P99))
+	}
 	if len(r.Refusals) > 0 {
 		fmt.Fprintf(w, "refused by status: %v\n", r.Refusals)
 	}

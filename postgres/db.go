@@ -17,6 +17,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/holdfast/holdfast"
 )
 
 // Config configures the connection pool.
@@ -207,10 +209,15 @@ func retryable(err error) bool {
 }
 
 // contextError turns a cancelled or expired context into the error callers
-// should see; other errors pass through.
+// should see, and a statement cut off by statement_timeout into EOVERLOADED
+// (the database is too busy: retry later); other errors pass through.
 func contextError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "57014" {
+		return &holdfast.Error{Code: holdfast.EOVERLOADED, Message: "the database did not answer in time; retry shortly", Err: err}
 	}
 	return err
 }
