@@ -37,6 +37,10 @@ type RelayConfig struct {
 	Poll time.Duration
 	// AckTimeout bounds the wait for the stream to store a batch. Default 10s.
 	AckTimeout time.Duration
+	// Linger is how long the relay waits after a notification before it
+	// claims rows, so that the commits of a busy moment travel in one round
+	// (one claim, one set of acks) instead of one round each. Default 20ms.
+	Linger time.Duration
 	// Logger receives the relay's errors. Default slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the relay's metrics. Default: none.
@@ -57,6 +61,9 @@ func (c RelayConfig) WithDefaults() RelayConfig {
 	}
 	if c.AckTimeout == 0 {
 		c.AckTimeout = 10 * time.Second
+	}
+	if c.Linger == 0 {
+		c.Linger = 20 * time.Millisecond
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -155,6 +162,13 @@ func (r *Relay) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.wake:
+			if !sleep(ctx, r.cfg.Linger) {
+				return
+			}
+			select { // the notifications of the lingering time are served by this round
+			case <-r.wake:
+			default:
+			}
 		case <-t.C:
 		}
 		if backoff > 0 && !sleep(ctx, backoff) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/google/uuid"
@@ -85,29 +86,36 @@ func (db *DB) RelayOutbox(ctx context.Context, limit int, publish func(context.C
 		return 0, fmt.Errorf("relay outbox: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	rows, _ := tx.Query(ctx, `SELECT seq, id, tenant_id, type, occurred_at, data, topic FROM outbox
-		ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`, limit)
-	var seqs []int64
-	events, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (holdfast.Event, error) {
-		var e holdfast.Event
-		var seq int64
+	// Claim and delete in one statement: the rows come back only if publish
+	// fails or the process dies before the commit (the transaction rolls back).
+	rows, _ := tx.Query(ctx, `DELETE FROM outbox WHERE seq IN (
+			SELECT seq FROM outbox ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
+		RETURNING seq, id, tenant_id, type, occurred_at, data, topic`, limit)
+	type claimed struct {
+		seq int64
+		e   holdfast.Event
+	}
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claimed, error) {
+		var c claimed
 		var data []byte
-		err := r.Scan(&seq, &e.ID, &e.TenantID, &e.Type, &e.OccurredAt, &data, &e.Topic)
-		e.Version, e.Source, e.Data, e.OccurredAt = holdfast.EventVersion, holdfast.SourceLedger, data, e.OccurredAt.UTC()
-		seqs = append(seqs, seq)
-		return e, err
+		err := r.Scan(&c.seq, &c.e.ID, &c.e.TenantID, &c.e.Type, &c.e.OccurredAt, &data, &c.e.Topic)
+		c.e.Version, c.e.Source, c.e.Data, c.e.OccurredAt = holdfast.EventVersion, holdfast.SourceLedger, data, c.e.OccurredAt.UTC()
+		return c, err
 	})
 	if err != nil {
 		return 0, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
 	}
-	if len(events) == 0 {
+	if len(list) == 0 {
 		return 0, nil
+	}
+	// DELETE … RETURNING does not promise the subquery's order: publish in seq order.
+	sort.Slice(list, func(i, j int) bool { return list[i].seq < list[j].seq })
+	events := make([]holdfast.Event, len(list))
+	for i, c := range list {
+		events[i] = c.e
 	}
 	if err := publish(ctx, events); err != nil {
 		return 0, err
-	}
-	if _, err := tx.Exec(ctx, "DELETE FROM outbox WHERE seq = ANY($1)", seqs); err != nil {
-		return 0, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
