@@ -13,6 +13,7 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/lifecycle"
 )
 
 // Applier applies a batch of events exactly once: in one transaction with
@@ -128,10 +129,8 @@ type Group struct {
 	states  States
 	metrics *GroupMetrics
 
-	cons   njs.Consumer
-	cancel context.CancelFunc
-	done   sync.WaitGroup
-	stop   sync.Once
+	cons njs.Consumer
+	run  lifecycle.Runner
 
 	mu       sync.Mutex
 	state    *holdfast.ConsumerGroupState
@@ -184,32 +183,17 @@ func (g *Group) Start(ctx context.Context) error {
 	if err := g.Ensure(ctx); err != nil {
 		return err
 	}
-	ctx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	ctx = g.run.Start(ctx)
 	for i := 0; i < g.cfg.Workers; i++ {
-		g.done.Add(1)
-		go func() {
-			defer g.done.Done()
-			g.work(ctx)
-		}()
+		g.run.Go(func() { g.work(ctx) })
 	}
-	g.done.Add(1)
-	go func() {
-		defer g.done.Done()
-		g.prune(ctx)
-	}()
+	g.run.Go(func() { g.prune(ctx) })
 	return nil
 }
 
 // Stop stops fetching and waits for the batches in hand to be applied and
 // acknowledged (or given back). Idempotent; safe before Start.
-func (g *Group) Stop() {
-	g.stop.Do(func() {
-		if g.cancel != nil {
-			g.cancel()
-		}
-	})
-	g.done.Wait()
-}
+func (g *Group) Stop() { g.run.Stop() }
 
 // paused reports whether the group is paused now, from the shared state
 // read at most StatePoll ago.
@@ -250,7 +234,7 @@ func (g *Group) work(ctx context.Context) {
 	for ctx.Err() == nil {
 		if p, wait := g.paused(ctx); p {
 			g.metrics.paused(g.cfg.Name, true)
-			sleep(ctx, wait)
+			lifecycle.Sleep(ctx, wait)
 			continue
 		}
 		g.metrics.paused(g.cfg.Name, false)
@@ -259,7 +243,7 @@ func (g *Group) work(ctx context.Context) {
 			if ctx.Err() == nil {
 				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 				g.cfg.Logger.Warn("consumer fetch", "group", g.cfg.Name, "err", err, "retry_in", backoff)
-				sleep(ctx, backoff)
+				lifecycle.Sleep(ctx, backoff)
 			}
 			continue
 		}
@@ -366,32 +350,18 @@ func (g *Group) slowDownstream(ctx, stopping context.Context, n int) error {
 // heartbeat tells the server, every third of AckWait, that the batch is
 // still being worked on, until the returned func is called.
 func (g *Group) heartbeat(msgs []njs.Msg) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(g.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, m := range msgs {
-					m.InProgress()
-				}
-			}
+	return lifecycle.Heartbeat(g.cfg.AckWait/3, func() {
+		for _, m := range msgs {
+			m.InProgress()
 		}
-	}()
-	return func() { close(done); wg.Wait() }
+	})
 }
 
 // prune raises the group's floor to the consumer's acknowledgement floor
 // now and then, so the record of applied sequences stays small.
 func (g *Group) prune(ctx context.Context) {
 	every := 10 * g.cfg.StatePoll
-	for sleep(ctx, every+rand.N(every)) {
+	for lifecycle.Sleep(ctx, every+rand.N(every)) {
 		info, err := g.cons.Info(ctx)
 		if err != nil {
 			continue

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/lifecycle"
 )
 
 // Outbox is the relay's view of the transactional outbox (postgres.DB).
@@ -81,10 +81,8 @@ type Relay struct {
 	outbox Outbox
 	js     njs.JetStream
 
-	wake    chan struct{}
-	cancel  context.CancelFunc
-	done    sync.WaitGroup
-	stopped sync.Once
+	wake chan struct{}
+	run  lifecycle.Runner
 
 	relayed  prometheus.Counter
 	failures prometheus.Counter
@@ -113,28 +111,14 @@ func NewRelay(outbox Outbox, js njs.JetStream, cfg RelayConfig) (*Relay, error) 
 
 // Start runs the relay in the background until Stop.
 func (r *Relay) Start(ctx context.Context) error {
-	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	r.done.Add(2)
-	go func() {
-		defer r.done.Done()
-		r.listen(ctx)
-	}()
-	go func() {
-		defer r.done.Done()
-		r.run(ctx)
-	}()
+	ctx = r.run.Start(ctx)
+	r.run.Go(func() { r.listen(ctx) })
+	r.run.Go(func() { r.relay(ctx) })
 	return nil
 }
 
 // Stop stops the relay after its current round. Idempotent; safe before Start.
-func (r *Relay) Stop() {
-	r.stopped.Do(func() {
-		if r.cancel != nil {
-			r.cancel()
-		}
-	})
-	r.done.Wait()
-}
+func (r *Relay) Stop() { r.run.Stop() }
 
 // Wake makes the relay look at the outbox now.
 func (r *Relay) Wake() {
@@ -148,12 +132,12 @@ func (r *Relay) listen(ctx context.Context) {
 	for ctx.Err() == nil {
 		if err := r.outbox.ListenOutbox(ctx, r.Wake); err != nil && ctx.Err() == nil {
 			r.cfg.Logger.Warn("outbox listen; polling until it is back", "err", err)
-			sleep(ctx, r.cfg.Poll)
+			lifecycle.Sleep(ctx, r.cfg.Poll)
 		}
 	}
 }
 
-func (r *Relay) run(ctx context.Context) {
+func (r *Relay) relay(ctx context.Context) {
 	t := time.NewTicker(r.cfg.Poll)
 	defer t.Stop()
 	backoff := time.Duration(0)
@@ -162,7 +146,7 @@ func (r *Relay) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.wake:
-			if !sleep(ctx, r.cfg.Linger) {
+			if !lifecycle.Sleep(ctx, r.cfg.Linger) {
 				return
 			}
 			select { // the notifications of the lingering time are served by this round
@@ -171,7 +155,7 @@ func (r *Relay) run(ctx context.Context) {
 			}
 		case <-t.C:
 		}
-		if backoff > 0 && !sleep(ctx, backoff) {
+		if backoff > 0 && !lifecycle.Sleep(ctx, backoff) {
 			return
 		}
 		// Drain: a full batch means there is probably more.
@@ -243,16 +227,4 @@ func awaitAcks(ctx context.Context, futures []njs.PubAckFuture, dup *int) error 
 		}
 	}
 	return first
-}
-
-// sleep waits for d or until ctx ends; it reports whether d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

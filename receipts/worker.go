@@ -19,6 +19,7 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/blob"
+	"github.com/holdfast/holdfast/internal/lifecycle"
 	"github.com/holdfast/holdfast/media"
 	"github.com/holdfast/holdfast/overload"
 	"github.com/holdfast/holdfast/postgres"
@@ -44,14 +45,12 @@ type WorkerConfig struct {
 
 // Worker processes receipt jobs in one replica.
 type Worker struct {
-	cfg    WorkerConfig
-	js     njs.JetStream
-	store  *postgres.ReceiptStore
-	blobs  *blob.Store
-	cons   njs.Consumer
-	cancel context.CancelFunc
-	done   sync.WaitGroup
-	stop   sync.Once
+	cfg   WorkerConfig
+	js    njs.JetStream
+	store *postgres.ReceiptStore
+	blobs *blob.Store
+	cons  njs.Consumer
+	run   lifecycle.Runner
 
 	inFlight atomic.Int64
 }
@@ -85,26 +84,15 @@ func (w *Worker) Start(ctx context.Context) error {
 		return err
 	}
 	w.cons = cons
-	ctx, w.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	ctx = w.run.Start(ctx)
 	for range w.cfg.Workers {
-		w.done.Add(1)
-		go func() {
-			defer w.done.Done()
-			w.work(ctx)
-		}()
+		w.run.Go(func() { w.work(ctx) })
 	}
 	return nil
 }
 
 // Stop stops fetching and waits for the jobs in hand. Idempotent; safe before Start.
-func (w *Worker) Stop() {
-	w.stop.Do(func() {
-		if w.cancel != nil {
-			w.cancel()
-		}
-	})
-	w.done.Wait()
-}
+func (w *Worker) Stop() { w.run.Stop() }
 
 func (w *Worker) work(ctx context.Context) {
 	backoff := time.Duration(0)
@@ -116,7 +104,7 @@ func (w *Worker) work(ctx context.Context) {
 			if ctx.Err() == nil {
 				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 				w.cfg.Logger.Warn("receipt worker fetch", "err", err, "retry_in", backoff)
-				sleep(ctx, backoff)
+				lifecycle.Sleep(ctx, backoff)
 			}
 			continue
 		}
@@ -161,7 +149,7 @@ func (w *Worker) handle(stopping context.Context, m njs.Msg) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(stopping), 10*w.cfg.AckWait)
 	defer cancel()
-	stopBeat := heartbeat(m, w.cfg.AckWait/3)
+	stopBeat := lifecycle.Heartbeat(w.cfg.AckWait/3, func() { m.InProgress() })
 	err = w.process(ctx, job)
 	stopBeat()
 	if err == nil {
@@ -217,7 +205,7 @@ func (w *Worker) process(ctx context.Context, job holdfast.ReceiptJob) error {
 			break
 		}
 		// The lane is busy with other CPU work: wait for it, keeping the job.
-		if !sleep(ctx, 20*time.Millisecond+rand.N(30*time.Millisecond)) {
+		if !lifecycle.Sleep(ctx, 20*time.Millisecond+rand.N(30*time.Millisecond)) {
 			return ctx.Err()
 		}
 	}
@@ -263,36 +251,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n]
-}
-
-// heartbeat extends the job's visibility timeout every interval until stopped.
-func heartbeat(m njs.Msg, every time.Duration) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				m.InProgress()
-			}
-		}
-	})
-	return func() { close(done); wg.Wait() }
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // Metrics are the pipeline's counters; a nil *Metrics records nothing.
