@@ -192,13 +192,7 @@ func TestReceipts_DeadLetterAdmin(t *testing.T) {
 func TestOpenAPIReceiptResponses(t *testing.T) {
 	t.Parallel()
 	s := mustReceiptServer(t)
-	spec := loadOpenAPI(t)
-	call := func(c *Client, method, pattern, path string, body any, headers ...string) *Response {
-		t.Helper()
-		r := c.Do(t, method, path, body, headers...)
-		spec.checkResponse(t, method, pattern, r)
-		return r
-	}
+	call := loadOpenAPI(t).caller(t)
 	c, admin := s.MustTenant(t), s.Admin()
 	tr := mustTransferID(t, c)
 	img := media.Generate(64, 64, 5)

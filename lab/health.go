@@ -86,7 +86,7 @@ type HealthSample struct {
 }
 
 // HealthTimeline probes /healthz on a schedule, keeping every probe's time
-// and latency (ProbeHealth keeps only their quantiles).
+// and latency (ProbeHealth returns only their figures).
 type HealthTimeline struct {
 	mu      sync.Mutex
 	Samples []HealthSample

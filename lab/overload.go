@@ -124,56 +124,9 @@ type HealthStats struct {
 // ProbeHealth GETs url every interval, each probe on a schedule whatever
 // the previous one does (open loop, timed from its tick, 5 s timeout), on a
 // client of its own, until the returned function is called; that function
-// returns the latencies.
+// returns the latencies (see HealthTimeline for every probe's).
 func ProbeHealth(ctx context.Context, url string, interval time.Duration) func() HealthStats {
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	ctx, cancel := context.WithCancel(ctx)
-	var mu sync.Mutex
-	var lat []time.Duration
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tick := time.NewTicker(interval)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case t := <-tick.C:
-				wg.Go(func() {
-					req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), "GET", url, nil)
-					resp, err := client.Do(req)
-					if err != nil {
-						failed.Add(1)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						failed.Add(1)
-						return
-					}
-					mu.Lock()
-					lat = append(lat, time.Since(t))
-					mu.Unlock()
-				})
-			}
-		}
-	}()
-	return func() HealthStats {
-		cancel()
-		<-done
-		wg.Wait()
-		client.CloseIdleConnections()
-		sortDurations(lat)
-		s := HealthStats{Probes: int64(len(lat)) + failed.Load(), Failed: failed.Load(), P50: quantile(lat, 0.5), P99: quantile(lat, 0.99)}
-		if len(lat) > 0 {
-			s.Max = lat[len(lat)-1]
-		}
-		return s
-	}
+	return StartHealthTimeline(ctx, url, interval).Stop
 }
 
 // TransferSend returns a Send that POSTs one transfer of 1 to 100 USD

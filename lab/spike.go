@@ -41,6 +41,8 @@ type SpikeConfig struct {
 	Rate     float64       // jobs per second while the spike lasts (50,000/min = 833/s)
 	Duration time.Duration // of the spike
 	MaxDrain time.Duration // give up waiting for the queue after this
+	Cap      int           // jobs in flight across the capped run's two replicas
+	DBConns  int           // worker connections of each of its replicas
 	Progress io.Writer
 }
 

@@ -21,6 +21,8 @@ func runSpikeScenario(ctx context.Context, env *Env) (*Report, error) {
 		Rate:     pick(env.Scale, 100.0, 50000.0/60, 50000.0/60),
 		Duration: pick(env.Scale, 2*time.Second, 10*time.Second, 2*time.Minute),
 		MaxDrain: pick(env.Scale, time.Minute, 3*time.Minute, 15*time.Minute),
+		Cap:      50,
+		DBConns:  4,
 		Progress: env.Progress,
 	}
 	capped, naive, err := env.Spike(ctx, cfg)
@@ -32,11 +34,11 @@ func runSpikeScenario(ctx context.Context, env *Env) (*Report, error) {
 			"connection, until connections are refused, retries re-deliver and a thundering herd hits the database. " +
 			"The fix: a visibility timeout and a hard cap on concurrent consumers.",
 		Measured: fmt.Sprintf("%.0f receipt uploads a second (%.0f a minute) for %s through the API, small generated JPEGs. "+
-			"Holdfast: two worker replicas sharing one durable consumer whose MaxAckPending (50) caps the jobs in flight, "+
-			"each replica with 4 database connections of its own, a 60 s visibility timeout extended by heartbeats. Naive: a "+
+			"Holdfast: two worker replicas sharing one durable consumer whose MaxAckPending (%d) caps the jobs in flight, "+
+			"each replica with %d database connections of its own, a 60 s visibility timeout extended by heartbeats. Naive: a "+
 			"goroutine per message, each opening its own connection, a refused connection NAKed for immediate redelivery. "+
-			"Sampled every 100 ms.", cfg.Rate, cfg.Rate*60, cfg.Duration),
-		Columns: []string{"", "naive (unbounded)", "Holdfast (cap 50)"},
+			"Sampled every 100 ms.", cfg.Rate, cfg.Rate*60, cfg.Duration, cfg.Cap, cfg.DBConns),
+		Columns: []string{"", "naive (unbounded)", fmt.Sprintf("Holdfast (cap %d)", cfg.Cap)},
 		Data:    map[string]any{"config": cfg, "naive": naive, "holdfast": capped},
 	}
 	row := func(label string, f func(x *SpikeResult) string) {
@@ -56,8 +58,8 @@ func runSpikeScenario(ctx context.Context, env *Env) (*Report, error) {
 	})
 	row("receipts/s while draining", func(x *SpikeResult) string { return fmt.Sprintf("%.0f", x.ReceiptsPerSec) })
 	r.Findings = []string{
-		fmt.Sprintf("Holdfast never had more than %d jobs in flight (cap 50) nor more than %d worker connections (budget 8); the naive consumer peaked at %d and %d.",
-			capped.MaxInFlight, capped.MaxDBConns, naive.MaxInFlight, naive.MaxDBConns),
+		fmt.Sprintf("Holdfast never had more than %d jobs in flight (cap %d) nor more than %d worker connections (budget %d); the naive consumer peaked at %d and %d.",
+			capped.MaxInFlight, cfg.Cap, capped.MaxDBConns, 2*cfg.DBConns, naive.MaxInFlight, naive.MaxDBConns),
 		fmt.Sprintf("Lost receipts: Holdfast %d, naive %d (not ready when the run ended).", capped.Lost+capped.Failed, naive.Lost+naive.Failed),
 	}
 	series := func(name string, x *SpikeResult, y func(SpikeSample) float64) Series {

@@ -123,19 +123,6 @@ func (db *DB) RelayOutbox(ctx context.Context, limit int, publish func(context.C
 	return len(events), nil
 }
 
-// OutboxDepth returns how many events wait in the outbox, and the age of the oldest.
-func (db *DB) OutboxDepth(ctx context.Context) (n int64, oldest time.Duration, err error) {
-	var at *time.Time
-	err = db.Pool.QueryRow(ctx, `SELECT count(*), min(occurred_at) FROM outbox`).Scan(&n, &at)
-	if err != nil {
-		return 0, 0, fmt.Errorf("outbox depth: %w", err)
-	}
-	if at != nil {
-		oldest = max(0, db.Now().Sub(*at))
-	}
-	return n, oldest, nil
-}
-
 // ListenOutbox calls wake whenever an insert into the outbox commits, until
 // ctx ends. It holds one connection of the pool for as long as it listens;
 // it returns the error that broke the connection (the caller listens again).

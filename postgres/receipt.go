@@ -21,9 +21,6 @@ type ReceiptStore struct{ db *DB }
 // NewReceiptStore returns a ReceiptStore on db.
 func NewReceiptStore(db *DB) *ReceiptStore { return &ReceiptStore{db: db} }
 
-// DB returns the store's database.
-func (s *ReceiptStore) DB() *DB { return s.db }
-
 const receiptColumns = "id, tenant_id, transfer_id, status, original_key, format, width, height, size, variants, attempts, last_error, created_at, updated_at"
 
 func scanReceipt(r pgx.CollectableRow) (*holdfast.Receipt, error) {

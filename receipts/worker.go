@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,8 +50,6 @@ type Worker struct {
 	blobs *blob.Store
 	cons  njs.Consumer
 	run   lifecycle.Runner
-
-	inFlight atomic.Int64
 }
 
 // NewWorker returns a replica's workers; store should have a pool of its own
@@ -73,9 +70,6 @@ func NewWorker(js njs.JetStream, store *postgres.ReceiptStore, blobs *blob.Store
 	}
 	return &Worker{cfg: cfg, js: js, store: store, blobs: blobs}, nil
 }
-
-// InFlight returns the jobs this replica is working on.
-func (w *Worker) InFlight() int { return int(w.inFlight.Load()) }
 
 // Start ensures the streams and runs the workers until Stop.
 func (w *Worker) Start(ctx context.Context) error {
@@ -119,7 +113,6 @@ func (w *Worker) work(ctx context.Context) {
 // for a retry after a backoff, or dead-lettered. A stop does not cut a job
 // short; a kill does, and the job comes back after the visibility timeout.
 func (w *Worker) handle(stopping context.Context, m njs.Msg) {
-	w.inFlight.Add(1)
 	if w.cfg.OnStart != nil {
 		w.cfg.OnStart()
 	}
@@ -127,7 +120,6 @@ func (w *Worker) handle(stopping context.Context, m njs.Msg) {
 	// once the server has the ack it may deliver the next job at once.
 	s := &settling{Msg: m}
 	s.done = func() {
-		w.inFlight.Add(-1)
 		if w.cfg.OnDone != nil {
 			w.cfg.OnDone()
 		}

@@ -313,7 +313,7 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 // spike runs the receipt spike of `holdfast bench receipts`, capped then
 // naive, each on a fresh database of its own.
 func (e *labEnv) spike(ctx context.Context, cfg lab.SpikeConfig) (capped, naive *lab.SpikeResult, err error) {
-	f := spikeFlags{dbURL: e.serverURL, rate: cfg.Rate, duration: cfg.Duration, cap: 50, conns: 4,
+	f := spikeFlags{dbURL: e.serverURL, rate: cfg.Rate, duration: cfg.Duration, cap: cfg.Cap, conns: cfg.DBConns,
 		maxDrain: cfg.MaxDrain, naiveMaxDrain: cfg.MaxDrain, width: 160, height: 120}
 	images := make([][]byte, 16)
 	for i := range images {

@@ -17,14 +17,14 @@ func TestSpike_Tiny(t *testing.T) {
 	t.Parallel()
 	e := &labEnv{serverURL: pgtest.ServerURL(), stderr: io.Discard}
 	defer e.close()
-	capped, naive, err := e.spike(context.Background(), lab.SpikeConfig{Rate: 100, Duration: 2 * time.Second, MaxDrain: time.Minute})
+	capped, naive, err := e.spike(context.Background(), lab.SpikeConfig{Rate: 100, Duration: 2 * time.Second, MaxDrain: time.Minute, Cap: 10, DBConns: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if capped.Enqueued == 0 || !capped.Drained || capped.Lost != 0 || capped.Failed != 0 || capped.Ready != capped.Enqueued {
 		t.Fatalf("capped run: %+v", capped)
 	}
-	if capped.MaxInFlight > 50 || capped.MaxDBConns > 8 {
+	if capped.MaxInFlight > 10 || capped.MaxDBConns > 4 {
 		t.Fatalf("capped run exceeded its cap or budget: %d in flight, %d connections", capped.MaxInFlight, capped.MaxDBConns)
 	}
 	// Under a loaded test run the naive consumer may starve the uploads; it
