@@ -146,9 +146,11 @@ var migrations embed.FS
 const migrateLock = 0x686f6c64 // "hold"
 
 // Migrate applies the embedded migrations that have not run yet, each in its
-// own transaction. Safe to call from several replicas at once.
+// own transaction. Safe to call from several replicas at once. It is start-up
+// work, not a request: its connection waits as long as ctx allows rather than
+// the pool's AcquireTimeout (connecting on a busy machine may take longer).
 func Migrate(ctx context.Context, db *DB) error {
-	conn, err := db.Pool.Acquire(ctx)
+	conn, err := db.Pool.Acquire(Patient(ctx))
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
