@@ -152,7 +152,7 @@ func TestRateLimit_PerKey(t *testing.T) {
 // (not after its whole deadline, and not as an internal error).
 func TestPoolExhausted_Overloaded(t *testing.T) {
 	t.Parallel()
-	db, err := postgres.Open(context.Background(), postgres.Config{URL: pgtest.NewDatabase(t), MaxConns: 2, AcquireTimeout: 20 * time.Millisecond})
+	db, err := postgres.Open(context.Background(), postgres.Config{URL: pgtest.NewDatabase(t), MaxConns: 2, AcquireTimeout: 250 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}

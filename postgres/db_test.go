@@ -16,7 +16,7 @@ import (
 // is free, queries run again.
 func TestAcquireTimeout(t *testing.T) {
 	t.Parallel()
-	db, err := postgres.Open(context.Background(), postgres.Config{URL: pgtest.NewDatabase(t), MaxConns: 1, AcquireTimeout: 20 * time.Millisecond})
+	db, err := postgres.Open(context.Background(), postgres.Config{URL: pgtest.NewDatabase(t), MaxConns: 1, AcquireTimeout: 250 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
