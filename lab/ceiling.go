@@ -21,11 +21,22 @@ type RawTransfer struct {
 	Amount        int64
 }
 
+// PrepareCeiling creates the table RawBatch writes its events to: a copy of
+// the outbox's shape and indexes, so that the ceiling pays what an outbox
+// insert costs without feeding Holdfast's relay (which would then publish
+// the ceiling's events while the ceiling runs, and slow it down).
+func PrepareCeiling(ctx context.Context, pool *pgxpool.Pool) error {
+	_, err := pool.Exec(ctx, "CREATE TABLE IF NOT EXISTS lab_ceiling_outbox (LIKE outbox INCLUDING ALL)")
+	return err
+}
+
 // RawBatch writes a batch of transfers with the fewest statements the schema
 // allows and no HTTP, no queue, no per-request work: the ceiling that
-// Holdfast's group commit is compared with. One transaction: store the
-// idempotency keys, lock the accounts in id order, insert transfers and
-// entries, update each balance once, commit. It skips a transfer that
+// Holdfast's group commit is compared with. One transaction that writes
+// what Holdfast's batch writes: lock the accounts in id order, store the
+// idempotency keys with their responses, insert transfers, entries and a
+// transfer.posted outbox event each (the event log's contract: the event is
+// written with the change; see PrepareCeiling), update each balance once, commit. It skips a transfer that
 // would overdraw or names an account the tenant does not have, and returns
 // how many it applied.
 func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, batch []RawTransfer) (int, error) {
@@ -56,6 +67,7 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 	now := time.Now().UTC()
 	var (
 		keys, fps             = make([]string, 0, n), make([][]byte, 0, n)
+		docs, eventIDs        = make([][]byte, 0, n), make([]string, 0, n)
 		tids, debits, credits = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 		amounts               = make([]int64, 0, n)
 		eAcct, eTransfer      = make([]string, 0, 2*n), make([]string, 0, 2*n)
@@ -72,6 +84,9 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 		tid := uuid.Must(uuid.NewV7()).String()
 		fp := sha256.Sum256([]byte(t.Key))
 		keys, fps = append(keys, t.Key), append(fps, fp[:])
+		doc := fmt.Appendf(nil, `{"id":%q,"tenant_id":%q,"debit_account_id":%q,"credit_account_id":%q,"amount":%d,"currency":%q,"description":"","created_at":%q}`,
+			tid, tenant, t.Debit, t.Credit, t.Amount, currency, now.Format(time.RFC3339Nano))
+		docs, eventIDs = append(docs, doc), append(eventIDs, uuid.Must(uuid.NewV7()).String())
 		tids, debits, credits, amounts = append(tids, tid), append(debits, t.Debit), append(credits, t.Credit), append(amounts, t.Amount)
 		eAcct, eTransfer = append(eAcct, t.Debit, t.Credit), append(eTransfer, tid, tid)
 		eAmount, eAfter = append(eAmount, -t.Amount, t.Amount), append(eAfter, balance[t.Debit], balance[t.Credit])
@@ -81,13 +96,16 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 		args []any
 	}{
 		{`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, response_status, response_type, response_body)
-			SELECT $1, k, f, $3, 201, 'application/json', '{}' FROM unnest($2::text[], $4::bytea[]) AS x(k, f)`, []any{tenant, keys, now, fps}},
+			SELECT $1, k, f, $3, 201, 'application/json', d FROM unnest($2::text[], $4::bytea[], $5::bytea[]) AS x(k, f, d)`, []any{tenant, keys, now, fps, docs}},
 		{`INSERT INTO transfers (tenant_id, id, debit_account_id, credit_account_id, amount, currency, description, created_at)
 			SELECT $1, t, d, c, a, $6, '', $7 FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[]) AS x(t, d, c, a)`,
 			[]any{tenant, postgres.UUIDs(tids), postgres.UUIDs(debits), postgres.UUIDs(credits), amounts, currency, now}},
 		{`INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)
 			SELECT a, t, am, af, $5 FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[]) AS x(a, t, am, af)`,
 			[]any{postgres.UUIDs(eAcct), postgres.UUIDs(eTransfer), eAmount, eAfter, now}},
+		{`INSERT INTO lab_ceiling_outbox (id, tenant_id, type, occurred_at, data, topic)
+			SELECT e, $1, 'transfer.posted', $3, d, 'events' FROM unnest($2::uuid[], $4::bytea[]) AS x(e, d)`,
+			[]any{tenant, postgres.UUIDs(eventIDs), now, docs}},
 	}
 	for _, s := range steps {
 		if _, err := tx.Exec(ctx, s.sql, s.args...); err != nil {

@@ -273,13 +273,18 @@ func BenchExport(ctx context.Context, cfg ExportBenchConfig) (*ExportBench, erro
 		j := (i + 1 + rng.IntN(len(cfg.Transfers)-1)) % len(cfg.Transfers)
 		return cfg.Transfers[i], cfg.Transfers[j]
 	}
+	poster, err := NewPoster(cfg.HoldfastURL, cfg.Clients, time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	defer poster.Close()
 	fmt.Fprintf(cfg.Progress, "(c) transfers alone: %d clients, %v\n", cfg.Clients, cfg.SlowFor)
-	res.TransfersAlone = ClosedLoop(ctx, "transfers alone", cfg.Clients, cfg.SlowFor, TransferCall(client, cfg.HoldfastURL, cfg.APIKey, 1, pick))
+	res.TransfersAlone = ClosedLoop(ctx, "transfers alone", cfg.Clients, cfg.SlowFor, TransferCall(poster, cfg.APIKey, 1, pick))
 	fmt.Fprintf(cfg.Progress, "(c) transfers with %d slow exports\n", cfg.Concurrent)
 	res.ConcurrentRSSGrowth, res.ConcurrentOK, res.WithLoad, err = concurrentExports(ctx, client, cfg, holdfast,
 		func() Result {
 			return ClosedLoop(ctx, fmt.Sprintf("transfers + %d exports", cfg.Concurrent), cfg.Clients, cfg.SlowFor,
-				TransferCall(client, cfg.HoldfastURL, cfg.APIKey, 2, pick))
+				TransferCall(poster, cfg.APIKey, 2, pick))
 		})
 	return res, err
 }

@@ -272,6 +272,9 @@ func TestRawBatch_SkipsOverdraws(t *testing.T) {
 	t.Parallel()
 	db, tenant, _ := setup(t)
 	a := MustSeed(t, db, tenant, 5, 1_000, false)
+	if err := lab.PrepareCeiling(context.Background(), db.Pool); err != nil {
+		t.Fatal(err)
+	}
 	batch := []lab.RawTransfer{
 		{Key: "k1", Debit: a[0], Credit: a[1], Amount: 600},
 		{Key: "k2", Debit: a[0], Credit: a[1], Amount: 600},  // 400 left: skipped
@@ -304,6 +307,9 @@ func TestRawBatch_Concurrent(t *testing.T) {
 	db, tenant, _ := setup(t)
 	const nAccounts, goroutines, batches, size = 6, 2, 10, 100
 	a := MustSeed(t, db, tenant, nAccounts, 1_000, false)
+	if err := lab.PrepareCeiling(context.Background(), db.Pool); err != nil {
+		t.Fatal(err)
+	}
 	var applied, skipped int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup

@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -133,33 +132,22 @@ func ProbeHealth(ctx context.Context, url string, interval time.Duration) func()
 // minor units between the accounts pick chooses, with the API key, a
 // unique Idempotency-Key and, if timeout is positive, a Request-Timeout
 // header of that many milliseconds (the client's patience).
-func TransferSend(client *http.Client, base, key string, run int64, timeout time.Duration, pick func(*rand.Rand) (debit, credit string)) Send {
+func TransferSend(poster *Poster, key string, run int64, timeout time.Duration, pick func(*rand.Rand) (debit, credit string)) Send {
 	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(uint64(run), 1))
-	ms := strconv.FormatInt(timeout.Milliseconds(), 10)
+	prefix := "Content-Type: application/json\r\nAuthorization: Bearer " + key + "\r\n"
+	if timeout > 0 {
+		prefix += "Request-Timeout: " + strconv.FormatInt(timeout.Milliseconds(), 10) + "\r\n"
+	}
+	prefix += "Idempotency-Key: overload-" + strconv.FormatInt(run, 10) + "-"
 	return func(ctx context.Context, seq int64) (int, error) {
 		mu.Lock()
 		debit, credit := pick(rng)
 		amount := 1 + rng.IntN(100)
 		mu.Unlock()
 		body := fmt.Appendf(nil, `{"debit_account_id":%q,"credit_account_id":%q,"amount":%d,"currency":"USD"}`, debit, credit, amount)
-		req, err := http.NewRequestWithContext(ctx, "POST", base+"/v1/transfers", bytes.NewReader(body))
-		if err != nil {
-			return 0, err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Idempotency-Key", "overload-"+strconv.FormatInt(run, 10)+"-"+strconv.FormatInt(seq, 10))
-		if timeout > 0 {
-			req.Header.Set("Request-Timeout", ms)
-		}
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, nil
+		header := strconv.AppendInt([]byte(prefix), seq, 10)
+		return poster.Post(ctx, "/v1/transfers", append(header, "\r\n"...), body)
 	}
 }
 

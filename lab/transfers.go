@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -111,8 +110,12 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 	for _, c := range cfg.Concurrency {
 		maxConc = max(maxConc, c)
 	}
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: maxConc + 16, MaxConnsPerHost: maxConc + 16}, Timeout: 30 * time.Second}
-	defer client.CloseIdleConnections()
+	posters := map[string]*Poster{}
+	defer func() {
+		for _, p := range posters {
+			p.Close()
+		}
+	}()
 
 	// Before each run, vacuum and checkpoint, so that no run pays for the
 	// previous one's dead rows or dirty pages (autovacuum and checkpoints
@@ -125,7 +128,15 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 
 	var runID atomic.Int64
 	httpCall := func(base, key string, w workload) Call {
-		return TransferCall(client, base, key, runID.Add(1), w.pick)
+		p := posters[base]
+		if p == nil {
+			var err error
+			if p, err = NewPoster(base, maxConc+16, 30*time.Second); err != nil {
+				return func(context.Context, int, int64) (bool, error) { return false, err }
+			}
+			posters[base] = p
+		}
+		return TransferCall(p, key, runID.Add(1), w.pick)
 	}
 
 	var out []TransfersWorkload
@@ -169,6 +180,9 @@ const rawBatchSize = 1000
 // Its counts are in transfers (a failed batch counts all of its transfers as
 // errors, a skipped transfer as failed); its latencies are per batch.
 func rawCeiling(ctx context.Context, cfg TransfersConfig, w workload) Result {
+	if err := PrepareCeiling(ctx, cfg.Pool); err != nil {
+		return Result{Name: "raw SQL", Errors: 1}
+	}
 	run := time.Now().UnixNano()
 	var applied, skipped, errs atomic.Int64
 	rs := []*recorder{{}, {}}
@@ -242,9 +256,10 @@ func ratio(a, b float64) float64 {
 // pick chooses with the worker's random source (seeded from run and the
 // worker), under the Idempotency-Key "bench-<run>-<seq>". A call succeeds
 // on 201.
-func TransferCall(client *http.Client, base, key string, run int64, pick func(*rand.Rand) (debit, credit string)) Call {
+func TransferCall(poster *Poster, key string, run int64, pick func(*rand.Rand) (debit, credit string)) Call {
 	var mu sync.Mutex
 	rngs := map[int]*rand.Rand{}
+	auth := "Content-Type: application/json\r\nAuthorization: Bearer " + key + "\r\nIdempotency-Key: bench-" + strconv.FormatInt(run, 10) + "-"
 	return func(ctx context.Context, worker int, seq int64) (bool, error) {
 		mu.Lock()
 		rng := rngs[worker]
@@ -256,19 +271,8 @@ func TransferCall(client *http.Client, base, key string, run int64, pick func(*r
 		amount := 1 + rng.IntN(100)
 		mu.Unlock()
 		body := fmt.Appendf(nil, `{"debit_account_id":%q,"credit_account_id":%q,"amount":%d,"currency":"USD"}`, debit, credit, amount)
-		req, err := http.NewRequestWithContext(ctx, "POST", base+"/v1/transfers", bytes.NewReader(body))
-		if err != nil {
-			return false, err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Idempotency-Key", "bench-"+strconv.FormatInt(run, 10)+"-"+strconv.FormatInt(seq, 10))
-		resp, err := client.Do(req)
-		if err != nil {
-			return false, err
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusCreated, nil
+		header := strconv.AppendInt([]byte(auth), seq, 10)
+		status, err := poster.Post(ctx, "/v1/transfers", append(header, "\r\n"...), body)
+		return status == http.StatusCreated, err
 	}
 }

@@ -75,6 +75,7 @@ Flags:
 		key    string
 		pick   func(*rand.Rand) (string, string)
 		runs   []lab.OverloadResult
+		poster *lab.Poster
 	}
 	var sides []*side
 	defer func() {
@@ -116,11 +117,13 @@ Flags:
 		}
 	}
 	fmt.Fprintf(stdout, "holdfast bench overload: %s\n", machine(ctx, sides[0].env.main.DB.Pool))
-	client := &http.Client{
-		Transport: &http.Transport{MaxIdleConnsPerHost: *conns, MaxConnsPerHost: *conns},
-		Timeout:   2 * *goodWithin,
+	for _, sd := range sides {
+		var err error
+		if sd.poster, err = lab.NewPoster(sd.env.main.HTTP.URL(), *conns, 2**goodWithin); err != nil {
+			return err
+		}
+		defer sd.poster.Close()
 	}
-	defer client.CloseIdleConnections()
 	run := time.Now().UnixNano()
 	settle := func(sd *side) {
 		time.Sleep(time.Second) // let the previous run's stragglers finish
@@ -132,7 +135,7 @@ Flags:
 	// Capacity, without protection: the loads are multiples of it.
 	off := sides[0]
 	settle(off)
-	send := lab.TransferSend(client, off.env.main.HTTP.URL(), off.key, run, *goodWithin, off.pick)
+	send := lab.TransferSend(off.poster, off.key, run, *goodWithin, off.pick)
 	fmt.Fprintf(stderr, "capacity: %d clients, closed loop, %v\n", *capClients, *capDuration)
 	r := lab.ClosedLoop(ctx, "capacity", *capClients, *capDuration, func(ctx context.Context, _ int, seq int64) (bool, error) {
 		status, err := send(ctx, seq)
@@ -151,7 +154,7 @@ Flags:
 			rate := load * capacity
 			name := strconv.FormatFloat(load, 'f', -1, 64) + "×"
 			fmt.Fprintf(stderr, "protection %s: %s capacity, %.0f/s for %v\n", sd.mode, name, rate, *duration)
-			send := lab.TransferSend(client, m.HTTP.URL(), sd.key, run+int64(i+1), *goodWithin, sd.pick)
+			send := lab.TransferSend(sd.poster, sd.key, run+int64(i+1), *goodWithin, sd.pick)
 			r := lab.RunOverload(ctx, name, rate, *duration, *maxInFlight, *goodWithin, m.HTTP.URL()+"/healthz", send)
 			limit := "none"
 			if m.Admission != nil {
