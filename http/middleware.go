@@ -265,20 +265,34 @@ func (c *authCache) authenticate(ctx context.Context, svc holdfast.TenantService
 	e, ok := c.m[h]
 	c.mu.Unlock()
 	if ok && now.Before(e.expires) {
+		if e.tenant == "" {
+			return "", errUnknownKey
+		}
 		return e.tenant, nil
 	}
 	tenant, err := svc.Authenticate(ctx, secret)
-	if err != nil {
+	if err != nil && holdfast.ErrorCode(err) != holdfast.EUNAUTHORIZED {
 		return "", err
 	}
+	// An unknown key is remembered too (as tenant ""): a client retrying
+	// with a wrong key, or a flood of them, must not cost a database
+	// lookup per request. A secret is random and shown once at creation,
+	// so no request can name a key before it exists; a revoked one is
+	// refused by the database, then from here.
 	c.mu.Lock()
 	if c.m == nil || len(c.m) > 100_000 {
 		c.m = make(map[[32]byte]authEntry)
 	}
 	c.m[h] = authEntry{tenant, now.Add(c.ttl)}
 	c.mu.Unlock()
+	if err != nil {
+		return "", errUnknownKey
+	}
 	return tenant, nil
 }
+
+// errUnknownKey answers a key the database does not know or has revoked.
+var errUnknownKey = holdfast.Errorf(holdfast.EUNAUTHORIZED, "the API key is unknown or revoked")
 
 // forgetTenant drops a tenant's cached keys (after a revocation).
 func (c *authCache) forgetTenant(tenant string) {
