@@ -18,7 +18,9 @@ type WriterConfig struct {
 	// MaxBatch is the most requests one transaction applies. Default 1000.
 	MaxBatch int
 	// QueueSize bounds the requests waiting for a batch; beyond it callers get
-	// EOVERLOADED at once. Default 4 × MaxBatch.
+	// EOVERLOADED at once. Default 4 × MaxBatch. (At most MaxBatch more wait
+	// aside, taken from the queue but set aside because a committing batch
+	// holds one of their accounts.)
 	QueueSize int
 	// Committers is how many batches may be in flight at once, so one fills
 	// while another commits. Each has its own database connection, outside
@@ -75,6 +77,15 @@ type Writer struct {
 
 	gate   sync.RWMutex // held shared to enqueue, exclusively to close
 	closed bool         // after Stop: submit refuses at once
+
+	// Conflict-aware batching: a batch being formed leaves out the requests
+	// whose accounts a committing batch holds, so that two committers never
+	// wait for each other's row locks (which made the second wait out the
+	// first's commit, WAL flush included, and then commit alone).
+	bmu      sync.Mutex
+	busy     map[string]struct{} // accounts of the batches being committed
+	deferred []*transferRequest  // taken from the queue, waiting for their accounts; in arrival order
+	freed    chan struct{}       // closed (and replaced) whenever a batch gives its accounts back
 }
 
 // NewWriter puts a group-commit writer in front of svc: from Start on, every
@@ -84,7 +95,8 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	w := &Writer{svc: svc, cfg: cfg, queue: make(chan *transferRequest, cfg.QueueSize)}
+	w := &Writer{svc: svc, cfg: cfg, queue: make(chan *transferRequest, cfg.QueueSize),
+		busy: make(map[string]struct{}), freed: make(chan struct{})}
 	w.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "holdfast_ledger_batch_size", Help: "Transfer requests applied per group-commit transaction.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 14),
@@ -95,7 +107,7 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 	})
 	w.queueDepth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "holdfast_ledger_queue_depth", Help: "Transfer requests waiting for a group-commit batch.",
-	}, func() float64 { return float64(len(w.queue)) })
+	}, func() float64 { return float64(w.QueueDepth()) })
 	if cfg.Registerer != nil {
 		for _, c := range []prometheus.Collector{w.batchSize, w.commitTime, w.queueDepth} {
 			if err := cfg.Registerer.Register(c); err != nil {
@@ -107,7 +119,11 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 }
 
 // QueueDepth returns how many transfer requests wait for a batch.
-func (w *Writer) QueueDepth() int { return len(w.queue) }
+func (w *Writer) QueueDepth() int {
+	w.bmu.Lock()
+	defer w.bmu.Unlock()
+	return len(w.queue) + len(w.deferred)
+}
 
 // Start runs the committers and routes the service's writes through them.
 func (w *Writer) Start(ctx context.Context) error {
@@ -147,6 +163,14 @@ func (w *Writer) Stop() {
 	cancel()
 	w.wg.Wait()
 	w.pool.Close()
+	w.bmu.Lock()
+	deferred := w.deferred
+	w.deferred = nil
+	w.bmu.Unlock()
+	for _, r := range deferred {
+		r.err = holdfast.Errorf(holdfast.EOVERLOADED, "the service is shutting down; retry")
+		close(r.done)
+	}
 	for {
 		select {
 		case r := <-w.queue:
@@ -184,26 +208,110 @@ func (w *Writer) submit(ctx context.Context, r *transferRequest) ([]*holdfast.Tr
 
 func (w *Writer) run(ctx context.Context) {
 	defer w.wg.Done()
-	batch := make([]*transferRequest, 0, w.cfg.MaxBatch)
 	for {
-		var first *transferRequest
-		select {
-		case <-ctx.Done():
+		batch, accounts := w.take(ctx)
+		if batch == nil {
 			return
-		case first = <-w.queue:
-		}
-		batch = append(batch[:0], first)
-	fill:
-		for len(batch) < w.cfg.MaxBatch {
-			select {
-			case r := <-w.queue:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
 		}
 		w.commit(ctx, batch)
+		w.release(accounts)
 	}
+}
+
+// take waits for requests that no committing batch conflicts with and
+// returns up to MaxBatch of them (set-aside ones first, then the queue's,
+// in arrival order), with the accounts they touch, now held. It returns nil
+// once ctx ends.
+func (w *Writer) take(ctx context.Context) ([]*transferRequest, map[string]struct{}) {
+	for {
+		w.bmu.Lock()
+		batch, accounts := w.collect()
+		if len(batch) > 0 {
+			for id := range accounts {
+				w.busy[id] = struct{}{}
+			}
+			w.bmu.Unlock()
+			return batch, accounts
+		}
+		freed := w.freed
+		queue := w.queue
+		if len(w.deferred) >= w.cfg.MaxBatch {
+			queue = nil // enough set aside: wait for accounts, leave the rest queued (and the queue's bound felt)
+		}
+		w.bmu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-freed:
+		case r := <-queue:
+			w.bmu.Lock()
+			w.deferred = append(w.deferred, r) // collect takes it in its turn
+			w.bmu.Unlock()
+		}
+	}
+}
+
+// collect forms a batch from the set-aside requests and the queue, leaving
+// aside those that touch an account a committing batch holds; w.bmu is held.
+func (w *Writer) collect() ([]*transferRequest, map[string]struct{}) {
+	var batch []*transferRequest
+	accounts := make(map[string]struct{})
+	add := func(r *transferRequest) bool {
+		if len(batch) >= w.cfg.MaxBatch || w.conflicts(r) {
+			return false
+		}
+		batch = append(batch, r)
+		for _, t := range r.in {
+			accounts[t.DebitAccountID] = struct{}{}
+			accounts[t.CreditAccountID] = struct{}{}
+		}
+		return true
+	}
+	kept := w.deferred[:0]
+	for _, r := range w.deferred {
+		if !add(r) {
+			kept = append(kept, r)
+		}
+	}
+	clear(w.deferred[len(kept):])
+	w.deferred = kept
+	for len(batch) < w.cfg.MaxBatch && len(w.deferred) < w.cfg.MaxBatch {
+		select {
+		case r := <-w.queue:
+			if !add(r) {
+				w.deferred = append(w.deferred, r)
+			}
+		default:
+			return batch, accounts
+		}
+	}
+	return batch, accounts
+}
+
+// conflicts reports whether a committing batch holds one of r's accounts;
+// w.bmu is held.
+func (w *Writer) conflicts(r *transferRequest) bool {
+	for _, t := range r.in {
+		if _, ok := w.busy[t.DebitAccountID]; ok {
+			return true
+		}
+		if _, ok := w.busy[t.CreditAccountID]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// release gives a committed batch's accounts back and wakes the committers
+// waiting for them.
+func (w *Writer) release(accounts map[string]struct{}) {
+	w.bmu.Lock()
+	for id := range accounts {
+		delete(w.busy, id)
+	}
+	close(w.freed)
+	w.freed = make(chan struct{})
+	w.bmu.Unlock()
 }
 
 // commit applies one batch and wakes its waiters. Requests whose callers

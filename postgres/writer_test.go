@@ -153,3 +153,43 @@ func TestWriter_RefusesAfterStop(t *testing.T) {
 		t.Fatalf("after Stop: err = %v, want %s", err, holdfast.EOVERLOADED)
 	}
 }
+
+// TestWriter_ConflictAwareBatching: while one batch waits on an account's
+// row lock, a second committer does not send a request for the same
+// accounts to the database (it would only wait on the same lock: no second
+// lock waiter), sets it aside, and meanwhile commits a transfer between
+// other accounts; once the lock goes, the set-aside request commits too.
+func TestWriter_ConflictAwareBatching(t *testing.T) {
+	t.Parallel()
+	s := setupStuck(t, postgres.WriterConfig{MaxBatch: 10, Committers: 2})
+	first := s.submit(context.Background())
+	waitFor(t, func() bool { return lockWaiters(t, s.db) == 1 })
+	second := s.submit(context.Background())
+	waitFor(t, func() bool { return s.writer.QueueDepth() == 1 })
+
+	c := MustAccount(t, s.db, s.tenant, "USD", true)
+	d := MustAccount(t, s.db, s.tenant, "USD", true)
+	other := []holdfast.TransferCreate{{DebitAccountID: c.ID, CreditAccountID: d.ID, Amount: 5, Currency: "USD"}}
+	if _, err := s.transfers.CreateTransfers(context.Background(), s.tenant, other, false); err != nil {
+		t.Fatalf("transfer between other accounts while a batch is stuck: %v", err)
+	}
+	if n := lockWaiters(t, s.db); n != 1 {
+		t.Fatalf("%d backends wait for a row lock, want 1 (the stuck batch only)", n)
+	}
+	if n := s.writer.QueueDepth(); n != 1 {
+		t.Fatalf("queue depth %d, want 1 (the request set aside)", n)
+	}
+
+	s.release()
+	for _, done := range []<-chan error{first, second} {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	var balance int64
+	s.db.Pool.QueryRow(context.Background(), "SELECT balance FROM accounts WHERE id = $1", s.in[0].CreditAccountID).Scan(&balance)
+	if balance != 2 {
+		t.Fatalf("balance %d, want 2", balance)
+	}
+	AssertLedgerConsistent(t, s.db, s.tenant)
+}
