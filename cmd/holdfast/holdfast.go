@@ -58,6 +58,7 @@ type Config struct {
 	AdmissionMaxLimit   int           // --admission-max-limit; 0: 1000
 	AdmissionMaxLatency time.Duration // --admission-max-latency: shrink the limit above this mean latency; 0: off
 	AdmissionQueueWait  time.Duration // --admission-queue-wait: longest wait for capacity (CoDel interval); 0: 100ms
+	AdmissionTolerance  float64       // --admission-tolerance: times the baseline latency a class may reach before its limit shrinks; 0: 4
 	CPULaneSize         int           // --cpu-lane-size: CPU-bound jobs at once; 0: GOMAXPROCS-1 (at least 1); negative: unbounded
 	CPULaneQueue        int           // --cpu-lane-queue: CPU-bound jobs that may wait; 0: the lane's size
 	DBAcquireTimeout    time.Duration // --db-acquire-timeout; default 1s; negative: the request's deadline
@@ -179,6 +180,7 @@ func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
 	fs.IntVar(&c.AdmissionMinLimit, "admission-min-limit", envInt("HOLDFAST_ADMISSION_MIN_LIMIT", c.AdmissionMinLimit), "lowest concurrency limit of a route class: group commit needs concurrency to fill its batches (env HOLDFAST_ADMISSION_MIN_LIMIT)")
 	fs.IntVar(&c.AdmissionMaxLimit, "admission-max-limit", envInt("HOLDFAST_ADMISSION_MAX_LIMIT", c.AdmissionMaxLimit), "highest concurrency limit of a route class; 0 means 1000 (env HOLDFAST_ADMISSION_MAX_LIMIT)")
 	fs.DurationVar(&c.AdmissionMaxLatency, "admission-max-latency", envDuration("HOLDFAST_ADMISSION_MAX_LATENCY", c.AdmissionMaxLatency), "shrink a class's limit whenever its mean latency exceeds this; 0 is off (env HOLDFAST_ADMISSION_MAX_LATENCY)")
+	fs.Float64Var(&c.AdmissionTolerance, "admission-tolerance", envFloat("HOLDFAST_ADMISSION_TOLERANCE", c.AdmissionTolerance), "how many times its baseline latency a class's mean latency may reach before its limit shrinks; 0 means 4 (env HOLDFAST_ADMISSION_TOLERANCE)")
 	fs.DurationVar(&c.AdmissionQueueWait, "admission-queue-wait", envDuration("HOLDFAST_ADMISSION_QUEUE_WAIT", c.AdmissionQueueWait), "longest a request waits for capacity while the queue drains (CoDel's interval; 5ms once a queue stands); 0 means 100ms (env HOLDFAST_ADMISSION_QUEUE_WAIT)")
 	fs.IntVar(&c.CPULaneSize, "cpu-lane-size", envInt("HOLDFAST_CPU_LANE_SIZE", c.CPULaneSize), "CPU-bound jobs at once; 0 means GOMAXPROCS-1 (at least 1), negative unbounded (env HOLDFAST_CPU_LANE_SIZE)")
 	fs.IntVar(&c.CPULaneQueue, "cpu-lane-queue", envInt("HOLDFAST_CPU_LANE_QUEUE", c.CPULaneQueue), "CPU-bound jobs that may wait for the lane; 0 means the lane's size (env HOLDFAST_CPU_LANE_QUEUE)")

@@ -24,7 +24,7 @@ func (m *Main) openProtection(ctx context.Context) (holdfasthttp.RateLimiter, er
 	if c.Admission {
 		m.Admission, err = overload.NewAdmission(overload.AdmissionConfig{
 			Limiter: overload.LimiterConfig{MinLimit: c.AdmissionMinLimit, MaxLimit: c.AdmissionMaxLimit, MaxLatency: c.AdmissionMaxLatency,
-				QueueInterval: c.AdmissionQueueWait},
+				QueueInterval: c.AdmissionQueueWait, Tolerance: c.AdmissionTolerance},
 			Registerer: m.Registry,
 		})
 		if err != nil {
