@@ -675,3 +675,28 @@ func TestGroup_ReplicasShareTheWork(t *testing.T) {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
 }
+
+// A group under pressure from the request path yields before each fetch,
+// and still applies every event: it is slowed, never stopped.
+func TestGroup_YieldsUnderPressure(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	var asked atomic.Int32
+	g := e.group(t, "audit", e.audit, func(c *events.GroupConfig) {
+		c.MaxBatch, c.YieldDelay = 2, 10*time.Millisecond
+		c.Yield = func() bool { asked.Add(1); return true }
+	})
+	e.start(t, e.relay(t), g)
+	a, b := e.mustAccount(t, true), e.mustAccount(t, true)
+	for i := 0; i < 10; i++ {
+		e.mustTransfer(t, a, b, 1)
+	}
+	eventually(t, "audit holds 12 records while the group yields", func() bool { return e.auditCount(t) == 12 })
+	// 12 events in batches of at most 2: at least 6 fetches, each after asking.
+	if n := asked.Load(); n < 6 {
+		t.Fatalf("Yield was asked %d times, want at least 6 (once per fetch)", n)
+	}
+	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK || v.Records != 12 {
+		t.Fatalf("verify = %+v, %v", v, err)
+	}
+}

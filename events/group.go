@@ -63,6 +63,16 @@ type GroupConfig struct {
 	// Delay is added per event applied, to simulate a slow downstream in
 	// benchmarks and the lab. Default 0.
 	Delay time.Duration
+	// Yield, if set, reports that the service's request path is under
+	// pressure (the ledger writer's queue is deep). While it does, the group
+	// waits YieldDelay before each fetch: the requests get the cores, the
+	// log absorbs the events (lag grows, and shows it), and the group
+	// catches up once the pressure is gone. It still applies a batch per
+	// YieldDelay, so it is slowed, never stopped. Default nil: never yields.
+	Yield func() bool
+	// YieldDelay is the wait before each fetch while Yield reports
+	// pressure. Default 100ms.
+	YieldDelay time.Duration
 	// Logger receives the group's errors. Default slog.Default().
 	Logger *slog.Logger
 	// Now returns the current time. Default time.Now.
@@ -93,6 +103,9 @@ func (c GroupConfig) WithDefaults() GroupConfig {
 	if c.Cooldown == 0 {
 		c.Cooldown = 5 * time.Second
 	}
+	if c.YieldDelay == 0 {
+		c.YieldDelay = 100 * time.Millisecond
+	}
 	if c.StatePoll == 0 {
 		c.StatePoll = time.Second
 	}
@@ -110,7 +123,7 @@ func (c GroupConfig) validate() error {
 		return errors.New("events: group Name is required")
 	}
 	if c.MaxBatch < 1 || c.MaxAckPending < c.MaxBatch || c.Workers < 1 || c.AckWait < time.Second ||
-		c.FetchWait < 10*time.Millisecond || c.ApplyTimeout <= 0 || c.Cooldown <= 0 || c.StatePoll <= 0 || c.Delay < 0 {
+		c.FetchWait < 10*time.Millisecond || c.ApplyTimeout <= 0 || c.Cooldown <= 0 || c.StatePoll <= 0 || c.Delay < 0 || c.YieldDelay < 0 {
 		return errors.New("events: group MaxBatch, Workers, FetchWait, ApplyTimeout, Cooldown and StatePoll must be positive, AckWait at least 1s, MaxAckPending at least MaxBatch")
 	}
 	return nil
@@ -238,6 +251,9 @@ func (g *Group) work(ctx context.Context) {
 			continue
 		}
 		g.metrics.paused(g.cfg.Name, false)
+		if g.cfg.Yield != nil && g.cfg.Yield() && !lifecycle.Sleep(ctx, g.cfg.YieldDelay) {
+			return
+		}
 		batch, err := g.cons.Fetch(g.cfg.MaxBatch, njs.FetchMaxWait(g.cfg.FetchWait))
 		if err != nil {
 			if ctx.Err() == nil {

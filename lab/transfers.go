@@ -32,7 +32,11 @@ type TransfersConfig struct {
 	// ServerStats, if set, is called after each Holdfast run and its text
 	// printed with the progress (e.g. the group-commit batch sizes).
 	ServerStats func() string
-	Progress    io.Writer // progress lines; nil for none
+	// Drain, if set, waits until the server's background work (the event
+	// log's relay and consumers) has caught up, before every run: no run
+	// pays for the previous one's events.
+	Drain    func(context.Context) error
+	Progress io.Writer // progress lines; nil for none
 }
 
 func (c TransfersConfig) withDefaults() TransfersConfig {
@@ -121,6 +125,11 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 	// previous one's dead rows or dirty pages (autovacuum and checkpoints
 	// otherwise land in whichever run happens to be going).
 	settle := func() {
+		if cfg.Drain != nil {
+			if err := cfg.Drain(ctx); err != nil {
+				fmt.Fprintf(cfg.Progress, "drain: %v\n", err)
+			}
+		}
 		if err := Settle(ctx, cfg.Pool); err != nil {
 			fmt.Fprintf(cfg.Progress, "settle: %v\n", err)
 		}

@@ -232,12 +232,45 @@ Flags:
 		Pool: naivePool, Tenant: tenant.ID, HoldfastURL: m.HTTP.URL(), APIKey: key.Secret, NaiveURL: naiveURL,
 		Accounts: *accounts, Concurrency: concurrency, Duration: *duration, Progress: stderr,
 		Workloads: strings.Split(*workloads, ","), SkipNaive: *skipNaive, ServerStats: batchStats(m),
+		Drain: m.drainEvents,
 	})
 	if err != nil {
 		return err
 	}
 	lab.PrintTransfers(stdout, results)
 	return verifyAfterBench(ctx, m, tenant.ID, stdout)
+}
+
+// drainEvents waits (at most 5 minutes) until the outbox is empty and every
+// consumer group has applied everything in the stream, so that a benchmark
+// run does not pay for the events of the one before.
+func (m *Main) drainEvents(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	for {
+		var outbox int64
+		if err := m.DB.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&outbox); err != nil {
+			return err
+		}
+		lag := uint64(0)
+		if m.events != nil {
+			groups, err := m.events.admin.ListConsumers(ctx)
+			if err != nil {
+				return err
+			}
+			for _, g := range groups {
+				lag += g.LagEvents
+			}
+		}
+		if outbox == 0 && lag == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("event log not drained: %d in the outbox, lag %d: %w", outbox, lag, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // serveLoopback serves h on a free loopback port and returns its URL and

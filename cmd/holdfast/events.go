@@ -23,11 +23,12 @@ type EventConfig struct {
 	Workers       int           // --consumer-workers: batches a group works on at once in this replica; default 1
 	Cooldown      time.Duration // --consumer-cooldown: a group's automatic pause when its database is overwhelmed; default 5s
 	Delay         time.Duration // --consumer-delay: per-event delay, to watch lag grow (lab, benchmarks); default 0
+	YieldDepth    int           // --consumer-yield-depth: groups slow down while this many transfer requests wait for group commit; 0 never; default 32
 }
 
 func defaultEventConfig() EventConfig {
 	return EventConfig{MaxBytes: 1 << 30, MaxAge: 7 * 24 * time.Hour, Window: 16384, Batch: 200,
-		AckWait: 30 * time.Second, MaxAckPending: 1000, Workers: 1, Cooldown: 5 * time.Second}
+		AckWait: 30 * time.Second, MaxAckPending: 1000, Workers: 1, Cooldown: 5 * time.Second, YieldDepth: 32}
 }
 
 // eventFlags registers the event log's flags on fs.
@@ -40,6 +41,7 @@ func eventFlags(fs *flag.FlagSet, c *EventConfig) {
 	fs.IntVar(&c.MaxAckPending, "consumer-max-ack-pending", envInt("HOLDFAST_CONSUMER_MAX_ACK_PENDING", c.MaxAckPending), "events delivered to a group and not yet acknowledged, across all replicas (env HOLDFAST_CONSUMER_MAX_ACK_PENDING)")
 	fs.IntVar(&c.Workers, "consumer-workers", envInt("HOLDFAST_CONSUMER_WORKERS", c.Workers), "batches each group works on at once in this replica (env HOLDFAST_CONSUMER_WORKERS)")
 	fs.DurationVar(&c.Cooldown, "consumer-cooldown", envDuration("HOLDFAST_CONSUMER_COOLDOWN", c.Cooldown), "how long a group pauses itself when its database times out or refuses connections (env HOLDFAST_CONSUMER_COOLDOWN)")
+	fs.IntVar(&c.YieldDepth, "consumer-yield-depth", envInt("HOLDFAST_CONSUMER_YIELD_DEPTH", c.YieldDepth), "while at least this many transfer requests wait for group commit, consumer groups wait 100ms before each batch: requests first, the log absorbs the events; 0 never (env HOLDFAST_CONSUMER_YIELD_DEPTH)")
 	fs.DurationVar(&c.Delay, "consumer-delay", envDuration("HOLDFAST_CONSUMER_DELAY", c.Delay), "added per event consumed, to simulate a slow downstream and watch lag (env HOLDFAST_CONSUMER_DELAY)")
 }
 
@@ -78,7 +80,7 @@ func (m *Main) openEventLog(ctx context.Context) error {
 	}{{"analytics", analytics}, {"audit", audit}} {
 		group, err := events.NewGroup(m.NATS.JS, g.applier, states, metrics, events.GroupConfig{
 			Name: g.name, Stream: l.stream, MaxBatch: c.Batch, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending,
-			Workers: c.Workers, Cooldown: c.Cooldown, Delay: c.Delay, Logger: m.Logger,
+			Workers: c.Workers, Cooldown: c.Cooldown, Delay: c.Delay, Logger: m.Logger, Yield: m.ledgerUnderPressure,
 		})
 		if err != nil {
 			return fmt.Errorf("consumer group %s: %w", g.name, err)
@@ -120,3 +122,11 @@ func (m *Main) closeEventLog() {
 
 // natsDir is where the embedded NATS server keeps its files.
 func natsDir(dataDir string) string { return filepath.Join(dataDir, "nats") }
+
+// ledgerUnderPressure reports whether transfer requests are piling up in
+// front of group commit (--consumer-yield-depth or more waiting): the
+// consumer groups then give the cores to the requests.
+func (m *Main) ledgerUnderPressure() bool {
+	d := m.Config.Events.YieldDepth
+	return d > 0 && m.writer != nil && m.writer.QueueDepth() >= d
+}
