@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,12 +87,14 @@ type Main struct {
 	Lane      *overload.Lane
 	Admission *overload.Admission // nil with --admission=false
 
-	redis    *redis.Client
-	events   *eventLog
-	receipts *receiptPipeline
-	writer   *postgres.Writer
-	reaper   *postgres.Reaper
-	exports  *postgres.ExportService
+	redis  *redis.Client
+	events *eventLog
+	// pressureAt is when group commit last had a queue (UnixNano); see ledgerUnderPressure.
+	pressureAt atomic.Int64
+	receipts   *receiptPipeline
+	writer     *postgres.Writer
+	reaper     *postgres.Reaper
+	exports    *postgres.ExportService
 }
 
 // NewMain returns a Main with the default configuration.
