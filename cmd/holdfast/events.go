@@ -124,19 +124,9 @@ func (m *Main) closeEventLog() {
 func natsDir(dataDir string) string { return filepath.Join(dataDir, "nats") }
 
 // ledgerUnderPressure reports whether transfer requests are piling up in
-// front of group commit (--consumer-yield-depth or more waiting), or were
-// within the last second: the consumer groups then give the cores to the
-// requests. The second of memory keeps a queue that comes and goes (an open
-// loop near capacity) from switching the groups on and off between batches.
+// front of group commit (--consumer-yield-depth or more waiting): the
+// consumer groups then give the cores to the requests.
 func (m *Main) ledgerUnderPressure() bool {
 	d := m.Config.Events.YieldDepth
-	if d <= 0 || m.writer == nil {
-		return false
-	}
-	now := time.Now().UnixNano()
-	if m.writer.QueueDepth() >= d {
-		m.pressureAt.Store(now)
-		return true
-	}
-	return now-m.pressureAt.Load() < int64(time.Second)
+	return d > 0 && m.writer != nil && m.writer.QueueDepth() >= d
 }

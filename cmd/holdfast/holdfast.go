@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,14 +86,12 @@ type Main struct {
 	Lane      *overload.Lane
 	Admission *overload.Admission // nil with --admission=false
 
-	redis  *redis.Client
-	events *eventLog
-	// pressureAt is when group commit last had a queue (UnixNano); see ledgerUnderPressure.
-	pressureAt atomic.Int64
-	receipts   *receiptPipeline
-	writer     *postgres.Writer
-	reaper     *postgres.Reaper
-	exports    *postgres.ExportService
+	redis    *redis.Client
+	events   *eventLog
+	receipts *receiptPipeline
+	writer   *postgres.Writer
+	reaper   *postgres.Reaper
+	exports  *postgres.ExportService
 }
 
 // NewMain returns a Main with the default configuration.
