@@ -124,7 +124,7 @@ func (c GroupConfig) validate() error {
 	}
 	if c.MaxBatch < 1 || c.MaxAckPending < c.MaxBatch || c.Workers < 1 || c.AckWait < time.Second ||
 		c.FetchWait < 10*time.Millisecond || c.ApplyTimeout <= 0 || c.Cooldown <= 0 || c.StatePoll <= 0 || c.Delay < 0 || c.YieldDelay < 0 {
-		return errors.New("events: group MaxBatch, Workers, FetchWait, ApplyTimeout, Cooldown and StatePoll must be positive, AckWait at least 1s, MaxAckPending at least MaxBatch")
+		return errors.New("events: group MaxBatch, Workers, FetchWait, ApplyTimeout, Cooldown and StatePoll must be positive, Delay and YieldDelay not negative, AckWait at least 1s, MaxAckPending at least MaxBatch")
 	}
 	return nil
 }

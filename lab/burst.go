@@ -256,16 +256,11 @@ func startEventLab(ctx context.Context, env *Env, delay time.Duration) (_ *event
 			l.close()
 		}
 	}()
-	url, err := env.NewDatabase(ctx)
+	_, db, err := env.OpenDB(ctx, 16)
 	if err != nil {
 		return nil, err
 	}
-	if l.db, err = postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 16, AcquireTimeout: harnessAcquire}); err != nil {
-		return nil, err
-	}
-	if err := postgres.Migrate(ctx, l.db); err != nil {
-		return nil, err
-	}
+	l.db = db
 	if l.dir, err = os.MkdirTemp("", "holdfast-lab-burst-"); err != nil {
 		return nil, err
 	}

@@ -307,18 +307,11 @@ func runDoubleCharge(ctx context.Context, env *Env) (*Report, error) {
 		Charges: pick(env.Scale, 10, 100, 1_000), Timeout: pick(env.Scale, 500*time.Millisecond, 300*time.Millisecond, 300*time.Millisecond),
 		Rounds: pick(env.Scale, 3, 20, 100), Duplicates: 10,
 	}
-	url, err := env.NewDatabase(ctx)
-	if err != nil {
-		return nil, err
-	}
-	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 4, AcquireTimeout: harnessAcquire})
+	url, db, err := env.OpenDB(ctx, 4)
 	if err != nil {
 		return nil, err
 	}
 	defer db.Close()
-	if err := postgres.Migrate(ctx, db); err != nil {
-		return nil, err
-	}
 	base, err := env.Serve(ctx, url, ServeOptions{})
 	if err != nil {
 		return nil, err

@@ -156,18 +156,11 @@ func runExport(ctx context.Context, env *Env) (*Report, error) {
 		SlowFor:    pick(env.Scale, 300*time.Millisecond, 5*time.Second, 20*time.Second),
 		Concurrent: pick(env.Scale, 2, 8, 16),
 	}
-	url, err := env.NewDatabase(ctx)
-	if err != nil {
-		return nil, err
-	}
-	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 2, AcquireTimeout: harnessAcquire})
+	url, db, err := env.OpenDB(ctx, 2)
 	if err != nil {
 		return nil, err
 	}
 	defer db.Close()
-	if err := postgres.Migrate(ctx, db); err != nil {
-		return nil, err
-	}
 	base, err := env.Serve(ctx, url, ServeOptions{ExportSlots: cfg.Concurrent + 2})
 	if err != nil {
 		return nil, err

@@ -145,18 +145,11 @@ func runReplicas(ctx context.Context, env *Env) (*Report, error) {
 	balance := int64(1_000)
 	workers := pick(env.Scale, 8, 32, 64)
 	perWorker := pick(env.Scale, 40, 150, 500)
-	url, err := env.NewDatabase(ctx)
-	if err != nil {
-		return nil, err
-	}
-	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 4, AcquireTimeout: harnessAcquire})
+	url, db, err := env.OpenDB(ctx, 4)
 	if err != nil {
 		return nil, err
 	}
 	defer db.Close()
-	if err := postgres.Migrate(ctx, db); err != nil {
-		return nil, err
-	}
 	version := serverVersion(ctx, db.Pool)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers}, Timeout: time.Minute}
 	defer client.CloseIdleConnections()

@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"fmt"
+	"github.com/holdfast/holdfast/postgres"
 	"io"
 	"os/exec"
 	"sync"
@@ -62,7 +63,7 @@ type Env struct {
 	Progress io.Writer // progress lines of long runs; never nil once normalised
 
 	// NewDatabase returns the URL of a fresh, empty database (Holdfast's
-	// migrations are not applied; see OpenDB).
+	// migrations are not applied; OpenDB applies them).
 	NewDatabase func(ctx context.Context) (string, error)
 	// Serve runs a Holdfast server (HTTP API, group commit) on the
 	// database and returns its base URL. Each call is a separate server
@@ -75,6 +76,25 @@ type Env struct {
 	// replicas, then the naive consumer) at the given size; nil where the
 	// receipt pipeline cannot be started (the lab package's own tests).
 	Spike func(ctx context.Context, cfg SpikeConfig) (capped, naive *SpikeResult, err error)
+}
+
+// OpenDB makes a fresh database, applies Holdfast's migrations and opens a
+// pool of maxConns on it that waits for connections as long as it must (a
+// harness, not a request); it returns the database's URL and the pool.
+func (e *Env) OpenDB(ctx context.Context, maxConns int32) (string, *postgres.DB, error) {
+	url, err := e.NewDatabase(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: maxConns, AcquireTimeout: harnessAcquire})
+	if err != nil {
+		return "", nil, err
+	}
+	if err := postgres.Migrate(ctx, db); err != nil {
+		db.Close()
+		return "", nil, err
+	}
+	return url, db, nil
 }
 
 func (e *Env) progressf(format string, args ...any) {

@@ -190,6 +190,7 @@ const rawBatchSize = 1000
 // errors, a skipped transfer as failed); its latencies are per batch.
 func rawCeiling(ctx context.Context, cfg TransfersConfig, w workload) Result {
 	if err := PrepareCeiling(ctx, cfg.Pool); err != nil {
+		fmt.Fprintf(cfg.Progress, "raw SQL ceiling: %v\n", err)
 		return Result{Name: "raw SQL", Errors: 1}
 	}
 	run := time.Now().UnixNano()

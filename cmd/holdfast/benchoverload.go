@@ -130,8 +130,16 @@ Flags:
 		defer sd.poster.Close()
 	}
 	run := time.Now().UnixNano()
+	// Before each run: the previous run's stragglers finish, both servers'
+	// event logs catch up (they share the machine, so neither run pays for
+	// the other's events), then sd's database is vacuumed and checkpointed.
 	settle := func(sd *side) {
-		time.Sleep(time.Second) // let the previous run's stragglers finish
+		time.Sleep(time.Second)
+		for _, other := range sides {
+			if err := other.env.main.drainEvents(ctx); err != nil {
+				fmt.Fprintf(stderr, "drain: %v\n", err)
+			}
+		}
 		if err := lab.Settle(ctx, sd.env.main.DB.Pool); err != nil {
 			fmt.Fprintf(stderr, "settle: %v\n", err)
 		}
@@ -139,7 +147,6 @@ Flags:
 
 	// Capacity, without protection: the loads are multiples of it.
 	off := sides[0]
-	settle(off)
 	send := lab.TransferSend(off.poster, off.key, run, *goodWithin, off.pick)
 	// Capacity is the peak over several client counts: group commit's
 	// throughput grows with concurrency (fuller batches), so one small
@@ -150,6 +157,7 @@ Flags:
 		if err != nil || clients < 1 {
 			return fmt.Errorf("--capacity-clients: %q is not a positive number", c)
 		}
+		settle(off)
 		fmt.Fprintf(stderr, "capacity: %d clients, closed loop, %v\n", clients, *capDuration)
 		r := lab.ClosedLoop(ctx, "capacity", clients, *capDuration, func(ctx context.Context, _ int, seq int64) (bool, error) {
 			status, err := send(ctx, seq)
@@ -157,7 +165,6 @@ Flags:
 		})
 		fmt.Fprintf(stderr, "  %.0f transfers/s, p50 %v, p99 %v\n", r.Throughput, r.P50, r.P99)
 		capacity = max(capacity, r.Throughput)
-		settle(off)
 	}
 	if capacity < 1 {
 		return errors.New("capacity run: no transfer succeeded")
