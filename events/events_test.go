@@ -222,8 +222,8 @@ type crashingOutbox struct {
 
 var errCrash = errors.New("relay crashed after publishing")
 
-func (c *crashingOutbox) RelayOutbox(ctx context.Context, limit int, publish func(context.Context, []holdfast.Event) error) (int, error) {
-	return c.db.RelayOutbox(ctx, limit, func(ctx context.Context, evs []holdfast.Event) error {
+func (c *crashingOutbox) RelayOutbox(ctx context.Context, after int64, limit int, publish func(context.Context, []holdfast.Event) error) (int, int64, error) {
+	return c.db.RelayOutbox(ctx, after, limit, func(ctx context.Context, evs []holdfast.Event) error {
 		if err := publish(ctx, evs); err != nil {
 			return err
 		}
@@ -273,6 +273,43 @@ func TestRelay_CrashBetweenPublishAndDelete(t *testing.T) {
 	}
 	if got := e.outboxLen(t); got != 0 {
 		t.Fatalf("outbox holds %d, want 0", got)
+	}
+}
+
+// A woken relay scans from just behind what it relayed recently, but
+// sequences are taken at insert and committed in any order: a row committed
+// after rows above it were relayed is still relayed, by the periodic sweep.
+func TestRelay_LateCommitBelowTheCursor(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	a, b := e.mustAccount(t, true), e.mustAccount(t, true)
+	late, err := e.db.Pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(context.Background())
+	if _, err := late.Exec(t.Context(), `INSERT INTO outbox (id, tenant_id, type, occurred_at, data)
+		VALUES (gen_random_uuid(), $1, 'test.late', now(), '{}')`, e.tenant); err != nil {
+		t.Fatal(err)
+	}
+	// Settle of a nanosecond: the cursor follows every round at once.
+	r, err := events.NewRelay(e.db, e.nats.JS, events.RelayConfig{Stream: e.stream, Logger: quiet,
+		Poll: 300 * time.Millisecond, Settle: time.Nanosecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, r)
+	const transfers = 5
+	for i := 0; i < transfers; i++ { // each woken round moves the cursor past the late row
+		e.mustTransfer(t, a, b, 1)
+		eventually(t, "the transfer relayed", func() bool { return e.outboxLen(t) == 0 })
+	}
+	if err := late.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the late row relayed", func() bool { return e.outboxLen(t) == 0 })
+	if got, want := e.streamMsgs(t), uint64(2+transfers+1); got != want {
+		t.Fatalf("the stream holds %d events, want %d", got, want)
 	}
 }
 

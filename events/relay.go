@@ -17,9 +17,11 @@ import (
 
 // Outbox is the relay's view of the transactional outbox (postgres.DB).
 type Outbox interface {
-	// RelayOutbox claims up to limit rows no other relay holds, passes their
-	// events to publish and deletes them if it returns nil, in one transaction.
-	RelayOutbox(ctx context.Context, limit int, publish func(context.Context, []holdfast.Event) error) (int, error)
+	// RelayOutbox claims up to limit rows above sequence after that no other
+	// relay holds, passes their events to publish and deletes them if it
+	// returns nil, in one transaction. It returns how many it relayed and
+	// the highest sequence among them.
+	RelayOutbox(ctx context.Context, after int64, limit int, publish func(context.Context, []holdfast.Event) error) (int, int64, error)
 	// ListenOutbox calls wake on every commit into the outbox until ctx ends.
 	ListenOutbox(ctx context.Context, wake func()) error
 }
@@ -32,9 +34,17 @@ type RelayConfig struct {
 	JobsSubject string
 	// Batch is the most events claimed and published at once. Default 500.
 	Batch int
-	// Poll is how often the relay looks at the outbox when no notification
-	// wakes it. Default 1s.
+	// Poll is how often the relay sweeps the whole outbox, whether or not a
+	// notification woke it. Default 1s.
 	Poll time.Duration
+	// Settle is how far behind its latest rounds a woken relay starts its
+	// scan: it claims rows above the highest sequence it relayed at least
+	// Settle ago, not from the start of the outbox (whose head is a trail
+	// of deleted rows until VACUUM). Sequences are taken at insert and
+	// committed in any order, so a row below what was relayed can appear
+	// later; one whose transaction took longer than Settle is relayed by the
+	// next sweep, at most Poll later. Default 1s.
+	Settle time.Duration
 	// AckTimeout bounds the wait for the stream to store a batch. Default 10s.
 	AckTimeout time.Duration
 	// Linger is how long the relay waits after a notification before it
@@ -58,6 +68,9 @@ func (c RelayConfig) WithDefaults() RelayConfig {
 	}
 	if c.Poll == 0 {
 		c.Poll = time.Second
+	}
+	if c.Settle == 0 {
+		c.Settle = time.Second
 	}
 	if c.AckTimeout == 0 {
 		c.AckTimeout = 10 * time.Second
@@ -84,6 +97,10 @@ type Relay struct {
 	wake chan struct{}
 	run  lifecycle.Runner
 
+	// Only the relay's goroutine touches these.
+	cursor int64       // a woken round claims rows above it
+	recent []relayedAt // rounds not yet Settle old, oldest first
+
 	relayed  prometheus.Counter
 	failures prometheus.Counter
 }
@@ -91,8 +108,8 @@ type Relay struct {
 // NewRelay returns a relay from outbox to the stream on js.
 func NewRelay(outbox Outbox, js njs.JetStream, cfg RelayConfig) (*Relay, error) {
 	cfg = cfg.WithDefaults()
-	if cfg.Batch < 1 || cfg.Poll <= 0 || cfg.AckTimeout <= 0 {
-		return nil, errors.New("events: relay Batch, Poll and AckTimeout must be positive")
+	if cfg.Batch < 1 || cfg.Poll <= 0 || cfg.Settle <= 0 || cfg.AckTimeout <= 0 {
+		return nil, errors.New("events: relay Batch, Poll, Settle and AckTimeout must be positive")
 	}
 	r := &Relay{cfg: cfg, outbox: outbox, js: js, wake: make(chan struct{}, 1)}
 	r.relayed = prometheus.NewCounter(prometheus.CounterOpts{
@@ -142,6 +159,7 @@ func (r *Relay) relay(ctx context.Context) {
 	defer t.Stop()
 	backoff := time.Duration(0)
 	for {
+		after := r.cursor
 		select {
 		case <-ctx.Done():
 			return
@@ -154,32 +172,58 @@ func (r *Relay) relay(ctx context.Context) {
 			default:
 			}
 		case <-t.C:
+			after = 0 // the sweep: rows committed late, or left by a failed round
 		}
 		if backoff > 0 && !lifecycle.Sleep(ctx, backoff) {
 			return
 		}
-		// Drain: a full batch means there is probably more.
+		// Drain: a full batch means there is probably more, above it.
 		for ctx.Err() == nil {
-			n, err := r.RelayOnce(ctx)
+			n, top, err := r.outbox.RelayOutbox(ctx, after, r.cfg.Batch, r.publish)
+			r.relayed.Add(float64(n))
 			if err != nil {
 				if ctx.Err() == nil {
 					r.failures.Inc()
 					backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 					r.cfg.Logger.Warn("outbox relay; the events stay in the outbox", "err", err, "retry_in", backoff)
 				}
+				r.cursor, r.recent = 0, r.recent[:0]
 				break
 			}
 			backoff = 0
+			r.advance(time.Now(), top)
 			if n < r.cfg.Batch {
 				break
 			}
+			after = top
 		}
 	}
 }
 
-// RelayOnce relays one batch and returns how many events it moved.
+// relayedAt is the highest sequence a round relayed, and when.
+type relayedAt struct {
+	at  time.Time
+	top int64
+}
+
+// advance records a round that relayed up to top (0: nothing) and moves the
+// cursor to the highest sequence relayed at least Settle before now.
+func (r *Relay) advance(now time.Time, top int64) {
+	if top > 0 {
+		r.recent = append(r.recent, relayedAt{now, top})
+	}
+	settled := 0
+	for settled < len(r.recent) && now.Sub(r.recent[settled].at) >= r.cfg.Settle {
+		r.cursor = max(r.cursor, r.recent[settled].top)
+		settled++
+	}
+	r.recent = append(r.recent[:0], r.recent[settled:]...)
+}
+
+// RelayOnce relays one batch from the start of the outbox and returns how
+// many events it moved.
 func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
-	n, err := r.outbox.RelayOutbox(ctx, r.cfg.Batch, r.publish)
+	n, _, err := r.outbox.RelayOutbox(ctx, 0, r.cfg.Batch, r.publish)
 	r.relayed.Add(float64(n))
 	return n, err
 }
