@@ -261,3 +261,33 @@ func BenchmarkLimiter_Shed(b *testing.B) {
 		}
 	})
 }
+
+// TestAdmission_WriteFloor: the Writes class has its own floor (group
+// commit needs concurrency to fill its batches); the other classes keep
+// the shared one, and drops cut writes no lower than their floor.
+func TestAdmission_WriteFloor(t *testing.T) {
+	a, err := overload.NewAdmission(overload.AdmissionConfig{
+		Limiter: overload.LimiterConfig{MinLimit: 10, InitialLimit: 10, MaxLimit: 100, Window: time.Nanosecond, MinSamples: 1},
+		WriteMinLimit: 500,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Limiter(overload.Reads).Limit(); got != 10 {
+		t.Fatalf("reads limit %d, want 10", got)
+	}
+	w := a.Limiter(overload.Writes)
+	if got := w.Limit(); got != 500 {
+		t.Fatalf("writes limit %d, want its floor 500", got)
+	}
+	for range 50 { // every request dropped: the strongest congestion signal
+		p, err := w.Acquire(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.Drop()
+	}
+	if got := w.Limit(); got != 500 {
+		t.Fatalf("writes limit %d after drops, want its floor 500", got)
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -28,6 +30,23 @@ type WriterConfig struct {
 	Committers int
 	// BatchTimeout bounds one batch's transaction. Default 10s.
 	BatchTimeout time.Duration
+	// MaxWait bounds the queueing delay a request is admitted to: submit
+	// refuses with EOVERLOADED at once while more requests wait than the
+	// writer commits in MaxWait (Little's law: wait = depth ÷ throughput,
+	// with the throughput measured while requests were waiting, so it is
+	// the writer's capacity, not the demand of a quiet moment). At least
+	// MinAdmitDepth may always wait, so a burst into an idle writer is never
+	// refused. 0: off, only QueueSize bounds the queue.
+	//
+	// Admission control in front of a batching writer needs this signal:
+	// group commit's latency rises with concurrency while its throughput
+	// rises too (fuller batches), so a limit that backs off when latency
+	// rises holds it below its capacity. The queue's delay rises only when
+	// requests arrive faster than batches commit them.
+	MaxWait time.Duration
+	// MinAdmitDepth is how many requests may always wait, whatever MaxWait.
+	// Default 64.
+	MinAdmitDepth int
 	// Registerer receives the writer's metrics; nil registers none.
 	Registerer prometheus.Registerer
 }
@@ -46,11 +65,14 @@ func (c WriterConfig) WithDefaults() WriterConfig {
 	if c.BatchTimeout == 0 {
 		c.BatchTimeout = 10 * time.Second
 	}
+	if c.MinAdmitDepth == 0 {
+		c.MinAdmitDepth = 64
+	}
 	return c
 }
 
 func (c WriterConfig) validate() error {
-	if c.MaxBatch < 1 || c.QueueSize < 1 || c.Committers < 1 || c.BatchTimeout <= 0 {
+	if c.MaxBatch < 1 || c.QueueSize < 1 || c.Committers < 1 || c.BatchTimeout <= 0 || c.MaxWait < 0 || c.MinAdmitDepth < 1 {
 		return errors.New("postgres: WriterConfig values must be positive")
 	}
 	return nil
@@ -71,6 +93,18 @@ type Writer struct {
 	batchSize  prometheus.Histogram
 	commitTime prometheus.Histogram
 	queueDepth prometheus.GaugeFunc
+	shed       prometheus.Counter
+	admitGauge prometheus.GaugeFunc
+
+	// Queue-delay admission (MaxWait): the committers measure the
+	// throughput under backlog; submit admits while fewer than admitDepth
+	// requests wait.
+	rmu        sync.Mutex
+	lastDone   time.Time // the last batch's completion
+	backlogN   float64   // requests committed while others waited, decayed
+	backlogT   float64   // seconds those batches took, decayed
+	admitDepth atomic.Int64
+	waiting    atomic.Int64 // queued or set aside
 	mu         sync.Mutex
 	cancel     context.CancelFunc
 	wg         sync.WaitGroup
@@ -108,8 +142,15 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 	w.queueDepth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "holdfast_ledger_queue_depth", Help: "Transfer requests waiting for a group-commit batch.",
 	}, func() float64 { return float64(w.QueueDepth()) })
+	w.shed = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "holdfast_ledger_shed_total", Help: "Transfer requests refused at once because the group-commit queue was full or its delay would exceed the maximum wait.",
+	})
+	w.admitGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "holdfast_ledger_admit_depth", Help: "Requests that may wait for group commit before new ones are refused (throughput under backlog × the maximum wait).",
+	}, func() float64 { return float64(w.AdmitDepth()) })
+	w.admitDepth.Store(int64(cfg.QueueSize))
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{w.batchSize, w.commitTime, w.queueDepth} {
+		for _, c := range []prometheus.Collector{w.batchSize, w.commitTime, w.queueDepth, w.shed, w.admitGauge} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, err
 			}
@@ -119,10 +160,36 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 }
 
 // QueueDepth returns how many transfer requests wait for a batch.
-func (w *Writer) QueueDepth() int {
-	w.bmu.Lock()
-	defer w.bmu.Unlock()
-	return len(w.queue) + len(w.deferred)
+func (w *Writer) QueueDepth() int { return int(w.waiting.Load()) }
+
+// AdmitDepth returns how many requests may wait before submit refuses new
+// ones: QueueSize until the writer has measured its throughput under
+// backlog, or always without MaxWait.
+func (w *Writer) AdmitDepth() int { return int(w.admitDepth.Load()) }
+
+// observe records a committed batch of n requests and, with MaxWait, moves
+// the admitted depth to what the writer commits in MaxWait. Only a batch
+// that completes while others wait measures capacity: the time since the
+// previous completion was then all spent committing, not waiting for
+// demand. Samples fade with a one-second time constant.
+func (w *Writer) observe(n int) {
+	if w.cfg.MaxWait <= 0 {
+		return
+	}
+	now := time.Now()
+	w.rmu.Lock()
+	defer w.rmu.Unlock()
+	if !w.lastDone.IsZero() && w.waiting.Load() > 0 {
+		dt := now.Sub(w.lastDone).Seconds()
+		fade := math.Exp(-dt)
+		w.backlogN = w.backlogN*fade + float64(n)
+		w.backlogT = w.backlogT*fade + dt
+		if w.backlogT > 0 {
+			depth := int64(w.backlogN / w.backlogT * w.cfg.MaxWait.Seconds())
+			w.admitDepth.Store(min(max(depth, int64(w.cfg.MinAdmitDepth)), int64(w.cfg.QueueSize)))
+		}
+	}
+	w.lastDone = now
 }
 
 // Start runs the committers and routes the service's writes through them.
@@ -168,12 +235,14 @@ func (w *Writer) Stop() {
 	w.deferred = nil
 	w.bmu.Unlock()
 	for _, r := range deferred {
+		w.waiting.Add(-1)
 		r.err = holdfast.Errorf(holdfast.EOVERLOADED, "the service is shutting down; retry")
 		close(r.done)
 	}
 	for {
 		select {
 		case r := <-w.queue:
+			w.waiting.Add(-1)
 			r.err = holdfast.Errorf(holdfast.EOVERLOADED, "the service is shutting down; retry")
 			close(r.done)
 		default:
@@ -190,11 +259,19 @@ func (w *Writer) submit(ctx context.Context, r *transferRequest) ([]*holdfast.Tr
 		w.gate.RUnlock()
 		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the service is shutting down; retry")
 	}
+	if w.waiting.Load() >= w.admitDepth.Load() {
+		w.gate.RUnlock()
+		w.shed.Inc()
+		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the transfer queue is longer than the ledger commits in its maximum wait; retry shortly")
+	}
+	w.waiting.Add(1)
 	select {
 	case w.queue <- r:
 		w.gate.RUnlock()
 	default:
+		w.waiting.Add(-1)
 		w.gate.RUnlock()
+		w.shed.Inc()
 		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the transfer queue is full; retry shortly")
 	}
 	select {
@@ -214,6 +291,7 @@ func (w *Writer) run(ctx context.Context) {
 			return
 		}
 		w.commit(ctx, batch)
+		w.observe(len(batch))
 		w.release(accounts)
 	}
 }
@@ -230,6 +308,7 @@ func (w *Writer) take(ctx context.Context) ([]*transferRequest, map[string]struc
 			for id := range accounts {
 				w.busy[id] = struct{}{}
 			}
+			w.waiting.Add(-int64(len(batch)))
 			w.bmu.Unlock()
 			return batch, accounts
 		}

@@ -193,3 +193,64 @@ func TestWriter_ConflictAwareBatching(t *testing.T) {
 	}
 	AssertLedgerConsistent(t, s.db, s.tenant)
 }
+
+// TestWriter_ShedsByQueueDelay: with MaxWait, once the writer has measured
+// its throughput under backlog, it admits only as many waiting requests as
+// it commits in MaxWait (here MinAdmitDepth, MaxWait being a nanosecond);
+// while its committer is stuck the next request is refused at once with
+// EOVERLOADED instead of queueing up to QueueSize, and the admitted ones
+// commit once the lock goes.
+func TestWriter_ShedsByQueueDelay(t *testing.T) {
+	t.Parallel()
+	const admit = 3
+	s := setupStuck(t, postgres.WriterConfig{MaxBatch: 10, Committers: 2, QueueSize: 100, MaxWait: time.Nanosecond, MinAdmitDepth: admit})
+	if got := s.writer.AdmitDepth(); got != 100 {
+		t.Fatalf("admitted depth before any measurement %d, want the queue size 100", got)
+	}
+	// A backlog between other accounts measures the throughput.
+	c := MustAccount(t, s.db, s.tenant, "USD", true)
+	d := MustAccount(t, s.db, s.tenant, "USD", true)
+	other := []holdfast.TransferCreate{{DebitAccountID: c.ID, CreditAccountID: d.ID, Amount: 1, Currency: "USD"}}
+	for round := 0; s.writer.AdmitDepth() != admit; round++ {
+		if round == 50 {
+			t.Fatalf("admitted depth %d after 50 backlogs, want %d", s.writer.AdmitDepth(), admit)
+		}
+		errs := make(chan error, 20)
+		for range 20 {
+			go func() {
+				_, err := s.transfers.CreateTransfers(context.Background(), s.tenant, other, false)
+				errs <- err
+			}()
+		}
+		for range 20 {
+			if err := <-errs; err != nil && !holdfast.IsCode(err, holdfast.EOVERLOADED) {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	first := s.submit(context.Background())
+	waitFor(t, func() bool { return lockWaiters(t, s.db) == 1 })
+	var queued []<-chan error
+	for i := range admit {
+		queued = append(queued, s.submit(context.Background()))
+		waitFor(t, func() bool { return s.writer.QueueDepth() == i+1 })
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.transfers.CreateTransfers(ctx, s.tenant, s.in, false); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
+		t.Fatalf("past the admitted depth: err = %v, want %s at once", err, holdfast.EOVERLOADED)
+	}
+	s.release()
+	for _, done := range append(queued, first) {
+		if err := <-done; err != nil {
+			t.Fatalf("admitted transfer: %v", err)
+		}
+	}
+	var balance int64
+	s.db.Pool.QueryRow(context.Background(), "SELECT balance FROM accounts WHERE id = $1", s.in[0].CreditAccountID).Scan(&balance)
+	if balance != admit+1 {
+		t.Fatalf("balance %d, want %d", balance, admit+1)
+	}
+	AssertLedgerConsistent(t, s.db, s.tenant)
+}

@@ -158,7 +158,7 @@ func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server to create the benchmark's database on (env DATABASE_URL); empty: a private cluster in a temp dir")
 	duration := fs.Duration("duration", 5*time.Second, "length of each run")
 	accounts := fs.Int("accounts", 10_000, "customer accounts")
-	conc := fs.String("concurrency", "16,64,256", "closed-loop client counts, comma-separated")
+	conc := fs.String("concurrency", "16,64,256,1024", "closed-loop client counts, comma-separated (the peak counts: group commit fills its batches with concurrency)")
 	pool := fs.Int("pool", 16, "database connections for Holdfast and, separately, for the naive server")
 	workloads := fs.String("workloads", "uniform,hot", "workloads to run, comma-separated")
 	committers := fs.Int("committers", 2, "Holdfast's group-commit transactions in flight at once")

@@ -54,7 +54,9 @@ type Config struct {
 
 	// Overload protection (see package overload and README "Overload protection").
 	Admission           bool          // --admission: adaptive admission control per route class; default true
-	AdmissionMinLimit   int           // --admission-min-limit; default 64 (group commit needs concurrency to fill batches); 0: the package's 20
+	AdmissionMinLimit   int           // --admission-min-limit; default 64; 0: the package's 20
+	AdmissionWriteMin   int           // --admission-write-min-limit: the write class's floor; default 1000 (group commit needs concurrency to fill batches)
+	LedgerMaxWait       time.Duration // --ledger-max-wait: with admission, the longest group-commit queue delay a transfer is admitted to; default 20ms; 0: off
 	AdmissionMaxLimit   int           // --admission-max-limit; 0: 1000
 	AdmissionMaxLatency time.Duration // --admission-max-latency: shrink the limit above this mean latency; 0: off
 	AdmissionQueueWait  time.Duration // --admission-queue-wait: longest wait for capacity (CoDel interval); 0: 100ms
@@ -101,7 +103,7 @@ func NewMain() *Main {
 			Addr: ":8080", DataDir: ".holdfast", RequestTimeout: 30 * time.Second, BodyLimit: 1 << 20,
 			IdempotencyRetention: holdfast.DefaultIdempotencyRetention, IdempotencyLockTimeout: holdfast.DefaultIdempotencyLockTimeout,
 			GroupCommit: true, MaxBatch: 1000, Committers: 2, ShutdownTimeout: 30 * time.Second, LogLevel: "info", Migrate: true,
-			Admission: true, AdmissionMinLimit: 64, DBAcquireTimeout: time.Second, DBStatementTimeout: 30 * time.Second, RateLimit: 1000,
+			Admission: true, AdmissionMinLimit: 64, AdmissionWriteMin: 1000, LedgerMaxWait: 20 * time.Millisecond, DBAcquireTimeout: time.Second, DBStatementTimeout: 30 * time.Second, RateLimit: 1000,
 		},
 		Stdout: os.Stdout,
 	}
@@ -177,7 +179,9 @@ func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
 	fs.IntVar(&c.ExportSlots, "export-slots", envInt("HOLDFAST_EXPORT_SLOTS", c.ExportSlots), "most concurrent exports, each with its own database connection; 0 means 4 × cores (env HOLDFAST_EXPORT_SLOTS)")
 	fs.IntVar(&c.ExportSlotsPerTenant, "export-slots-per-tenant", envInt("HOLDFAST_EXPORT_SLOTS_PER_TENANT", c.ExportSlotsPerTenant), "most concurrent exports of one tenant; 0 means 2 (env HOLDFAST_EXPORT_SLOTS_PER_TENANT)")
 	fs.BoolVar(&c.Admission, "admission", envBool("HOLDFAST_ADMISSION", c.Admission), "adaptive admission control per route class: shed excess requests with 503 + Retry-After (env HOLDFAST_ADMISSION)")
-	fs.IntVar(&c.AdmissionMinLimit, "admission-min-limit", envInt("HOLDFAST_ADMISSION_MIN_LIMIT", c.AdmissionMinLimit), "lowest concurrency limit of a route class: group commit needs concurrency to fill its batches (env HOLDFAST_ADMISSION_MIN_LIMIT)")
+	fs.IntVar(&c.AdmissionMinLimit, "admission-min-limit", envInt("HOLDFAST_ADMISSION_MIN_LIMIT", c.AdmissionMinLimit), "lowest concurrency limit of a route class (env HOLDFAST_ADMISSION_MIN_LIMIT)")
+	fs.IntVar(&c.AdmissionWriteMin, "admission-write-min-limit", envInt("HOLDFAST_ADMISSION_WRITE_MIN_LIMIT", c.AdmissionWriteMin), "lowest concurrency limit of writes: group commit needs concurrency to fill its batches, and --ledger-max-wait sheds transfers by the queue's delay instead (env HOLDFAST_ADMISSION_WRITE_MIN_LIMIT)")
+	fs.DurationVar(&c.LedgerMaxWait, "ledger-max-wait", envDuration("HOLDFAST_LEDGER_MAX_WAIT", c.LedgerMaxWait), "with --admission: a transfer is refused at once (503) while more wait for group commit than it commits in this long; 0 is off (env HOLDFAST_LEDGER_MAX_WAIT)")
 	fs.IntVar(&c.AdmissionMaxLimit, "admission-max-limit", envInt("HOLDFAST_ADMISSION_MAX_LIMIT", c.AdmissionMaxLimit), "highest concurrency limit of a route class; 0 means 1000 (env HOLDFAST_ADMISSION_MAX_LIMIT)")
 	fs.DurationVar(&c.AdmissionMaxLatency, "admission-max-latency", envDuration("HOLDFAST_ADMISSION_MAX_LATENCY", c.AdmissionMaxLatency), "shrink a class's limit whenever its mean latency exceeds this; 0 is off (env HOLDFAST_ADMISSION_MAX_LATENCY)")
 	fs.Float64Var(&c.AdmissionTolerance, "admission-tolerance", envFloat("HOLDFAST_ADMISSION_TOLERANCE", c.AdmissionTolerance), "how many times its baseline latency a class's mean latency may reach before its limit shrinks; 0 means 4 (env HOLDFAST_ADMISSION_TOLERANCE)")
@@ -252,7 +256,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	tenants := postgres.NewTenantService(m.DB)
 	transfers := postgres.NewTransferService(m.DB)
 	if c.GroupCommit {
-		m.writer, err = postgres.NewWriter(transfers, postgres.WriterConfig{MaxBatch: c.MaxBatch, Committers: c.Committers, Registerer: m.Registry})
+		wc := postgres.WriterConfig{MaxBatch: c.MaxBatch, Committers: c.Committers, Registerer: m.Registry}
+		if c.Admission {
+			wc.MaxWait = c.LedgerMaxWait
+		}
+		m.writer, err = postgres.NewWriter(transfers, wc)
 		if err != nil {
 			return err
 		}

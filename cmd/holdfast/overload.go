@@ -25,6 +25,7 @@ func (m *Main) openProtection(ctx context.Context) (holdfasthttp.RateLimiter, er
 		m.Admission, err = overload.NewAdmission(overload.AdmissionConfig{
 			Limiter: overload.LimiterConfig{MinLimit: c.AdmissionMinLimit, MaxLimit: c.AdmissionMaxLimit, MaxLatency: c.AdmissionMaxLatency,
 				QueueInterval: c.AdmissionQueueWait, Tolerance: c.AdmissionTolerance},
+			WriteMinLimit: c.AdmissionWriteMin,
 			Registerer: m.Registry,
 		})
 		if err != nil {
