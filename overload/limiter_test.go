@@ -267,7 +267,7 @@ func BenchmarkLimiter_Shed(b *testing.B) {
 // the shared one, and drops cut writes no lower than their floor.
 func TestAdmission_WriteFloor(t *testing.T) {
 	a, err := overload.NewAdmission(overload.AdmissionConfig{
-		Limiter: overload.LimiterConfig{MinLimit: 10, InitialLimit: 10, MaxLimit: 100, Window: time.Nanosecond, MinSamples: 1},
+		Limiter:       overload.LimiterConfig{MinLimit: 10, InitialLimit: 10, MaxLimit: 100, Window: time.Nanosecond, MinSamples: 1},
 		WriteMinLimit: 500,
 	})
 	if err != nil {

@@ -26,7 +26,7 @@ func (m *Main) openProtection(ctx context.Context) (holdfasthttp.RateLimiter, er
 			Limiter: overload.LimiterConfig{MinLimit: c.AdmissionMinLimit, MaxLimit: c.AdmissionMaxLimit, MaxLatency: c.AdmissionMaxLatency,
 				QueueInterval: c.AdmissionQueueWait, Tolerance: c.AdmissionTolerance},
 			WriteMinLimit: c.AdmissionWriteMin,
-			Registerer: m.Registry,
+			Registerer:    m.Registry,
 		})
 		if err != nil {
 			return nil, err
