@@ -169,9 +169,12 @@ func (w *Writer) AdmitDepth() int { return int(w.admitDepth.Load()) }
 
 // observe records a committed batch of n requests and, with MaxWait, moves
 // the admitted depth to what the writer commits in MaxWait. Only a batch
-// that completes while others wait measures capacity: the time since the
-// previous completion was then all spent committing, not waiting for
-// demand. Samples fade with a one-second time constant.
+// that completes while a backlog waits (MinAdmitDepth or more) measures
+// capacity: the time since the previous completion was then all spent
+// committing, not waiting for demand. (A few requests always arrive while
+// a batch commits; counting those moments measured the demand of a quiet
+// period, and a burst after it was refused at half the capacity.) Samples
+// fade with a one-second time constant.
 func (w *Writer) observe(n int) {
 	if w.cfg.MaxWait <= 0 {
 		return
@@ -179,7 +182,7 @@ func (w *Writer) observe(n int) {
 	now := time.Now()
 	w.rmu.Lock()
 	defer w.rmu.Unlock()
-	if !w.lastDone.IsZero() && w.waiting.Load() > 0 {
+	if !w.lastDone.IsZero() && w.waiting.Load() >= int64(w.cfg.MinAdmitDepth) {
 		dt := now.Sub(w.lastDone).Seconds()
 		fade := math.Exp(-dt)
 		w.backlogN = w.backlogN*fade + float64(n)
