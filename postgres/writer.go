@@ -33,8 +33,8 @@ type WriterConfig struct {
 	// MaxWait bounds the queueing delay a request is admitted to: submit
 	// refuses with EOVERLOADED at once while more requests wait than the
 	// writer commits in MaxWait (Little's law: wait = depth ÷ throughput,
-	// with the throughput measured while requests were waiting, so it is
-	// the writer's capacity, not the demand of a quiet moment). At least
+	// with the throughput measured on full batches, so it is the writer's
+	// capacity, not the demand of a quiet moment; see observe). At least
 	// MinAdmitDepth may always wait, so a burst into an idle writer is never
 	// refused. 0: off, only QueueSize bounds the queue.
 	//
@@ -96,13 +96,13 @@ type Writer struct {
 	shed       prometheus.Counter
 	admitGauge prometheus.GaugeFunc
 
-	// Queue-delay admission (MaxWait): the committers measure the
-	// throughput under backlog; submit admits while fewer than admitDepth
+	// Queue-delay admission (MaxWait): the committers measure their
+	// throughput on full batches; submit admits while fewer than admitDepth
 	// requests wait.
 	rmu        sync.Mutex
-	lastDone   time.Time // the last batch's completion
-	backlogN   float64   // requests committed while others waited, decayed
-	backlogT   float64   // seconds those batches took, decayed
+	lastFull   time.Time // the last full batch's completion
+	fullN      float64   // requests in full batches, decayed
+	fullT      float64   // seconds those batches took, decayed
 	admitDepth atomic.Int64
 	waiting    atomic.Int64 // queued or set aside
 	mu         sync.Mutex
@@ -167,32 +167,36 @@ func (w *Writer) QueueDepth() int { return int(w.waiting.Load()) }
 // backlog, or always without MaxWait.
 func (w *Writer) AdmitDepth() int { return int(w.admitDepth.Load()) }
 
-// observe records a committed batch of n requests and, with MaxWait, moves
-// the admitted depth to what the writer commits in MaxWait. Only a batch
-// that completes while a backlog waits (MinAdmitDepth or more) measures
-// capacity: the time since the previous completion was then all spent
-// committing, not waiting for demand. (A few requests always arrive while
-// a batch commits; counting those moments measured the demand of a quiet
-// period, and a burst after it was refused at half the capacity.) Samples
-// fade with a one-second time constant.
-func (w *Writer) observe(n int) {
-	if w.cfg.MaxWait <= 0 {
+// observe records a committed batch of n requests that took d and, with
+// MaxWait, moves the admitted depth to what the writer commits in MaxWait.
+// Only full batches (MinAdmitDepth or more requests) measure capacity:
+// their per-request cost is the writer's, while a small batch's is mostly
+// the fixed cost of a transaction, which a backlog would share. The
+// committers are counted as working side by side (on a hot workload they
+// take turns, so the depth admitted is up to twice the delay's worth: the
+// error is on the side of refusing less). Samples fade with a one-second
+// time constant.
+//
+// Not measured: the time between completions while a backlog waits. A
+// backlog forms when a batch is slow, so those samples were the slow
+// moments, and the estimate settled at half the capacity.
+func (w *Writer) observe(n int, d time.Duration) {
+	if w.cfg.MaxWait <= 0 || n < w.cfg.MinAdmitDepth || d <= 0 {
 		return
 	}
 	now := time.Now()
 	w.rmu.Lock()
 	defer w.rmu.Unlock()
-	if !w.lastDone.IsZero() && w.waiting.Load() >= int64(w.cfg.MinAdmitDepth) {
-		dt := now.Sub(w.lastDone).Seconds()
-		fade := math.Exp(-dt)
-		w.backlogN = w.backlogN*fade + float64(n)
-		w.backlogT = w.backlogT*fade + dt
-		if w.backlogT > 0 {
-			depth := int64(w.backlogN / w.backlogT * w.cfg.MaxWait.Seconds())
-			w.admitDepth.Store(min(max(depth, int64(w.cfg.MinAdmitDepth)), int64(w.cfg.QueueSize)))
-		}
+	fade := 1.0
+	if !w.lastFull.IsZero() {
+		fade = math.Exp(-now.Sub(w.lastFull).Seconds())
 	}
-	w.lastDone = now
+	w.fullN = w.fullN*fade + float64(n)
+	w.fullT = w.fullT*fade + d.Seconds()
+	w.lastFull = now
+	rate := w.fullN / w.fullT * float64(w.cfg.Committers)
+	depth := int64(rate * w.cfg.MaxWait.Seconds())
+	w.admitDepth.Store(min(max(depth, int64(w.cfg.MinAdmitDepth)), int64(w.cfg.QueueSize)))
 }
 
 // Start runs the committers and routes the service's writes through them.
@@ -293,8 +297,9 @@ func (w *Writer) run(ctx context.Context) {
 		if batch == nil {
 			return
 		}
+		start := time.Now()
 		w.commit(ctx, batch)
-		w.observe(len(batch))
+		w.observe(len(batch), time.Since(start))
 		w.release(accounts)
 	}
 }

@@ -218,6 +218,9 @@ func shedCounts(m *Main) string {
 	}
 	var out []string
 	for _, f := range families {
+		if f.GetName() == "holdfast_ledger_shed_total" && len(f.GetMetric()) > 0 {
+			out = append(out, fmt.Sprintf("group-commit queue %.0f (admitted depth %d)", f.GetMetric()[0].GetCounter().GetValue(), m.writer.AdmitDepth()))
+		}
 		if f.GetName() != "holdfast_admission_shed_total" {
 			continue
 		}
