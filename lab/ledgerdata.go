@@ -59,12 +59,13 @@ func SeedAccounts(ctx context.Context, pool *pgxpool.Pool, tenant, currency stri
 	return ids, tx.Commit(ctx)
 }
 
-// Settle vacuums and analyzes the ledger's tables and checkpoints, so that
+// Settle vacuums and analyzes the ledger's tables and the event log's queue
+// tables (outbox, consumer_applied) and checkpoints, so that
 // a measurement that follows pays for no earlier run's dead rows or dirty
 // pages (autovacuum and checkpoints otherwise land in whichever run happens
 // to be going).
 func Settle(ctx context.Context, pool *pgxpool.Pool) error {
-	if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) accounts, transfers, entries, idempotency_keys"); err != nil {
+	if _, err := pool.Exec(ctx, "VACUUM (ANALYZE) accounts, transfers, entries, idempotency_keys, outbox, consumer_applied"); err != nil {
 		return fmt.Errorf("settle: %w", err)
 	}
 	if _, err := pool.Exec(ctx, "CHECKPOINT"); err != nil {
