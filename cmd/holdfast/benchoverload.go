@@ -41,7 +41,7 @@ func benchOverload(ctx context.Context, args []string, stdout, stderr io.Writer)
 
 Overload protection on vs off. First short closed loops measure the
 capacity of POST /v1/transfers (the peak over --capacity-clients, or what an
-open loop at 3× that peak gets done, if more); then an open loop (constant arrival rate,
+open loop at 2× that peak gets done, if more); then an open loop (constant arrival rate,
 latency from each request's intended send time) offers 0.5×, 1×, 2× and 5×
 that capacity to Holdfast with protection on (admission control, a bounded
 CPU lane, a database acquire timeout) and off (none of them), each on a
@@ -174,10 +174,12 @@ Flags:
 	// more than the server does keeps every connection busy, and group
 	// commit then fills bigger batches ("off" at 2× delivered 1.3–1.7× the
 	// closed-loop peak). Capacity is the higher of the two, so that "5×"
-	// is five times what the server can really do.
+	// is five times what the server can really do. (At 3× the requests
+	// queued in the generator outlived its 2 s timeout and the probe
+	// measured less, not more.)
 	settle(off)
-	fmt.Fprintf(stderr, "capacity: open loop at 3× the closed-loop peak (%.0f/s), %v\n", 3*capacity, *capDuration)
-	sat := lab.RunOverload(ctx, "saturation", 3*capacity, *capDuration, *maxInFlight, *goodWithin, off.env.main.HTTP.URL()+"/healthz", send)
+	fmt.Fprintf(stderr, "capacity: open loop at 2× the closed-loop peak (%.0f/s), %v\n", 2*capacity, *capDuration)
+	sat := lab.RunOverload(ctx, "saturation", 2*capacity, *capDuration, *maxInFlight, *goodWithin, off.env.main.HTTP.URL()+"/healthz", send)
 	saturated := float64(sat.OK) / capDuration.Seconds()
 	fmt.Fprintf(stderr, "  %.0f transfers/s completed\n", saturated)
 	capacity = max(capacity, saturated)
