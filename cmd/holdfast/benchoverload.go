@@ -148,16 +148,20 @@ Flags:
 
 	// Capacity, without protection: the loads are multiples of it.
 	off := sides[0]
-	send := lab.TransferSend(off.poster, off.key, run, *goodWithin, off.pick)
 	// Capacity is the peak over several client counts: group commit's
 	// throughput grows with concurrency (fuller batches), so one small
 	// closed loop understates it (64 clients measured half of what 256 did).
+	// Every loop has Idempotency-Keys of its own (run − 1, run − 2, …; the
+	// loads use run + 1, …): each loop numbers its requests from 1, and a
+	// loop that reused the previous one's keys with other bodies got 422s
+	// for most of its run (this understated capacity until session 4).
 	var capacity float64
-	for _, c := range strings.Split(*capClients, ",") {
+	for k, c := range strings.Split(*capClients, ",") {
 		clients, err := strconv.Atoi(strings.TrimSpace(c))
 		if err != nil || clients < 1 {
 			return fmt.Errorf("--capacity-clients: %q is not a positive number", c)
 		}
+		send := lab.TransferSend(off.poster, off.key, run-int64(k+1), *goodWithin, off.pick)
 		settle(off)
 		fmt.Fprintf(stderr, "capacity: %d clients, closed loop, %v\n", clients, *capDuration)
 		r := lab.ClosedLoop(ctx, "capacity", clients, *capDuration, func(ctx context.Context, _ int, seq int64) (bool, error) {
@@ -179,6 +183,7 @@ Flags:
 	// measured less, not more.)
 	settle(off)
 	fmt.Fprintf(stderr, "capacity: open loop at 2× the closed-loop peak (%.0f/s), %v\n", 2*capacity, *capDuration)
+	send := lab.TransferSend(off.poster, off.key, run-1000, *goodWithin, off.pick)
 	sat := lab.RunOverload(ctx, "saturation", 2*capacity, *capDuration, *maxInFlight, *goodWithin, off.env.main.HTTP.URL()+"/healthz", send)
 	saturated := float64(sat.OK) / capDuration.Seconds()
 	fmt.Fprintf(stderr, "  %.0f transfers/s completed\n", saturated)
