@@ -133,16 +133,22 @@ Flags:
 	run := time.Now().UnixNano()
 	// Before each run: the previous run's stragglers finish, both servers'
 	// event logs catch up (they share the machine, so neither run pays for
-	// the other's events), then sd's database is vacuumed and checkpointed.
-	settle := func(sd *side) {
+	// the other's events), then both databases are vacuumed and checkpointed.
+	settle := func() {
 		time.Sleep(time.Second)
 		for _, other := range sides {
 			if err := other.env.main.drainEvents(ctx); err != nil {
 				fmt.Fprintf(stderr, "drain: %v\n", err)
 			}
 		}
-		if err := lab.Settle(ctx, sd.env.main.DB.Pool); err != nil {
-			fmt.Fprintf(stderr, "settle: %v\n", err)
+		// Both databases: they share the cluster, and the side that ran
+		// last left the dead rows autovacuum would otherwise clean up during
+		// the next run (the runs alternate off, on at each load, so "on"
+		// always followed "off" at the same load).
+		for _, other := range sides {
+			if err := lab.Settle(ctx, other.env.main.DB.Pool); err != nil {
+				fmt.Fprintf(stderr, "settle: %v\n", err)
+			}
 		}
 	}
 
@@ -162,7 +168,7 @@ Flags:
 			return fmt.Errorf("--capacity-clients: %q is not a positive number", c)
 		}
 		send := lab.TransferSend(off.poster, off.key, run-int64(k+1), *goodWithin, off.pick)
-		settle(off)
+		settle()
 		fmt.Fprintf(stderr, "capacity: %d clients, closed loop, %v\n", clients, *capDuration)
 		r := lab.ClosedLoop(ctx, "capacity", clients, *capDuration, func(ctx context.Context, _ int, seq int64) (bool, error) {
 			status, err := send(ctx, seq)
@@ -179,7 +185,7 @@ Flags:
 	// ~4% more). Capacity is the higher of the two, so that "5×" is five
 	// times what the server can really do. (At 3× the requests queued in
 	// the generator outlived its 2 s timeout and the probe measured less.)
-	settle(off)
+	settle()
 	fmt.Fprintf(stderr, "capacity: open loop at 2× the closed-loop peak (%.0f/s), %v\n", 2*capacity, *capDuration)
 	send := lab.TransferSend(off.poster, off.key, run-1000, *goodWithin, off.pick)
 	sat := lab.RunOverload(ctx, "saturation", 2*capacity, *capDuration, *maxInFlight, *goodWithin, off.env.main.HTTP.URL()+"/healthz", send)
@@ -190,7 +196,7 @@ Flags:
 	// event log cold) while the unprotected one was warmed by the capacity
 	// runs: warm it the same way, or its first run (0.5×) pays for it.
 	on := sides[1]
-	settle(on)
+	settle()
 	fmt.Fprintf(stderr, "protection on: warm-up, 64 clients, closed loop, %v\n", *capDuration)
 	warm := lab.TransferSend(on.poster, on.key, run-2000, *goodWithin, on.pick)
 	lab.ClosedLoop(ctx, "warm-up", 64, *capDuration, func(ctx context.Context, _ int, seq int64) (bool, error) {
@@ -201,7 +207,7 @@ Flags:
 	for i, load := range loads {
 		for _, sd := range sides {
 			m := sd.env.main
-			settle(sd)
+			settle()
 			rate := load * capacity
 			name := strconv.FormatFloat(load, 'f', -1, 64) + "×"
 			fmt.Fprintf(stderr, "protection %s: %s capacity, %.0f/s for %v\n", sd.mode, name, rate, *duration)
@@ -220,7 +226,7 @@ Flags:
 	if *cpuDuration > 0 {
 		for _, sd := range sides {
 			m := sd.env.main
-			settle(sd)
+			settle()
 			name := "lane of " + strconv.Itoa(m.Lane.Size())
 			if m.Lane.Size() == 0 {
 				name = "unbounded"
