@@ -146,7 +146,7 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 		Name: "holdfast_ledger_shed_total", Help: "Transfer requests refused at once because the group-commit queue was full or its delay would exceed the maximum wait.",
 	})
 	w.admitGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "holdfast_ledger_admit_depth", Help: "Requests that may wait for group commit before new ones are refused (throughput under backlog × the maximum wait).",
+		Name: "holdfast_ledger_admit_depth", Help: "Requests that may wait for group commit before new ones are refused (throughput on full batches × the maximum wait).",
 	}, func() float64 { return float64(w.AdmitDepth()) })
 	w.admitDepth.Store(int64(cfg.QueueSize))
 	if cfg.Registerer != nil {
@@ -163,8 +163,8 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 func (w *Writer) QueueDepth() int { return int(w.waiting.Load()) }
 
 // AdmitDepth returns how many requests may wait before submit refuses new
-// ones: QueueSize until the writer has measured its throughput under
-// backlog, or always without MaxWait.
+// ones: QueueSize until the writer has measured its throughput on a full
+// batch, and always without MaxWait.
 func (w *Writer) AdmitDepth() int { return int(w.admitDepth.Load()) }
 
 // observe records a committed batch of n requests that took d and, with

@@ -195,7 +195,7 @@ func TestWriter_ConflictAwareBatching(t *testing.T) {
 }
 
 // TestWriter_ShedsByQueueDelay: with MaxWait, once the writer has measured
-// its throughput under backlog, it admits only as many waiting requests as
+// its throughput on full batches, it admits only as many waiting requests as
 // it commits in MaxWait (here MinAdmitDepth, MaxWait being a nanosecond);
 // while its committer is stuck the next request is refused at once with
 // EOVERLOADED instead of queueing up to QueueSize, and the admitted ones
