@@ -3,10 +3,11 @@ package lab
 import (
 	"context"
 	"fmt"
-	"github.com/holdfast/holdfast/postgres"
 	"io"
 	"os/exec"
 	"sync"
+
+	"github.com/holdfast/holdfast/postgres"
 )
 
 // Scale is how big a scenario runs.

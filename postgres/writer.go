@@ -297,9 +297,7 @@ func (w *Writer) run(ctx context.Context) {
 		if batch == nil {
 			return
 		}
-		start := time.Now()
 		w.commit(ctx, batch)
-		w.observe(len(batch), time.Since(start))
 		w.release(accounts)
 	}
 }
@@ -420,8 +418,12 @@ func (w *Writer) commit(ctx context.Context, batch []*transferRequest) {
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.BatchTimeout)
 	err := w.svc.applyBatch(bctx, w.pool, live)
 	cancel()
+	took := time.Since(start)
 	w.batchSize.Observe(float64(len(live)))
-	w.commitTime.Observe(time.Since(start).Seconds())
+	w.commitTime.Observe(took.Seconds())
+	if err == nil {
+		w.observe(len(live), took) // requests dropped before the transaction, or a failed batch, say nothing of capacity
+	}
 	for _, r := range live {
 		if err != nil {
 			r.err = err

@@ -62,6 +62,18 @@ func (s *stuck) submit(ctx context.Context) <-chan error {
 	return done
 }
 
+// assertCredited fails t unless the account s's transfers credit holds want.
+func (s *stuck) assertCredited(t *testing.T, want int64) {
+	t.Helper()
+	var balance int64
+	if err := s.db.Pool.QueryRow(context.Background(), "SELECT balance FROM accounts WHERE id = $1", s.in[0].CreditAccountID).Scan(&balance); err != nil {
+		t.Fatal(err)
+	}
+	if balance != want {
+		t.Fatalf("balance %d, want %d", balance, want)
+	}
+}
+
 // TestWriter_Backpressure: while the committer is stuck (another
 // transaction holds an account's row lock), a full queue refuses new
 // transfers at once with EOVERLOADED, and once the lock goes the queued
@@ -85,11 +97,7 @@ func TestWriter_Backpressure(t *testing.T) {
 			t.Fatalf("queued transfer: %v", err)
 		}
 	}
-	var balance int64
-	s.db.Pool.QueryRow(context.Background(), "SELECT balance FROM accounts WHERE id = $1", s.in[0].CreditAccountID).Scan(&balance)
-	if balance != 3 {
-		t.Fatalf("balance %d, want 3", balance)
-	}
+	s.assertCredited(t, 3)
 	AssertLedgerConsistent(t, s.db, s.tenant)
 }
 
@@ -186,11 +194,7 @@ func TestWriter_ConflictAwareBatching(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var balance int64
-	s.db.Pool.QueryRow(context.Background(), "SELECT balance FROM accounts WHERE id = $1", s.in[0].CreditAccountID).Scan(&balance)
-	if balance != 2 {
-		t.Fatalf("balance %d, want 2", balance)
-	}
+	s.assertCredited(t, 2)
 	AssertLedgerConsistent(t, s.db, s.tenant)
 }
 
@@ -247,10 +251,6 @@ func TestWriter_ShedsByQueueDelay(t *testing.T) {
 			t.Fatalf("admitted transfer: %v", err)
 		}
 	}
-	var balance int64
-	s.db.Pool.QueryRow(context.Background(), "SELECT balance FROM accounts WHERE id = $1", s.in[0].CreditAccountID).Scan(&balance)
-	if balance != admit+1 {
-		t.Fatalf("balance %d, want %d", balance, admit+1)
-	}
+	s.assertCredited(t, admit+1)
 	AssertLedgerConsistent(t, s.db, s.tenant)
 }

@@ -161,6 +161,12 @@ Flags:
 	// loads use run + 1, …): each loop numbers its requests from 1, and a
 	// loop that reused the previous one's keys with other bodies got 422s
 	// for most of its run (this understated capacity until session 4).
+	closed := func(name string, clients int, send lab.Send) lab.Result {
+		return lab.ClosedLoop(ctx, name, clients, *capDuration, func(ctx context.Context, _ int, seq int64) (bool, error) {
+			status, err := send(ctx, seq)
+			return status == http.StatusCreated, err
+		})
+	}
 	var capacity float64
 	for k, c := range strings.Split(*capClients, ",") {
 		clients, err := strconv.Atoi(strings.TrimSpace(c))
@@ -170,10 +176,7 @@ Flags:
 		send := lab.TransferSend(off.poster, off.key, run-int64(k+1), *goodWithin, off.pick)
 		settle()
 		fmt.Fprintf(stderr, "capacity: %d clients, closed loop, %v\n", clients, *capDuration)
-		r := lab.ClosedLoop(ctx, "capacity", clients, *capDuration, func(ctx context.Context, _ int, seq int64) (bool, error) {
-			status, err := send(ctx, seq)
-			return status == http.StatusCreated, err
-		})
+		r := closed("capacity", clients, send)
 		fmt.Fprintf(stderr, "  %.0f transfers/s, p50 %v, p99 %v\n", r.Throughput, r.P50, r.P99)
 		capacity = max(capacity, r.Throughput)
 	}
@@ -198,11 +201,7 @@ Flags:
 	on := sides[1]
 	settle()
 	fmt.Fprintf(stderr, "protection on: warm-up, 64 clients, closed loop, %v\n", *capDuration)
-	warm := lab.TransferSend(on.poster, on.key, run-2000, *goodWithin, on.pick)
-	lab.ClosedLoop(ctx, "warm-up", 64, *capDuration, func(ctx context.Context, _ int, seq int64) (bool, error) {
-		status, err := warm(ctx, seq)
-		return status == http.StatusCreated, err
-	})
+	closed("warm-up", 64, lab.TransferSend(on.poster, on.key, run-2000, *goodWithin, on.pick))
 
 	for i, load := range loads {
 		for _, sd := range sides {
@@ -252,7 +251,7 @@ func shedCounts(m *Main) string {
 	}
 	var out []string
 	for _, f := range families {
-		if f.GetName() == "holdfast_ledger_shed_total" && len(f.GetMetric()) > 0 {
+		if f.GetName() == "holdfast_ledger_shed_total" && len(f.GetMetric()) > 0 && m.writer != nil {
 			out = append(out, fmt.Sprintf("group-commit queue %.0f (admitted depth %d)", f.GetMetric()[0].GetCounter().GetValue(), m.writer.AdmitDepth()))
 		}
 		if f.GetName() != "holdfast_admission_shed_total" {
