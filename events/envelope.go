@@ -1,9 +1,10 @@
 package events
 
 import (
-	"encoding/json"
 	"strconv"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/holdfast/holdfast"
 )
@@ -34,7 +35,11 @@ func appendEvent(b []byte, e *holdfast.Event) []byte {
 	return append(b, '}')
 }
 
-// unmarshalEvent reads an envelope.
+// unmarshalEvent reads an envelope. Every consumer group reads every event,
+// so this runs once per event per group: encoding/json v2 reads it in about
+// a third of v1's time (BenchmarkUnmarshalEvent). It is also stricter, which
+// an envelope appendEvent wrote never notices: invalid UTF-8 and duplicate
+// member names are errors.
 func unmarshalEvent(b []byte, e *holdfast.Event) error {
-	return json.Unmarshal(b, e)
+	return jsonv2.Unmarshal(b, e)
 }

@@ -176,6 +176,9 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 		settle()
 		fmt.Fprintf(cfg.Progress, "%s: holdfast open loop at %.0f/s, %v\n", w.name, rate, cfg.Duration)
 		res.Open = OpenLoop(ctx, fmt.Sprintf("holdfast open %.0f/s", rate), rate, cfg.Duration, 4*maxConc, httpCall(cfg.HoldfastURL, cfg.APIKey, w))
+		if cfg.ServerStats != nil {
+			fmt.Fprintf(cfg.Progress, "  %s\n", cfg.ServerStats())
+		}
 		out = append(out, res)
 	}
 	return out, nil

@@ -148,8 +148,8 @@ func machine(ctx context.Context, pool *pgxpool.Pool) string {
 	var pg string
 	pool.QueryRow(ctx, "SHOW server_version").Scan(&pg)
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%s, %d cores (GOMAXPROCS %d), %s/%s, %s, PostgreSQL %s, load generator, server and database on the same machine",
-		host, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), pg)
+	return fmt.Sprintf("%s, %d cores (GOMAXPROCS %d), %s/%s, %s (GOGC %s), PostgreSQL %s, load generator, server and database on the same machine",
+		host, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), gcPercent(), pg)
 }
 
 func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -165,6 +165,7 @@ func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer
 	admission := fs.Bool("admission", false, "keep Holdfast's admission control on (it sheds past its adaptive limit)")
 	skipNaive := fs.Bool("skip-naive", false, "measure Holdfast only (for profiling; no ratios)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server and load generator) to this file")
+	memprofile := fs.String("memprofile", "", "write a heap profile (allocations of the whole run: go tool pprof -sample_index=alloc_space) to this file at the end")
 	fs.Usage = func() {
 		fmt.Fprint(stderr, `Usage: holdfast bench transfers [flags]
 
@@ -201,6 +202,9 @@ Flags:
 			return err
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *memprofile != "" {
+		defer writeHeapProfile(*memprofile, stderr)
 	}
 	// Admission control off: this measures group commit's capacity; a closed
 	// loop of 256 clients past the adaptive limit would measure shedding
@@ -330,5 +334,20 @@ func batchStats(m *Main) func() string {
 			return "no batches"
 		}
 		return fmt.Sprintf("group commit: %.0f batches, mean %.1f requests, mean %.2f ms each", dc, ds/dc, 1000*dt/dc)
+	}
+}
+
+// writeHeapProfile writes the heap profile, whose alloc_space sample counts
+// every allocation since the process started, to path.
+func writeHeapProfile(path string, stderr io.Writer) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("heap").WriteTo(f, 0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "memprofile: %v\n", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 type EventConfig struct {
 	MaxBytes      int64         // --events-max-bytes: the stream's cap; past it, publishing is refused; default 1 GiB
 	MaxAge        time.Duration // --events-max-age: how long events are kept; default 168h
+	Duplicates    time.Duration // --events-duplicate-window: an event id is stored once within it; default 10m
 	Window        int           // --events-window: client events in flight to the stream from this process; default 16384
 	Batch         int           // --consumer-batch: events per consumer batch (max.poll.records); default 200
 	AckWait       time.Duration // --consumer-ack-wait: redelivery after this without an ack or heartbeat; default 30s
@@ -27,7 +28,7 @@ type EventConfig struct {
 }
 
 func defaultEventConfig() EventConfig {
-	return EventConfig{MaxBytes: 1 << 30, MaxAge: 7 * 24 * time.Hour, Window: 16384, Batch: 200,
+	return EventConfig{MaxBytes: 1 << 30, MaxAge: 7 * 24 * time.Hour, Duplicates: 10 * time.Minute, Window: 16384, Batch: 200,
 		AckWait: 30 * time.Second, MaxAckPending: 1000, Workers: 1, Cooldown: 5 * time.Second, YieldDepth: 32}
 }
 
@@ -35,6 +36,7 @@ func defaultEventConfig() EventConfig {
 func eventFlags(fs *flag.FlagSet, c *EventConfig) {
 	fs.Int64Var(&c.MaxBytes, "events-max-bytes", int64(envInt("HOLDFAST_EVENTS_MAX_BYTES", int(c.MaxBytes))), "size cap of the events stream; past it, publishing is refused with 503 (env HOLDFAST_EVENTS_MAX_BYTES)")
 	fs.DurationVar(&c.MaxAge, "events-max-age", envDuration("HOLDFAST_EVENTS_MAX_AGE", c.MaxAge), "how long the events stream keeps events (env HOLDFAST_EVENTS_MAX_AGE)")
+	fs.DurationVar(&c.Duplicates, "events-duplicate-window", envDuration("HOLDFAST_EVENTS_DUPLICATE_WINDOW", c.Duplicates), "an event id (a relay's republish, a client's retry of POST /v1/events) is stored once within this window; the stream server keeps every id of the window in memory, ~100 bytes each (env HOLDFAST_EVENTS_DUPLICATE_WINDOW)")
 	fs.IntVar(&c.Window, "events-window", envInt("HOLDFAST_EVENTS_WINDOW", c.Window), "client events this process may have on their way to the stream; beyond, POST /v1/events gets 503 (env HOLDFAST_EVENTS_WINDOW)")
 	fs.IntVar(&c.Batch, "consumer-batch", envInt("HOLDFAST_CONSUMER_BATCH", c.Batch), "events a consumer group fetches and applies at once (env HOLDFAST_CONSUMER_BATCH)")
 	fs.DurationVar(&c.AckWait, "consumer-ack-wait", envDuration("HOLDFAST_CONSUMER_ACK_WAIT", c.AckWait), "an unacknowledged batch is delivered again after this, unless its worker sends heartbeats (env HOLDFAST_CONSUMER_ACK_WAIT)")
@@ -58,7 +60,7 @@ type eventLog struct {
 // groups, and sets the event services on the HTTP server.
 func (m *Main) openEventLog(ctx context.Context) error {
 	c := m.Config.Events
-	l := &eventLog{stream: events.StreamConfig{MaxBytes: c.MaxBytes, MaxAge: c.MaxAge}.WithDefaults()}
+	l := &eventLog{stream: events.StreamConfig{MaxBytes: c.MaxBytes, MaxAge: c.MaxAge, Duplicates: c.Duplicates}.WithDefaults()}
 	m.events = l
 	if _, err := events.EnsureStream(ctx, m.NATS.JS, l.stream); err != nil {
 		return err
