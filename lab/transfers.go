@@ -27,6 +27,7 @@ type TransfersConfig struct {
 	Concurrency  []int         // closed-loop concurrencies; default 16, 64, 256
 	Duration     time.Duration // each run; default 5s
 	OpenFraction float64       // the open-loop rate as a fraction of peak; default 0.8
+	OpenRate     float64       // if positive, the open-loop rate itself (transfers/s), instead of OpenFraction of peak
 	Workloads    []string      // "uniform", "hot"; default both
 	SkipNaive    bool          // measure Holdfast only (for profiling)
 	// ServerStats, if set, is called after each Holdfast run and its text
@@ -64,7 +65,7 @@ type TransfersWorkload struct {
 	Holdfast []Result // closed loop, by concurrency
 	Naive    []Result
 	Ceiling  Result // raw SQL batches, no HTTP
-	Open     Result // Holdfast, open loop at OpenFraction of its peak
+	Open     Result // Holdfast, open loop at OpenFraction of its peak (or at OpenRate)
 }
 
 // Peak returns the best throughput among rs.
@@ -173,6 +174,9 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 		fmt.Fprintf(cfg.Progress, "%s: raw SQL ceiling, %v\n", w.name, cfg.Duration)
 		res.Ceiling = rawCeiling(ctx, cfg, w)
 		rate := cfg.OpenFraction * Peak(res.Holdfast).Throughput
+		if cfg.OpenRate > 0 {
+			rate = cfg.OpenRate
+		}
 		settle()
 		fmt.Fprintf(cfg.Progress, "%s: holdfast open loop at %.0f/s, %v\n", w.name, rate, cfg.Duration)
 		res.Open = OpenLoop(ctx, fmt.Sprintf("holdfast open %.0f/s", rate), rate, cfg.Duration, 4*maxConc, httpCall(cfg.HoldfastURL, cfg.APIKey, w))

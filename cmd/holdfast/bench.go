@@ -163,6 +163,7 @@ func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer
 	workloads := fs.String("workloads", "uniform,hot", "workloads to run, comma-separated")
 	committers := fs.Int("committers", 2, "Holdfast's group-commit transactions in flight at once")
 	admission := fs.Bool("admission", false, "keep Holdfast's admission control on (it sheds past its adaptive limit)")
+	openRate := fs.Float64("open-rate", 0, "the open loop's rate in transfers/s; 0: 80% of Holdfast's peak (the figure the target is set at; a fixed rate compares builds or settings at equal load)")
 	skipNaive := fs.Bool("skip-naive", false, "measure Holdfast only (for profiling; no ratios)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server and load generator) to this file")
 	memprofile := fs.String("memprofile", "", "write a heap profile (allocations of the whole run: go tool pprof -sample_index=alloc_space) to this file at the end")
@@ -234,7 +235,7 @@ Flags:
 	fmt.Fprintf(stdout, "holdfast bench transfers: %s\n", machine(ctx, naivePool))
 	results, err := lab.BenchTransfers(ctx, lab.TransfersConfig{
 		Pool: naivePool, Tenant: tenant.ID, HoldfastURL: m.HTTP.URL(), APIKey: key.Secret, NaiveURL: naiveURL,
-		Accounts: *accounts, Concurrency: concurrency, Duration: *duration, Progress: stderr,
+		Accounts: *accounts, Concurrency: concurrency, Duration: *duration, OpenRate: *openRate, Progress: stderr,
 		Workloads: strings.Split(*workloads, ","), SkipNaive: *skipNaive, ServerStats: batchStats(m),
 		Drain: m.drainEvents,
 	})
