@@ -33,6 +33,7 @@ func benchOverload(ctx context.Context, args []string, stdout, stderr io.Writer)
 	minLimit := fs.Int("admission-min-limit", 0, "protection on: the server's --admission-min-limit; 0 keeps serve's default")
 	queueWait := fs.Duration("admission-queue-wait", 0, "protection on: the server's --admission-queue-wait; 0 keeps serve's default")
 	tolerance := fs.Float64("admission-tolerance", 0, "protection on: the server's --admission-tolerance; 0 keeps serve's default")
+	ledgerMaxWait := fs.Duration("ledger-max-wait", 0, "protection on: the server's --ledger-max-wait; 0 keeps serve's default")
 	cpuDuration := fs.Duration("cpu-duration", 5*time.Second, "length of each CPU-lane run; 0 skips them")
 	cpuWorkers := fs.Int("cpu-workers", 32, "goroutines submitting CPU-bound jobs to the lane")
 	cpuIterations := fs.Int("cpu-iterations", 100_000, "SHA-256 rounds per CPU-bound job (100,000 is about 25 ms)")
@@ -97,6 +98,9 @@ Flags:
 			}
 			if protect && *tolerance > 0 {
 				c.AdmissionTolerance = *tolerance
+			}
+			if protect && *ledgerMaxWait > 0 {
+				c.LedgerMaxWait = *ledgerMaxWait
 			}
 			if protect && *queueWait > 0 {
 				c.AdmissionQueueWait = *queueWait

@@ -56,7 +56,7 @@ type Config struct {
 	Admission           bool          // --admission: adaptive admission control per route class; default true
 	AdmissionMinLimit   int           // --admission-min-limit; default 64; 0: the package's 20
 	AdmissionWriteMin   int           // --admission-write-min-limit: the write class's floor; default 1000 (group commit needs concurrency to fill batches)
-	LedgerMaxWait       time.Duration // --ledger-max-wait: with admission, the longest group-commit queue delay a transfer is admitted to; default 20ms; 0: off
+	LedgerMaxWait       time.Duration // --ledger-max-wait: with admission, the longest group-commit queue delay a transfer is admitted to; default 60ms; 0: off
 	AdmissionMaxLimit   int           // --admission-max-limit; 0: 1000
 	AdmissionMaxLatency time.Duration // --admission-max-latency: shrink the limit above this mean latency; 0: off
 	AdmissionQueueWait  time.Duration // --admission-queue-wait: longest wait for capacity (CoDel interval); 0: 100ms
@@ -103,7 +103,7 @@ func NewMain() *Main {
 			Addr: ":8080", DataDir: ".holdfast", RequestTimeout: 30 * time.Second, BodyLimit: 1 << 20,
 			IdempotencyRetention: holdfast.DefaultIdempotencyRetention, IdempotencyLockTimeout: holdfast.DefaultIdempotencyLockTimeout,
 			GroupCommit: true, MaxBatch: 1000, Committers: 2, ShutdownTimeout: 30 * time.Second, LogLevel: "info", Migrate: true,
-			Admission: true, AdmissionMinLimit: 64, AdmissionWriteMin: 1000, LedgerMaxWait: 20 * time.Millisecond, DBAcquireTimeout: time.Second, DBStatementTimeout: 30 * time.Second, RateLimit: 1000,
+			Admission: true, AdmissionMinLimit: 64, AdmissionWriteMin: 1000, LedgerMaxWait: 60 * time.Millisecond, DBAcquireTimeout: time.Second, DBStatementTimeout: 30 * time.Second, RateLimit: 1000,
 		},
 		Stdout: os.Stdout,
 	}
