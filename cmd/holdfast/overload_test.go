@@ -64,8 +64,22 @@ func TestParseFlags_Overload(t *testing.T) {
 		t.Fatalf("parsed %+v", c)
 	}
 	d := main.NewMain().Config
-	if !d.Admission || d.RateLimit != 1000 || d.DBAcquireTimeout != time.Second {
-		t.Fatalf("defaults %+v: want admission on, 1000/s per key, 1s acquire timeout", d)
+	if !d.Admission || d.RateLimit != 1000 || d.DBAcquireTimeout != time.Second || d.LedgerMaxWait != 60*time.Millisecond {
+		t.Fatalf("defaults %+v: want admission on, 1000/s per key, 1s acquire timeout, 60ms ledger max wait", d)
+	}
+}
+
+func TestParseFlags_EventDuplicateWindow(t *testing.T) {
+	t.Parallel()
+	if d := main.NewMain().Config.Events.Duplicates; d != 10*time.Minute {
+		t.Fatalf("default duplicate window %v, want 10m", d)
+	}
+	m := main.NewMain()
+	if err := m.ParseFlags("serve", []string{"--database-url", "postgres://x", "--events-duplicate-window", "2m"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if d := m.Config.Events.Duplicates; d != 2*time.Minute {
+		t.Fatalf("--events-duplicate-window 2m parsed as %v", d)
 	}
 }
 
