@@ -36,7 +36,7 @@ func defaultEventConfig() EventConfig {
 func eventFlags(fs *flag.FlagSet, c *EventConfig) {
 	fs.Int64Var(&c.MaxBytes, "events-max-bytes", int64(envInt("HOLDFAST_EVENTS_MAX_BYTES", int(c.MaxBytes))), "size cap of the events stream; past it, publishing is refused with 503 (env HOLDFAST_EVENTS_MAX_BYTES)")
 	fs.DurationVar(&c.MaxAge, "events-max-age", envDuration("HOLDFAST_EVENTS_MAX_AGE", c.MaxAge), "how long the events stream keeps events (env HOLDFAST_EVENTS_MAX_AGE)")
-	fs.DurationVar(&c.Duplicates, "events-duplicate-window", envDuration("HOLDFAST_EVENTS_DUPLICATE_WINDOW", c.Duplicates), "an event id (a relay's republish, a client's retry of POST /v1/events) is stored once within this window; the stream server keeps every id of the window in memory, ~100 bytes each (env HOLDFAST_EVENTS_DUPLICATE_WINDOW)")
+	fs.DurationVar(&c.Duplicates, "events-duplicate-window", envDuration("HOLDFAST_EVENTS_DUPLICATE_WINDOW", c.Duplicates), "an event id (a relay's republish, a client's retry of POST /v1/events) is stored once within this window; the stream server keeps every id of the window in memory, ~140 bytes each (env HOLDFAST_EVENTS_DUPLICATE_WINDOW)")
 	fs.IntVar(&c.Window, "events-window", envInt("HOLDFAST_EVENTS_WINDOW", c.Window), "client events this process may have on their way to the stream; beyond, POST /v1/events gets 503 (env HOLDFAST_EVENTS_WINDOW)")
 	fs.IntVar(&c.Batch, "consumer-batch", envInt("HOLDFAST_CONSUMER_BATCH", c.Batch), "events a consumer group fetches and applies at once (env HOLDFAST_CONSUMER_BATCH)")
 	fs.DurationVar(&c.AckWait, "consumer-ack-wait", envDuration("HOLDFAST_CONSUMER_ACK_WAIT", c.AckWait), "an unacknowledged batch is delivered again after this, unless its worker sends heartbeats (env HOLDFAST_CONSUMER_ACK_WAIT)")
