@@ -200,14 +200,15 @@ func TestWriter_ConflictAwareBatching(t *testing.T) {
 
 // TestWriter_ShedsByQueueDelay: with MaxWait, once the writer has measured
 // its throughput on full batches, it admits only as many waiting requests as
-// it commits in MaxWait (here MinAdmitDepth, MaxWait being a nanosecond);
+// it commits in MaxWait, but never fewer than one batch (here MaxBatch,
+// MaxWait being a nanosecond: without the floor the depth would be 0);
 // while its committer is stuck the next request is refused at once with
 // EOVERLOADED instead of queueing up to QueueSize, and the admitted ones
 // commit once the lock goes.
 func TestWriter_ShedsByQueueDelay(t *testing.T) {
 	t.Parallel()
 	const admit = 3
-	s := setupStuck(t, postgres.WriterConfig{MaxBatch: 10, Committers: 2, QueueSize: 100, MaxWait: time.Nanosecond, MinAdmitDepth: admit})
+	s := setupStuck(t, postgres.WriterConfig{MaxBatch: admit, Committers: 2, QueueSize: 100, MaxWait: time.Nanosecond, FullBatch: 1})
 	if got := s.writer.AdmitDepth(); got != 100 {
 		t.Fatalf("admitted depth before any measurement %d, want the queue size 100", got)
 	}
