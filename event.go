@@ -178,7 +178,7 @@ type ConsumerStatus struct {
 	Redelivered   int        `json:"redelivered"` // delivered more than once, not yet acknowledged
 	LastApplied   int64      `json:"last_applied_seq"`
 	StreamLast    uint64     `json:"stream_last_seq"`
-	LagEvents     uint64     `json:"lag_events"`
+	LagMessages   uint64     `json:"lag_messages"` // stream messages not yet acknowledged (a message holds one event or a batch's)
 	LagSeconds    float64    `json:"lag_seconds"`
 	Paused        bool       `json:"paused"`
 	PausedUntil   *time.Time `json:"paused_until,omitempty"`
@@ -198,11 +198,24 @@ type ConsumerService interface {
 }
 
 // EventDelivery is an event as a consumer receives it: its position in the
-// stream, the envelope, and the envelope's bytes exactly as stored.
+// stream (the message's sequence and, in a message that holds several
+// events, the event's index among them), the envelope, and the envelope's
+// bytes exactly as stored.
 type EventDelivery struct {
 	Seq   uint64
+	Index int
 	Event Event
 	Raw   []byte
+}
+
+// OutboxMessage is one row of the transactional outbox, published as one
+// stream message with ID as its deduplication id: a single event (ID is the
+// event's), or the events of one tenant and type that a group-commit batch
+// wrote, in order (one message instead of one each: a stream message costs
+// the same to store, deliver and acknowledge whatever it holds).
+type OutboxMessage struct {
+	ID     string
+	Events []Event
 }
 
 // ConsumerGroupState is a group's shared state: its position and whether it

@@ -222,9 +222,9 @@ type crashingOutbox struct {
 
 var errCrash = errors.New("relay crashed after publishing")
 
-func (c *crashingOutbox) RelayOutbox(ctx context.Context, after int64, limit int, publish func(context.Context, []holdfast.Event) error) (int, int64, error) {
-	return c.db.RelayOutbox(ctx, after, limit, func(ctx context.Context, evs []holdfast.Event) error {
-		if err := publish(ctx, evs); err != nil {
+func (c *crashingOutbox) RelayOutbox(ctx context.Context, after int64, limit int, publish func(context.Context, []holdfast.OutboxMessage) error) (int, int64, bool, error) {
+	return c.db.RelayOutbox(ctx, after, limit, func(ctx context.Context, msgs []holdfast.OutboxMessage) error {
+		if err := publish(ctx, msgs); err != nil {
 			return err
 		}
 		if c.crashes.Add(-1) >= 0 {
@@ -471,7 +471,7 @@ func TestGroup_PauseAndResume(t *testing.T) {
 	if got := e.auditCount(t); got != 2 {
 		t.Fatalf("a paused group applied events: audit holds %d, want 2", got)
 	}
-	if st[0].LagEvents != 10 || !st[0].Paused || st[0].LastApplied != 2 || st[0].LagSeconds <= 0 {
+	if st[0].LagMessages != 10 || !st[0].Paused || st[0].LastApplied != 2 || st[0].LagSeconds <= 0 {
 		t.Fatalf("status while paused = %+v", st[0])
 	}
 
@@ -481,7 +481,7 @@ func TestGroup_PauseAndResume(t *testing.T) {
 	eventually(t, "audit catches up after resume", func() bool { return e.auditCount(t) == 12 })
 	eventually(t, "lag drains", func() bool {
 		st, err := admin.ListConsumers(t.Context())
-		return err == nil && st[0].LagEvents == 0 && st[0].LastApplied == 12 && !st[0].Paused
+		return err == nil && st[0].LagMessages == 0 && st[0].LastApplied == 12 && !st[0].Paused
 	})
 	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK || v.Records != 12 {
 		t.Fatalf("verify = %+v, %v", v, err)
@@ -736,4 +736,125 @@ func TestGroup_YieldsUnderPressure(t *testing.T) {
 	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK || v.Records != 12 {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
+}
+
+// A group-commit batch's events travel as one stream message per tenant and
+// type. A relay that crashes after publishing such a message republishes it
+// under the same id (stored once); a round takes rows up to its limit in
+// events but always at least one row, whatever it holds; and the consumers
+// apply every event of every message once, in chunks of about their
+// MaxBatch (a message is never split).
+func TestLog_BatchedEvents(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	w, err := postgres.NewWriter(e.transfers, postgres.WriterConfig{MaxBatch: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, w)
+	a, b, c := e.mustAccount(t, true), e.mustAccount(t, false), e.mustAccount(t, false)
+
+	// Hold a's row so that the first transfer's batch waits in the database
+	// while the others queue behind it; they then commit as one batch.
+	lock, err := e.db.Pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Rollback(context.Background())
+	if _, err := lock.Exec(t.Context(), "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", a); err != nil {
+		t.Fatal(err)
+	}
+	const posted, rejected = 120, 10
+	errs := make(chan error, posted+rejected)
+	send := func(from, to string, amount int64) {
+		_, err := e.transfers.CreateTransfers(context.Background(), e.tenant, []holdfast.TransferCreate{
+			{DebitAccountID: from, CreditAccountID: to, Amount: amount, Currency: "USD"}}, false)
+		errs <- err
+	}
+	go send(a, b, 1)
+	eventually(t, "the first batch taken", func() bool { return w.QueueDepth() == 0 })
+	for i := 1; i < posted; i++ {
+		go send(a, b, int64(i+1))
+	}
+	for i := 0; i < rejected; i++ {
+		go send(c, a, 5) // c has nothing and no overdraft: refused
+	}
+	eventually(t, "the rest queued", func() bool { return w.QueueDepth() == posted-1+rejected })
+	lock.Rollback(t.Context())
+	var refused int
+	for i := 0; i < posted+rejected; i++ {
+		if err := <-errs; holdfast.ErrorCode(err) == holdfast.EINSUFFICIENT {
+			refused++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if refused != rejected {
+		t.Fatalf("%d refused, want %d", refused, rejected)
+	}
+	// Rows: 3 account.created and the first transfer.posted, single; the
+	// batch's 119 transfer.posted and 10 transfer.rejected, packed.
+	const total, messages = 3 + posted + rejected, 3 + 1 + 2
+
+	crashing := &crashingOutbox{db: e.db}
+	crashing.crashes.Store(1)
+	r, err := events.NewRelay(crashing, e.nats.JS, events.RelayConfig{Stream: e.stream, Logger: quiet, Batch: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.RelayOnce(t.Context()); !errors.Is(err, errCrash) {
+		t.Fatalf("first round: %v, want the crash", err)
+	}
+	if got := e.streamMsgs(t); got != messages {
+		t.Fatalf("after the crash the stream holds %d messages, want %d", got, messages)
+	}
+	// Restarted with a limit of 3 events a round: the four single rows take
+	// two rounds, the packed rows one each, whole.
+	r, err = events.NewRelay(e.db, e.nats.JS, events.RelayConfig{Stream: e.stream, Logger: quiet, Batch: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rounds []int
+	for {
+		n, err := r.RelayOnce(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		rounds = append(rounds, n)
+	}
+	if want := []int{3, 1, posted - 1, rejected}; fmt.Sprint(rounds) != fmt.Sprint(want) {
+		t.Fatalf("rounds relayed %v events, want %v", rounds, want)
+	}
+	if got := e.streamMsgs(t); got != messages {
+		t.Fatalf("after the republish the stream holds %d messages, want %d (duplicates stored)", got, messages)
+	}
+
+	e.start(t, e.group(t, "audit", e.audit, func(c *events.GroupConfig) { c.MaxBatch = 7 }),
+		e.group(t, "analytics", e.analytics, func(c *events.GroupConfig) { c.MaxBatch = 7 }))
+	eventually(t, "audit holds every event", func() bool { return e.auditCount(t) == total })
+	v, err := e.audit.VerifyAudit(t.Context(), e.tenant)
+	if err != nil || !v.OK || v.Records != total {
+		t.Fatalf("verify = %+v, %v", v, err)
+	}
+	var ids int64
+	if err := e.db.Pool.QueryRow(t.Context(), "SELECT count(DISTINCT event_id) FROM audit_records WHERE tenant_id = $1", e.tenant).Scan(&ids); err != nil || ids != total {
+		t.Fatalf("%d distinct event ids in the audit trail, want %d (%v)", ids, total, err)
+	}
+	eventually(t, "analytics counts every posted and rejected transfer", func() bool {
+		var n [2]int64
+		for i, typ := range []string{holdfast.EventTransferPosted, holdfast.EventTransferRejected} {
+			rs, err := e.analytics.ListRollups(t.Context(), e.tenant, holdfast.RollupFilter{
+				From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Type: typ})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rs {
+				n[i] += r.Count
+			}
+		}
+		return n == [2]int64{posted, rejected}
+	})
 }

@@ -37,8 +37,10 @@ type GroupConfig struct {
 	Name string
 	// Stream is the events stream.
 	Stream StreamConfig
-	// MaxBatch is the most events fetched and applied at once (Kafka's
-	// max.poll.records). Default 200.
+	// MaxBatch is the most messages fetched at once (Kafka's
+	// max.poll.records), and the most events applied in one transaction,
+	// but for a message that holds more (a group-commit batch's events,
+	// applied whole). Default 200.
 	MaxBatch int
 	// AckWait is how long a delivered event may stay unacknowledged before
 	// the server delivers it again (Kafka's max.poll.interval.ms); a batch
@@ -282,27 +284,57 @@ func (g *Group) work(ctx context.Context) {
 // A stop does not cut it short: it runs under its own ApplyTimeout.
 func (g *Group) handle(stopping context.Context, msgs []njs.Msg) {
 	start := g.cfg.Now()
-	batch := make([]holdfast.EventDelivery, 0, len(msgs))
-	keep := msgs[:0:0]
+	// Read every message; a message holds one event or a group-commit
+	// batch's, and is applied whole. A message delivered twice in one fetch
+	// is applied once (the record of applied sequences would skip it anyway).
+	type parsed struct {
+		ms     []njs.Msg // the message, and any other delivery of it in this fetch
+		events []holdfast.EventDelivery
+	}
+	var list []parsed
+	seen := make(map[uint64]int, len(msgs)) // sequence → index in list
 	for _, m := range msgs {
-		d, err := ParseDelivery(m)
+		ds, err := ParseDelivery(m)
 		if err != nil {
 			// Not an event of ours: nothing could ever apply it.
 			g.cfg.Logger.Error("consumer: unreadable event terminated", "group", g.cfg.Name, "err", err)
 			m.TermWithReason("unreadable event")
 			continue
 		}
-		batch = append(batch, d)
-		keep = append(keep, m)
+		if i, ok := seen[ds[0].Seq]; ok {
+			list[i].ms = append(list[i].ms, m) // acknowledged or given back with the first
+			continue
+		}
+		seen[ds[0].Seq] = len(list)
+		list = append(list, parsed{[]njs.Msg{m}, ds})
 	}
-	msgs = keep
-	if len(batch) == 0 {
-		return
+	// Apply in chunks of about MaxBatch events, whole messages each.
+	for len(list) > 0 {
+		var chunk []njs.Msg
+		var batch []holdfast.EventDelivery
+		for len(list) > 0 && (len(batch) == 0 || len(batch)+len(list[0].events) <= g.cfg.MaxBatch) {
+			chunk = append(chunk, list[0].ms...)
+			batch = append(batch, list[0].events...)
+			list = list[1:]
+		}
+		var rest []njs.Msg
+		for _, p := range list {
+			rest = append(rest, p.ms...)
+		}
+		if !g.apply(stopping, start, chunk, batch, rest) {
+			return
+		}
+		start = g.cfg.Now()
 	}
+}
 
+// apply applies one chunk of a fetched batch and acknowledges its messages.
+// If it fails, it gives them back, with the rest of the batch, and returns
+// false.
+func (g *Group) apply(stopping context.Context, start time.Time, msgs []njs.Msg, batch []holdfast.EventDelivery, rest []njs.Msg) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(stopping), g.cfg.ApplyTimeout)
 	defer cancel()
-	stopBeat := g.heartbeat(msgs)
+	stopBeat := g.heartbeat(append(msgs[:len(msgs):len(msgs)], rest...))
 	err := g.slowDownstream(ctx, stopping, len(batch))
 	if err == nil {
 		err = g.applier.ApplyEvents(ctx, batch)
@@ -313,13 +345,14 @@ func (g *Group) handle(stopping context.Context, msgs []njs.Msg) {
 			m.Ack() // a lost ack only means a redelivery, which changes nothing
 		}
 		g.metrics.applied(g.cfg.Name, len(batch), g.cfg.Now().Sub(start))
-		return
+		return true
 	}
+	msgs = append(msgs, rest...)
 	if errors.Is(err, errStopping) {
 		for _, m := range msgs {
 			m.Nak()
 		}
-		return
+		return false
 	}
 	if Overwhelmed(err) {
 		until := g.cfg.Now().Add(g.cfg.Cooldown)
@@ -334,7 +367,7 @@ func (g *Group) handle(stopping context.Context, msgs []njs.Msg) {
 		for _, m := range msgs {
 			m.NakWithDelay(g.cfg.Cooldown)
 		}
-		return
+		return false
 	}
 	g.cfg.Logger.Error("consumer apply; the batch will be delivered again", "group", g.cfg.Name, "err", err)
 	g.metrics.failed(g.cfg.Name)
@@ -342,6 +375,7 @@ func (g *Group) handle(stopping context.Context, msgs []njs.Msg) {
 	for _, m := range msgs {
 		m.NakWithDelay(time.Second + rand.N(2*time.Second))
 	}
+	return false
 }
 
 var errStopping = errors.New("stopping")

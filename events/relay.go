@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -17,11 +18,12 @@ import (
 
 // Outbox is the relay's view of the transactional outbox (postgres.DB).
 type Outbox interface {
-	// RelayOutbox claims up to limit rows above sequence after that no other
-	// relay holds, passes their events to publish and deletes them if it
-	// returns nil, in one transaction. It returns how many it relayed and
-	// the highest sequence among them.
-	RelayOutbox(ctx context.Context, after int64, limit int, publish func(context.Context, []holdfast.Event) error) (int, int64, error)
+	// RelayOutbox claims rows above sequence after that no other relay
+	// holds, up to limit events (at least one row), passes them to publish
+	// (a message a row) and deletes them if it returns nil, in one
+	// transaction. It returns how many events it relayed, the highest
+	// sequence among them, and whether more rows were waiting past limit.
+	RelayOutbox(ctx context.Context, after int64, limit int, publish func(context.Context, []holdfast.OutboxMessage) error) (int, int64, bool, error)
 	// ListenOutbox calls wake on every commit into the outbox until ctx ends.
 	ListenOutbox(ctx context.Context, wake func()) error
 }
@@ -32,7 +34,8 @@ type RelayConfig struct {
 	Stream StreamConfig
 	// JobsSubject is where job messages (outbox topic "jobs") go. Default "jobs.receipts".
 	JobsSubject string
-	// Batch is the most events claimed and published at once. Default 500.
+	// Batch is the most events claimed and published at once (a row of more
+	// is published alone). Default 2000.
 	Batch int
 	// Poll is how often the relay sweeps the whole outbox, whether or not a
 	// notification woke it. Default 1s.
@@ -64,7 +67,7 @@ func (c RelayConfig) WithDefaults() RelayConfig {
 		c.JobsSubject = "jobs.receipts"
 	}
 	if c.Batch == 0 {
-		c.Batch = 500
+		c.Batch = 2000
 	}
 	if c.Poll == 0 {
 		c.Poll = time.Second
@@ -177,9 +180,9 @@ func (r *Relay) relay(ctx context.Context) {
 		if backoff > 0 && !lifecycle.Sleep(ctx, backoff) {
 			return
 		}
-		// Drain: a full batch means there is probably more, above it.
+		// Drain: go on while rows were left past the round's limit.
 		for ctx.Err() == nil {
-			n, top, err := r.outbox.RelayOutbox(ctx, after, r.cfg.Batch, r.publish)
+			n, top, more, err := r.outbox.RelayOutbox(ctx, after, r.cfg.Batch, r.publish)
 			r.relayed.Add(float64(n))
 			if err != nil {
 				if ctx.Err() == nil {
@@ -192,7 +195,7 @@ func (r *Relay) relay(ctx context.Context) {
 			}
 			backoff = 0
 			r.advance(time.Now(), top)
-			if n < r.cfg.Batch {
+			if !more {
 				break
 			}
 			after = top
@@ -223,29 +226,43 @@ func (r *Relay) advance(now time.Time, top int64) {
 // RelayOnce relays one batch from the start of the outbox and returns how
 // many events it moved.
 func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
-	n, _, err := r.outbox.RelayOutbox(ctx, 0, r.cfg.Batch, r.publish)
+	n, _, _, err := r.outbox.RelayOutbox(ctx, 0, r.cfg.Batch, r.publish)
 	r.relayed.Add(float64(n))
 	return n, err
 }
 
-// publish stores the events in the stream, waiting for every ack.
-func (r *Relay) publish(ctx context.Context, events []holdfast.Event) error {
+// publish stores the messages in the stream, waiting for every ack. A
+// message of several events carries their envelopes one a line, marked by
+// BatchHeader: they share a tenant and a type, and so the subject.
+func (r *Relay) publish(ctx context.Context, msgs []holdfast.OutboxMessage) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.AckTimeout)
 	defer cancel()
-	futures := make([]njs.PubAckFuture, 0, len(events))
-	var buf []byte
-	for i := range events {
-		e := &events[i]
-		var msg *nats.Msg
-		if e.Topic == holdfast.TopicJobs {
-			msg = &nats.Msg{Subject: r.cfg.JobsSubject, Data: e.Data}
-		} else {
-			buf = appendEvent(buf[:0], e)
-			msg = &nats.Msg{Subject: r.cfg.Stream.Subject(e.TenantID, e.Type), Data: append([]byte(nil), buf...)}
+	futures := make([]njs.PubAckFuture, 0, len(msgs))
+	for i := range msgs {
+		m := &msgs[i]
+		if len(m.Events) == 0 {
+			continue
 		}
-		f, err := r.js.PublishMsgAsync(msg, njs.WithMsgID(e.ID))
+		first := &m.Events[0]
+		var msg *nats.Msg
+		if first.Topic == holdfast.TopicJobs {
+			msg = &nats.Msg{Subject: r.cfg.JobsSubject, Data: first.Data}
+		} else {
+			var data []byte
+			for j := range m.Events {
+				if j > 0 {
+					data = append(data, '\n')
+				}
+				data = appendEvent(data, &m.Events[j])
+			}
+			msg = &nats.Msg{Subject: r.cfg.Stream.Subject(first.TenantID, first.Type), Data: data}
+			if len(m.Events) > 1 {
+				msg.Header = nats.Header{BatchHeader: []string{strconv.Itoa(len(m.Events))}}
+			}
+		}
+		f, err := r.js.PublishMsgAsync(msg, njs.WithMsgID(m.ID))
 		if err != nil {
-			return fmt.Errorf("publish event %s: %w", e.ID, err)
+			return fmt.Errorf("publish message %s: %w", m.ID, err)
 		}
 		futures = append(futures, f)
 	}

@@ -132,16 +132,16 @@ func (a *Admin) ListConsumers(ctx context.Context) ([]*holdfast.ConsumerStatus, 
 		s := &holdfast.ConsumerStatus{
 			Name: g.Name(), Pending: info.NumPending, InFlight: info.NumAckPending, Redelivered: info.NumRedelivered,
 			LastApplied: int64(st.LastApplied), StreamLast: sinfo.State.LastSeq,
-			LagEvents: info.NumPending + uint64(info.NumAckPending),
-			Paused:    st.PausedAt(a.now()), PauseReason: st.PauseReason,
+			LagMessages: info.NumPending + uint64(info.NumAckPending),
+			Paused:      st.PausedAt(a.now()), PauseReason: st.PauseReason,
 			AckWait: cfg.AckWait.String(), MaxBatch: cfg.MaxBatch, MaxAckPending: cfg.MaxAckPending,
 		}
 		if st.PausedUntil != nil && a.now().Before(*st.PausedUntil) {
 			u := st.PausedUntil.UTC()
 			s.PausedUntil = &u
 		}
-		if s.LagEvents > 0 {
-			// The oldest unacknowledged event is the first after the ack floor
+		if s.LagMessages > 0 {
+			// The oldest unacknowledged message is the first after the ack floor
 			// (or the first still in the stream, if older ones aged out).
 			seq := max(info.AckFloor.Stream+1, sinfo.State.FirstSeq)
 			if m, err := stream.GetMsg(ctx, seq); err == nil {
@@ -187,11 +187,11 @@ func (a *Admin) Collector(logger *slog.Logger) prometheus.Collector {
 }
 
 var (
-	lagEventsDesc   = prometheus.NewDesc("holdfast_consumer_lag_events", "Events a consumer group has not acknowledged.", []string{"group"}, nil)
-	lagSecondsDesc  = prometheus.NewDesc("holdfast_consumer_lag_seconds", "Age of the oldest event a consumer group has not acknowledged.", []string{"group"}, nil)
-	pendingDesc     = prometheus.NewDesc("holdfast_consumer_pending", "Events not yet delivered to a consumer group.", []string{"group"}, nil)
-	inFlightDesc    = prometheus.NewDesc("holdfast_consumer_in_flight", "Events delivered to a consumer group and not yet acknowledged.", []string{"group"}, nil)
-	redeliveredDesc = prometheus.NewDesc("holdfast_consumer_redelivered", "Unacknowledged events delivered more than once.", []string{"group"}, nil)
+	lagMessagesDesc = prometheus.NewDesc("holdfast_consumer_lag_messages", "Stream messages a consumer group has not acknowledged (a message holds one event, or the events of one tenant and type from one group-commit batch).", []string{"group"}, nil)
+	lagSecondsDesc  = prometheus.NewDesc("holdfast_consumer_lag_seconds", "Age of the oldest message a consumer group has not acknowledged.", []string{"group"}, nil)
+	pendingDesc     = prometheus.NewDesc("holdfast_consumer_pending", "Messages not yet delivered to a consumer group.", []string{"group"}, nil)
+	inFlightDesc    = prometheus.NewDesc("holdfast_consumer_in_flight", "Messages delivered to a consumer group and not yet acknowledged.", []string{"group"}, nil)
+	redeliveredDesc = prometheus.NewDesc("holdfast_consumer_redelivered", "Unacknowledged messages delivered more than once.", []string{"group"}, nil)
 	lastAppliedDesc = prometheus.NewDesc("holdfast_consumer_last_applied_seq", "Highest stream sequence a consumer group applied.", []string{"group"}, nil)
 )
 
@@ -201,7 +201,7 @@ type lagCollector struct {
 }
 
 func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{lagEventsDesc, lagSecondsDesc, pendingDesc, inFlightDesc, redeliveredDesc, lastAppliedDesc} {
+	for _, d := range []*prometheus.Desc{lagMessagesDesc, lagSecondsDesc, pendingDesc, inFlightDesc, redeliveredDesc, lastAppliedDesc} {
 		ch <- d
 	}
 }
@@ -217,7 +217,7 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for _, s := range list {
-		ch <- prometheus.MustNewConstMetric(lagEventsDesc, prometheus.GaugeValue, float64(s.LagEvents), s.Name)
+		ch <- prometheus.MustNewConstMetric(lagMessagesDesc, prometheus.GaugeValue, float64(s.LagMessages), s.Name)
 		ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, s.LagSeconds, s.Name)
 		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(s.Pending), s.Name)
 		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(s.InFlight), s.Name)

@@ -10,9 +10,11 @@
 package events
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	njs "github.com/nats-io/nats.go/jetstream"
@@ -99,15 +101,33 @@ func EnsureStream(ctx context.Context, js njs.JetStream, cfg StreamConfig) (njs.
 	return s, nil
 }
 
-// ParseDelivery reads a delivered message: its stream sequence and envelope.
-func ParseDelivery(m njs.Msg) (holdfast.EventDelivery, error) {
+// BatchHeader marks a stream message that holds several events: the
+// events of one tenant and type that a group-commit batch wrote, their
+// envelopes one a line (each compact JSON, so without a newline). Its
+// value is their number. A message without it holds one envelope as is.
+const BatchHeader = "Holdfast-Batch"
+
+// ParseDelivery reads a delivered message: its stream sequence and its
+// events' envelopes.
+func ParseDelivery(m njs.Msg) ([]holdfast.EventDelivery, error) {
 	meta, err := m.Metadata()
 	if err != nil {
-		return holdfast.EventDelivery{}, fmt.Errorf("events: message metadata: %w", err)
+		return nil, fmt.Errorf("events: message metadata: %w", err)
 	}
-	d := holdfast.EventDelivery{Seq: meta.Sequence.Stream, Raw: m.Data()}
-	if err := unmarshalEvent(d.Raw, &d.Event); err != nil {
-		return d, fmt.Errorf("events: message %d: %w", d.Seq, err)
+	seq := meta.Sequence.Stream
+	lines := [][]byte{m.Data()}
+	if h := m.Headers().Get(BatchHeader); h != "" {
+		lines = bytes.Split(m.Data(), []byte{'\n'})
+		if n, err := strconv.Atoi(h); err != nil || n != len(lines) {
+			return nil, fmt.Errorf("events: message %d: %s %q, but %d lines", seq, BatchHeader, h, len(lines))
+		}
 	}
-	return d, nil
+	out := make([]holdfast.EventDelivery, len(lines))
+	for i, line := range lines {
+		out[i] = holdfast.EventDelivery{Seq: seq, Index: i, Raw: line}
+		if err := unmarshalEvent(line, &out[i].Event); err != nil {
+			return nil, fmt.Errorf("events: message %d, event %d: %w", seq, i, err)
+		}
+	}
+	return out, nil
 }

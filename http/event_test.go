@@ -220,7 +220,7 @@ func TestAdminConsumers(t *testing.T) {
 		for _, g := range m["data"].([]any) {
 			g := g.(map[string]any)
 			if g["name"] == "audit" {
-				return g["pending"].(float64) >= 10 && g["lag_events"].(float64) >= 10 && g["paused"] == true
+				return g["pending"].(float64) >= 10 && g["lag_messages"].(float64) >= 10 && g["paused"] == true
 			}
 		}
 		return false
@@ -231,7 +231,7 @@ func TestAdminConsumers(t *testing.T) {
 		for _, g := range m["data"].([]any) {
 			g := g.(map[string]any)
 			if g["name"] == "audit" {
-				return g["lag_events"].(float64) == 0 && g["paused"] == false
+				return g["lag_messages"].(float64) == 0 && g["paused"] == false
 			}
 		}
 		return false

@@ -462,7 +462,7 @@ func AdminTarget(url, key string, admin *events.Admin, pool *pgxpool.Pool) *Even
 			}
 			var lag int64
 			for _, c := range list {
-				lag = max(lag, int64(c.LagEvents))
+				lag = max(lag, int64(c.LagMessages))
 			}
 			return lag, nil
 		},

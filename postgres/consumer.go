@@ -100,8 +100,9 @@ func (s *ConsumerStore) Prune(ctx context.Context, name string, floor uint64) er
 }
 
 // applyOnce runs effect in one transaction with the record of the batch's
-// sequences; effect is given only the deliveries the group has not applied
-// before, so a redelivery changes nothing. On a deadlock it runs again.
+// sequences (one a stream message, whatever number of events it holds);
+// effect is given only the deliveries the group has not applied before, so
+// a redelivery changes nothing. On a deadlock it runs again.
 func (s *ConsumerStore) applyOnce(ctx context.Context, name string, batch []holdfast.EventDelivery,
 	effect func(ctx context.Context, tx pgx.Tx, fresh []holdfast.EventDelivery) error) error {
 	seqs := make([]int64, len(batch))
@@ -128,11 +129,16 @@ func (s *ConsumerStore) applyOnce(ctx context.Context, name string, batch []hold
 			for _, s := range fresh {
 				isFresh[s] = true
 			}
-			todo := make([]holdfast.EventDelivery, 0, len(fresh))
+			// Every event of a fresh message (sequence), each once: a
+			// message twice in one batch applies once.
+			todo := make([]holdfast.EventDelivery, 0, len(batch))
+			type pos struct{ seq, index int64 }
+			taken := make(map[pos]bool, len(batch))
 			for _, d := range batch {
-				if isFresh[int64(d.Seq)] {
+				p := pos{int64(d.Seq), int64(d.Index)}
+				if isFresh[p.seq] && !taken[p] {
 					todo = append(todo, d)
-					delete(isFresh, int64(d.Seq)) // a sequence twice in one batch applies once
+					taken[p] = true
 				}
 			}
 			if err := effect(ctx, tx, todo); err != nil {

@@ -13,13 +13,22 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
-// outboxEvent is an event on its way into the outbox, written in the same
-// transaction as the change it reports.
+// outboxEvent is an outbox row on its way in, written in the same
+// transaction as the change it reports: one event (id, data), or, when
+// packed is set, the events of one tenant and type that a group-commit batch
+// wrote (id is then the row's own, the stream message's deduplication id).
 type outboxEvent struct {
 	id, tenantID, typ string
 	topic             string // holdfast.TopicEvents when empty
 	occurredAt        time.Time
 	data              []byte
+	packed            []packedEvent
+}
+
+// packedEvent is one event of a packed outbox row.
+type packedEvent struct {
+	id   string
+	data []byte
 }
 
 // newOutboxEvent returns the event of a change, its data encoded as JSON.
@@ -28,19 +37,92 @@ func newOutboxEvent(tenantID, typ string, at time.Time, data any) (outboxEvent, 
 	if err != nil {
 		return outboxEvent{}, fmt.Errorf("encode %s event: %w", typ, err)
 	}
-	return outboxEvent{id: uuid.Must(uuid.NewV7()).String(), tenantID: tenantID, typ: typ, occurredAt: at, data: b}, nil
+	return outboxEvent{id: newEventID(), tenantID: tenantID, typ: typ, occurredAt: at, data: b}, nil
 }
 
-// queueOutbox inserts the events with one statement.
+func newEventID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// Bounds of a packed outbox row, so that its stream message stays well
+// under NATS's default 1 MB payload limit: the envelope adds ~250 bytes to
+// each event's data.
+const (
+	maxPackedEvents = 1000
+	maxPackedBytes  = 256 << 10
+)
+
+// packer groups a batch's events into packed outbox rows, one per tenant
+// and type (more if a row would pass its bounds), keeping their order.
+type packer struct {
+	at   time.Time
+	rows []outboxEvent
+	open map[[2]string]int // (tenant, type) → index of its row being filled
+	size map[[2]string]int // bytes of data in that row
+}
+
+func newPacker(at time.Time) *packer {
+	return &packer{at: at, open: map[[2]string]int{}, size: map[[2]string]int{}}
+}
+
+// add encodes data as the next event of tenant and type.
+func (p *packer) add(tenantID, typ string, data any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("encode %s event: %w", typ, err)
+	}
+	k := [2]string{tenantID, typ}
+	i, ok := p.open[k]
+	if !ok || len(p.rows[i].packed) >= maxPackedEvents || p.size[k]+len(b) > maxPackedBytes {
+		i = len(p.rows)
+		p.rows = append(p.rows, outboxEvent{id: newEventID(), tenantID: tenantID, typ: typ, occurredAt: p.at})
+		p.open[k], p.size[k] = i, 0
+	}
+	p.rows[i].packed = append(p.rows[i].packed, packedEvent{id: newEventID(), data: b})
+	p.size[k] += len(b)
+	return nil
+}
+
+// done returns the rows; a row of one event is written as a single event.
+func (p *packer) done() []outboxEvent {
+	for i, r := range p.rows {
+		if len(r.packed) == 1 {
+			p.rows[i].id, p.rows[i].data, p.rows[i].packed = r.packed[0].id, r.packed[0].data, nil
+		}
+	}
+	return p.rows
+}
+
+// queueOutbox inserts the rows: the single events with one statement, each
+// packed row with one of its own.
 func queueOutbox(b *pgx.Batch, events []outboxEvent) {
-	if len(events) == 0 {
+	var single []outboxEvent
+	for _, e := range events {
+		if e.packed == nil {
+			single = append(single, e)
+			continue
+		}
+		ids, data := make([]string, len(e.packed)), make([][]byte, len(e.packed))
+		for i, pe := range e.packed {
+			ids[i], data[i] = pe.id, pe.data
+		}
+		b.Queue(`INSERT INTO outbox (id, tenant_id, type, occurred_at, data, topic, event_ids, event_data)
+			VALUES ($1, $2, $3, $4, '', $5, $6, $7)`,
+			e.id, e.tenantID, e.typ, e.occurredAt, topicOf(e), uuids(ids), data)
+	}
+	if len(single) == 0 {
 		return
 	}
-	q := insertOutboxSQL(events)
+	q := insertOutboxSQL(single)
 	b.Queue(q.SQL, q.Arguments...)
 }
 
-// insertOutbox inserts the events in tx.
+func topicOf(e outboxEvent) string {
+	if e.topic == "" {
+		return holdfast.TopicEvents
+	}
+	return e.topic
+}
+
+// insertOutbox inserts single events in tx.
 func insertOutbox(ctx context.Context, tx pgx.Tx, events ...outboxEvent) error {
 	if len(events) == 0 {
 		return nil
@@ -57,10 +139,7 @@ func insertOutboxSQL(events []outboxEvent) *pgx.QueuedQuery {
 	ids, tenants, types, at, data := make([]string, n), make([]string, n), make([]string, n), make([]time.Time, n), make([][]byte, n)
 	topics := make([]string, n)
 	for i, e := range events {
-		ids[i], tenants[i], types[i], at[i], data[i], topics[i] = e.id, e.tenantID, e.typ, e.occurredAt, e.data, e.topic
-		if topics[i] == "" {
-			topics[i] = holdfast.TopicEvents
-		}
+		ids[i], tenants[i], types[i], at[i], data[i], topics[i] = e.id, e.tenantID, e.typ, e.occurredAt, e.data, topicOf(e)
 	}
 	return &pgx.QueuedQuery{
 		SQL: `INSERT INTO outbox (id, tenant_id, type, occurred_at, data, topic)
@@ -72,13 +151,15 @@ func insertOutboxSQL(events []outboxEvent) *pgx.QueuedQuery {
 // OutboxChannel is the channel every insert into the outbox notifies.
 const OutboxChannel = "holdfast_outbox"
 
-// RelayOutbox claims up to limit of the oldest unclaimed outbox rows whose
-// sequence is above after (rows another relay holds are skipped, not waited
-// for), hands their events to publish, and deletes them once publish
-// returns nil, all in one transaction. If publish fails, or the process
-// dies before the commit, the rows stay and are published again: publish
-// must be idempotent (JetStream deduplicates by the event id). Returns the
-// number of events relayed and the highest sequence among them (0 if none).
+// RelayOutbox claims the oldest unclaimed outbox rows whose sequence is above
+// after (rows another relay holds are skipped, not waited for), up to limit
+// events (at least one row, whatever it holds), hands them to publish as one
+// message a row, and deletes them once publish returns nil, all in one
+// transaction. If publish fails, or the process dies before the commit, the
+// rows stay and are published again: publish must be idempotent (JetStream
+// deduplicates by the message id). Returns the number of events relayed, the
+// highest sequence among them (0 if none), and whether more rows were
+// waiting past the limit.
 //
 // after exists because the outbox is a queue table: every relayed row
 // leaves a dead index entry at the head of the sequence index until VACUUM,
@@ -86,49 +167,86 @@ const OutboxChannel = "holdfast_outbox"
 // most expensive statement of a transfer (16 ms a round at 10,000
 // transfers/s); a relay that starts its scan just behind what it relayed
 // recently reads only the live tail.
-func (db *DB) RelayOutbox(ctx context.Context, after int64, limit int, publish func(context.Context, []holdfast.Event) error) (int, int64, error) {
+func (db *DB) RelayOutbox(ctx context.Context, after int64, limit int, publish func(context.Context, []holdfast.OutboxMessage) error) (int, int64, bool, error) {
 	// Background work waits its turn for a connection, however busy the
 	// pool: failing fast is for requests, and a relay that gives up only delays.
 	tx, err := db.Pool.Begin(Patient(ctx))
 	if err != nil {
-		return 0, 0, fmt.Errorf("relay outbox: %w", err)
+		return 0, 0, false, fmt.Errorf("relay outbox: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	// Claim and delete in one statement: the rows come back only if publish
-	// fails or the process dies before the commit (the transaction rolls back).
-	rows, _ := tx.Query(ctx, `DELETE FROM outbox WHERE seq IN (
-			SELECT seq FROM outbox WHERE seq > $2 ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED)
-		RETURNING seq, id, tenant_id, type, occurred_at, data, topic`, limit, after)
+	// Claim: lock up to limit rows, then take those that fit in limit events.
+	// The rows locked and not taken stay locked until the commit: another
+	// relay skips them, and this one takes them in its next round.
+	var seqs []int64
+	events, locked, full := 0, 0, false
+	rows, _ := tx.Query(ctx, `SELECT seq, coalesce(cardinality(event_ids), 1) FROM outbox
+		WHERE seq > $2 ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`, limit, after)
+	for rows.Next() {
+		var seq int64
+		var n int
+		if err := rows.Scan(&seq, &n); err != nil {
+			rows.Close()
+			return 0, 0, false, fmt.Errorf("relay outbox: %w", err)
+		}
+		locked++
+		if full = full || len(seqs) > 0 && events+n > limit; !full {
+			seqs = append(seqs, seq)
+			events += n
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return 0, 0, false, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
+	}
+	if len(seqs) == 0 {
+		return 0, 0, false, nil
+	}
+	more := locked > len(seqs) || locked == limit
+	rows, _ = tx.Query(ctx, `DELETE FROM outbox WHERE seq = ANY($1)
+		RETURNING seq, id, tenant_id, type, occurred_at, data, topic, event_ids, event_data`, seqs)
 	type claimed struct {
 		seq int64
-		e   holdfast.Event
+		m   holdfast.OutboxMessage
 	}
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (claimed, error) {
 		var c claimed
+		var e holdfast.Event
 		var data []byte
-		err := r.Scan(&c.seq, &c.e.ID, &c.e.TenantID, &c.e.Type, &c.e.OccurredAt, &data, &c.e.Topic)
-		c.e.Version, c.e.Source, c.e.Data, c.e.OccurredAt = holdfast.EventVersion, holdfast.SourceLedger, data, c.e.OccurredAt.UTC()
-		return c, err
+		var ids []string
+		var datas [][]byte
+		if err := r.Scan(&c.seq, &e.ID, &e.TenantID, &e.Type, &e.OccurredAt, &data, &e.Topic, &ids, &datas); err != nil {
+			return c, err
+		}
+		e.Version, e.Source, e.OccurredAt = holdfast.EventVersion, holdfast.SourceLedger, e.OccurredAt.UTC()
+		c.m.ID = e.ID
+		if ids == nil {
+			e.Data = data
+			c.m.Events = []holdfast.Event{e}
+			return c, nil
+		}
+		c.m.Events = make([]holdfast.Event, len(ids))
+		for i := range ids {
+			c.m.Events[i] = e
+			c.m.Events[i].ID, c.m.Events[i].Data = ids[i], datas[i]
+		}
+		return c, nil
 	})
 	if err != nil {
-		return 0, 0, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
+		return 0, 0, false, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
 	}
-	if len(list) == 0 {
-		return 0, 0, nil
-	}
-	// DELETE … RETURNING does not promise the subquery's order: publish in seq order.
+	// DELETE … RETURNING does not promise any order: publish in seq order.
 	sort.Slice(list, func(i, j int) bool { return list[i].seq < list[j].seq })
-	events := make([]holdfast.Event, len(list))
+	msgs := make([]holdfast.OutboxMessage, len(list))
 	for i, c := range list {
-		events[i] = c.e
+		msgs[i] = c.m
 	}
-	if err := publish(ctx, events); err != nil {
-		return 0, 0, err
+	if err := publish(ctx, msgs); err != nil {
+		return 0, 0, false, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, 0, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
+		return 0, 0, false, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
 	}
-	return len(events), list[len(list)-1].seq, nil
+	return events, list[len(list)-1].seq, more, nil
 }
 
 // ListenOutbox calls wake whenever an insert into the outbox commits, until

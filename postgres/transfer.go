@@ -249,27 +249,25 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	return nil
 }
 
-// transferEvents returns the outbox events of a batch: one transfer.posted
-// per transfer created, one transfer.rejected per request the ledger refused.
+// transferEvents returns the outbox rows of a batch: one transfer.posted
+// per transfer created and one transfer.rejected per request the ledger
+// refused, packed into one row per tenant and type (see packer).
 func transferEvents(posted []*holdfast.Transfer, rejected []*transferRequest, now time.Time) ([]outboxEvent, error) {
-	events := make([]outboxEvent, 0, len(posted)+len(rejected))
+	p := newPacker(now)
 	for _, t := range posted {
-		e, err := newOutboxEvent(t.TenantID, holdfast.EventTransferPosted, now, t)
-		if err != nil {
+		if err := p.add(t.TenantID, holdfast.EventTransferPosted, t); err != nil {
 			return nil, err
 		}
-		events = append(events, e)
 	}
 	for _, r := range rejected {
-		e, err := newOutboxEvent(r.tenantID, holdfast.EventTransferRejected, now, rejection{
+		err := p.add(r.tenantID, holdfast.EventTransferRejected, rejection{
 			Code: holdfast.ErrorCode(r.err), Detail: holdfast.ErrorMessage(r.err), Linked: r.linked, Transfers: r.in,
 		})
 		if err != nil {
 			return nil, err
 		}
-		events = append(events, e)
 	}
-	return events, nil
+	return p.done(), nil
 }
 
 // rejection is the data of a transfer.rejected event.

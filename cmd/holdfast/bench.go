@@ -264,7 +264,7 @@ func (m *Main) drainEvents(ctx context.Context) error {
 				return err
 			}
 			for _, g := range groups {
-				lag += g.LagEvents
+				lag += g.LagMessages
 			}
 		}
 		if outbox == 0 && lag == 0 {

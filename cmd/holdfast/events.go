@@ -18,7 +18,7 @@ type EventConfig struct {
 	MaxAge        time.Duration // --events-max-age: how long events are kept; default 168h
 	Duplicates    time.Duration // --events-duplicate-window: an event id is stored once within it; default 10m
 	Window        int           // --events-window: client events in flight to the stream from this process; default 16384
-	Batch         int           // --consumer-batch: events per consumer batch (max.poll.records); default 200
+	Batch         int           // --consumer-batch: messages per fetch, events per transaction (max.poll.records); default 200
 	AckWait       time.Duration // --consumer-ack-wait: redelivery after this without an ack or heartbeat; default 30s
 	MaxAckPending int           // --consumer-max-ack-pending: a group's unacknowledged events, across replicas; default 1000
 	Workers       int           // --consumer-workers: batches a group works on at once in this replica; default 1
@@ -38,7 +38,7 @@ func eventFlags(fs *flag.FlagSet, c *EventConfig) {
 	fs.DurationVar(&c.MaxAge, "events-max-age", envDuration("HOLDFAST_EVENTS_MAX_AGE", c.MaxAge), "how long the events stream keeps events (env HOLDFAST_EVENTS_MAX_AGE)")
 	fs.DurationVar(&c.Duplicates, "events-duplicate-window", envDuration("HOLDFAST_EVENTS_DUPLICATE_WINDOW", c.Duplicates), "an event id (a relay's republish, a client's retry of POST /v1/events) is stored once within this window; the stream server keeps every id of the window in memory, ~140 bytes each (env HOLDFAST_EVENTS_DUPLICATE_WINDOW)")
 	fs.IntVar(&c.Window, "events-window", envInt("HOLDFAST_EVENTS_WINDOW", c.Window), "client events this process may have on their way to the stream; beyond, POST /v1/events gets 503 (env HOLDFAST_EVENTS_WINDOW)")
-	fs.IntVar(&c.Batch, "consumer-batch", envInt("HOLDFAST_CONSUMER_BATCH", c.Batch), "events a consumer group fetches and applies at once (env HOLDFAST_CONSUMER_BATCH)")
+	fs.IntVar(&c.Batch, "consumer-batch", envInt("HOLDFAST_CONSUMER_BATCH", c.Batch), "messages a consumer group fetches at once, and events it applies in one transaction (a message of a group-commit batch's events is applied whole) (env HOLDFAST_CONSUMER_BATCH)")
 	fs.DurationVar(&c.AckWait, "consumer-ack-wait", envDuration("HOLDFAST_CONSUMER_ACK_WAIT", c.AckWait), "an unacknowledged batch is delivered again after this, unless its worker sends heartbeats (env HOLDFAST_CONSUMER_ACK_WAIT)")
 	fs.IntVar(&c.MaxAckPending, "consumer-max-ack-pending", envInt("HOLDFAST_CONSUMER_MAX_ACK_PENDING", c.MaxAckPending), "events delivered to a group and not yet acknowledged, across all replicas (env HOLDFAST_CONSUMER_MAX_ACK_PENDING)")
 	fs.IntVar(&c.Workers, "consumer-workers", envInt("HOLDFAST_CONSUMER_WORKERS", c.Workers), "batches each group works on at once in this replica (env HOLDFAST_CONSUMER_WORKERS)")
