@@ -67,7 +67,8 @@ type GroupConfig struct {
 	Delay time.Duration
 	// Yield, if set, reports that the service's request path is under
 	// pressure (the ledger writer's queue is deep). While it does, the group
-	// waits YieldDelay before each fetch: the requests get the cores, the
+	// waits YieldDelay before each fetch (and each transaction of a fetch
+	// that needs several): the requests get the cores, the
 	// log absorbs the events (lag grows, and shows it), and the group
 	// catches up once the pressure is gone. It still applies a batch per
 	// YieldDelay, so it is slowed, never stopped. Default nil: never yields.
@@ -308,8 +309,32 @@ func (g *Group) handle(stopping context.Context, msgs []njs.Msg) {
 		seen[ds[0].Seq] = len(list)
 		list = append(list, parsed{[]njs.Msg{m}, ds})
 	}
-	// Apply in chunks of about MaxBatch events, whole messages each.
-	for len(list) > 0 {
+	// Apply in chunks of about MaxBatch events, whole messages each, with
+	// in-progress heartbeats for the messages not yet acknowledged, and a
+	// yield to the requests before every chunk after the first, as before
+	// every fetch.
+	var hmu sync.Mutex
+	var unacked []njs.Msg
+	for _, p := range list {
+		unacked = append(unacked, p.ms...)
+	}
+	stopBeat := lifecycle.Heartbeat(g.cfg.AckWait/3, func() {
+		hmu.Lock()
+		defer hmu.Unlock()
+		for _, m := range unacked {
+			m.InProgress()
+		}
+	})
+	defer stopBeat()
+	for first := true; len(list) > 0; first = false {
+		if !first && g.cfg.Yield != nil && g.cfg.Yield() && !lifecycle.Sleep(stopping, g.cfg.YieldDelay) {
+			for _, p := range list {
+				for _, m := range p.ms {
+					m.Nak()
+				}
+			}
+			return
+		}
 		var chunk []njs.Msg
 		var batch []holdfast.EventDelivery
 		for len(list) > 0 && (len(batch) == 0 || len(batch)+len(list[0].events) <= g.cfg.MaxBatch) {
@@ -324,6 +349,9 @@ func (g *Group) handle(stopping context.Context, msgs []njs.Msg) {
 		if !g.apply(stopping, start, chunk, batch, rest) {
 			return
 		}
+		hmu.Lock()
+		unacked = rest
+		hmu.Unlock()
 		start = g.cfg.Now()
 	}
 }
@@ -334,12 +362,10 @@ func (g *Group) handle(stopping context.Context, msgs []njs.Msg) {
 func (g *Group) apply(stopping context.Context, start time.Time, msgs []njs.Msg, batch []holdfast.EventDelivery, rest []njs.Msg) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(stopping), g.cfg.ApplyTimeout)
 	defer cancel()
-	stopBeat := g.heartbeat(append(msgs[:len(msgs):len(msgs)], rest...))
 	err := g.slowDownstream(ctx, stopping, len(batch))
 	if err == nil {
 		err = g.applier.ApplyEvents(ctx, batch)
 	}
-	stopBeat()
 	if err == nil {
 		for _, m := range msgs {
 			m.Ack() // a lost ack only means a redelivery, which changes nothing
@@ -395,16 +421,6 @@ func (g *Group) slowDownstream(ctx, stopping context.Context, n int) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// heartbeat tells the server, every third of AckWait, that the batch is
-// still being worked on, until the returned func is called.
-func (g *Group) heartbeat(msgs []njs.Msg) (stop func()) {
-	return lifecycle.Heartbeat(g.cfg.AckWait/3, func() {
-		for _, m := range msgs {
-			m.InProgress()
-		}
-	})
 }
 
 // prune raises the group's floor to the consumer's acknowledgement floor

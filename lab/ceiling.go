@@ -34,9 +34,10 @@ func PrepareCeiling(ctx context.Context, pool *pgxpool.Pool) error {
 // allows and no HTTP, no queue, no per-request work: the ceiling that
 // Holdfast's group commit is compared with. One transaction that writes
 // what Holdfast's batch writes: lock the accounts in id order, store the
-// idempotency keys with their responses, insert transfers, entries and a
-// transfer.posted outbox event each (the event log's contract: the event is
-// written with the change; see PrepareCeiling), update each balance once, commit. It skips a transfer that
+// idempotency keys with their responses, insert transfers, entries and the
+// batch's transfer.posted events as one packed outbox row, as Holdfast's
+// writer does (the event log's contract: the event is written with the
+// change; see PrepareCeiling), update each balance once, commit. It skips a transfer that
 // would overdraw or names an account the tenant does not have, and returns
 // how many it applied.
 func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, batch []RawTransfer) (int, error) {
@@ -103,9 +104,12 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 		{`INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)
 			SELECT a, t, am, af, $5 FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[]) AS x(a, t, am, af)`,
 			[]any{postgres.UUIDs(eAcct), postgres.UUIDs(eTransfer), eAmount, eAfter, now}},
-		{`INSERT INTO lab_ceiling_outbox (id, tenant_id, type, occurred_at, data, topic)
-			SELECT e, $1, 'transfer.posted', $3, d, 'events' FROM unnest($2::uuid[], $4::bytea[]) AS x(e, d)`,
-			[]any{tenant, postgres.UUIDs(eventIDs), now, docs}},
+		{`INSERT INTO lab_ceiling_outbox (id, tenant_id, type, occurred_at, data, topic, event_ids, event_data)
+			VALUES ($1, $2, 'transfer.posted', $3, '', 'events', $4::uuid[], $5::bytea[])`,
+			[]any{uuid.Must(uuid.NewV7()).String(), tenant, now, postgres.UUIDs(eventIDs), docs}},
+	}
+	if len(eventIDs) == 0 {
+		steps = steps[:len(steps)-1] // no events: no outbox row
 	}
 	for _, s := range steps {
 		if _, err := tx.Exec(ctx, s.sql, s.args...); err != nil {
