@@ -310,15 +310,17 @@ func poolParam(u string, n int) string {
 }
 
 // batchStats returns a function that describes the group-commit batches
-// since its previous call.
+// since its previous call, and the events the relay moved into the stream
+// in how many messages.
 func batchStats(m *Main) func() string {
-	var lastCount, lastSize, lastSeconds float64
+	var lastCount, lastSize, lastSeconds, lastRelayed float64
+	var lastSeq uint64
 	return func() string {
 		families, err := m.Registry.Gather()
 		if err != nil {
 			return err.Error()
 		}
-		var count, size, seconds float64
+		var count, size, seconds, relayed float64
 		for _, f := range families {
 			for _, metric := range f.GetMetric() {
 				switch f.GetName() {
@@ -326,6 +328,8 @@ func batchStats(m *Main) func() string {
 					count, size = float64(metric.GetHistogram().GetSampleCount()), metric.GetHistogram().GetSampleSum()
 				case "holdfast_ledger_batch_seconds":
 					seconds = metric.GetHistogram().GetSampleSum()
+				case "holdfast_outbox_relayed_total":
+					relayed = metric.GetCounter().GetValue()
 				}
 			}
 		}
@@ -334,7 +338,19 @@ func batchStats(m *Main) func() string {
 		if dc == 0 {
 			return "no batches"
 		}
-		return fmt.Sprintf("group commit: %.0f batches, mean %.1f requests, mean %.2f ms each", dc, ds/dc, 1000*dt/dc)
+		line := fmt.Sprintf("group commit: %.0f batches, mean %.1f requests, mean %.2f ms each", dc, ds/dc, 1000*dt/dc)
+		if m.events != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if st, err := m.NATS.JS.Stream(ctx, m.events.stream.Name); err == nil {
+				if info, err := st.Info(ctx); err == nil {
+					line += fmt.Sprintf("; relayed meanwhile: %.0f events in %d stream messages",
+						relayed-lastRelayed, info.State.LastSeq-lastSeq)
+					lastRelayed, lastSeq = relayed, info.State.LastSeq
+				}
+			}
+		}
+		return line
 	}
 }
 
