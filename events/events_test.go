@@ -772,7 +772,14 @@ func TestLog_BatchedEvents(t *testing.T) {
 		errs <- err
 	}
 	go send(a, b, 1)
-	eventually(t, "the first batch taken", func() bool { return w.QueueDepth() == 0 })
+	eventually(t, "the first batch waiting for the lock", func() bool {
+		var n int
+		if err := e.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n == 1
+	})
 	for i := 1; i < posted; i++ {
 		go send(a, b, int64(i+1))
 	}

@@ -28,6 +28,20 @@ type WriterConfig struct {
 	// while another commits. Each has its own database connection, outside
 	// the request pool. Default 2.
 	Committers int
+	// OverlapDepth is how many requests must wait before a batch starts
+	// while another, younger than OverlapAfter, is committing. Below it they
+	// wait for the committing batch and then go in one batch: a batch's
+	// fixed cost (two round trips, planning, the commit) is shared by more
+	// requests, which leaves the cores more to spare below the peak
+	// (session 6: batches of 92 instead of 62 in the uniform open loop at
+	// 80% of the peak, p99 75.6–106.1 ms instead of 128.7–138.0). 1 starts
+	// a batch whenever a committer is free. Default 64.
+	OverlapDepth int
+	// OverlapAfter bounds that wait: once the committing batch is this old
+	// (a row lock held elsewhere, a slow commit), the next starts whatever
+	// waits, so a stuck batch does not hold up transfers between other
+	// accounts for longer. Default 20ms.
+	OverlapAfter time.Duration
 	// BatchTimeout bounds one batch's transaction. Default 10s.
 	BatchTimeout time.Duration
 	// MaxWait bounds the queueing delay a request is admitted to: submit
@@ -73,11 +87,17 @@ func (c WriterConfig) WithDefaults() WriterConfig {
 	if c.FullBatch == 0 {
 		c.FullBatch = 64
 	}
+	if c.OverlapDepth == 0 {
+		c.OverlapDepth = 64
+	}
+	if c.OverlapAfter == 0 {
+		c.OverlapAfter = 20 * time.Millisecond
+	}
 	return c
 }
 
 func (c WriterConfig) validate() error {
-	if c.MaxBatch < 1 || c.QueueSize < 1 || c.Committers < 1 || c.BatchTimeout <= 0 || c.MaxWait < 0 || c.FullBatch < 1 {
+	if c.MaxBatch < 1 || c.QueueSize < 1 || c.Committers < 1 || c.BatchTimeout <= 0 || c.MaxWait < 0 || c.FullBatch < 1 || c.OverlapDepth < 1 || c.OverlapAfter < 0 {
 		return errors.New("postgres: WriterConfig values must be positive")
 	}
 	return nil
@@ -121,10 +141,12 @@ type Writer struct {
 	// whose accounts a committing batch holds, so that two committers never
 	// wait for each other's row locks (which made the second wait out the
 	// first's commit, WAL flush included, and then commit alone).
-	bmu      sync.Mutex
-	busy     map[string]struct{} // accounts of the batches being committed
-	deferred []*transferRequest  // taken from the queue, waiting for their accounts; in arrival order
-	freed    chan struct{}       // closed (and replaced) whenever a batch gives its accounts back
+	bmu       sync.Mutex
+	busy      map[string]struct{} // accounts of the batches being committed
+	deferred  []*transferRequest  // taken from the queue, waiting for their accounts; in arrival order
+	freed     chan struct{}       // closed (and replaced) whenever a batch gives its accounts back
+	inFlight  int                 // batches being committed
+	lastStart time.Time           // when the latest of them started
 }
 
 // NewWriter puts a group-commit writer in front of svc: from Start on, every
@@ -307,15 +329,34 @@ func (w *Writer) run(ctx context.Context) {
 	}
 }
 
-// take waits for requests that no committing batch conflicts with and
+// take waits until a batch may start (no other is committing, or
+// OverlapDepth requests wait), then for requests that no committing batch
+// conflicts with, and
 // returns up to MaxBatch of them (set-aside ones first, then the queue's,
 // in arrival order), with the accounts they touch, now held. It returns nil
 // once ctx ends.
 func (w *Writer) take(ctx context.Context) ([]*transferRequest, map[string]struct{}) {
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		w.bmu.Lock()
-		batch, accounts := w.collect()
+		var batch []*transferRequest
+		var accounts map[string]struct{}
+		// While a young batch commits and few wait, let them wait for it.
+		var young time.Duration
+		if w.inFlight > 0 && w.waiting.Load() < int64(w.cfg.OverlapDepth) {
+			young = w.cfg.OverlapAfter - time.Since(w.lastStart)
+		}
+		if young <= 0 {
+			batch, accounts = w.collect()
+		}
 		if len(batch) > 0 {
+			w.inFlight++
+			w.lastStart = time.Now()
 			for id := range accounts {
 				w.busy[id] = struct{}{}
 			}
@@ -329,10 +370,20 @@ func (w *Writer) take(ctx context.Context) ([]*transferRequest, map[string]struc
 			queue = nil // enough set aside: wait for accounts, leave the rest queued (and the queue's bound felt)
 		}
 		w.bmu.Unlock()
+		var aged <-chan time.Time
+		if young > 0 {
+			if timer == nil {
+				timer = time.NewTimer(young)
+			} else {
+				timer.Reset(young)
+			}
+			aged = timer.C
+		}
 		select {
 		case <-ctx.Done():
 			return nil, nil
 		case <-freed:
+		case <-aged:
 		case r := <-queue:
 			w.bmu.Lock()
 			w.deferred = append(w.deferred, r) // collect takes it in its turn
@@ -396,6 +447,7 @@ func (w *Writer) conflicts(r *transferRequest) bool {
 // waiting for them.
 func (w *Writer) release(accounts map[string]struct{}) {
 	w.bmu.Lock()
+	w.inFlight--
 	for id := range accounts {
 		delete(w.busy, id)
 	}

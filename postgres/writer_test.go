@@ -8,6 +8,7 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // stuck is a group-commit writer whose committer is stuck: another
@@ -254,4 +255,52 @@ func TestWriter_ShedsByQueueDelay(t *testing.T) {
 	}
 	s.assertCredited(t, admit+1)
 	AssertLedgerConsistent(t, s.db, s.tenant)
+}
+
+// TestWriter_FewWaitForTheYoungBatch: while a batch commits and fewer than
+// OverlapDepth requests wait, no second batch starts before the first is
+// OverlapAfter old; the waiting requests then go in one batch. Here the
+// first batch is stuck on a row lock and OverlapAfter is an hour, so three
+// transfers between other accounts stay queued until the lock goes, and
+// then commit in one batch (two batches in all).
+func TestWriter_FewWaitForTheYoungBatch(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	s := setupStuck(t, postgres.WriterConfig{Committers: 2, OverlapDepth: 4, OverlapAfter: time.Hour, Registerer: reg})
+	first := s.submit(context.Background())
+	waitFor(t, func() bool { return lockWaiters(t, s.db) == 1 })
+
+	c := MustAccount(t, s.db, s.tenant, "USD", true)
+	d := MustAccount(t, s.db, s.tenant, "USD", true)
+	other := []holdfast.TransferCreate{{DebitAccountID: c.ID, CreditAccountID: d.ID, Amount: 5, Currency: "USD"}}
+	done := make(chan error, 3)
+	for range 3 {
+		go func() {
+			_, err := s.transfers.CreateTransfers(context.Background(), s.tenant, other, false)
+			done <- err
+		}()
+	}
+	waitFor(t, func() bool { return s.writer.QueueDepth() == 3 })
+	s.release()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "holdfast_ledger_batch_size" {
+			if n := f.GetMetric()[0].GetHistogram().GetSampleCount(); n != 2 {
+				t.Fatalf("%d batches, want 2 (the stuck one, then the three that waited for it)", n)
+			}
+			return
+		}
+	}
+	t.Fatal("no batch size metric")
 }
