@@ -234,6 +234,23 @@ func (c *crashingOutbox) RelayOutbox(ctx context.Context, after int64, limit int
 	})
 }
 
+// relayCrashingOnce runs one relay round of up to batch events that
+// publishes and then crashes before deleting the rows, and returns that
+// relay (its next rounds do not crash).
+func (e *env) relayCrashingOnce(t *testing.T, batch int) *events.Relay {
+	t.Helper()
+	crashing := &crashingOutbox{db: e.db}
+	crashing.crashes.Store(1)
+	r, err := events.NewRelay(crashing, e.nats.JS, events.RelayConfig{Stream: e.stream, Logger: quiet, Batch: batch})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.RelayOnce(t.Context()); !errors.Is(err, errCrash) {
+		t.Fatalf("first round: %v, want the crash", err)
+	}
+	return r
+}
+
 func (c *crashingOutbox) ListenOutbox(ctx context.Context, wake func()) error {
 	return c.db.ListenOutbox(ctx, wake)
 }
@@ -249,15 +266,7 @@ func TestRelay_CrashBetweenPublishAndDelete(t *testing.T) {
 	}
 	const want = 22 // two accounts, twenty transfers
 
-	crashing := &crashingOutbox{db: e.db}
-	crashing.crashes.Store(1)
-	r, err := events.NewRelay(crashing, e.nats.JS, events.RelayConfig{Stream: e.stream, Logger: quiet, Batch: 500})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.RelayOnce(t.Context()); !errors.Is(err, errCrash) {
-		t.Fatalf("first round: %v, want the crash", err)
-	}
+	r := e.relayCrashingOnce(t, 500)
 	if got := e.streamMsgs(t); got != want {
 		t.Fatalf("after the crash the stream holds %d, want %d", got, want)
 	}
@@ -803,21 +812,13 @@ func TestLog_BatchedEvents(t *testing.T) {
 	// batch's 119 transfer.posted and 10 transfer.rejected, packed.
 	const total, messages = 3 + posted + rejected, 3 + 1 + 2
 
-	crashing := &crashingOutbox{db: e.db}
-	crashing.crashes.Store(1)
-	r, err := events.NewRelay(crashing, e.nats.JS, events.RelayConfig{Stream: e.stream, Logger: quiet, Batch: 1000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.RelayOnce(t.Context()); !errors.Is(err, errCrash) {
-		t.Fatalf("first round: %v, want the crash", err)
-	}
+	e.relayCrashingOnce(t, 1000)
 	if got := e.streamMsgs(t); got != messages {
 		t.Fatalf("after the crash the stream holds %d messages, want %d", got, messages)
 	}
 	// Restarted with a limit of 3 events a round: the four single rows take
 	// two rounds, the packed rows one each, whole.
-	r, err = events.NewRelay(e.db, e.nats.JS, events.RelayConfig{Stream: e.stream, Logger: quiet, Batch: 3})
+	r, err := events.NewRelay(e.db, e.nats.JS, events.RelayConfig{Stream: e.stream, Logger: quiet, Batch: 3})
 	if err != nil {
 		t.Fatal(err)
 	}

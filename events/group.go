@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -310,56 +311,46 @@ func (g *Group) handle(stopping context.Context, msgs []njs.Msg) {
 		list = append(list, parsed{[]njs.Msg{m}, ds})
 	}
 	// Apply in chunks of about MaxBatch events, whole messages each, with
-	// in-progress heartbeats for the messages not yet acknowledged, and a
+	// in-progress heartbeats for the deliveries not yet acknowledged, and a
 	// yield to the requests before every chunk after the first, as before
-	// every fetch.
-	var hmu sync.Mutex
-	var unacked []njs.Msg
-	for _, p := range list {
-		unacked = append(unacked, p.ms...)
+	// every fetch. all holds the deliveries in the order they are applied;
+	// ends[i] is where list[i]'s end in it.
+	all := make([]njs.Msg, 0, len(msgs))
+	ends := make([]int, len(list))
+	for i, p := range list {
+		all = append(all, p.ms...)
+		ends[i] = len(all)
 	}
+	var acked atomic.Int64 // all[:acked] are acknowledged
 	stopBeat := lifecycle.Heartbeat(g.cfg.AckWait/3, func() {
-		hmu.Lock()
-		defer hmu.Unlock()
-		for _, m := range unacked {
+		for _, m := range all[acked.Load():] {
 			m.InProgress()
 		}
 	})
 	defer stopBeat()
-	for first := true; len(list) > 0; first = false {
-		if !first && g.cfg.Yield != nil && g.cfg.Yield() && !lifecycle.Sleep(stopping, g.cfg.YieldDelay) {
-			for _, p := range list {
-				for _, m := range p.ms {
-					m.Nak()
-				}
-			}
+	for i := 0; i < len(list); {
+		lo := int(acked.Load())
+		if i > 0 && g.cfg.Yield != nil && g.cfg.Yield() && !lifecycle.Sleep(stopping, g.cfg.YieldDelay) {
+			g.giveBack(stopping, all[lo:], errStopping)
 			return
 		}
-		var chunk []njs.Msg
 		var batch []holdfast.EventDelivery
-		for len(list) > 0 && (len(batch) == 0 || len(batch)+len(list[0].events) <= g.cfg.MaxBatch) {
-			chunk = append(chunk, list[0].ms...)
-			batch = append(batch, list[0].events...)
-			list = list[1:]
+		j := i
+		for ; j < len(list) && (j == i || len(batch)+len(list[j].events) <= g.cfg.MaxBatch); j++ {
+			batch = append(batch, list[j].events...)
 		}
-		var rest []njs.Msg
-		for _, p := range list {
-			rest = append(rest, p.ms...)
-		}
-		if !g.apply(stopping, start, chunk, batch, rest) {
+		if !g.apply(stopping, start, batch, all[lo:ends[j-1]], all[lo:]) {
 			return
 		}
-		hmu.Lock()
-		unacked = rest
-		hmu.Unlock()
-		start = g.cfg.Now()
+		acked.Store(int64(ends[j-1]))
+		i, start = j, g.cfg.Now()
 	}
 }
 
-// apply applies one chunk of a fetched batch and acknowledges its messages.
-// If it fails, it gives them back, with the rest of the batch, and returns
-// false.
-func (g *Group) apply(stopping context.Context, start time.Time, msgs []njs.Msg, batch []holdfast.EventDelivery, rest []njs.Msg) bool {
+// apply applies one chunk of a fetched batch and acknowledges its
+// deliveries (chunk). If it fails, it gives back the chunk and the rest of
+// the batch (unacked, which begins with chunk) and returns false.
+func (g *Group) apply(stopping context.Context, start time.Time, batch []holdfast.EventDelivery, chunk, unacked []njs.Msg) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(stopping), g.cfg.ApplyTimeout)
 	defer cancel()
 	err := g.slowDownstream(ctx, stopping, len(batch))
@@ -367,18 +358,25 @@ func (g *Group) apply(stopping context.Context, start time.Time, msgs []njs.Msg,
 		err = g.applier.ApplyEvents(ctx, batch)
 	}
 	if err == nil {
-		for _, m := range msgs {
+		for _, m := range chunk {
 			m.Ack() // a lost ack only means a redelivery, which changes nothing
 		}
 		g.metrics.applied(g.cfg.Name, len(batch), g.cfg.Now().Sub(start))
 		return true
 	}
-	msgs = append(msgs, rest...)
+	g.giveBack(stopping, unacked, err)
+	return false
+}
+
+// giveBack returns deliveries that could not be applied because of err:
+// at once on a stop, after the cooldown (the group paused) when the
+// downstream is overwhelmed, else after 1–3 s of jitter.
+func (g *Group) giveBack(stopping context.Context, msgs []njs.Msg, err error) {
 	if errors.Is(err, errStopping) {
 		for _, m := range msgs {
 			m.Nak()
 		}
-		return false
+		return
 	}
 	if Overwhelmed(err) {
 		until := g.cfg.Now().Add(g.cfg.Cooldown)
@@ -393,7 +391,7 @@ func (g *Group) apply(stopping context.Context, start time.Time, msgs []njs.Msg,
 		for _, m := range msgs {
 			m.NakWithDelay(g.cfg.Cooldown)
 		}
-		return false
+		return
 	}
 	g.cfg.Logger.Error("consumer apply; the batch will be delivered again", "group", g.cfg.Name, "err", err)
 	g.metrics.failed(g.cfg.Name)
@@ -401,7 +399,6 @@ func (g *Group) apply(stopping context.Context, start time.Time, msgs []njs.Msg,
 	for _, m := range msgs {
 		m.NakWithDelay(time.Second + rand.N(2*time.Second))
 	}
-	return false
 }
 
 var errStopping = errors.New("stopping")

@@ -92,10 +92,11 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 		eAcct, eTransfer = append(eAcct, t.Debit, t.Credit), append(eTransfer, tid, tid)
 		eAmount, eAfter = append(eAmount, -t.Amount, t.Amount), append(eAfter, balance[t.Debit], balance[t.Credit])
 	}
-	steps := []struct {
+	type step struct {
 		sql  string
 		args []any
-	}{
+	}
+	steps := []step{
 		{`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, response_status, response_type, response_body)
 			SELECT $1, k, f, $3, 201, 'application/json', d FROM unnest($2::text[], $4::bytea[], $5::bytea[]) AS x(k, f, d)`, []any{tenant, keys, now, fps, docs}},
 		{`INSERT INTO transfers (tenant_id, id, debit_account_id, credit_account_id, amount, currency, description, created_at)
@@ -104,12 +105,11 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 		{`INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)
 			SELECT a, t, am, af, $5 FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[]) AS x(a, t, am, af)`,
 			[]any{postgres.UUIDs(eAcct), postgres.UUIDs(eTransfer), eAmount, eAfter, now}},
-		{`INSERT INTO lab_ceiling_outbox (id, tenant_id, type, occurred_at, data, topic, event_ids, event_data)
-			VALUES ($1, $2, 'transfer.posted', $3, '', 'events', $4::uuid[], $5::bytea[])`,
-			[]any{uuid.Must(uuid.NewV7()).String(), tenant, now, postgres.UUIDs(eventIDs), docs}},
 	}
-	if len(eventIDs) == 0 {
-		steps = steps[:len(steps)-1] // no events: no outbox row
+	if len(eventIDs) > 0 { // no events, no outbox row
+		steps = append(steps, step{`INSERT INTO lab_ceiling_outbox (id, tenant_id, type, occurred_at, data, topic, event_ids, event_data)
+			VALUES ($1, $2, 'transfer.posted', $3, '', 'events', $4::uuid[], $5::bytea[])`,
+			[]any{uuid.Must(uuid.NewV7()).String(), tenant, now, postgres.UUIDs(eventIDs), docs}})
 	}
 	for _, s := range steps {
 		if _, err := tx.Exec(ctx, s.sql, s.args...); err != nil {

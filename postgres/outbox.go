@@ -55,12 +55,14 @@ const (
 type packer struct {
 	at   time.Time
 	rows []outboxEvent
-	open map[[2]string]int // (tenant, type) → index of its row being filled
-	size map[[2]string]int // bytes of data in that row
+	open map[[2]string]*openRow // (tenant, type) → its row being filled
 }
 
+// openRow is a packed row being filled: its index in rows and its bytes of data.
+type openRow struct{ i, size int }
+
 func newPacker(at time.Time) *packer {
-	return &packer{at: at, open: map[[2]string]int{}, size: map[[2]string]int{}}
+	return &packer{at: at, open: map[[2]string]*openRow{}}
 }
 
 // add encodes data as the next event of tenant and type.
@@ -70,14 +72,14 @@ func (p *packer) add(tenantID, typ string, data any) error {
 		return fmt.Errorf("encode %s event: %w", typ, err)
 	}
 	k := [2]string{tenantID, typ}
-	i, ok := p.open[k]
-	if !ok || len(p.rows[i].packed) >= maxPackedEvents || p.size[k]+len(b) > maxPackedBytes {
-		i = len(p.rows)
+	r := p.open[k]
+	if r == nil || len(p.rows[r.i].packed) >= maxPackedEvents || r.size+len(b) > maxPackedBytes {
+		r = &openRow{i: len(p.rows)}
 		p.rows = append(p.rows, outboxEvent{id: newEventID(), tenantID: tenantID, typ: typ, occurredAt: p.at})
-		p.open[k], p.size[k] = i, 0
+		p.open[k] = r
 	}
-	p.rows[i].packed = append(p.rows[i].packed, packedEvent{id: newEventID(), data: b})
-	p.size[k] += len(b)
+	p.rows[r.i].packed = append(p.rows[r.i].packed, packedEvent{id: newEventID(), data: b})
+	r.size += len(b)
 	return nil
 }
 

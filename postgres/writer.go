@@ -33,9 +33,8 @@ type WriterConfig struct {
 	// wait for the committing batch and then go in one batch: a batch's
 	// fixed cost (two round trips, planning, the commit) is shared by more
 	// requests, which leaves the cores more to spare below the peak
-	// (session 6: batches of 92 instead of 62 in the uniform open loop at
-	// 80% of the peak, p99 75.6–106.1 ms instead of 128.7–138.0). 1 starts
-	// a batch whenever a committer is free. Default 64.
+	// (measured: docs/decisions.md). 1 starts a batch whenever a committer
+	// is free. Default 64.
 	OverlapDepth int
 	// OverlapAfter bounds that wait: once the committing batch is this old
 	// (a row lock held elsewhere, a slow commit), the next starts whatever
@@ -145,8 +144,7 @@ type Writer struct {
 	busy      map[string]struct{} // accounts of the batches being committed
 	deferred  []*transferRequest  // taken from the queue, waiting for their accounts; in arrival order
 	freed     chan struct{}       // closed (and replaced) whenever a batch gives its accounts back
-	inFlight  int                 // batches being committed
-	lastStart time.Time           // when the latest of them started
+	lastStart time.Time           // when the latest batch being committed started
 }
 
 // NewWriter puts a group-commit writer in front of svc: from Start on, every
@@ -348,14 +346,13 @@ func (w *Writer) take(ctx context.Context) ([]*transferRequest, map[string]struc
 		var accounts map[string]struct{}
 		// While a young batch commits and few wait, let them wait for it.
 		var young time.Duration
-		if w.inFlight > 0 && w.waiting.Load() < int64(w.cfg.OverlapDepth) {
+		if len(w.busy) > 0 && w.waiting.Load() < int64(w.cfg.OverlapDepth) { // a batch is committing (every batch holds accounts)
 			young = w.cfg.OverlapAfter - time.Since(w.lastStart)
 		}
 		if young <= 0 {
 			batch, accounts = w.collect()
 		}
 		if len(batch) > 0 {
-			w.inFlight++
 			w.lastStart = time.Now()
 			for id := range accounts {
 				w.busy[id] = struct{}{}
@@ -447,7 +444,6 @@ func (w *Writer) conflicts(r *transferRequest) bool {
 // waiting for them.
 func (w *Writer) release(accounts map[string]struct{}) {
 	w.bmu.Lock()
-	w.inFlight--
 	for id := range accounts {
 		delete(w.busy, id)
 	}
