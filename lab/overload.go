@@ -142,13 +142,25 @@ func ProbeHealth(ctx context.Context, url string, interval time.Duration) func()
 // unique Idempotency-Key and, if timeout is positive, a Request-Timeout
 // header of that many milliseconds (the client's patience).
 func TransferSend(poster *Poster, key string, run int64, timeout time.Duration, pick func(*rand.Rand) (debit, credit string)) Send {
+	header := ""
+	if timeout > 0 {
+		header = "Request-Timeout: " + strconv.FormatInt(timeout.Milliseconds(), 10) + "\r\n"
+	}
+	return transferSend(poster, key, run, header, pick)
+}
+
+// ExpiredSend returns a Send like TransferSend's whose requests carry
+// Request-Timeout: 0, already expired: a protected server drops them
+// before any work with a 503, its cheapest refusal.
+func ExpiredSend(poster *Poster, key string, run int64, pick func(*rand.Rand) (debit, credit string)) Send {
+	return transferSend(poster, key, run, "Request-Timeout: 0\r\n", pick)
+}
+
+func transferSend(poster *Poster, key string, run int64, header string, pick func(*rand.Rand) (debit, credit string)) Send {
 	var mu sync.Mutex
 	rng := rand.New(rand.NewPCG(uint64(run), 1))
-	prefix := "Content-Type: application/json\r\nAuthorization: Bearer " + key + "\r\n"
-	if timeout > 0 {
-		prefix += "Request-Timeout: " + strconv.FormatInt(timeout.Milliseconds(), 10) + "\r\n"
-	}
-	prefix += "Idempotency-Key: overload-" + strconv.FormatInt(run, 10) + "-"
+	prefix := "Content-Type: application/json\r\nAuthorization: Bearer " + key + "\r\n" + header +
+		"Idempotency-Key: overload-" + strconv.FormatInt(run, 10) + "-"
 	return func(ctx context.Context, seq int64) (int, error) {
 		mu.Lock()
 		debit, credit := pick(rng)

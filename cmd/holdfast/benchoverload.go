@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ func benchOverload(ctx context.Context, args []string, stdout, stderr io.Writer)
 	queueWait := fs.Duration("admission-queue-wait", 0, "protection on: the server's --admission-queue-wait; 0 keeps serve's default")
 	tolerance := fs.Float64("admission-tolerance", 0, "protection on: the server's --admission-tolerance; 0 keeps serve's default")
 	ledgerMaxWait := fs.Duration("ledger-max-wait", 0, "protection on: the server's --ledger-max-wait; 0 keeps serve's default")
+	costDuration := fs.Duration("cost-duration", 3*time.Second, "length of the closed loops that measure what a transfer and a refusal cost the machine; 0 skips them")
 	cpuDuration := fs.Duration("cpu-duration", 5*time.Second, "length of each CPU-lane run; 0 skips them")
 	cpuWorkers := fs.Int("cpu-workers", 32, "goroutines submitting CPU-bound jobs to the lane")
 	cpuIterations := fs.Int("cpu-iterations", 100_000, "SHA-256 rounds per CPU-bound job (100,000 is about 25 ms)")
@@ -49,7 +51,11 @@ CPU lane, a database acquire timeout) and off (none of them), each on a
 fresh database (both servers run side by side and the runs alternate), while
 /healthz is probed every 50 ms. Reported: goodput
 (201 within 1 s, per second), p50/p99 of successes, the share shed (503 or
-429) and its p99, /healthz p99. Then CPU-bound jobs (SHA-256 rounds, the
+429) and its p99, /healthz p99. Before the loads, two short closed loops
+measure what a transfer and the server's cheapest refusal (a request whose
+Request-Timeout has expired) cost the whole machine in CPU, and the report
+says how much of the machine serving 0.9× capacity while refusing the rest
+of the highest load would take. Then CPU-bound jobs (SHA-256 rounds, the
 stand-in for receipt processing until it exists) are pushed through the
 server's CPU lane as fast as possible, bounded vs unbounded, while
 /healthz is probed over HTTP. The load generator shares the machine.
@@ -207,6 +213,29 @@ Flags:
 	fmt.Fprintf(stderr, "protection on: warm-up, 64 clients, closed loop, %v\n", *capDuration)
 	closed("warm-up", 64, lab.TransferSend(on.poster, on.key, run-2000, *goodWithin, on.pick))
 
+	// What a transfer and a refusal cost the machine: the latency targets at
+	// 5× need the refusals to fit beside the goodput (see lab.PrintCosts).
+	var costs []lab.Cost
+	if *costDuration > 0 {
+		settle()
+		fmt.Fprintf(stderr, "cost: transfers, 256 clients, closed loop, %v, then their events\n", *costDuration)
+		created := func(status int) bool { return status == http.StatusCreated }
+		t, err := lab.MeasureCost(ctx, "transfer (201; 256 clients)", 256, *costDuration,
+			lab.TransferSend(on.poster, on.key, run-3000, *goodWithin, on.pick), created, on.env.main.drainEvents)
+		if err != nil {
+			return err
+		}
+		settle()
+		fmt.Fprintf(stderr, "cost: refusals (Request-Timeout: 0, dropped before any work), 256 clients, closed loop, %v\n", *costDuration)
+		refused := func(status int) bool { return status == http.StatusServiceUnavailable }
+		r, err := lab.MeasureCost(ctx, "refusal (503, expired deadline; 256 clients)", 256, *costDuration,
+			lab.ExpiredSend(on.poster, on.key, run-4000, on.pick), refused, nil)
+		if err != nil {
+			return err
+		}
+		costs = []lab.Cost{t, r}
+	}
+
 	for i, load := range loads {
 		for _, sd := range sides {
 			m := sd.env.main
@@ -244,6 +273,9 @@ Flags:
 		}
 	}
 	lab.PrintOverload(stdout, capacity, sides[1].runs, sides[0].runs, cpu)
+	if len(costs) == 2 {
+		lab.PrintCosts(stdout, costs[0], costs[1], capacity, runtime.NumCPU(), loads[len(loads)-1], 0.9)
+	}
 	return nil
 }
 
