@@ -27,6 +27,7 @@ type Result struct {
 	P99        time.Duration
 	P999       time.Duration
 	Max        time.Duration
+	CPUBusy    float64 // share of the machine's CPU busy during the run (every process); 0 if not measured
 }
 
 // tally counts the outcomes of a run's calls.

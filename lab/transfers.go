@@ -158,7 +158,9 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 		for _, c := range cfg.Concurrency {
 			settle()
 			fmt.Fprintf(cfg.Progress, "%s: holdfast, %d clients, %v\n", w.name, c, cfg.Duration)
-			res.Holdfast = append(res.Holdfast, ClosedLoop(ctx, fmt.Sprintf("holdfast c=%d", c), c, cfg.Duration, httpCall(cfg.HoldfastURL, cfg.APIKey, w)))
+			res.Holdfast = append(res.Holdfast, withCPU(func() Result {
+				return ClosedLoop(ctx, fmt.Sprintf("holdfast c=%d", c), c, cfg.Duration, httpCall(cfg.HoldfastURL, cfg.APIKey, w))
+			}))
 			if cfg.ServerStats != nil {
 				fmt.Fprintf(cfg.Progress, "  %s\n", cfg.ServerStats())
 			}
@@ -168,24 +170,40 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 			}
 			settle()
 			fmt.Fprintf(cfg.Progress, "%s: naive, %d clients, %v\n", w.name, c, cfg.Duration)
-			res.Naive = append(res.Naive, ClosedLoop(ctx, fmt.Sprintf("naive c=%d", c), c, cfg.Duration, httpCall(cfg.NaiveURL, cfg.APIKey, w)))
+			res.Naive = append(res.Naive, withCPU(func() Result {
+				return ClosedLoop(ctx, fmt.Sprintf("naive c=%d", c), c, cfg.Duration, httpCall(cfg.NaiveURL, cfg.APIKey, w))
+			}))
 		}
 		settle()
 		fmt.Fprintf(cfg.Progress, "%s: raw SQL ceiling, %v\n", w.name, cfg.Duration)
-		res.Ceiling = rawCeiling(ctx, cfg, w)
+		res.Ceiling = withCPU(func() Result { return rawCeiling(ctx, cfg, w) })
 		rate := cfg.OpenFraction * Peak(res.Holdfast).Throughput
 		if cfg.OpenRate > 0 {
 			rate = cfg.OpenRate
 		}
 		settle()
 		fmt.Fprintf(cfg.Progress, "%s: holdfast open loop at %.0f/s, %v\n", w.name, rate, cfg.Duration)
-		res.Open = OpenLoop(ctx, fmt.Sprintf("holdfast open %.0f/s", rate), rate, cfg.Duration, 4*maxConc, httpCall(cfg.HoldfastURL, cfg.APIKey, w))
+		res.Open = withCPU(func() Result {
+			return OpenLoop(ctx, fmt.Sprintf("holdfast open %.0f/s", rate), rate, cfg.Duration, 4*maxConc, httpCall(cfg.HoldfastURL, cfg.APIKey, w))
+		})
 		if cfg.ServerStats != nil {
 			fmt.Fprintf(cfg.Progress, "  %s\n", cfg.ServerStats())
 		}
 		out = append(out, res)
 	}
 	return out, nil
+}
+
+// withCPU runs run and sets its result's CPUBusy: the share of the
+// machine's CPU that was busy meanwhile (every process: load generator,
+// server, database, event consumers).
+func withCPU(run func() Result) Result {
+	before, err := readCPU()
+	r := run()
+	if after, err2 := readCPU(); err == nil && err2 == nil {
+		r.CPUBusy = after.busySince(before)
+	}
+	return r
 }
 
 // rawBatchSize is the ceiling's transfers per transaction.
@@ -239,10 +257,10 @@ func PrintTransfers(w io.Writer, ws []TransfersWorkload) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) }
 	for _, wl := range ws {
-		fmt.Fprintf(tw, "\n%s workload\t\t\t\t\t\t\t\n", wl.Name)
-		fmt.Fprintln(tw, "run\ttransfers/s\tp50 ms\tp99 ms\tp99.9 ms\tok\tnot ok\terrors\t")
+		fmt.Fprintf(tw, "\n%s workload\t\t\t\t\t\t\t\t\n", wl.Name)
+		fmt.Fprintln(tw, "run\ttransfers/s\tp50 ms\tp99 ms\tp99.9 ms\tok\tnot ok\terrors\tCPU busy\t")
 		row := func(r Result) {
-			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\t\n", r.Name, r.Throughput, ms(r.P50), ms(r.P99), ms(r.P999), r.OK, r.Failed, r.Errors)
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t%d\t%.0f%%\t\n", r.Name, r.Throughput, ms(r.P50), ms(r.P99), ms(r.P999), r.OK, r.Failed, r.Errors, 100*r.CPUBusy)
 		}
 		for i := range wl.Holdfast {
 			row(wl.Holdfast[i])

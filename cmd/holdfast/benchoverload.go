@@ -77,7 +77,8 @@ Flags:
 	}
 
 	// Both servers run side by side and the runs alternate, off then on at
-	// each load, so that whatever else the machine does lands on both alike.
+	// one load and on then off at the next, so that whatever else the
+	// machine does lands on both alike and neither always runs second.
 	type side struct {
 		mode   string
 		env    *benchEnv
@@ -153,8 +154,7 @@ Flags:
 		}
 		// Both databases: they share the cluster, and the side that ran
 		// last left the dead rows autovacuum would otherwise clean up during
-		// the next run (the runs alternate off, on at each load, so "on"
-		// always followed "off" at the same load).
+		// the next run, which is the other side's.
 		for _, other := range sides {
 			if err := lab.Settle(ctx, other.env.main.DB.Pool); err != nil {
 				fmt.Fprintf(stderr, "settle: %v\n", err)
@@ -237,7 +237,11 @@ Flags:
 	}
 
 	for i, load := range loads {
-		for _, sd := range sides {
+		order := sides // off, then on; at every other load on, then off
+		if i%2 == 1 {
+			order = []*side{sides[1], sides[0]}
+		}
+		for _, sd := range order {
 			m := sd.env.main
 			settle()
 			rate := load * capacity
