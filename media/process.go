@@ -103,7 +103,8 @@ func Process(src []byte, opts Options) (Variants, error) {
 
 // ProcessContext checks src with [Limits.Inspect], decodes it, and derives the
 // thumbnail and the medium variant: resized to fit their box (never upscaled),
-// watermarked, and encoded as JPEG, or as PNG when the source has transparency.
+// turned upright as a JPEG's EXIF Orientation says, watermarked, and encoded
+// as JPEG, or as PNG when the source has transparency.
 // The result depends only on src and opts.
 //
 // It returns Inspect's errors; an EINVALID error wrapping [ErrCorrupt] when the
@@ -131,7 +132,16 @@ func ProcessContext(ctx context.Context, src []byte, opts Options) (Variants, er
 	// the filter's support widens with the scale factor, so from a 2000-pixel
 	// source it reads ~4× fewer taps, and the second resampling is invisible
 	// at 256 pixels. Both are watermarked only after both are resized.
-	medium := resize(img, MediumSize)
+	//
+	// A JPEG's EXIF orientation (a phone held sideways) is applied to the
+	// medium, after the resize: the boxes are square, so fitting before or
+	// after turning gives the same size, and turning ≤ 1024² pixels costs
+	// less than turning the source. The watermark is drawn upright on both.
+	orientation := OrientationNormal
+	if info.Format == JPEG {
+		orientation = jpegOrientation(src)
+	}
+	medium := orient(resize(img, MediumSize), orientation)
 	if err := ctx.Err(); err != nil {
 		return Variants{}, fmt.Errorf("process image: %w", err)
 	}
