@@ -175,7 +175,9 @@ naive server (one transaction per request, SELECT … FOR UPDATE on both
 accounts), on a uniform workload (10,000 accounts) and a hot one (every
 transfer credits one of 2 house accounts); the raw SQL ceiling (batched
 statements, no HTTP); Holdfast in an open loop at 80% of its peak. Every
-transfer carries an Idempotency-Key. Ends by checking the ledger's invariants.
+transfer carries an Idempotency-Key. Each run's row gives the share of the
+machine's CPU busy during it (every process: generator, server, database).
+Ends by checking the ledger's invariants.
 
 Flags:
 `)
