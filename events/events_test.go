@@ -409,6 +409,28 @@ func TestConsumers_RedeliveryChangesNothing(t *testing.T) {
 	if got := e.auditCount(t); got != 10 {
 		t.Fatalf("after prune, audit holds %d records, want 10", got)
 	}
+	// A message delivered twice in one fetch: its delivery twice in one batch
+	// applies once (the group passes both on).
+	ev := batch[0].Event
+	ev.ID = "00000000-0000-4000-8000-000000000010"
+	again := holdfast.EventDelivery{Seq: 11, Event: ev, Raw: fmt.Appendf(nil, `{"id":%q}`, ev.ID)}
+	twice := []holdfast.EventDelivery{again, again}
+	if err := e.audit.ApplyEvents(t.Context(), twice); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.analytics.ApplyEvents(t.Context(), twice); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.auditCount(t); got != 11 {
+		t.Fatalf("after a delivery twice in one batch, audit holds %d records, want 11", got)
+	}
+	rs, err = e.analytics.ListRollups(t.Context(), e.tenant, holdfast.RollupFilter{From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 || rs[0].Count != 11 || rs[0].AmountSum != "55" {
+		t.Fatalf("after a delivery twice in one batch, rollups = %+v, want one of 11 events summing 55 EUR", rs)
+	}
 }
 
 // flaky applies a batch, then reports a failure the first n times: the

@@ -18,7 +18,8 @@ import (
 )
 
 // Applier applies a batch of events exactly once: in one transaction with
-// the record of their stream sequences, skipping those applied before.
+// the record of their stream sequences, skipping those applied before, and
+// a delivery that is twice in the batch (same sequence and index) once.
 type Applier interface {
 	ApplyEvents(ctx context.Context, batch []holdfast.EventDelivery) error
 }
@@ -287,14 +288,11 @@ func (g *Group) work(ctx context.Context) {
 func (g *Group) handle(stopping context.Context, msgs []njs.Msg) {
 	start := g.cfg.Now()
 	// Read every message; a message holds one event or a group-commit
-	// batch's, and is applied whole. A message delivered twice in one fetch
-	// is applied once (the record of applied sequences would skip it anyway).
-	type parsed struct {
-		ms     []njs.Msg // the message, and any other delivery of it in this fetch
-		events []holdfast.EventDelivery
-	}
-	var list []parsed
-	seen := make(map[uint64]int, len(msgs)) // sequence → index in list
+	// batch's, and is applied whole. A message delivered twice is applied
+	// once: the Applier skips what it applied before and applies a delivery
+	// twice in one batch once.
+	var ms []njs.Msg
+	var events [][]holdfast.EventDelivery // events[i] are ms[i]'s
 	for _, m := range msgs {
 		ds, err := ParseDelivery(m)
 		if err != nil {
@@ -303,46 +301,33 @@ func (g *Group) handle(stopping context.Context, msgs []njs.Msg) {
 			m.TermWithReason("unreadable event")
 			continue
 		}
-		if i, ok := seen[ds[0].Seq]; ok {
-			list[i].ms = append(list[i].ms, m) // acknowledged or given back with the first
-			continue
-		}
-		seen[ds[0].Seq] = len(list)
-		list = append(list, parsed{[]njs.Msg{m}, ds})
+		ms, events = append(ms, m), append(events, ds)
 	}
 	// Apply in chunks of about MaxBatch events, whole messages each, with
-	// in-progress heartbeats for the deliveries not yet acknowledged, and a
+	// in-progress heartbeats for the messages not yet acknowledged, and a
 	// yield to the requests before every chunk after the first, as before
-	// every fetch. all holds the deliveries in the order they are applied;
-	// ends[i] is where list[i]'s end in it.
-	all := make([]njs.Msg, 0, len(msgs))
-	ends := make([]int, len(list))
-	for i, p := range list {
-		all = append(all, p.ms...)
-		ends[i] = len(all)
-	}
-	var acked atomic.Int64 // all[:acked] are acknowledged
+	// every fetch.
+	var acked atomic.Int64 // ms[:acked] are acknowledged
 	stopBeat := lifecycle.Heartbeat(g.cfg.AckWait/3, func() {
-		for _, m := range all[acked.Load():] {
+		for _, m := range ms[acked.Load():] {
 			m.InProgress()
 		}
 	})
 	defer stopBeat()
-	for i := 0; i < len(list); {
-		lo := int(acked.Load())
+	for i := 0; i < len(ms); {
 		if i > 0 && g.cfg.Yield != nil && g.cfg.Yield() && !lifecycle.Sleep(stopping, g.cfg.YieldDelay) {
-			g.giveBack(stopping, all[lo:], errStopping)
+			g.giveBack(stopping, ms[i:], errStopping)
 			return
 		}
 		var batch []holdfast.EventDelivery
 		j := i
-		for ; j < len(list) && (j == i || len(batch)+len(list[j].events) <= g.cfg.MaxBatch); j++ {
-			batch = append(batch, list[j].events...)
+		for ; j < len(ms) && (j == i || len(batch)+len(events[j]) <= g.cfg.MaxBatch); j++ {
+			batch = append(batch, events[j]...)
 		}
-		if !g.apply(stopping, start, batch, all[lo:ends[j-1]], all[lo:]) {
+		if !g.apply(stopping, start, batch, ms[i:j], ms[i:]) {
 			return
 		}
-		acked.Store(int64(ends[j-1]))
+		acked.Store(int64(j))
 		i, start = j, g.cfg.Now()
 	}
 }

@@ -33,11 +33,20 @@ type packedEvent struct {
 
 // newOutboxEvent returns the event of a change, its data encoded as JSON.
 func newOutboxEvent(tenantID, typ string, at time.Time, data any) (outboxEvent, error) {
-	b, err := json.Marshal(data)
+	b, err := encodeEvent(typ, data)
 	if err != nil {
-		return outboxEvent{}, fmt.Errorf("encode %s event: %w", typ, err)
+		return outboxEvent{}, err
 	}
 	return outboxEvent{id: newEventID(), tenantID: tenantID, typ: typ, occurredAt: at, data: b}, nil
+}
+
+// encodeEvent encodes the data of an event of type typ as JSON.
+func encodeEvent(typ string, data any) ([]byte, error) {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s event: %w", typ, err)
+	}
+	return b, nil
 }
 
 func newEventID() string { return uuid.Must(uuid.NewV7()).String() }
@@ -67,9 +76,9 @@ func newPacker(at time.Time) *packer {
 
 // add encodes data as the next event of tenant and type.
 func (p *packer) add(tenantID, typ string, data any) error {
-	b, err := json.Marshal(data)
+	b, err := encodeEvent(typ, data)
 	if err != nil {
-		return fmt.Errorf("encode %s event: %w", typ, err)
+		return err
 	}
 	k := [2]string{tenantID, typ}
 	r := p.open[k]
