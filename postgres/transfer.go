@@ -137,6 +137,28 @@ func (s *TransferService) applyBatch(ctx context.Context, pool *pgxpool.Pool, re
 	return nil
 }
 
+// batchSettingsSQL sets how a batch's statements are planned, for its
+// transaction only.
+//
+// Each is planned for its actual arguments (plan_cache_mode). A generic plan,
+// which pgx's prepared statements get after five runs, is made once for the
+// table as it was then: one made while idempotency_keys was small joined the
+// keys by hashing a sequential scan, and every batch then read the whole
+// table (7 ms a batch at 100,000 keys). Planning costs a fraction of a
+// millisecond, shared by the batch's requests.
+//
+// Random reads are costed as what they are here, reads of cached or SSD
+// pages (random_page_cost 1.1 instead of 4, the default set for spinning
+// disks). At 4, a batch touching 160 of 10,000 accounts (143 pages) updated
+// them by hashing a sequential scan of the whole table: 1.3 ms a batch, 18 µs
+// an updated row against 5.8 by the primary key (pg_stat_statements, uniform
+// open loop at 5,000/s; docs/benchmarks.md, session 8), and inside the
+// batch's row locks. Set here, not on the server, so a server configured for
+// spinning disks (or left at the default) plans these statements the same.
+// TestBatchPlansUseIndexes checks the plans.
+const batchSettingsSQL = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
+	set_config('random_page_cost', '1.1', true)`
+
 // account is a locked account row, updated in memory while a batch applies.
 type account struct {
 	tenantID       string
@@ -191,13 +213,7 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	}
 	var reads pgx.Batch
 	reads.Queue("BEGIN")
-	// Plan the batch's statements for their actual arguments. A generic plan,
-	// which pgx's prepared statements get after five runs, is made once for
-	// the table as it was then: one made while idempotency_keys was small
-	// joined the keys by hashing a sequential scan, and every batch then read
-	// the whole table (7 ms a batch at 100,000 keys). Planning costs a
-	// fraction of a millisecond, shared by the batch's requests.
-	reads.Queue("SET LOCAL plan_cache_mode = force_custom_plan")
+	reads.Queue(batchSettingsSQL)
 	keys := queueClaimKeys(&reads, reqs)
 	accounts := queueLockAccounts(&reads, ids)
 	existing := queueFindExisting(&reads, clientTenants, clientIDs)
@@ -364,8 +380,7 @@ func queueLockAccounts(b *pgx.Batch, ids map[string]struct{}) map[string]*accoun
 		list = append(list, id)
 	}
 	accounts := make(map[string]*account, len(list))
-	b.Queue(`SELECT id, tenant_id, currency, allow_overdraft, balance FROM accounts
-		WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`, uuids(list)).Query(func(rows pgx.Rows) error {
+	b.Queue(lockAccountsSQL, uuids(list)).Query(func(rows pgx.Rows) error {
 		var id string
 		var a account
 		_, err := pgx.ForEachRow(rows, []any{&id, &a.tenantID, &a.currency, &a.allowOverdraft, &a.balance}, func() error {
@@ -377,6 +392,10 @@ func queueLockAccounts(b *pgx.Batch, ids map[string]struct{}) map[string]*accoun
 	})
 	return accounts
 }
+
+// lockAccountsSQL reads the accounts $1 and locks them in id order.
+const lockAccountsSQL = `SELECT id, tenant_id, currency, allow_overdraft, balance FROM accounts
+	WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`
 
 type transferKey struct{ tenant, id string }
 
@@ -527,9 +546,12 @@ func queueUpdateBalances(b *pgx.Batch, accounts map[string]*account) {
 	if len(ids) == 0 {
 		return
 	}
-	b.Queue(`UPDATE accounts a SET balance = v.balance
-		FROM unnest($1::uuid[], $2::bigint[]) AS v(id, balance) WHERE a.id = v.id`, uuids(ids), balances)
+	b.Queue(updateBalancesSQL, uuids(ids), balances)
 }
+
+// updateBalancesSQL sets the balance of each account $1[i] to $2[i].
+const updateBalancesSQL = `UPDATE accounts a SET balance = v.balance
+	FROM unnest($1::uuid[], $2::bigint[]) AS v(id, balance) WHERE a.id = v.id`
 
 // queueStoreResponses renders the outcome of each request that claimed its
 // key in this batch and inserts the key with it, in (tenant, key) order,
