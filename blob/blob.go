@@ -30,7 +30,7 @@ type Store struct {
 	dir string
 
 	// durable holds keys whose name this process has made durable (file
-	// and directories fsynced), so a repeated Put of them touches nothing;
+	// and directories fsynced), so a repeated Put of them syncs nothing;
 	// dirs holds the fan-out directories known durable. Both are caches:
 	// forgetting an entry only costs a sync.
 	mu      sync.Mutex
@@ -41,8 +41,9 @@ type Store struct {
 // maxDurable bounds the durable-key cache; past it, it starts over.
 const maxDurable = 1 << 16
 
-// New returns a Store in dir, creating dir (mode 0750) if needed, and removes
-// temporary files that crashed writers left more than a day ago. It returns an
+// New returns a Store in dir, creating dir (mode 0750) if needed, puts back
+// the blobs a crashed [Store.Sweep] had set aside, and removes temporary
+// files that crashed writers left more than a day ago. It returns an
 // error if dir cannot be created.
 func New(dir string) (*Store, error) {
 	if dir == "" {
@@ -52,6 +53,7 @@ func New(dir string) (*Store, error) {
 		return nil, fmt.Errorf("blob: %w", err)
 	}
 	s := &Store{dir: dir, durable: map[string]struct{}{}, dirs: map[string]struct{}{}}
+	s.restoreTombs()
 	s.removeStaleTemps(time.Now().Add(-staleTemp))
 	return s, nil
 }
@@ -67,8 +69,7 @@ func ValidKey(key string) bool {
 		return false
 	}
 	for i := 0; i < len(key); i++ {
-		c := key[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+		if !isHex(key[i]) {
 			return false
 		}
 	}
@@ -91,7 +92,10 @@ func invalidKey(key string) error {
 }
 
 // Put stores the bytes read from r until io.EOF and returns their key. Content
-// already stored is not written again. It returns r's error, or ctx's (both
+// already stored is not written again, but its modification time is set to
+// now: a blob Put returns was modified no earlier than the call, which is
+// what keeps it from a concurrent [Store.Sweep] until the caller has
+// recorded its key. It returns r's error, or ctx's (both
 // wrapped), leaving nothing behind; and any file-system error. The caller
 // bounds r's size.
 func (s *Store) Put(ctx context.Context, r io.Reader) (key string, err error) {
@@ -117,22 +121,25 @@ func (s *Store) Put(ctx context.Context, r io.Reader) (key string, err error) {
 }
 
 // PutBytes stores b and returns its key; if the key is already stored it
-// touches nothing. It returns ctx's error (wrapped) if ctx ends first, and
+// writes nothing but the blob's modification time. It returns ctx's error (wrapped) if ctx ends first, and
 // any file-system error.
 func (s *Store) PutBytes(ctx context.Context, b []byte) (string, error) {
 	key := Key(b)
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("blob put: %w", err)
 	}
-	if s.known(key) {
+	switch err := touch(s.path(key)); {
+	case err == nil && s.known(key):
 		return key, nil
-	}
-	if _, err := os.Stat(s.path(key)); err == nil {
+	case err == nil:
 		if err := s.syncDirs(key); err != nil {
 			return "", fmt.Errorf("blob put %s: %w", key, err)
 		}
 		return key, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return "", fmt.Errorf("blob put %s: %w", key, err)
 	}
+	s.forget(key) // swept since this process stored it
 	got, err := s.Put(ctx, bytes.NewReader(b))
 	if err != nil {
 		return "", err
@@ -147,8 +154,11 @@ func (s *Store) PutBytes(ctx context.Context, b []byte) (string, error) {
 // unless that name already exists.
 func (s *Store) commit(ctx context.Context, tmp *os.File, key string) error {
 	final := s.path(key)
-	if _, err := os.Stat(final); err == nil {
+	switch err := touch(final); {
+	case err == nil:
 		return s.syncDirs(key) // stored before: nothing is rewritten
+	case !errors.Is(err, fs.ErrNotExist):
+		return err
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -179,6 +189,19 @@ func (s *Store) commit(ctx context.Context, tmp *os.File, key string) error {
 	return s.syncDirs(key)
 }
 
+// touch sets the modification time of the file at path to now.
+func touch(path string) error {
+	now := time.Now()
+	return os.Chtimes(path, now, now)
+}
+
+// forget drops key from the durable-key cache.
+func (s *Store) forget(key string) {
+	s.mu.Lock()
+	delete(s.durable, key)
+	s.mu.Unlock()
+}
+
 // known reports whether this process made key durable already.
 func (s *Store) known(key string) bool {
 	s.mu.Lock()
@@ -193,7 +216,7 @@ func (s *Store) known(key string) bool {
 // A Put that finds the name already there syncs as well, since the Put that
 // linked it (maybe in another process) may not have synced yet: a caller
 // that records the key after Put returns must find the blob after a crash.
-// Once synced, the key is remembered and a repeated Put costs nothing.
+// Once synced, the key is remembered and a repeated Put syncs nothing.
 func (s *Store) syncDirs(key string) error {
 	dir := filepath.Dir(s.path(key))
 	if err := syncDir(dir); err != nil {

@@ -18,4 +18,14 @@
 // worst leave a temporary file behind; [New] removes those older than a day.
 // Linking, unlike renaming, never replaces an existing name, so a blob once
 // stored is never rewritten, not even by a concurrent Put of the same content.
+//
+// # Deleting
+//
+// Blobs are deleted only by [Store.Sweep], which removes those older than a
+// cutoff that the caller's [InUse] does not claim. Since equal content is
+// stored once, a Put may return the key of a blob stored long ago that
+// nothing refers to any more; Put therefore sets the blob's modification
+// time, and a sweep keeps what was modified after its cutoff. A caller
+// that records a key within the grace period (cutoff = now - grace) after
+// Put returns it can never see the blob swept from under it.
 package blob

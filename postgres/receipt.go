@@ -200,6 +200,37 @@ func (s *ReceiptStore) RecordFailure(ctx context.Context, job holdfast.ReceiptJo
 	return nil
 }
 
+// BlobsInUse reports which of keys a receipt refers to, as its original or
+// as one of its variants; it is the blob.InUse of the blob store's sweeps.
+// A receipt replaced by a new upload no longer refers to its old original
+// and variants. Jobs and dead letters need no blob of their own: a job
+// whose receipt no longer has its original is skipped (StartJob).
+func (s *ReceiptStore) BlobsInUse(ctx context.Context, keys []string) (map[string]bool, error) {
+	used := make(map[string]bool)
+	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+		// The planner, which cannot estimate how many receipts' variant keys
+		// overlap the ones asked, reads every receipt instead of the two
+		// indexes (20,000 receipts, 1,000 keys: 600–870 ms against 8–45).
+		if _, err := tx.Exec(ctx, "SET LOCAL enable_seqscan = off"); err != nil {
+			return err
+		}
+		rows, _ := tx.Query(ctx, `SELECT original_key FROM receipts WHERE original_key = ANY($1)
+			UNION
+			SELECT k FROM receipts, unnest(receipt_variant_keys(variants)) AS k
+				WHERE receipt_variant_keys(variants) && $1 AND k = ANY($1)`, keys)
+		var key string
+		_, err := pgx.ForEachRow(rows, []any{&key}, func() error {
+			used[key] = true
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("blobs in use: %w", contextError(ctx, err))
+	}
+	return used, nil
+}
+
 // DeadLetter marks the job's receipt failed and records the dead letter, in
 // one transaction.
 func (s *ReceiptStore) DeadLetter(ctx context.Context, job holdfast.ReceiptJob, raw []byte, cause string, deliveries int, deadSeq uint64) (*holdfast.DeadLetter, error) {

@@ -81,11 +81,39 @@ func TestMain_EndToEnd(t *testing.T) {
 		`holdfast_db_pool_max_conns`,
 		`holdfast_ledger_batch_size_count`,
 		`holdfast_ledger_queue_depth`,
+		`holdfast_blob_gc_deleted_total 0`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+}
+
+// A blob grace period shorter than a job's longest processing is refused at
+// start: a job's new variants could be swept before its receipt refers to them.
+func TestMain_BlobGCGraceTooShort(t *testing.T) {
+	t.Parallel()
+	err := RunMainErr(t, func(c *main.Config) {
+		c.Receipts.GCGrace = 5 * time.Minute // under 10 × the 60 s visibility timeout
+	})
+	if err == nil || !strings.Contains(err.Error(), "--blob-gc-grace") {
+		t.Fatalf("Run = %v, want the grace refused", err)
+	}
+}
+
+// RunMainErr runs the program as MustRunMain does, closes it, and returns
+// Run's error: for configurations that must fail at start.
+func RunMainErr(tb testing.TB, configure func(*main.Config)) error {
+	tb.Helper()
+	m := main.NewMain()
+	m.Config.Addr = "127.0.0.1:0"
+	m.Config.DatabaseURL = pgtest.NewDatabase(tb)
+	m.Config.DataDir = tb.TempDir()
+	m.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	m.Stdout = io.Discard
+	configure(&m.Config)
+	defer m.Close()
+	return m.Run(context.Background())
 }
 
 // TestMain_ReplayAfterRestart: a key's stored response outlives the process.

@@ -128,14 +128,8 @@ func TestMain_RedisRateLimitAcrossReplicas(t *testing.T) {
 
 func TestMain_RedisUnreachableFailsAtStart(t *testing.T) {
 	t.Parallel()
-	m := main.NewMain()
-	m.Config.Addr = "127.0.0.1:0"
-	m.Config.DatabaseURL = pgtest.NewDatabase(t)
-	m.Config.DataDir = t.TempDir()
-	m.Config.RedisURL = "redis://127.0.0.1:1/0"
-	m.Stdout = io.Discard
-	defer m.Close()
-	if err := m.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "redis") {
+	err := RunMainErr(t, func(c *main.Config) { c.RedisURL = "redis://127.0.0.1:1/0" })
+	if err == nil || !strings.Contains(err.Error(), "redis") {
 		t.Fatalf("Run with an unreachable Redis: %v, want an error naming redis", err)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"path/filepath"
 	"time"
 
@@ -20,11 +21,14 @@ type ReceiptConfig struct {
 	MaxDeliveries int           // --receipt-max-deliveries: tries before the dead-letter stream; default 5
 	BackoffBase   time.Duration // --receipt-backoff: first retry delay, doubling; default 1s
 	DBConns       int           // --receipt-db-conns: this replica's workers' database connections; default 4
+	GCInterval    time.Duration // --blob-gc-interval: pause between sweeps of unreferenced blobs; default 1h, 0 off
+	GCGrace       time.Duration // --blob-gc-grace: a blob stored within it is never swept; default 24h
 	NoWorkers     bool          // run no workers in this process (benchmarks of another consumer); no flag
 }
 
 func defaultReceiptConfig() ReceiptConfig {
-	return ReceiptConfig{Cap: 50, AckWait: 60 * time.Second, MaxDeliveries: 5, BackoffBase: time.Second, DBConns: 4}
+	return ReceiptConfig{Cap: 50, AckWait: 60 * time.Second, MaxDeliveries: 5, BackoffBase: time.Second, DBConns: 4,
+		GCInterval: time.Hour, GCGrace: 24 * time.Hour}
 }
 
 // pipeline returns the receipts package's configuration.
@@ -38,6 +42,8 @@ func receiptFlags(fs *flag.FlagSet, c *ReceiptConfig) {
 	fs.DurationVar(&c.AckWait, "receipt-visibility-timeout", envDuration("HOLDFAST_RECEIPT_VISIBILITY_TIMEOUT", c.AckWait), "a job whose worker died is delivered again after this; live workers extend it with heartbeats (env HOLDFAST_RECEIPT_VISIBILITY_TIMEOUT)")
 	fs.IntVar(&c.MaxDeliveries, "receipt-max-deliveries", envInt("HOLDFAST_RECEIPT_MAX_DELIVERIES", c.MaxDeliveries), "tries of a receipt job before it goes to the dead-letter stream (env HOLDFAST_RECEIPT_MAX_DELIVERIES)")
 	fs.DurationVar(&c.BackoffBase, "receipt-backoff", envDuration("HOLDFAST_RECEIPT_BACKOFF", c.BackoffBase), "delay before the first retry of a failed job; it doubles each time, with jitter (env HOLDFAST_RECEIPT_BACKOFF)")
+	fs.DurationVar(&c.GCInterval, "blob-gc-interval", envDuration("HOLDFAST_BLOB_GC_INTERVAL", c.GCInterval), "pause between sweeps that delete the receipt images (originals and variants) no receipt refers to any more; 0 turns them off (env HOLDFAST_BLOB_GC_INTERVAL)")
+	fs.DurationVar(&c.GCGrace, "blob-gc-grace", envDuration("HOLDFAST_BLOB_GC_GRACE", c.GCGrace), "an image stored within this is never swept, referred to or not; at least 10 × the visibility timeout, so a job's variants are referred to before they can go (env HOLDFAST_BLOB_GC_GRACE)")
 	fs.IntVar(&c.DBConns, "receipt-db-conns", envInt("HOLDFAST_RECEIPT_DB_CONNS", c.DBConns), "database connections of this replica's receipt workers: replicas × this stays within the database's budget (env HOLDFAST_RECEIPT_DB_CONNS)")
 }
 
@@ -46,6 +52,7 @@ type receiptPipeline struct {
 	db     *postgres.DB // the workers' own pool
 	worker *receipts.Worker
 	blobs  *blob.Store
+	gc     *receipts.BlobGC
 }
 
 // openReceipts starts the blob store, the workers (on a pool of their own)
@@ -54,6 +61,9 @@ type receiptPipeline struct {
 func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 	c := m.Config.Receipts
 	cfg := c.pipeline()
+	if c.GCInterval > 0 && c.GCGrace < 10*c.AckWait {
+		return fmt.Errorf("--blob-gc-grace %v is shorter than 10 × --receipt-visibility-timeout (%v): a job's variants could be swept before its receipt refers to them", c.GCGrace, 10*c.AckWait)
+	}
 	blobs, err := blob.New(filepath.Join(m.Config.DataDir, "blobs"))
 	if err != nil {
 		return err
@@ -87,6 +97,14 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 	m.HTTP.ReceiptService = receipts.NewService(apiStore, blobs, media.Limits{})
 	m.HTTP.DeadLetterService = receipts.NewDeadLetters(apiStore, m.NATS.JS, cfg)
 	p.blobs = blobs
+	if c.GCInterval > 0 {
+		p.gc, err = receipts.NewBlobGC(workerStore, blobs, receipts.BlobGCConfig{
+			Interval: c.GCInterval, Grace: c.GCGrace, Logger: m.Logger, Registerer: m.Registry})
+		if err != nil {
+			return err
+		}
+		p.gc.Start(ctx)
+	}
 	return nil
 }
 
@@ -94,6 +112,9 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 func (m *Main) closeReceipts() {
 	if m.receipts == nil {
 		return
+	}
+	if m.receipts.gc != nil {
+		m.receipts.gc.Stop()
 	}
 	if m.receipts.worker != nil {
 		m.receipts.worker.Stop()
