@@ -153,14 +153,21 @@ func (s *Store) remove(key string, cutoff time.Time) (int64, error) {
 	}
 	s.forget(key)
 	fi, err := os.Stat(tomb)
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
+		return -1, nil // a concurrent sweep set the same blob aside and deleted it
+	} else if err != nil {
 		return -1, err
 	}
 	if !fi.ModTime().Before(cutoff) {
 		// Put touched it between the listing and the rename.
 		return -1, s.restore(key, tomb)
 	}
-	return fi.Size(), os.Remove(tomb)
+	if err := os.Remove(tomb); errors.Is(err, fs.ErrNotExist) {
+		return -1, nil
+	} else if err != nil {
+		return -1, err
+	}
+	return fi.Size(), nil
 }
 
 // restore puts a set-aside blob back under its name, unless a Put has
@@ -175,7 +182,10 @@ func (s *Store) restore(key, tomb string) error {
 	if err := s.syncDirs(key); err != nil {
 		return err
 	}
-	return os.Remove(tomb)
+	if err := os.Remove(tomb); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // restoreTombs puts back the blobs a crashed sweep set aside: a Put may have

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -216,6 +218,62 @@ func TestNew_RestoresSetAsideBlobs(t *testing.T) {
 		t.Fatal("the blob was not put back")
 	}
 	if _, temps := files(t, again); len(temps) != 0 {
+		t.Errorf("left behind: %v", temps)
+	}
+}
+
+// Sweeps in two stores sharing a directory, racing with Puts of the content
+// they are deleting: no call fails, nothing is left set aside, and every
+// content Put during the race is there at the end (its last Put renewed it,
+// and nothing renewed within the grace period is swept).
+func TestSweep_ConcurrentWithPuts(t *testing.T) {
+	dir := t.TempDir()
+	a, err := blob.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := blob.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var contents [][]byte
+	for i := range 20 {
+		c := []byte(fmt.Sprintf("content %d", i))
+		contents = append(contents, c)
+		age(t, a, mustPut(t, a, c), 48*time.Hour)
+	}
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	errs := make(chan error, 100)
+	for _, s := range []*blob.Store{a, b} {
+		wg.Go(func() {
+			for range 20 {
+				if _, err := s.Sweep(ctx, time.Now().Add(-time.Hour), inUse()); err != nil {
+					errs <- err
+				}
+			}
+		})
+		wg.Go(func() {
+			for range 5 {
+				for _, c := range contents {
+					if _, err := s.PutBytes(ctx, c); err != nil {
+						errs <- err
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, c := range contents {
+		if !exists(t, a, blob.Key(c)) || string(MustRead(t, a, blob.Key(c))) != string(c) {
+			t.Errorf("%q is missing after the race", c)
+		}
+	}
+	if _, temps := files(t, a); len(temps) != 0 {
 		t.Errorf("left behind: %v", temps)
 	}
 }
