@@ -17,14 +17,7 @@ import (
 // by hashing a sequential scan of the whole table, inside its row locks.
 func TestBatchPlansUseIndexes(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, Config{URL: pgtest.NewDatabase(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if err := Migrate(ctx, db); err != nil {
-		t.Fatal(err)
-	}
+	db := openMigrated(t)
 	if _, err := db.Pool.Exec(ctx, `
 		INSERT INTO tenants (id, name, created_at) VALUES ('00000000-0000-0000-0000-000000000001', 'plans', now());
 		INSERT INTO accounts (id, tenant_id, currency, allow_overdraft, balance, created_at)
@@ -113,4 +106,19 @@ func accountScans(t *testing.T, plan []byte) []string {
 	}
 	walk(top[0].Plan)
 	return out
+}
+
+// openMigrated returns a fresh database with the schema, closed at the
+// test's end.
+func openMigrated(t *testing.T) *DB {
+	t.Helper()
+	db, err := Open(context.Background(), Config{URL: pgtest.NewDatabase(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if err := Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -28,8 +30,9 @@ import (
 // each. A lone request is a batch of one; the group-commit Writer feeds it
 // larger batches.
 type TransferService struct {
-	db     *DB
-	writer *Writer // nil: each request commits its own batch of one
+	db        *DB
+	writer    *Writer // nil: each request commits its own batch of one
+	staleHook func()  // called when a pipelined attempt finds other balances; nil: nothing
 }
 
 var _ holdfast.TransferService = (*TransferService)(nil)
@@ -81,7 +84,7 @@ func (s *TransferService) CreateTransfers(ctx context.Context, tenantID string, 
 	if s.writer != nil {
 		return s.writer.submit(ctx, r)
 	}
-	if err := s.applyBatch(ctx, s.db.Pool, []*transferRequest{r}); err != nil {
+	if err := s.applyBatch(ctx, s.db.Pool, []*transferRequest{r}, nil); err != nil {
 		return nil, err
 	}
 	return r.finish()
@@ -120,13 +123,20 @@ func indexed(err error, i int) error {
 var errRaced = errors.New("transfer id or idempotency key inserted concurrently")
 
 // applyBatch applies reqs in one transaction, retrying it on deadlock,
-// serialization failure or a raced id. Each request's own outcome is left in
-// its out/err; the returned error means the whole batch failed and no request
-// was applied.
-func (s *TransferService) applyBatch(ctx context.Context, pool *pgxpool.Pool, reqs []*transferRequest) error {
+// serialization failure (which includes a pipelined batch finding balances
+// other than those it applied against) or a raced id. Each request's own
+// outcome is left in its out/err; the returned error means the whole batch
+// failed and no request was applied. f is the batch's flight in the
+// group-commit writer (nil outside it): its first attempt is pipelined if
+// it took accounts from a batch still committing.
+func (s *TransferService) applyBatch(ctx context.Context, pool *pgxpool.Pool, reqs []*transferRequest, f *flight) error {
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		err = s.tryBatch(ctx, pool, reqs)
+		pipelined := attempt == 0 && f != nil && len(f.after) > 0
+		err = s.tryBatch(ctx, pool, reqs, f, pipelined)
+		if pipelined && isStale(err) && s.staleHook != nil {
+			s.staleHook()
+		}
 		if err == nil || !(retryable(err) || errors.Is(err, errRaced)) || ctx.Err() != nil {
 			break
 		}
@@ -159,8 +169,16 @@ func (s *TransferService) applyBatch(ctx context.Context, pool *pgxpool.Pool, re
 const batchSettingsSQL = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
 	set_config('random_page_cost', '1.1', true)`
 
+// isStale reports whether err is ledger_expect's: a pipelined batch found
+// balances other than those it applied against.
+func isStale(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "40001" && pe.Where != "" && strings.Contains(pe.Where, "ledger_expect")
+}
+
 // account is a locked account row, updated in memory while a batch applies.
 type account struct {
+	id             string // set in a pipelined batch's expectations only
 	tenantID       string
 	currency       string
 	allowOverdraft bool
@@ -183,7 +201,17 @@ type entry struct {
 // inserted in key order) and commits. Locks on a hot
 // account are held for one round trip and the commit, not for a chain of
 // statements.
-func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs []*transferRequest) (err error) {
+//
+// Pipelined (see flight), the first round trip reads the accounts without
+// locking them and the batch applies its requests against the balances the
+// batches before it will commit; the second writes the transfers, events
+// and keys, then locks the accounts in id order (waiting for those batches
+// to commit), checks that their balances are the ones it applied against
+// (ledger_expect: a serialization failure if not), and only then updates
+// the balances and inserts the entries, so each account's entries keep the
+// order of its balances. The locks are held for those last statements and
+// the commit.
+func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs []*transferRequest, f *flight, pipelined bool) (err error) {
 	for _, r := range reqs {
 		r.out, r.err, r.resp, r.replay, r.owner = nil, nil, nil, nil, false
 	}
@@ -215,13 +243,25 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	reads.Queue("BEGIN")
 	reads.Queue(batchSettingsSQL)
 	keys := queueClaimKeys(&reads, reqs)
-	accounts := queueLockAccounts(&reads, ids)
+	accounts := queueReadAccounts(&reads, ids, !pipelined)
 	existing := queueFindExisting(&reads, clientTenants, clientIDs)
 	if err := conn.SendBatch(ctx, &reads).Close(); err != nil {
 		return err
 	}
 
 	keys.resolve(reqs)
+	var expected []account
+	if pipelined {
+		for id, before := range f.after {
+			if a, v := accounts[id], before.final[id]; a != nil && v != nil {
+				a.balance, a.allowOverdraft = v.balance, v.allowOverdraft
+			}
+		}
+		expected = make([]account, 0, len(accounts))
+		for id, a := range accounts {
+			expected = append(expected, account{id: id, balance: a.balance, allowOverdraft: a.allowOverdraft})
+		}
+	}
 
 	// Apply each request in arrival order, in memory.
 	now := s.db.now()
@@ -250,10 +290,23 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	// Round trip 2: write and commit.
 	var writes pgx.Batch
 	queueInsertTransfers(&writes, transfers)
-	queueInsertEntries(&writes, entries)
-	queueUpdateBalances(&writes, accounts)
-	queueOutbox(&writes, events)
-	queueStoreResponses(&writes, reqs, keys)
+	if pipelined {
+		queueOutbox(&writes, events)
+		queueStoreResponses(&writes, reqs, keys)
+		writes.Queue(lockAccountsSQL, uuids(slices.Collect(maps.Keys(ids))))
+		queueExpect(&writes, expected).Exec(func(pgconn.CommandTag) error {
+			f.ready(accounts) // locked, and applied against the balances they have
+			return nil
+		})
+		queueUpdateBalances(&writes, accounts)
+		queueInsertEntries(&writes, entries)
+	} else {
+		f.ready(accounts) // locked since round trip 1
+		queueInsertEntries(&writes, entries)
+		queueUpdateBalances(&writes, accounts)
+		queueOutbox(&writes, events)
+		queueStoreResponses(&writes, reqs, keys)
+	}
 	writes.Queue("COMMIT")
 	if err := conn.SendBatch(ctx, &writes).Close(); err != nil {
 		var pe *pgconn.PgError
@@ -372,15 +425,19 @@ func (k *batchKeys) resolve(reqs []*transferRequest) {
 	}
 }
 
-// queueLockAccounts locks the accounts with the given ids, in id order, into
-// the returned map (filled when the batch runs).
-func queueLockAccounts(b *pgx.Batch, ids map[string]struct{}) map[string]*account {
+// queueReadAccounts reads the accounts with the given ids into the returned
+// map (filled when the batch runs), locking them in id order if lock.
+func queueReadAccounts(b *pgx.Batch, ids map[string]struct{}, lock bool) map[string]*account {
 	list := make([]string, 0, len(ids))
 	for id := range ids {
 		list = append(list, id)
 	}
 	accounts := make(map[string]*account, len(list))
-	b.Queue(lockAccountsSQL, uuids(list)).Query(func(rows pgx.Rows) error {
+	sql := readAccountsSQL
+	if lock {
+		sql = lockAccountsSQL
+	}
+	b.Queue(sql, uuids(list)).Query(func(rows pgx.Rows) error {
 		var id string
 		var a account
 		_, err := pgx.ForEachRow(rows, []any{&id, &a.tenantID, &a.currency, &a.allowOverdraft, &a.balance}, func() error {
@@ -393,9 +450,27 @@ func queueLockAccounts(b *pgx.Batch, ids map[string]struct{}) map[string]*accoun
 	return accounts
 }
 
-// lockAccountsSQL reads the accounts $1 and locks them in id order.
-const lockAccountsSQL = `SELECT id, tenant_id, currency, allow_overdraft, balance FROM accounts
-	WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE`
+// lockAccountsSQL reads the accounts $1 and locks them in id order;
+// readAccountsSQL only reads them.
+const (
+	lockAccountsSQL = readAccountsSQL + ` ORDER BY id FOR UPDATE`
+	readAccountsSQL = `SELECT id, tenant_id, currency, allow_overdraft, balance FROM accounts
+	WHERE id = ANY($1::uuid[])`
+)
+
+// queueExpect fails the transaction with a serialization failure unless
+// every account has the balance and overdraft permission a pipelined batch
+// applied against (ledger_expect, migration 0007).
+func queueExpect(b *pgx.Batch, want []account) *pgx.QueuedQuery {
+	n := len(want)
+	ids, balances, overdraft := make([]string, n), make([]int64, n), make([]bool, n)
+	for i, a := range want {
+		ids[i], balances[i], overdraft[i] = a.id, a.balance, a.allowOverdraft
+	}
+	return b.Queue(`SELECT ledger_expect(count(*) = $4) FROM accounts a
+		JOIN unnest($1::uuid[], $2::bigint[], $3::bool[]) AS v(id, balance, overdraft)
+			ON a.id = v.id AND a.balance = v.balance AND a.allow_overdraft = v.overdraft`, uuids(ids), balances, overdraft, n)
+}
 
 type transferKey struct{ tenant, id string }
 

@@ -119,6 +119,8 @@ type Writer struct {
 	queueDepth prometheus.GaugeFunc
 	shed       prometheus.Counter
 	admitGauge prometheus.GaugeFunc
+	pipelined  prometheus.Counter // batches whose first attempt was pipelined
+	stale      prometheus.Counter // of those, attempts that found other balances and ran again
 
 	// Queue-delay admission (MaxWait): the committers measure their
 	// throughput on full batches; submit admits while fewer than admitDepth
@@ -137,14 +139,15 @@ type Writer struct {
 	closed bool         // after Stop: submit refuses at once
 
 	// Conflict-aware batching: a batch being formed leaves out the requests
-	// whose accounts a committing batch holds, so that two committers never
-	// wait for each other's row locks (which made the second wait out the
-	// first's commit, WAL flush included, and then commit alone).
+	// whose accounts a committing batch holds, until that batch is ready
+	// (holds their row locks and knows their final balances); after that they
+	// may go into a pipelined batch, which applies them against those
+	// balances while the first commits (see flight).
 	bmu       sync.Mutex
-	busy      map[string]struct{} // accounts of the batches being committed
-	deferred  []*transferRequest  // taken from the queue, waiting for their accounts; in arrival order
-	freed     chan struct{}       // closed (and replaced) whenever a batch gives its accounts back
-	lastStart time.Time           // when the latest batch being committed started
+	busy      map[string]*flight // accounts of the batches being committed: the latest batch to take each
+	deferred  []*transferRequest // taken from the queue, waiting for their accounts; in arrival order
+	freed     chan struct{}      // closed (and replaced) whenever a batch gives its accounts back or becomes ready
+	lastStart time.Time          // when the latest batch being committed started
 }
 
 // NewWriter puts a group-commit writer in front of svc: from Start on, every
@@ -155,7 +158,7 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 		return nil, err
 	}
 	w := &Writer{svc: svc, cfg: cfg, queue: make(chan *transferRequest, cfg.QueueSize),
-		busy: make(map[string]struct{}), freed: make(chan struct{})}
+		busy: make(map[string]*flight), freed: make(chan struct{})}
 	w.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "holdfast_ledger_batch_size", Help: "Transfer requests applied per group-commit transaction.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 14),
@@ -173,9 +176,16 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 	w.admitGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "holdfast_ledger_admit_depth", Help: "Requests that may wait for group commit before new ones are refused (throughput on full batches × the maximum wait, at least one batch).",
 	}, func() float64 { return float64(w.AdmitDepth()) })
+	w.pipelined = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "holdfast_ledger_pipelined_batches_total", Help: "Group-commit batches that applied against the balances of a batch still committing (pipelined).",
+	})
+	w.stale = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "holdfast_ledger_pipelined_stale_total", Help: "Pipelined batches that found other balances under the locks than they applied against, and ran again locking first.",
+	})
+	w.svc.staleHook = w.stale.Inc
 	w.admitDepth.Store(int64(cfg.QueueSize))
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{w.batchSize, w.commitTime, w.queueDepth, w.shed, w.admitGauge} {
+		for _, c := range []prometheus.Collector{w.batchSize, w.commitTime, w.queueDepth, w.shed, w.admitGauge, w.pipelined, w.stale} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, err
 			}
@@ -318,22 +328,22 @@ func (w *Writer) submit(ctx context.Context, r *transferRequest) ([]*holdfast.Tr
 func (w *Writer) run(ctx context.Context) {
 	defer w.wg.Done()
 	for {
-		batch, accounts := w.take(ctx)
+		batch, f := w.take(ctx)
 		if batch == nil {
 			return
 		}
-		w.commit(ctx, batch)
-		w.release(accounts)
+		w.commit(ctx, batch, f)
+		w.release(f)
 	}
 }
 
 // take waits until a batch may start (no other is committing, or
 // OverlapDepth requests wait), then for requests that no committing batch
-// conflicts with, and
+// conflicts with (or only one that is ready), and
 // returns up to MaxBatch of them (set-aside ones first, then the queue's,
-// in arrival order), with the accounts they touch, now held. It returns nil
-// once ctx ends.
-func (w *Writer) take(ctx context.Context) ([]*transferRequest, map[string]struct{}) {
+// in arrival order), with the batch's flight, whose accounts are now held.
+// It returns nil once ctx ends.
+func (w *Writer) take(ctx context.Context) ([]*transferRequest, *flight) {
 	var timer *time.Timer
 	defer func() {
 		if timer != nil {
@@ -343,23 +353,24 @@ func (w *Writer) take(ctx context.Context) ([]*transferRequest, map[string]struc
 	for {
 		w.bmu.Lock()
 		var batch []*transferRequest
-		var accounts map[string]struct{}
+		var f *flight
 		// While a young batch commits and few wait, let them wait for it.
 		var young time.Duration
 		if len(w.busy) > 0 && w.waiting.Load() < int64(w.cfg.OverlapDepth) { // a batch is committing (every batch holds accounts)
 			young = w.cfg.OverlapAfter - time.Since(w.lastStart)
 		}
 		if young <= 0 {
-			batch, accounts = w.collect()
+			batch, f = w.collect()
 		}
 		if len(batch) > 0 {
 			w.lastStart = time.Now()
-			for id := range accounts {
-				w.busy[id] = struct{}{}
+			for id := range f.accounts {
+				w.busy[id] = f
 			}
 			w.waiting.Add(-int64(len(batch)))
 			w.bmu.Unlock()
-			return batch, accounts
+			f.signal = w.signal
+			return batch, f
 		}
 		freed := w.freed
 		queue := w.queue
@@ -390,18 +401,23 @@ func (w *Writer) take(ctx context.Context) ([]*transferRequest, map[string]struc
 }
 
 // collect forms a batch from the set-aside requests and the queue, leaving
-// aside those that touch an account a committing batch holds; w.bmu is held.
-func (w *Writer) collect() ([]*transferRequest, map[string]struct{}) {
+// aside those that touch an account a committing batch holds and is not
+// ready with; w.bmu is held.
+func (w *Writer) collect() ([]*transferRequest, *flight) {
 	var batch []*transferRequest
-	accounts := make(map[string]struct{})
+	f := newFlight()
 	add := func(r *transferRequest) bool {
 		if len(batch) >= w.cfg.MaxBatch || w.conflicts(r) {
 			return false
 		}
 		batch = append(batch, r)
 		for _, t := range r.in {
-			accounts[t.DebitAccountID] = struct{}{}
-			accounts[t.CreditAccountID] = struct{}{}
+			for _, id := range []string{t.DebitAccountID, t.CreditAccountID} {
+				f.accounts[id] = struct{}{}
+				if before := w.busy[id]; before != nil {
+					f.after[id] = before
+				}
+			}
 		}
 		return true
 	}
@@ -420,33 +436,42 @@ func (w *Writer) collect() ([]*transferRequest, map[string]struct{}) {
 				w.deferred = append(w.deferred, r)
 			}
 		default:
-			return batch, accounts
+			return batch, f
 		}
 	}
-	return batch, accounts
+	return batch, f
 }
 
-// conflicts reports whether a committing batch holds one of r's accounts;
-// w.bmu is held.
+// conflicts reports whether a committing batch that is not ready holds one
+// of r's accounts; w.bmu is held.
 func (w *Writer) conflicts(r *transferRequest) bool {
 	for _, t := range r.in {
-		if _, ok := w.busy[t.DebitAccountID]; ok {
+		if f := w.busy[t.DebitAccountID]; f != nil && !f.isReady() {
 			return true
 		}
-		if _, ok := w.busy[t.CreditAccountID]; ok {
+		if f := w.busy[t.CreditAccountID]; f != nil && !f.isReady() {
 			return true
 		}
 	}
 	return false
 }
 
-// release gives a committed batch's accounts back and wakes the committers
-// waiting for them.
-func (w *Writer) release(accounts map[string]struct{}) {
+// release gives a committed batch's accounts back (those a later batch has
+// not taken since) and wakes the committers waiting for them.
+func (w *Writer) release(f *flight) {
 	w.bmu.Lock()
-	for id := range accounts {
-		delete(w.busy, id)
+	for id := range f.accounts {
+		if w.busy[id] == f {
+			delete(w.busy, id)
+		}
 	}
+	w.bmu.Unlock()
+	w.signal()
+}
+
+// signal wakes the committers waiting for accounts.
+func (w *Writer) signal() {
+	w.bmu.Lock()
 	close(w.freed)
 	w.freed = make(chan struct{})
 	w.bmu.Unlock()
@@ -454,7 +479,7 @@ func (w *Writer) release(accounts map[string]struct{}) {
 
 // commit applies one batch and wakes its waiters. Requests whose callers
 // have gone are dropped before the transaction starts.
-func (w *Writer) commit(ctx context.Context, batch []*transferRequest) {
+func (w *Writer) commit(ctx context.Context, batch []*transferRequest, f *flight) {
 	live := batch[:0:0]
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil {
@@ -467,9 +492,16 @@ func (w *Writer) commit(ctx context.Context, batch []*transferRequest) {
 	if len(live) == 0 {
 		return
 	}
+	if len(f.after) > 0 {
+		w.pipelined.Inc()
+	}
 	start := time.Now()
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.cfg.BatchTimeout)
-	err := w.svc.applyBatch(bctx, w.pool, live)
+	// The committers' pool is theirs alone (a connection each), so an acquire
+	// waits only for a connection to be dialled, which on a busy machine can
+	// take longer than the request pools' acquire timeout: the batch's own
+	// timeout bounds it instead.
+	bctx, cancel := context.WithTimeout(Patient(context.WithoutCancel(ctx)), w.cfg.BatchTimeout)
+	err := w.svc.applyBatch(bctx, w.pool, live, f)
 	cancel()
 	took := time.Since(start)
 	w.batchSize.Observe(float64(len(live)))

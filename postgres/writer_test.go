@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -303,4 +305,89 @@ func TestWriter_FewWaitForTheYoungBatch(t *testing.T) {
 		}
 	}
 	t.Fatal("no batch size metric")
+}
+
+// Concurrent transfers in both directions between a hot account and
+// customers who may not overdraw, through a writer whose batches pipeline:
+// each is applied once, every refusal is right (a customer's balance never
+// goes negative, the CHECK constraint would fail the batch), and the ledger
+// is consistent entry by entry. Rounds go on until some batch was pipelined.
+func TestWriter_PipelinesAHotAccount(t *testing.T) {
+	t.Parallel()
+	db := MustOpenDB(t)
+	tenant := MustTenant(t, db)
+	svc := postgres.NewTransferService(db)
+	reg := prometheus.NewRegistry()
+	w, err := postgres.NewWriter(svc, postgres.WriterConfig{MaxBatch: 16, QueueSize: 1000, Committers: 2, OverlapDepth: 1, Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	house := MustAccount(t, db, tenant, "USD", true)
+	var customers []*holdfast.Account
+	for range 8 {
+		customers = append(customers, MustAccount(t, db, tenant, "USD", false))
+	}
+	move := func(from, to *holdfast.Account, amount int64) error {
+		_, err := svc.CreateTransfers(context.Background(), tenant, []holdfast.TransferCreate{
+			{DebitAccountID: from.ID, CreditAccountID: to.ID, Amount: amount, Currency: "USD"}}, false)
+		return err
+	}
+	for _, c := range customers {
+		if err := move(house, c, 50); err != nil {
+			t.Fatal(err)
+		}
+	}
+	counter := func(name string) float64 {
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() == name {
+				return f.GetMetric()[0].GetCounter().GetValue()
+			}
+		}
+		t.Fatalf("no metric %s", name)
+		return 0
+	}
+	var applied, refused atomic.Int64
+	funding := counter("holdfast_ledger_pipelined_batches_total")
+	for round := 0; round == 0 || round < 20 && counter("holdfast_ledger_pipelined_batches_total") == funding; round++ {
+		var wg sync.WaitGroup
+		for i := range 200 {
+			c := customers[i%len(customers)]
+			wg.Go(func() {
+				from, to := c, house
+				if i%3 == 0 {
+					from, to = house, c
+				}
+				switch err := move(from, to, int64(1+i%20)); {
+				case err == nil:
+					applied.Add(1)
+				case holdfast.IsCode(err, holdfast.EINSUFFICIENT):
+					refused.Add(1)
+				default:
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	if counter("holdfast_ledger_pipelined_batches_total") == funding {
+		t.Fatal("no batch was pipelined")
+	}
+	t.Logf("%d applied, %d refused; %.0f batches pipelined, %.0f ran again", applied.Load(), refused.Load(),
+		counter("holdfast_ledger_pipelined_batches_total"), counter("holdfast_ledger_pipelined_stale_total"))
+	var transfers int64
+	if err := db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM transfers WHERE tenant_id = $1", tenant).Scan(&transfers); err != nil {
+		t.Fatal(err)
+	}
+	if transfers != applied.Load()+int64(len(customers)) {
+		t.Fatalf("%d transfers stored, want %d applied + %d funding", transfers, applied.Load(), len(customers))
+	}
+	AssertLedgerConsistent(t, db, tenant)
 }

@@ -1,0 +1,58 @@
+package postgres
+
+import "sync"
+
+// flight is a group-commit batch being committed, as the batches formed
+// after it see it. Once it is ready — it holds the row locks of its accounts
+// and knows the balances it will commit — a later batch may take requests on
+// the same accounts and apply them against those balances: that pipelined
+// batch reads, applies and writes everything but the balances and entries
+// while this one commits, and locks the accounts last, which waits for this
+// commit. Under the locks it checks that the balances are the ones it
+// applied against; if this batch failed instead, they are not, and the
+// pipelined one runs again the ordinary way. So a hot account is locked
+// for a batch's balance updates, entries and commit, not for its whole
+// work, and the check, not the pipelining, is what keeps the ledger right.
+type flight struct {
+	accounts map[string]struct{} // the accounts the batch touches
+	after    map[string]*flight  // of those, the ones a ready batch held when this one formed: that batch
+	signal   func()              // wakes the writer's committers once ready
+
+	once    sync.Once
+	readyCh chan struct{}
+	final   map[string]*account // the balances the batch commits; set before readyCh closes
+}
+
+func newFlight() *flight {
+	return &flight{accounts: map[string]struct{}{}, after: map[string]*flight{}, readyCh: make(chan struct{})}
+}
+
+// ready records the balances the batch will commit (a copy of accounts,
+// applied and locked) and lets later batches pipeline behind it. Only the
+// first call counts; a nil flight (outside the writer) ignores it.
+func (f *flight) ready(accounts map[string]*account) {
+	if f == nil {
+		return
+	}
+	f.once.Do(func() {
+		f.final = make(map[string]*account, len(accounts))
+		for id, a := range accounts {
+			c := *a
+			f.final[id] = &c
+		}
+		close(f.readyCh)
+		if f.signal != nil {
+			f.signal()
+		}
+	})
+}
+
+// isReady reports whether ready was called.
+func (f *flight) isReady() bool {
+	select {
+	case <-f.readyCh:
+		return true
+	default:
+		return false
+	}
+}
