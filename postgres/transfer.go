@@ -178,7 +178,6 @@ func isStale(err error) bool {
 
 // account is a locked account row, updated in memory while a batch applies.
 type account struct {
-	id             string // set in a pipelined batch's expectations only
 	tenantID       string
 	currency       string
 	allowOverdraft bool
@@ -250,16 +249,16 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	}
 
 	keys.resolve(reqs)
-	var expected []account
+	var expected map[string]account // what a pipelined batch applies against
 	if pipelined {
 		for id, before := range f.after {
 			if a, v := accounts[id], before.final[id]; a != nil && v != nil {
 				a.balance, a.allowOverdraft = v.balance, v.allowOverdraft
 			}
 		}
-		expected = make([]account, 0, len(accounts))
+		expected = make(map[string]account, len(accounts))
 		for id, a := range accounts {
-			expected = append(expected, account{id: id, balance: a.balance, allowOverdraft: a.allowOverdraft})
+			expected[id] = *a
 		}
 	}
 
@@ -461,11 +460,11 @@ const (
 // queueExpect fails the transaction with a serialization failure unless
 // every account has the balance and overdraft permission a pipelined batch
 // applied against (ledger_expect, migration 0007).
-func queueExpect(b *pgx.Batch, want []account) *pgx.QueuedQuery {
+func queueExpect(b *pgx.Batch, want map[string]account) *pgx.QueuedQuery {
 	n := len(want)
-	ids, balances, overdraft := make([]string, n), make([]int64, n), make([]bool, n)
-	for i, a := range want {
-		ids[i], balances[i], overdraft[i] = a.id, a.balance, a.allowOverdraft
+	ids, balances, overdraft := make([]string, 0, n), make([]int64, 0, n), make([]bool, 0, n)
+	for id, a := range want {
+		ids, balances, overdraft = append(ids, id), append(balances, a.balance), append(overdraft, a.allowOverdraft)
 	}
 	return b.Queue(`SELECT ledger_expect(count(*) = $4) FROM accounts a
 		JOIN unnest($1::uuid[], $2::bigint[], $3::bool[]) AS v(id, balance, overdraft)
