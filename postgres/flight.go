@@ -16,16 +16,21 @@ import "sync"
 type flight struct {
 	accounts map[string]struct{} // the accounts the batch touches
 	after    map[string]*flight  // of those, the ones a ready batch held when this one formed: that batch
-	signal   func()              // wakes the writer's committers once ready
+	signal   func()              // wakes the writer's committers once ready; nil: nothing to wake
+	stale    bool                // the pipelined attempt found other balances and the batch ran again
 
 	once    sync.Once
 	readyCh chan struct{}
 	final   map[string]*account // the balances the batch commits; set before readyCh closes
 }
 
-func newFlight() *flight {
-	return &flight{accounts: map[string]struct{}{}, after: map[string]*flight{}, readyCh: make(chan struct{})}
+func newFlight(signal func()) *flight {
+	return &flight{accounts: map[string]struct{}{}, after: map[string]*flight{}, signal: signal, readyCh: make(chan struct{})}
 }
+
+// pipelines reports whether the batch took accounts from a batch still
+// committing, so that its first attempt is pipelined.
+func (f *flight) pipelines() bool { return f != nil && len(f.after) > 0 }
 
 // ready records the balances the batch will commit (a copy of accounts,
 // applied and locked) and lets later batches pipeline behind it. Only the

@@ -9,7 +9,6 @@ import (
 	"math"
 	"slices"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -30,9 +29,8 @@ import (
 // each. A lone request is a batch of one; the group-commit Writer feeds it
 // larger batches.
 type TransferService struct {
-	db        *DB
-	writer    *Writer // nil: each request commits its own batch of one
-	staleHook func()  // called when a pipelined attempt finds other balances; nil: nothing
+	db     *DB
+	writer *Writer // nil: each request commits its own batch of one
 }
 
 var _ holdfast.TransferService = (*TransferService)(nil)
@@ -132,10 +130,10 @@ var errRaced = errors.New("transfer id or idempotency key inserted concurrently"
 func (s *TransferService) applyBatch(ctx context.Context, pool *pgxpool.Pool, reqs []*transferRequest, f *flight) error {
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		pipelined := attempt == 0 && f != nil && len(f.after) > 0
+		pipelined := attempt == 0 && f.pipelines()
 		err = s.tryBatch(ctx, pool, reqs, f, pipelined)
-		if pipelined && isStale(err) && s.staleHook != nil {
-			s.staleHook()
+		if pipelined && isStale(err) {
+			f.stale = true
 		}
 		if err == nil || !(retryable(err) || errors.Is(err, errRaced)) || ctx.Err() != nil {
 			break
@@ -170,10 +168,11 @@ const batchSettingsSQL = `SELECT set_config('plan_cache_mode', 'force_custom_pla
 	set_config('random_page_cost', '1.1', true)`
 
 // isStale reports whether err is ledger_expect's: a pipelined batch found
-// balances other than those it applied against.
+// balances other than those it applied against. A serialization failure
+// has no other source in a READ COMMITTED transaction.
 func isStale(err error) bool {
 	var pe *pgconn.PgError
-	return errors.As(err, &pe) && pe.Code == "40001" && pe.Where != "" && strings.Contains(pe.Where, "ledger_expect")
+	return errors.As(err, &pe) && pe.Code == "40001"
 }
 
 // account is a locked account row, updated in memory while a batch applies.
@@ -242,7 +241,8 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	reads.Queue("BEGIN")
 	reads.Queue(batchSettingsSQL)
 	keys := queueClaimKeys(&reads, reqs)
-	accounts := queueReadAccounts(&reads, ids, !pipelined)
+	accountIDs := uuids(slices.Collect(maps.Keys(ids)))
+	accounts := queueReadAccounts(&reads, accountIDs, !pipelined)
 	existing := queueFindExisting(&reads, clientTenants, clientIDs)
 	if err := conn.SendBatch(ctx, &reads).Close(); err != nil {
 		return err
@@ -292,7 +292,7 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	if pipelined {
 		queueOutbox(&writes, events)
 		queueStoreResponses(&writes, reqs, keys)
-		writes.Queue(lockAccountsSQL, uuids(slices.Collect(maps.Keys(ids))))
+		writes.Queue(lockAccountsSQL, accountIDs)
 		queueExpect(&writes, expected).Exec(func(pgconn.CommandTag) error {
 			f.ready(accounts) // locked, and applied against the balances they have
 			return nil
@@ -426,17 +426,13 @@ func (k *batchKeys) resolve(reqs []*transferRequest) {
 
 // queueReadAccounts reads the accounts with the given ids into the returned
 // map (filled when the batch runs), locking them in id order if lock.
-func queueReadAccounts(b *pgx.Batch, ids map[string]struct{}, lock bool) map[string]*account {
-	list := make([]string, 0, len(ids))
-	for id := range ids {
-		list = append(list, id)
-	}
-	accounts := make(map[string]*account, len(list))
+func queueReadAccounts(b *pgx.Batch, ids [][16]byte, lock bool) map[string]*account {
+	accounts := make(map[string]*account, len(ids))
 	sql := readAccountsSQL
 	if lock {
 		sql = lockAccountsSQL
 	}
-	b.Queue(sql, uuids(list)).Query(func(rows pgx.Rows) error {
+	b.Queue(sql, ids).Query(func(rows pgx.Rows) error {
 		var id string
 		var a account
 		_, err := pgx.ForEachRow(rows, []any{&id, &a.tenantID, &a.currency, &a.allowOverdraft, &a.balance}, func() error {

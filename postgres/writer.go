@@ -182,7 +182,6 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 	w.stale = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "holdfast_ledger_pipelined_stale_total", Help: "Pipelined batches that found other balances under the locks than they applied against, and ran again locking first.",
 	})
-	w.svc.staleHook = w.stale.Inc
 	w.admitDepth.Store(int64(cfg.QueueSize))
 	if cfg.Registerer != nil {
 		for _, c := range []prometheus.Collector{w.batchSize, w.commitTime, w.queueDepth, w.shed, w.admitGauge, w.pipelined, w.stale} {
@@ -369,7 +368,6 @@ func (w *Writer) take(ctx context.Context) ([]*transferRequest, *flight) {
 			}
 			w.waiting.Add(-int64(len(batch)))
 			w.bmu.Unlock()
-			f.signal = w.signal
 			return batch, f
 		}
 		freed := w.freed
@@ -405,7 +403,7 @@ func (w *Writer) take(ctx context.Context) ([]*transferRequest, *flight) {
 // ready with; w.bmu is held.
 func (w *Writer) collect() ([]*transferRequest, *flight) {
 	var batch []*transferRequest
-	f := newFlight()
+	f := newFlight(w.signal)
 	add := func(r *transferRequest) bool {
 		if len(batch) >= w.cfg.MaxBatch || w.conflicts(r) {
 			return false
@@ -465,16 +463,21 @@ func (w *Writer) release(f *flight) {
 			delete(w.busy, id)
 		}
 	}
+	w.wakeLocked()
 	w.bmu.Unlock()
-	w.signal()
 }
 
 // signal wakes the committers waiting for accounts.
 func (w *Writer) signal() {
 	w.bmu.Lock()
+	w.wakeLocked()
+	w.bmu.Unlock()
+}
+
+// wakeLocked wakes the committers waiting for accounts; w.bmu is held.
+func (w *Writer) wakeLocked() {
 	close(w.freed)
 	w.freed = make(chan struct{})
-	w.bmu.Unlock()
 }
 
 // commit applies one batch and wakes its waiters. Requests whose callers
@@ -492,7 +495,7 @@ func (w *Writer) commit(ctx context.Context, batch []*transferRequest, f *flight
 	if len(live) == 0 {
 		return
 	}
-	if len(f.after) > 0 {
+	if f.pipelines() {
 		w.pipelined.Inc()
 	}
 	start := time.Now()
@@ -504,6 +507,9 @@ func (w *Writer) commit(ctx context.Context, batch []*transferRequest, f *flight
 	err := w.svc.applyBatch(bctx, w.pool, live, f)
 	cancel()
 	took := time.Since(start)
+	if f.stale {
+		w.stale.Inc()
+	}
 	w.batchSize.Observe(float64(len(live)))
 	w.commitTime.Observe(took.Seconds())
 	if err == nil {
