@@ -23,6 +23,16 @@ func age(t *testing.T, s *blob.Store, key string, d time.Duration) {
 	}
 }
 
+// openStore opens a store in dir, as another process sharing it would.
+func openStore(t *testing.T, dir string) *blob.Store {
+	t.Helper()
+	s, err := blob.New(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 func mustPut(t *testing.T, s *blob.Store, b []byte) string {
 	t.Helper()
 	key, err := s.PutBytes(context.Background(), b)
@@ -109,10 +119,7 @@ func TestSweep_DeletesOnlyOldUnused(t *testing.T) {
 func TestPut_RenewsStoredBlob(t *testing.T) {
 	dir := t.TempDir()
 	content := []byte("stored long ago, about to be referred to again")
-	first, err := blob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := openStore(t, dir)
 	key := mustPut(t, first, content)
 
 	puts := map[string]func() error{
@@ -145,14 +152,7 @@ func TestPut_RenewsStoredBlob(t *testing.T) {
 // sharing the directory) is written again by the next Put of its content.
 func TestPutBytes_AfterSweepWritesAgain(t *testing.T) {
 	dir := t.TempDir()
-	mine, err := blob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	theirs, err := blob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	mine, theirs := openStore(t, dir), openStore(t, dir)
 	content := []byte("swept, then uploaded again")
 	for _, sweeper := range []*blob.Store{mine, theirs} {
 		key := mustPut(t, mine, content)
@@ -228,14 +228,7 @@ func TestNew_RestoresSetAsideBlobs(t *testing.T) {
 // and nothing renewed within the grace period is swept).
 func TestSweep_ConcurrentWithPuts(t *testing.T) {
 	dir := t.TempDir()
-	a, err := blob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := blob.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := openStore(t, dir), openStore(t, dir)
 	var contents [][]byte
 	for i := range 20 {
 		c := []byte(fmt.Sprintf("content %d", i))

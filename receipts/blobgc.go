@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast/blob"
+	"github.com/holdfast/holdfast/internal/lifecycle"
 	"github.com/holdfast/holdfast/postgres"
 )
 
@@ -40,10 +40,7 @@ type BlobGC struct {
 	cfg     BlobGCConfig
 	deleted prometheus.Counter
 	bytes   prometheus.Counter
-
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	run     lifecycle.Runner
 }
 
 // NewBlobGC returns a collector of blobs; call Start to run it.
@@ -85,25 +82,11 @@ func (g *BlobGC) Sweep(ctx context.Context) (blob.SweepStats, error) {
 	return st, err
 }
 
-// Start runs sweeps in the background until Stop. Starting twice is a no-op.
+// Start runs sweeps in the background until Stop; call it once.
 func (g *BlobGC) Start(ctx context.Context) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.cancel != nil {
-		return
-	}
-	ctx, g.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	g.done = make(chan struct{})
-	go func() {
-		defer close(g.done)
-		t := time.NewTicker(g.cfg.Interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
+	ctx = g.run.Start(ctx)
+	g.run.Go(func() {
+		for lifecycle.Sleep(ctx, g.cfg.Interval) {
 			st, err := g.Sweep(ctx)
 			switch {
 			case err != nil && ctx.Err() == nil:
@@ -112,18 +95,9 @@ func (g *BlobGC) Start(ctx context.Context) {
 				g.cfg.Logger.Info("blob gc", "checked", st.Checked, "deleted", st.Deleted, "bytes", st.Bytes)
 			}
 		}
-	}()
+	})
 }
 
 // Stop ends the background sweeps and waits for the one running, if any.
 // Idempotent, and safe before Start.
-func (g *BlobGC) Stop() {
-	g.mu.Lock()
-	cancel, done := g.cancel, g.done
-	g.mu.Unlock()
-	if cancel == nil {
-		return
-	}
-	cancel()
-	<-done
-}
+func (g *BlobGC) Stop() { g.run.Stop() }

@@ -92,3 +92,24 @@ func TestBlobGC_SweepsOnlyWhatNoReceiptUses(t *testing.T) {
 		t.Fatalf("a sweep with every image in use: %+v, %v", st, err)
 	}
 }
+
+// Started, the collector sweeps every interval until stopped.
+func TestBlobGC_SweepsInTheBackground(t *testing.T) {
+	t.Parallel()
+	e := setup(t, receipts.Config{})
+	gc, err := receipts.NewBlobGC(e.store, e.blobs, receipts.BlobGCConfig{Interval: 10 * time.Millisecond, Grace: time.Nanosecond, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan, err := e.blobs.PutBytes(t.Context(), []byte("no receipt refers to this"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc.Start(t.Context())
+	eventually(t, "the unreferenced blob is swept", func() bool {
+		ok, _ := e.blobs.Exists(t.Context(), orphan)
+		return !ok
+	})
+	gc.Stop()
+	gc.Stop() // idempotent
+}
