@@ -127,11 +127,11 @@ func TestSeedAccounts(t *testing.T) {
 	}
 }
 
-// MustNaive serves a NaiveLedger for the tenant on loopback and returns a
-// client for it.
+// MustNaive serves a NaiveLedger for the tenant on loopback, writing
+// events, and returns a client for it.
 func MustNaive(tb testing.TB, db *postgres.DB, tenant string) *apitest.Client {
 	tb.Helper()
-	srv := httptest.NewServer(&lab.NaiveLedger{Pool: db.Pool, Tenant: tenant})
+	srv := httptest.NewServer(&lab.NaiveLedger{Pool: db.Pool, Tenant: tenant, Events: true})
 	tb.Cleanup(srv.Close)
 	transport := &http.Transport{MaxIdleConnsPerHost: 64}
 	tb.Cleanup(transport.CloseIdleConnections)
@@ -225,6 +225,10 @@ func TestNaiveLedger_Concurrent(t *testing.T) {
 	}
 	if keys := MustCount(t, db, "SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1 AND response_status = 201", tenant); keys != clients*perClient {
 		t.Errorf("%d keys with a stored 201, want %d", keys, clients*perClient)
+	}
+	if events := MustCount(t, db, `SELECT count(*) FROM outbox WHERE tenant_id = $1 AND type = 'transfer.posted'
+		AND (convert_from(data, 'UTF8')::jsonb->>'id')::uuid = ANY($2::uuid[])`, tenant, ids); events != int64(len(seen)) {
+		t.Errorf("%d transfer.posted events for %d transfers", events, len(seen))
 	}
 
 	// An overdraw is refused and leaves no trace, not even its key.

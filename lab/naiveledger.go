@@ -12,21 +12,29 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/holdfast/holdfast"
 )
 
 // NaiveLedger is the textbook transfer endpoint that Holdfast's group commit
 // is measured against: one transaction per request that claims the
 // Idempotency-Key, locks both accounts with SELECT … FOR UPDATE (in id
 // order, so it is correct and deadlock-free, only slow), checks the funds,
-// writes the transfer, its entries and the stored response, and commits.
-// Every request pays its own round trips, its own lock hold and its own WAL
-// flush; on a hot account they form a convoy.
+// writes the transfer, its entries, with Events its transfer.posted event,
+// and the stored response, and commits. Every request pays its own round
+// trips, its own lock hold and its own WAL flush; on a hot account they form
+// a convoy.
 //
 // It serves POST /v1/transfers for one tenant, on the same schema as
 // Holdfast, and is never part of the service.
 type NaiveLedger struct {
 	Pool   *pgxpool.Pool
 	Tenant string
+	// Events writes each transfer's transfer.posted event in its
+	// transaction, as an outbox row of one event, which Holdfast's relay
+	// publishes and its consumer groups apply as they do Holdfast's own: the
+	// rows a Holdfast transfer writes, one statement at a time.
+	Events bool
 }
 
 type naiveTransfer struct {
@@ -117,13 +125,23 @@ func (n *NaiveLedger) transfer(ctx context.Context, key string, body []byte, in 
 		in.DebitAccountID, in.CreditAccountID, id, -in.Amount, debitAfter, in.Amount, now, creditAfter); err != nil {
 		return 0, nil, err
 	}
+	t := holdfast.Transfer{ID: id, DebitAccountID: in.DebitAccountID, CreditAccountID: in.CreditAccountID,
+		Amount: in.Amount, Currency: in.Currency, CreatedAt: now}
+	resp, err := json.Marshal(t)
+	if err != nil {
+		return 0, nil, err
+	}
+	if n.Events {
+		if _, err := tx.Exec(ctx, `INSERT INTO outbox (id, tenant_id, type, occurred_at, data) VALUES ($1, $2, $3, $4, $5)`,
+			uuid.Must(uuid.NewV7()).String(), n.Tenant, holdfast.EventTransferPosted, now, resp); err != nil {
+			return 0, nil, err
+		}
+	}
 	for acct, bal := range map[string]int64{in.DebitAccountID: debitAfter, in.CreditAccountID: creditAfter} {
 		if _, err := tx.Exec(ctx, "UPDATE accounts SET balance = $2 WHERE id = $1", acct, bal); err != nil {
 			return 0, nil, err
 		}
 	}
-	resp, _ := json.Marshal(map[string]any{"id": id, "debit_account_id": in.DebitAccountID, "credit_account_id": in.CreditAccountID,
-		"amount": in.Amount, "currency": in.Currency, "created_at": now})
 	if key != "" {
 		if _, err := tx.Exec(ctx, `UPDATE idempotency_keys SET response_status = 201, response_type = 'application/json',
 			response_body = $3, lock_token = NULL, locked_at = NULL WHERE tenant_id = $1 AND key = $2`, n.Tenant, key, resp); err != nil {

@@ -165,6 +165,7 @@ func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer
 	admission := fs.Bool("admission", false, "keep Holdfast's admission control on (it sheds past its adaptive limit)")
 	openRate := fs.Float64("open-rate", 0, "the open loop's rate in transfers/s; 0: 80% of Holdfast's peak (the figure the target is set at; a fixed rate compares builds or settings at equal load)")
 	skipNaive := fs.Bool("skip-naive", false, "measure Holdfast only (for profiling; no ratios)")
+	naiveEvents := fs.Bool("naive-events", true, "the naive server writes each transfer's transfer.posted event in its transaction, as Holdfast does (false: the baseline of sessions 1–8, which wrote none)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server and load generator) to this file")
 	memprofile := fs.String("memprofile", "", "write a heap profile (allocations of the whole run: go tool pprof -sample_index=alloc_space) to this file at the end")
 	fs.Usage = func() {
@@ -172,7 +173,8 @@ func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer
 
 Transfers per second and latency over HTTP for Holdfast (group commit) and a
 naive server (one transaction per request, SELECT … FOR UPDATE on both
-accounts), on a uniform workload (10,000 accounts) and a hot one (every
+accounts, writing the same rows: transfer, entries, balances, event, stored
+response), on a uniform workload (10,000 accounts) and a hot one (every
 transfer credits one of 2 house accounts); the raw SQL ceiling (batched
 statements, no HTTP); Holdfast in an open loop at 80% of its peak. Every
 transfer carries an Idempotency-Key. Each run's row gives the share of the
@@ -228,7 +230,7 @@ Flags:
 		return err
 	}
 	defer naivePool.Close()
-	naiveURL, closeNaive, err := serveLoopback(&lab.NaiveLedger{Pool: naivePool, Tenant: tenant.ID})
+	naiveURL, closeNaive, err := serveLoopback(&lab.NaiveLedger{Pool: naivePool, Tenant: tenant.ID, Events: *naiveEvents})
 	if err != nil {
 		return err
 	}
