@@ -37,18 +37,11 @@ func TestOutbox_PackedRowsCompressWithLZ4(t *testing.T) {
 	if err := db.Pool.SendBatch(ctx, &b).Close(); err != nil {
 		t.Fatal(err)
 	}
-	var method *string
-	if err := db.Pool.QueryRow(ctx, "SELECT pg_column_compression(event_data) FROM outbox WHERE id = $1", rows[0].id).Scan(&method); err != nil {
+	var method string
+	if err := db.Pool.QueryRow(ctx, "SELECT coalesce(pg_column_compression(event_data), 'none') FROM outbox WHERE id = $1", rows[0].id).Scan(&method); err != nil {
 		t.Fatal(err)
 	}
-	if got := deref(method); got != "lz4" {
-		t.Fatalf("packed events compressed with %q, want lz4", got)
+	if method != "lz4" {
+		t.Fatalf("packed events compressed with %q, want lz4", method)
 	}
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return "(not compressed)"
-	}
-	return *s
 }
