@@ -121,8 +121,8 @@ func (s *Store) Put(ctx context.Context, r io.Reader) (key string, err error) {
 }
 
 // PutBytes stores b and returns its key; if the key is already stored it
-// writes nothing but the blob's modification time. It returns ctx's error (wrapped) if ctx ends first, and
-// any file-system error.
+// writes nothing but the blob's modification time. It returns ctx's error
+// (wrapped) if ctx ends first, and any file-system error.
 func (s *Store) PutBytes(ctx context.Context, b []byte) (string, error) {
 	key := Key(b)
 	if err := ctx.Err(); err != nil {

@@ -8,7 +8,10 @@ import (
 // VerifyLedger checks a tenant's ledger against its invariants, from one
 // snapshot: the balances sum to zero (money is only moved, never made), no
 // account that may not go negative is negative, each balance equals the sum
-// of its entries and its last running balance, and each transfer has exactly
+// of its entries and its last running balance, every entry's running balance
+// is the sum of its account's entries up to it (entries are in the order
+// their balances were applied: pipelined group-commit batches insert theirs
+// only once the batch before has committed), and each transfer has exactly
 // its two entries. It returns an error describing any violation. It reads
 // every entry of the tenant: an audit tool, not a request path.
 func VerifyLedger(ctx context.Context, db *DB, tenant string) error {
@@ -35,6 +38,14 @@ func VerifyLedger(ctx context.Context, db *DB, tenant string) error {
 	if err != nil {
 		return fmt.Errorf("verify ledger: %w", err)
 	}
+	var misordered int
+	err = tx.QueryRow(ctx, `SELECT count(*) FROM (
+		SELECT balance_after, sum(amount) OVER (PARTITION BY account_id ORDER BY id) AS running FROM entries
+		WHERE account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)) e
+		WHERE balance_after <> running`, tenant).Scan(&misordered)
+	if err != nil {
+		return fmt.Errorf("verify ledger: %w", err)
+	}
 	err = tx.QueryRow(ctx, `SELECT count(*) FROM (
 		SELECT count(e.id) AS n, count(e.id) FILTER (WHERE
 			(e.account_id = t.debit_account_id AND e.amount = -t.amount) OR
@@ -45,9 +56,9 @@ func VerifyLedger(ctx context.Context, db *DB, tenant string) error {
 	if err != nil {
 		return fmt.Errorf("verify ledger: %w", err)
 	}
-	if sum != 0 || negative != 0 || mismatched != 0 || badTransfers != 0 {
-		return fmt.Errorf("ledger inconsistent: sum of balances %d (want 0), %d negative, %d balance≠entries, %d transfers without their two entries",
-			sum, negative, mismatched, badTransfers)
+	if sum != 0 || negative != 0 || mismatched != 0 || misordered != 0 || badTransfers != 0 {
+		return fmt.Errorf("ledger inconsistent: sum of balances %d (want 0), %d negative, %d balance≠entries, %d entries whose running balance is not their account's sum up to them, %d transfers without their two entries",
+			sum, negative, mismatched, misordered, badTransfers)
 	}
 	return nil
 }

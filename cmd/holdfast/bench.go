@@ -300,7 +300,7 @@ func verifyAfterBench(ctx context.Context, m *Main, tenant string, stdout io.Wri
 	if err := postgres.VerifyLedger(ctx, m.DB, tenant); err != nil {
 		return fmt.Errorf("after the benchmark: %w", err)
 	}
-	fmt.Fprintln(stdout, "ledger invariants hold: money conserved, no negative balance, balances = entries")
+	fmt.Fprintln(stdout, "ledger invariants hold: money conserved, no negative balance, balances = entries, each running balance in order")
 	return nil
 }
 
