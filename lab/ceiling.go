@@ -56,7 +56,7 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 	}
 	sort.Strings(list)
 	rows, _ := tx.Query(ctx, "SELECT id, balance, allow_overdraft FROM accounts WHERE tenant_id = $2 AND id = ANY($1::uuid[]) ORDER BY id FOR UPDATE",
-		postgres.UUIDs(list), tenant)
+		postgres.UUIDArray(list), tenant)
 	balance, overdraft := map[string]int64{}, map[string]bool{}
 	var id string
 	var b int64
@@ -98,18 +98,18 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 	}
 	steps := []step{
 		{`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, response_status, response_type, response_body)
-			SELECT $1, k, f, $3, 201, 'application/json', d FROM unnest($2::text[], $4::bytea[], $5::bytea[]) AS x(k, f, d)`, []any{tenant, keys, now, fps, docs}},
+			SELECT $1, k, f, $3, 201, 'application/json', d FROM unnest($2::text[], $4::bytea[], $5::bytea[]) AS x(k, f, d)`, []any{tenant, postgres.TextArray(keys), now, postgres.ByteaArray(fps), postgres.ByteaArray(docs)}},
 		{`INSERT INTO transfers (tenant_id, id, debit_account_id, credit_account_id, amount, currency, description, created_at)
 			SELECT $1, t, d, c, a, $6, '', $7 FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[]) AS x(t, d, c, a)`,
-			[]any{tenant, postgres.UUIDs(tids), postgres.UUIDs(debits), postgres.UUIDs(credits), amounts, currency, now}},
+			[]any{tenant, postgres.UUIDArray(tids), postgres.UUIDArray(debits), postgres.UUIDArray(credits), postgres.Int8Array(amounts), currency, now}},
 		{`INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)
 			SELECT a, t, am, af, $5 FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[]) AS x(a, t, am, af)`,
-			[]any{postgres.UUIDs(eAcct), postgres.UUIDs(eTransfer), eAmount, eAfter, now}},
+			[]any{postgres.UUIDArray(eAcct), postgres.UUIDArray(eTransfer), postgres.Int8Array(eAmount), postgres.Int8Array(eAfter), now}},
 	}
 	if len(eventIDs) > 0 { // no events, no outbox row
 		steps = append(steps, step{`INSERT INTO lab_ceiling_outbox (id, tenant_id, type, occurred_at, data, topic, event_ids, event_data)
 			VALUES ($1, $2, 'transfer.posted', $3, '', 'events', $4::uuid[], $5::bytea[])`,
-			[]any{uuid.Must(uuid.NewV7()).String(), tenant, now, postgres.UUIDs(eventIDs), docs}})
+			[]any{uuid.Must(uuid.NewV7()).String(), tenant, now, postgres.UUIDArray(eventIDs), postgres.ByteaArray(docs)}})
 	}
 	for _, s := range steps {
 		if _, err := tx.Exec(ctx, s.sql, s.args...); err != nil {
@@ -120,7 +120,7 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 	for id, v := range balance {
 		bIDs, bVals = append(bIDs, id), append(bVals, v)
 	}
-	if _, err := tx.Exec(ctx, `UPDATE accounts a SET balance = v.b FROM unnest($1::uuid[], $2::bigint[]) AS v(id, b) WHERE a.id = v.id`, postgres.UUIDs(bIDs), bVals); err != nil {
+	if _, err := tx.Exec(ctx, `UPDATE accounts a SET balance = v.b FROM unnest($1::uuid[], $2::bigint[]) AS v(id, b) WHERE a.id = v.id`, postgres.UUIDArray(bIDs), postgres.Int8Array(bVals)); err != nil {
 		return 0, fmt.Errorf("raw batch: %w", err)
 	}
 	return len(tids), tx.Commit(ctx)

@@ -337,7 +337,7 @@ func raceHoldfast(ctx context.Context, db *postgres.DB, cfg RaceConfig) (RaceRun
 	var total int64
 	var negative int
 	if err := db.Pool.QueryRow(ctx, "SELECT coalesce(sum(balance), 0), count(*) FILTER (WHERE balance < 0) FROM accounts WHERE id = ANY($1::uuid[])",
-		postgres.UUIDs(ids)).Scan(&total, &negative); err != nil {
+		postgres.UUIDArray(ids)).Scan(&total, &negative); err != nil {
 		return run, err
 	}
 	run.MoneyDelta, run.Negative = total-int64(cfg.Wallets)*cfg.Balance, negative

@@ -212,7 +212,7 @@ func runReplicas(ctx context.Context, env *Env) (*Report, error) {
 	hf := ReplicaRun{Name: "Holdfast, 2 servers, one database", Servers: 2, Requests: int64(workers * perWorker), Moved: moved, Refused: refused, Errors: errs}
 	var total int64
 	if err := db.Pool.QueryRow(ctx, "SELECT coalesce(sum(balance), 0), count(*) FILTER (WHERE balance < 0) FROM accounts WHERE id = ANY($1::uuid[])",
-		postgres.UUIDs(ids)).Scan(&total, &hf.Negative); err != nil {
+		postgres.UUIDArray(ids)).Scan(&total, &hf.Negative); err != nil {
 		return nil, err
 	}
 	hf.MoneyDelta = total - initial

@@ -84,7 +84,7 @@ func (s *AnalyticsService) ApplyEvents(ctx context.Context, batch []holdfast.Eve
 				WITH ORDINALITY AS x(t, m, ty, c, n, a, o) ORDER BY o
 			ON CONFLICT (tenant_id, minute, type, currency) DO UPDATE
 			SET count = analytics_minutes.count + excluded.count, amount_sum = analytics_minutes.amount_sum + excluded.amount_sum`,
-			uuids(tenants), minutes, types, currencies, counts, amounts)
+			UUIDArray(tenants), TimestamptzArray(minutes), TextArray(types), TextArray(currencies), Int8Array(counts), Int8Array(amounts))
 		return err
 	})
 }

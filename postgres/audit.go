@@ -63,9 +63,9 @@ func (s *AuditService) ApplyEvents(ctx context.Context, batch []holdfast.EventDe
 		heads := make(map[string]*head, len(tenants))
 		b := &pgx.Batch{}
 		b.Queue(`INSERT INTO audit_heads (tenant_id, seq, hash) SELECT t, 0, $2 FROM unnest($1::uuid[]) AS t ORDER BY t
-			ON CONFLICT DO NOTHING`, uuids(tenants), genesis)
+			ON CONFLICT DO NOTHING`, UUIDArray(tenants), genesis)
 		b.Queue(`SELECT tenant_id, seq, hash FROM audit_heads WHERE tenant_id = ANY($1) ORDER BY tenant_id FOR UPDATE`,
-			uuids(tenants)).Query(func(rows pgx.Rows) error {
+			UUIDArray(tenants)).Query(func(rows pgx.Rows) error {
 			var t string
 			var h head
 			_, err := pgx.ForEachRow(rows, []any{&t, &h.seq, &h.hash}, func() error {
@@ -100,10 +100,11 @@ func (s *AuditService) ApplyEvents(ctx context.Context, batch []holdfast.EventDe
 		w := &pgx.Batch{}
 		w.Queue(`INSERT INTO audit_records (tenant_id, seq, event_id, type, occurred_at, recorded_at, event, prev_hash, hash)
 			SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::uuid[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::bytea[], $8::bytea[], $9::bytea[])`,
-			uuids(rt), rseq, uuids(rid), rtype, rat, rrec, rev, rprev, rhash)
+			UUIDArray(rt), Int8Array(rseq), UUIDArray(rid), TextArray(rtype), TimestamptzArray(rat), TimestamptzArray(rrec), ByteaArray(rev), ByteaArray(rprev), ByteaArray(rhash))
 		w.Queue(`UPDATE audit_heads h SET seq = v.seq, hash = v.hash
 			FROM unnest($1::uuid[], $2::bigint[], $3::bytea[]) AS v(tenant_id, seq, hash) WHERE h.tenant_id = v.tenant_id`,
-			uuids(ht), hseq, hhash)
+			UUIDArray(ht), Int8Array(hseq), ByteaArray(hhash))
+		presizeSend(tx.Conn(), w)
 		return tx.SendBatch(ctx, w).Close()
 	})
 }

@@ -117,7 +117,7 @@ func (s *ConsumerStore) applyOnce(ctx context.Context, name string, batch []hold
 			rows, _ := tx.Query(ctx, `INSERT INTO consumer_applied (name, seq)
 				SELECT $1, s FROM unnest($2::bigint[]) AS s
 				WHERE s > (SELECT applied_floor FROM consumer_groups WHERE name = $1)
-				ORDER BY s ON CONFLICT DO NOTHING RETURNING seq`, name, seqs)
+				ORDER BY s ON CONFLICT DO NOTHING RETURNING seq`, name, Int8Array(seqs))
 			fresh, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 			if err != nil {
 				return err

@@ -82,6 +82,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 	pc.MaxConns = cfg.MaxConns
 	pc.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10)
 	pc.ConnConfig.RuntimeParams["application_name"] = "holdfast"
+	pc.AfterConnect = RegisterArrays
 	if cfg.AcquireTimeout > 0 {
 		pc.ConnConfig.Tracer = acquireTimeout(cfg.AcquireTimeout)
 	}

@@ -117,7 +117,7 @@ func queueOutbox(b *pgx.Batch, events []outboxEvent) {
 		}
 		b.Queue(`INSERT INTO outbox (id, tenant_id, type, occurred_at, data, topic, event_ids, event_data)
 			VALUES ($1, $2, $3, $4, '', $5, $6, $7)`,
-			e.id, e.tenantID, e.typ, e.occurredAt, topicOf(e), uuids(ids), data)
+			e.id, e.tenantID, e.typ, e.occurredAt, topicOf(e), UUIDArray(ids), ByteaArray(data))
 	}
 	if len(single) == 0 {
 		return
@@ -155,7 +155,7 @@ func insertOutboxSQL(events []outboxEvent) *pgx.QueuedQuery {
 	return &pgx.QueuedQuery{
 		SQL: `INSERT INTO outbox (id, tenant_id, type, occurred_at, data, topic)
 			SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::bytea[], $6::text[])`,
-		Arguments: []any{uuids(ids), uuids(tenants), types, at, data, topics},
+		Arguments: []any{UUIDArray(ids), UUIDArray(tenants), TextArray(types), TimestamptzArray(at), ByteaArray(data), TextArray(topics)},
 	}
 }
 
@@ -214,7 +214,7 @@ func (db *DB) RelayOutbox(ctx context.Context, after int64, limit int, publish f
 	}
 	more := locked > len(seqs) || locked == limit
 	rows, _ = tx.Query(ctx, `DELETE FROM outbox WHERE seq = ANY($1)
-		RETURNING seq, id, tenant_id, type, occurred_at, data, topic, event_ids, event_data`, seqs)
+		RETURNING seq, id, tenant_id, type, occurred_at, data, topic, event_ids, event_data`, Int8Array(seqs))
 	type claimed struct {
 		seq int64
 		m   holdfast.OutboxMessage

@@ -38,8 +38,8 @@ func TestBatchPlansUseIndexes(t *testing.T) {
 		sql  string
 		args []any
 	}{
-		{"lock", lockAccountsSQL, []any{uuids(ids)}},
-		{"update", updateBalancesSQL, []any{uuids(ids), balances}},
+		{"lock", lockAccountsSQL, []any{UUIDArray(ids)}},
+		{"update", updateBalancesSQL, []any{UUIDArray(ids), balances}},
 	}
 	scans := func(settings bool, sql string, args []any) []string {
 		t.Helper()

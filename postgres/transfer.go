@@ -241,7 +241,7 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	reads.Queue("BEGIN")
 	reads.Queue(batchSettingsSQL)
 	keys := queueClaimKeys(&reads, reqs)
-	accountIDs := uuids(slices.Collect(maps.Keys(ids)))
+	accountIDs := UUIDArray(slices.Collect(maps.Keys(ids)))
 	accounts := queueReadAccounts(&reads, accountIDs, !pipelined)
 	existing := queueFindExisting(&reads, clientTenants, clientIDs)
 	if err := conn.SendBatch(ctx, &reads).Close(); err != nil {
@@ -307,6 +307,7 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 		queueStoreResponses(&writes, reqs, keys)
 	}
 	writes.Queue("COMMIT")
+	presizeSend(conn.Conn(), &writes)
 	if err := conn.SendBatch(ctx, &writes).Close(); err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" && (pe.ConstraintName == "transfers_pkey" || pe.ConstraintName == "idempotency_keys_pkey") {
@@ -378,7 +379,7 @@ func queueClaimKeys(b *pgx.Batch, reqs []*transferRequest) *batchKeys {
 	}
 	b.Queue(`SELECT i.tenant_id, i.key, i.fingerprint, coalesce(i.response_status, 0), coalesce(i.response_type, ''), i.response_body
 		FROM idempotency_keys i JOIN unnest($1::uuid[], $2::text[]) AS x(tenant_id, key) USING (tenant_id, key)`,
-		uuids(tenants), names).Query(func(rows pgx.Rows) error {
+		UUIDArray(tenants), TextArray(names)).Query(func(rows pgx.Rows) error {
 		var t, key string
 		var fp []byte
 		var resp holdfast.Response
@@ -426,7 +427,7 @@ func (k *batchKeys) resolve(reqs []*transferRequest) {
 
 // queueReadAccounts reads the accounts with the given ids into the returned
 // map (filled when the batch runs), locking them in id order if lock.
-func queueReadAccounts(b *pgx.Batch, ids [][16]byte, lock bool) map[string]*account {
+func queueReadAccounts(b *pgx.Batch, ids UUIDArray, lock bool) map[string]*account {
 	accounts := make(map[string]*account, len(ids))
 	sql := readAccountsSQL
 	if lock {
@@ -464,7 +465,7 @@ func queueExpect(b *pgx.Batch, want map[string]account) *pgx.QueuedQuery {
 	}
 	return b.Queue(`SELECT ledger_expect(count(*) = $4) FROM accounts a
 		JOIN unnest($1::uuid[], $2::bigint[], $3::bool[]) AS v(id, balance, overdraft)
-			ON a.id = v.id AND a.balance = v.balance AND a.allow_overdraft = v.overdraft`, uuids(ids), balances, overdraft, n)
+			ON a.id = v.id AND a.balance = v.balance AND a.allow_overdraft = v.overdraft`, UUIDArray(ids), Int8Array(balances), BoolArray(overdraft), n)
 }
 
 type transferKey struct{ tenant, id string }
@@ -477,7 +478,7 @@ func queueFindExisting(b *pgx.Batch, tenants, ids []string) map[transferKey]*hol
 		return existing
 	}
 	b.Queue("SELECT "+transferColumns+` FROM transfers t
-		JOIN unnest($1::uuid[], $2::uuid[]) AS c(tenant_id, id) USING (tenant_id, id)`, uuids(tenants), uuids(ids)).Query(func(rows pgx.Rows) error {
+		JOIN unnest($1::uuid[], $2::uuid[]) AS c(tenant_id, id) USING (tenant_id, id)`, UUIDArray(tenants), UUIDArray(ids)).Query(func(rows pgx.Rows) error {
 		list, err := pgx.CollectRows(rows, scanTransfer)
 		for _, t := range list {
 			existing[transferKey{t.TenantID, t.ID}] = t
@@ -587,7 +588,7 @@ func queueInsertTransfers(b *pgx.Batch, ts []*holdfast.Transfer) {
 	}
 	b.Queue(`INSERT INTO transfers (tenant_id, id, debit_account_id, credit_account_id, amount, currency, description, created_at)
 		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::timestamptz[])`,
-		uuids(tenant), uuids(id), uuids(debit), uuids(credit), amount, currency, desc, at)
+		UUIDArray(tenant), UUIDArray(id), UUIDArray(debit), UUIDArray(credit), Int8Array(amount), TextArray(currency), TextArray(desc), TimestamptzArray(at))
 }
 
 func queueInsertEntries(b *pgx.Batch, es []entry) {
@@ -601,7 +602,7 @@ func queueInsertEntries(b *pgx.Batch, es []entry) {
 	}
 	b.Queue(`INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)
 		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::timestamptz[])`,
-		uuids(acct), uuids(tr), amount, after, at)
+		UUIDArray(acct), UUIDArray(tr), Int8Array(amount), Int8Array(after), TimestamptzArray(at))
 }
 
 func queueUpdateBalances(b *pgx.Batch, accounts map[string]*account) {
@@ -616,7 +617,7 @@ func queueUpdateBalances(b *pgx.Batch, accounts map[string]*account) {
 	if len(ids) == 0 {
 		return
 	}
-	b.Queue(updateBalancesSQL, uuids(ids), balances)
+	b.Queue(updateBalancesSQL, UUIDArray(ids), Int8Array(balances))
 }
 
 // updateBalancesSQL sets the balance of each account $1[i] to $2[i].
@@ -672,7 +673,7 @@ func queueStoreResponses(b *pgx.Batch, reqs []*transferRequest, keys *batchKeys)
 	b.Queue(`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, response_status, response_type, response_body)
 		SELECT t, k, f, now(), s, ty, bo FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::int[], $5::text[], $6::bytea[])
 			WITH ORDINALITY AS x(t, k, f, s, ty, bo, o) ORDER BY o`,
-		uuids(tenants), names, fps, statuses, types, bodies)
+		UUIDArray(tenants), TextArray(names), ByteaArray(fps), Int4Array(statuses), TextArray(types), ByteaArray(bodies))
 }
 
 const transferColumns = "t.tenant_id, t.id, t.debit_account_id, t.credit_account_id, t.amount, t.currency, t.description, t.created_at"
@@ -753,18 +754,3 @@ func (s *TransferService) ListTransfers(ctx context.Context, tenantID, accountID
 	}
 	return list, next, nil
 }
-
-// uuids converts validated ids for binary encoding as uuid[]: pgx encodes a
-// []string, or a []uuid.UUID (a driver.Valuer), through a slow fallback that
-// builds an error per element; [16]byte is its native form.
-func uuids(ss []string) [][16]byte {
-	out := make([][16]byte, len(ss))
-	for i, s := range ss {
-		out[i], _ = uuid.Parse(s) // validated before; a bad id becomes the nil UUID and matches nothing
-	}
-	return out
-}
-
-// UUIDs converts ids in canonical text form to the binary form pgx encodes
-// fastest, for bulk statements outside this package (benchmarks, seeding).
-func UUIDs(ids []string) [][16]byte { return uuids(ids) }

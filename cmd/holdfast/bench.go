@@ -225,7 +225,14 @@ Flags:
 		return err
 	}
 
-	naivePool, err := pgxpool.New(ctx, env.dbURL+poolParam(env.dbURL, *pool))
+	// The naive server's pool, which the raw SQL ceiling also uses, encodes
+	// array parameters as Holdfast's pools do.
+	naiveConfig, err := pgxpool.ParseConfig(env.dbURL + poolParam(env.dbURL, *pool))
+	if err != nil {
+		return err
+	}
+	naiveConfig.AfterConnect = postgres.RegisterArrays
+	naivePool, err := pgxpool.NewWithConfig(ctx, naiveConfig)
 	if err != nil {
 		return err
 	}
