@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"math"
+	"runtime"
 	"testing"
 	"time"
 
@@ -94,5 +95,49 @@ func TestBinaryArrays_MatchPgxEncoding(t *testing.T) {
 		if _, ok := conn.Conn().TypeMap().PlanEncode(oid, pgtype.BinaryFormatCode, c.fast).(encodeBinaryArray); !ok {
 			t.Errorf("%s: pgx does not use the binaryArray encoder on the pool's connections", c.typ)
 		}
+	}
+}
+
+// presizeSend grows pgx's send buffer once, where pgx would regrow it by
+// doubling from 1 KB while encoding a large batch. It relies on pgx keeping
+// that buffer until the batch is encoded; this fails if a pgx version stops.
+func TestPresizeSend_GrowsTheBufferOnce(t *testing.T) {
+	ctx := context.Background()
+	db := openMigrated(t)
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	param := make([]byte, 32<<10)
+	send := func(presize bool) uint64 {
+		var b pgx.Batch
+		for range 8 { // 256 KB in all, as a batch's statements send
+			b.Queue("SELECT length($1::bytea)", param)
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		if presize {
+			presizeSend(conn.Conn(), &b)
+		}
+		err := conn.SendBatch(ctx, &b).Close()
+		runtime.ReadMemStats(&after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return after.TotalAlloc - before.TotalAlloc
+	}
+	send(false) // prepares the statement
+	const runs = 10
+	var plain, presized uint64
+	for range runs {
+		plain += send(false)
+		presized += send(true)
+	}
+	// Regrowing from 1 KB to hold 256 KB allocates about 256 KB more than
+	// one allocation of the right size; the parameter buffers are the same.
+	t.Logf("a batch of 256 KB allocated %d bytes without presizeSend, %d with", plain/runs, presized/runs)
+	if saved := (int64(plain) - int64(presized)) / runs; saved < 128<<10 {
+		t.Errorf("presizeSend saved %d bytes a batch, want at least 128 KB", saved)
 	}
 }
