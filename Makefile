@@ -7,9 +7,10 @@ TESTFLAGS ?= -race -count=1 -timeout 20m
 
 .PHONY: run test build vet deps clean bench-transfers bench-export bench-events bench-receipts bench-overload lab
 
-## run: serve on :8080 with a private PostgreSQL and embedded NATS in .holdfast/, plus a demo tenant
+## run: build bin/holdfast and serve on :8080 with a private PostgreSQL and embedded NATS in .holdfast/,
+## plus a demo tenant (exec: Ctrl-C reaches the service itself, which shuts down and exits 0)
 run: deps
-	$(GO) run ./cmd/holdfast dev
+	$(GO) build -o bin/holdfast ./cmd/holdfast && exec bin/holdfast dev
 
 ## test: vet, then every test under the race detector (starts its own PostgreSQL and NATS)
 test: deps vet
