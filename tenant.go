@@ -50,8 +50,9 @@ type TenantService interface {
 	CreateTenant(ctx context.Context, in TenantCreate) (*Tenant, *APIKey, error)
 	// CreateAPIKey adds a key to a tenant. Returns ENOTFOUND for an unknown tenant.
 	CreateAPIKey(ctx context.Context, tenantID string) (*APIKey, error)
-	// ListAPIKeys lists a tenant's keys, revoked ones included, newest first.
-	ListAPIKeys(ctx context.Context, tenantID string) ([]*APIKey, error)
+	// ListAPIKeys lists one page of a tenant's keys, revoked ones included,
+	// newest first, and the cursor of the next page ("" on the last).
+	ListAPIKeys(ctx context.Context, tenantID string, page Page) ([]*APIKey, string, error)
 	// RevokeAPIKey revokes a key at once. Returns ENOTFOUND for a key of another tenant.
 	RevokeAPIKey(ctx context.Context, tenantID, keyID string) error
 	// Authenticate returns the tenant a secret belongs to, or EUNAUTHORIZED.

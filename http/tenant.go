@@ -32,12 +32,17 @@ func (s *Server) handleCreateAPIKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleListAPIKeys(w http.ResponseWriter, r *http.Request) {
-	keys, err := s.TenantService.ListAPIKeys(r.Context(), tenantFrom(r.Context()))
+	page, err := pageFrom(r)
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	s.respond(w, r, http.StatusOK, list[*holdfast.APIKey]{Data: nonNil(keys)})
+	keys, next, err := s.TenantService.ListAPIKeys(r.Context(), tenantFrom(r.Context()), page)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	s.respond(w, r, http.StatusOK, list[*holdfast.APIKey]{Data: nonNil(keys), NextCursor: next})
 }
 
 func (s *Server) handleRevokeAPIKey(w http.ResponseWriter, r *http.Request) {

@@ -409,6 +409,9 @@ func TestValidation_Page(t *testing.T) {
 	}{
 		{"/v1/accounts", []string{"cursor=" + account + "x"}},
 		{"/v1/accounts/" + account + "/transfers", []string{"cursor=-1", "cursor=0", "cursor=1e3", "cursor=%2B5", "cursor=" + account}},
+		{"/v1/api-keys", []string{"cursor=" + account, "cursor=1.", "cursor=x." + account, "cursor=1.5." + account,
+			"cursor=-1." + account, "cursor=99999999999999999999." + account, "cursor=-9223372036854775808." + account,
+			"cursor=9223372036854775807." + account}},
 	}
 	for _, list := range lists {
 		for _, query := range slices.Concat(bad, list.bad) {

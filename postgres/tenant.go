@@ -7,6 +7,8 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -110,17 +112,33 @@ func (s *TenantService) createAPIKey(ctx context.Context, tx pgx.Tx, tenantID st
 	return k, nil
 }
 
-// ListAPIKeys lists a tenant's keys, newest first (at most 1,000).
-func (s *TenantService) ListAPIKeys(ctx context.Context, tenantID string) ([]*holdfast.APIKey, error) {
-	rows, _ := s.db.Pool.Query(ctx, `SELECT id, tenant_id, prefix, created_at, revoked_at FROM api_keys
-		WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT 1000`, tenantID)
+// ListAPIKeys lists one page of a tenant's keys, newest first (by creation
+// time, then id). The cursor is the last key's position, "<created_at in
+// µs since the Unix epoch>.<id>", so a page continues where the previous one
+// ended whatever was created since.
+func (s *TenantService) ListAPIKeys(ctx context.Context, tenantID string, page holdfast.Page) ([]*holdfast.APIKey, string, error) {
+	page, err := page.Normalize()
+	if err != nil {
+		return nil, "", err
+	}
+	sql := `SELECT id, tenant_id, prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = $1`
+	args := []any{tenantID, page.Limit + 1}
+	if page.Cursor != "" {
+		at, id, err := parseKeyCursor(page.Cursor)
+		if err != nil {
+			return nil, "", err
+		}
+		sql += ` AND (created_at, id) < ($3, $4)`
+		args = append(args, at, id)
+	}
+	rows, _ := s.db.Pool.Query(ctx, sql+` ORDER BY created_at DESC, id DESC LIMIT $2`, args...)
 	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*holdfast.APIKey, error) {
 		var k holdfast.APIKey
 		err := r.Scan(&k.ID, &k.TenantID, &k.Prefix, &k.CreatedAt, &k.RevokedAt)
 		return &k, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list api keys: %w", err)
+		return nil, "", fmt.Errorf("list api keys: %w", contextError(ctx, err))
 	}
 	for _, k := range keys {
 		k.CreatedAt = k.CreatedAt.UTC()
@@ -129,7 +147,27 @@ func (s *TenantService) ListAPIKeys(ctx context.Context, tenantID string) ([]*ho
 			k.RevokedAt = &t
 		}
 	}
-	return keys, nil
+	next := ""
+	if len(keys) > page.Limit {
+		keys = keys[:page.Limit]
+		last := keys[len(keys)-1]
+		next = strconv.FormatInt(last.CreatedAt.UnixMicro(), 10) + "." + last.ID
+	}
+	return keys, next, nil
+}
+
+// maxCursorMicros bounds a cursor's time to what PostgreSQL can compare
+// (year 9999).
+var maxCursorMicros = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC).UnixMicro()
+
+// parseKeyCursor reads ListAPIKeys' cursor.
+func parseKeyCursor(cursor string) (time.Time, string, error) {
+	us, id, ok := strings.Cut(cursor, ".")
+	n, err := strconv.ParseInt(us, 10, 64)
+	if !ok || err != nil || n < 0 || n > maxCursorMicros || holdfast.ValidID("cursor", id) != nil {
+		return time.Time{}, "", holdfast.Errorf(holdfast.EINVALID, "cursor is malformed")
+	}
+	return time.UnixMicro(n).UTC(), holdfast.CanonicalID(id), nil
 }
 
 // RevokeAPIKey revokes a key; revoking a revoked key is a no-op.
