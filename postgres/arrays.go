@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"slices"
 	"time"
@@ -73,27 +72,14 @@ func (a UUIDArray) appendElems(buf []byte) []byte {
 	return buf
 }
 
-// parseUUID decodes the canonical form directly, and any other form
-// through uuid.Parse.
-func parseUUID(s string) (u [16]byte) {
-	if len(s) == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-' {
-		ok, j := true, 0
-		for _, part := range [5][2]int{{0, 8}, {9, 13}, {14, 18}, {19, 23}, {24, 36}} {
-			n, err := hex.Decode(u[j:], []byte(s[part[0]:part[1]]))
-			if err != nil {
-				ok = false
-				break
-			}
-			j += n
-		}
-		if ok {
-			return u
-		}
+// parseUUID is uuid.Parse, but the nil UUID for a malformed s: uuid.Parse
+// returns what it decoded before the error.
+func parseUUID(s string) [16]byte {
+	u, err := uuid.Parse(s)
+	if err != nil {
+		return [16]byte{}
 	}
-	if p, err := uuid.Parse(s); err == nil {
-		return p
-	}
-	return [16]byte{} // uuid.Parse returns what it decoded before the error
+	return u
 }
 
 func (a Int8Array) elemOID() uint32 { return pgtype.Int8OID }
