@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"slices"
 	"testing"
+	"time"
 )
 
 // TestAPIKeys_Pages: the key list comes newest first, one page at a time,
@@ -17,12 +18,15 @@ func TestAPIKeys_Pages(t *testing.T) {
 		c.Do(t, "POST", "/v1/api-keys", nil).MustStatus(t, 201)
 	}
 	var want []string
-	last := ""
+	var last time.Time
 	for _, k := range c.Do(t, "GET", "/v1/api-keys", nil).MustStatus(t, 200).JSON(t)["data"].([]any) {
 		key := k.(map[string]any)
-		at := key["created_at"].(string)
-		if last != "" && at > last {
-			t.Errorf("key %v created at %s is listed after one created at %s: want newest first", key["id"], at, last)
+		at, err := time.Parse(time.RFC3339Nano, key["created_at"].(string))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !last.IsZero() && at.After(last) {
+			t.Errorf("key %v created at %v is listed after one created at %v: want newest first", key["id"], at, last)
 		}
 		last = at
 		want = append(want, key["id"].(string))
