@@ -67,6 +67,8 @@ type DB struct {
 	Pool *pgxpool.Pool
 	// Now returns the current time; tests may replace it before use.
 	Now func() time.Time
+
+	relays wakeSet // the relays listening in this process (ListenOutbox)
 }
 
 // Open connects to the database; it does not migrate (see Migrate).

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -261,8 +262,10 @@ func (db *DB) RelayOutbox(ctx context.Context, after int64, limit int, publish f
 }
 
 // ListenOutbox calls wake whenever an insert into the outbox commits, until
-// ctx ends. It holds one connection of the pool for as long as it listens;
-// it returns the error that broke the connection (the caller listens again).
+// ctx ends: on a notification, or directly for the group-commit writer's
+// batches on this DB (see wakeSet). It holds one connection of the pool for
+// as long as it listens; it returns the error that broke the connection
+// (the caller listens again).
 func (db *DB) ListenOutbox(ctx context.Context, wake func()) error {
 	conn, err := db.Pool.Acquire(Patient(ctx))
 	if err != nil {
@@ -276,6 +279,8 @@ func (db *DB) ListenOutbox(ctx context.Context, wake func()) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+OutboxChannel); err != nil {
 		return err
 	}
+	// This process's own commits into the outbox wake it directly.
+	defer db.relays.add(wake)()
 	wake() // whatever was inserted before LISTEN took effect
 	for {
 		if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
@@ -284,6 +289,56 @@ func (db *DB) ListenOutbox(ctx context.Context, wake func()) error {
 			}
 			return err
 		}
+		wake()
+	}
+}
+
+// wakeSet holds the wake functions of the relays listening on a DB.
+//
+// A transaction that notifies takes, at commit, a lock that every other
+// notifying transaction of the server waits for until it has committed
+// (PostgreSQL's async.c, PreCommit_Notify): the commits of two group-commit
+// batches, each inserting outbox rows, could not flush the WAL together
+// (docs/decisions.md). So a batch committed while a relay of this process
+// listens does not notify (holdfast.outbox_notify = 'off', migration 0009)
+// and wakes that relay itself once committed. Other replicas' relays find
+// its rows at their next sweep, should this one not relay them; every
+// other insert into the outbox still notifies.
+type wakeSet struct {
+	mu    sync.Mutex
+	wakes map[int]func()
+	next  int
+}
+
+// add registers wake until the returned function is called.
+func (w *wakeSet) add(wake func()) (remove func()) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.wakes == nil {
+		w.wakes = make(map[int]func())
+	}
+	id := w.next
+	w.next++
+	w.wakes[id] = wake
+	return func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		delete(w.wakes, id)
+	}
+}
+
+// listening reports whether a relay of this process listens.
+func (w *wakeSet) listening() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.wakes) > 0
+}
+
+// wake wakes every listening relay.
+func (w *wakeSet) wake() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, wake := range w.wakes {
 		wake()
 	}
 }

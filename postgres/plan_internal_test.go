@@ -52,7 +52,7 @@ func TestBatchPlansUseIndexes(t *testing.T) {
 			t.Fatal(err)
 		}
 		if settings {
-			if _, err := tx.Exec(ctx, batchSettingsSQL); err != nil {
+			if _, err := tx.Exec(ctx, batchSettingsSQL, "on"); err != nil {
 				t.Fatal(err)
 			}
 		}

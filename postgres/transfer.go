@@ -164,8 +164,11 @@ func (s *TransferService) applyBatch(ctx context.Context, pool *pgxpool.Pool, re
 // batch's row locks. Set here, not on the server, so a server configured for
 // spinning disks (or left at the default) plans these statements the same.
 // TestBatchPlansUseIndexes checks the plans.
+//
+// $1 is 'off' when the batch's outbox rows are not to notify: a relay of this
+// process listens and is woken once the batch commits (see wakeSet).
 const batchSettingsSQL = `SELECT set_config('plan_cache_mode', 'force_custom_plan', true),
-	set_config('random_page_cost', '1.1', true)`
+	set_config('random_page_cost', '1.1', true), set_config('holdfast.outbox_notify', $1, true)`
 
 // isStale reports whether err is ledger_expect's: a pipelined batch found
 // balances other than those it applied against. A serialization failure
@@ -239,7 +242,12 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	}
 	var reads pgx.Batch
 	reads.Queue("BEGIN")
-	reads.Queue(batchSettingsSQL)
+	wake := s.db.relays.listening()
+	notify := "on"
+	if wake {
+		notify = "off"
+	}
+	reads.Queue(batchSettingsSQL, notify)
 	keys := queueClaimKeys(&reads, reqs)
 	accountIDs := UUIDArray(slices.Collect(maps.Keys(ids)))
 	accounts := queueReadAccounts(&reads, accountIDs, !pipelined)
@@ -314,6 +322,9 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 			return errRaced
 		}
 		return err
+	}
+	if wake && len(events) > 0 {
+		s.db.relays.wake()
 	}
 	return nil
 }
