@@ -155,8 +155,17 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 			continue
 		}
 		res := TransfersWorkload{Name: w.name}
+		// ServerStats describes what happened since its previous call: call
+		// it before each Holdfast run too, so that its line covers that run
+		// alone, not the naive server's events the relay moved before it.
+		resetStats := func() {
+			if cfg.ServerStats != nil {
+				cfg.ServerStats()
+			}
+		}
 		for _, c := range cfg.Concurrency {
 			settle()
+			resetStats()
 			fmt.Fprintf(cfg.Progress, "%s: holdfast, %d clients, %v\n", w.name, c, cfg.Duration)
 			res.Holdfast = append(res.Holdfast, withCPU(func() Result {
 				return ClosedLoop(ctx, fmt.Sprintf("holdfast c=%d", c), c, cfg.Duration, httpCall(cfg.HoldfastURL, cfg.APIKey, w))
@@ -182,6 +191,7 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 			rate = cfg.OpenRate
 		}
 		settle()
+		resetStats()
 		fmt.Fprintf(cfg.Progress, "%s: holdfast open loop at %.0f/s, %v\n", w.name, rate, cfg.Duration)
 		res.Open = withCPU(func() Result {
 			return OpenLoop(ctx, fmt.Sprintf("holdfast open %.0f/s", rate), rate, cfg.Duration, 4*maxConc, httpCall(cfg.HoldfastURL, cfg.APIKey, w))
