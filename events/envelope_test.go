@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/json"
+	"math"
 	"testing"
 	"time"
 
@@ -32,6 +33,26 @@ func TestEnvelope_RoundTrip(t *testing.T) {
 	var v1 holdfast.Event
 	if err := json.Unmarshal(raw, &v1); err != nil || v1.ID != out.ID || !v1.OccurredAt.Equal(out.OccurredAt) || string(v1.Data) != string(out.Data) {
 		t.Fatalf("encoding/json read %+v (%v), v2 %+v", v1, err, out)
+	}
+}
+
+// envelopesSize covers the envelopes of a packed message, so its buffer is
+// allocated once: the longest times, the largest version, empty data.
+func TestEnvelopesSize_CoversTheEnvelopes(t *testing.T) {
+	long, short := testEvent(), testEvent()
+	long.Version = math.MaxInt
+	long.OccurredAt = time.Date(2026, 11, 28, 16, 0, 0, 123456789, time.FixedZone("", -(11*3600+59*60)))
+	short.Data = nil
+	events := []holdfast.Event{long, short, testEvent()}
+	var b []byte
+	for i := range events {
+		if i > 0 {
+			b = append(b, '\n')
+		}
+		b = appendEvent(b, &events[i])
+	}
+	if n := envelopesSize(events); n < len(b) {
+		t.Fatalf("envelopesSize %d, the envelopes take %d bytes", n, len(b))
 	}
 }
 

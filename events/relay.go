@@ -248,7 +248,7 @@ func (r *Relay) publish(ctx context.Context, msgs []holdfast.OutboxMessage) erro
 		if first.Topic == holdfast.TopicJobs {
 			msg = &nats.Msg{Subject: r.cfg.JobsSubject, Data: first.Data}
 		} else {
-			var data []byte
+			data := make([]byte, 0, envelopesSize(m.Events))
 			for j := range m.Events {
 				if j > 0 {
 					data = append(data, '\n')

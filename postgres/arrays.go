@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -208,20 +209,65 @@ func appendBinaryArray(buf []byte, a binaryArray) []byte {
 // encoding of the binaryArray of its element type.
 type arrayCodec struct {
 	pgtype.Codec
-	elem uint32
+	elem   uint32
+	params *paramBuffer // the connection's
 }
 
 func (c arrayCodec) PlanEncode(m *pgtype.Map, oid uint32, format int16, value any) pgtype.EncodePlan {
 	if a, ok := value.(binaryArray); ok && format == pgtype.BinaryFormatCode && a.elemOID() == c.elem {
-		return encodeBinaryArray{}
+		return encodeBinaryArray{c.params}
 	}
 	return c.Codec.PlanEncode(m, oid, format, value)
 }
 
-type encodeBinaryArray struct{}
+type encodeBinaryArray struct{ params *paramBuffer }
 
-func (encodeBinaryArray) Encode(value any, buf []byte) ([]byte, error) {
-	return appendBinaryArray(buf, value.(binaryArray)), nil
+func (e encodeBinaryArray) Encode(value any, buf []byte) ([]byte, error) {
+	a := value.(binaryArray)
+	return appendBinaryArray(e.params.room(buf, 20+a.size()), a), nil
+}
+
+// paramBuffer is where a connection's statements keep their parameters
+// from one statement to the next.
+//
+// pgx encodes a statement's parameters one after the other into one buffer,
+// and drops that buffer before the next statement if it grew past 256
+// bytes. A batch's statements take several arrays each, so every array
+// regrew it from the size of those before: the eight arrays of the
+// transfers' insert copied the first one eight times, the second seven
+// times, and so on (1 GB of the 4.8 GB a uniform benchmark run allocated,
+// docs/decisions.md). room hands pgx this buffer instead, which keeps the
+// largest one a statement needed.
+//
+// This is safe because pgx copies each statement's parameters into the
+// protocol message it sends (Bind) before it encodes the next statement's:
+// in a batch, pipelined or not, and for a single query. A statement's own
+// parameters encoded before room moves them here stay where they were, as
+// with any growth of the buffer.
+type paramBuffer struct{ buf []byte }
+
+// maxParamBuffer bounds what a connection keeps between statements.
+const maxParamBuffer = 4 << 20
+
+// room returns buf, or the connection's buffer holding a copy of buf, with
+// room for need more bytes.
+func (p *paramBuffer) room(buf []byte, need int) []byte {
+	if cap(buf)-len(buf) >= need {
+		return buf
+	}
+	if p != nil && cap(p.buf) >= len(buf)+need && !sameArray(buf, p.buf) {
+		return append(p.buf[:0], buf...)
+	}
+	buf = slices.Grow(buf, need)
+	if p != nil && cap(buf) > cap(p.buf) && cap(buf) <= maxParamBuffer {
+		p.buf = buf[:0]
+	}
+	return buf
+}
+
+// sameArray reports whether a and b share their backing array.
+func sameArray(a, b []byte) bool {
+	return cap(a) > 0 && cap(b) > 0 && unsafe.SliceData(a[:cap(a)]) == unsafe.SliceData(b[:cap(b)])
 }
 
 // arrayOIDs maps each array type the binaryArray types encode to its
@@ -240,12 +286,13 @@ var arrayOIDs = map[uint32]uint32{
 // AfterConnect hook for a pool (pgxpool.Config).
 func RegisterArrays(_ context.Context, conn *pgx.Conn) error {
 	m := conn.TypeMap()
+	params := &paramBuffer{}
 	for oid, elem := range arrayOIDs {
 		t, ok := m.TypeForOID(oid)
 		if !ok {
 			continue
 		}
-		m.RegisterType(&pgtype.Type{Name: t.Name, OID: oid, Codec: arrayCodec{Codec: t.Codec, elem: elem}})
+		m.RegisterType(&pgtype.Type{Name: t.Name, OID: oid, Codec: arrayCodec{Codec: t.Codec, elem: elem, params: params}})
 	}
 	return nil
 }

@@ -2,8 +2,10 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,6 +96,72 @@ func TestBinaryArrays_MatchPgxEncoding(t *testing.T) {
 		}
 		if _, ok := conn.Conn().TypeMap().PlanEncode(oid, pgtype.BinaryFormatCode, c.fast).(encodeBinaryArray); !ok {
 			t.Errorf("%s: pgx does not use the binaryArray encoder on the pool's connections", c.typ)
+		}
+	}
+}
+
+// A connection's statements share its parameter buffer (paramBuffer): each
+// statement of a batch, pipelined or not, and statements run one by one,
+// still reach the server with their own arrays, which they would not if the
+// buffer were reused before pgx had sent them.
+func TestParamBuffer_StatementsKeepTheirArrays(t *testing.T) {
+	ctx := context.Background()
+	db := openMigrated(t)
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	const sql = `SELECT $1::bigint[] = $2::bigint[] AND $3::text[] = $4::text[] AND $5::uuid[]::text = $6`
+	args := func(i int) []any {
+		n := 40 * (i + 1) // each larger than the last: the buffer grows, then is reused
+		ints, texts, ids := make([]int64, n), make([]string, n), make([]string, n)
+		for j := range n {
+			ints[j], texts[j] = int64(i*1000+j), fmt.Sprintf("s%d-%d", i, j)
+			ids[j] = fmt.Sprintf("%08x-0000-7000-8000-%012x", i, j)
+		}
+		return []any{Int8Array(ints), ints, TextArray(texts), texts, UUIDArray(ids), "{" + strings.Join(ids, ",") + "}"}
+	}
+	check := func(how string, i int, ok bool, err error) {
+		t.Helper()
+		if err != nil || !ok {
+			t.Errorf("%s, statement %d: its arrays reached the server as others (%v)", how, i, err)
+		}
+	}
+	// pgx pipelines a batch of prepared statements (the pool's mode) and one
+	// of statements it only describes (QueryExecModeDescribeExec). (Its
+	// QueryExecModeExec sends parameters as text, which binaryArray leaves
+	// to pgx's own encoders.)
+	cfg := db.Pool.Config().ConnConfig.Copy()
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeDescribeExec
+	unprepared, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unprepared.Close(ctx)
+	if err := RegisterArrays(ctx, unprepared); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		how  string
+		conn *pgx.Conn
+	}{{"a pipelined batch", conn.Conn()}, {"a batch of described statements", unprepared}} {
+		var b pgx.Batch
+		results := make([]bool, 6)
+		for i := range results {
+			b.Queue(sql, args(i)...).QueryRow(func(r pgx.Row) error { return r.Scan(&results[i]) })
+		}
+		err := c.conn.SendBatch(ctx, &b).Close()
+		for i, ok := range results {
+			check(c.how, i, ok, err)
+		}
+		for i := range 6 {
+			var ok bool
+			err := c.conn.QueryRow(ctx, sql, args(5-i)...).Scan(&ok)
+			check(c.how+", then one by one", 5-i, ok, err)
+		}
+		if typ, _ := c.conn.TypeMap().TypeForOID(pgtype.Int8ArrayOID); typ == nil || cap(typ.Codec.(arrayCodec).params.buf) < 40*6*12 {
+			t.Fatalf("%s: the connection kept no parameter buffer; this test did not exercise it", c.how)
 		}
 	}
 }
