@@ -209,58 +209,63 @@ func appendBinaryArray(buf []byte, a binaryArray) []byte {
 // encoding of the binaryArray of its element type.
 type arrayCodec struct {
 	pgtype.Codec
-	elem   uint32
-	params *paramBuffer // the connection's
+	elem uint32
+	bufs *connBuffers // the connection's
 }
 
 func (c arrayCodec) PlanEncode(m *pgtype.Map, oid uint32, format int16, value any) pgtype.EncodePlan {
 	if a, ok := value.(binaryArray); ok && format == pgtype.BinaryFormatCode && a.elemOID() == c.elem {
-		return encodeBinaryArray{c.params}
+		return encodeBinaryArray{&c.bufs.params}
 	}
 	return c.Codec.PlanEncode(m, oid, format, value)
 }
 
-type encodeBinaryArray struct{ params *paramBuffer }
+type encodeBinaryArray struct{ params *keptBuffer }
 
 func (e encodeBinaryArray) Encode(value any, buf []byte) ([]byte, error) {
 	a := value.(binaryArray)
 	return appendBinaryArray(e.params.room(buf, 20+a.size()), a), nil
 }
 
-// paramBuffer is where a connection's statements keep their parameters
-// from one statement to the next.
+// connBuffers are the buffers a connection keeps for pgx from one use to
+// the next, where pgx itself lets them go once they are large:
 //
-// pgx encodes a statement's parameters one after the other into one buffer,
-// and drops that buffer before the next statement if it grew past 256
-// bytes. A batch's statements take several arrays each, so every array
-// regrew it from the size of those before: the eight arrays of the
-// transfers' insert copied the first one eight times, the second seven
-// times, and so on (1 GB of the 4.8 GB a uniform benchmark run allocated,
-// docs/decisions.md). room hands pgx this buffer instead, which keeps the
-// largest one a statement needed.
+//   - params, for a statement's parameters. pgx encodes them one after the
+//     other into one buffer and drops it before the next statement if it
+//     grew past 256 bytes. A batch's statements take several arrays each,
+//     so every array regrew it from the size of those before: the eight
+//     arrays of the transfers' insert copied the first one seven times, the
+//     second six times, and so on (1 GB of the 4.8 GB a uniform benchmark
+//     run allocated, docs/decisions.md). Safe to reuse because pgx copies
+//     each statement's parameters into the protocol message it sends (Bind)
+//     before it encodes the next statement's, in a batch or not.
+//   - send, for the messages of a batch (see presizeSend). pgx drops its
+//     send buffer after every write once it passed 1 KB. Safe to reuse
+//     because pgx writes that buffer to the connection before it returns
+//     from sending, and a batch is sent whole before the next one starts.
 //
-// This is safe because pgx copies each statement's parameters into the
-// protocol message it sends (Bind) before it encodes the next statement's:
-// in a batch, pipelined or not, and for a single query. A statement's own
-// parameters encoded before room moves them here stay where they were, as
-// with any growth of the buffer.
-type paramBuffer struct{ buf []byte }
+// A buffer that pgx still holds is never handed out again (room checks).
+type connBuffers struct{ params, send keptBuffer }
 
-// maxParamBuffer bounds what a connection keeps between statements.
-const maxParamBuffer = 4 << 20
+// keptBuffer is one of a connection's kept buffers.
+type keptBuffer struct{ buf []byte }
+
+// maxKeptBuffer bounds what a connection keeps.
+const maxKeptBuffer = 4 << 20
 
 // room returns buf, or the connection's buffer holding a copy of buf, with
-// room for need more bytes.
-func (p *paramBuffer) room(buf []byte, need int) []byte {
+// room for need more bytes. Bytes already in buf stay where they were too,
+// as with any growth of a buffer.
+func (k *keptBuffer) room(buf []byte, need int) []byte {
 	if cap(buf)-len(buf) >= need {
 		return buf
 	}
-	if p != nil && cap(p.buf) >= len(buf)+need && !sameArray(buf, p.buf) {
-		return append(p.buf[:0], buf...)
+	if k != nil && cap(k.buf) >= len(buf)+need && !sameArray(buf, k.buf) {
+		return append(k.buf[:0], buf...)
 	}
 	buf = slices.Grow(buf, need)
-	if p != nil && cap(buf) > cap(p.buf) && cap(buf) <= maxParamBuffer {
-		p.buf = buf[:0]
+	if k != nil && cap(buf) > cap(k.buf) && cap(buf) <= maxKeptBuffer {
+		k.buf = buf[:0]
 	}
 	return buf
 }
@@ -286,24 +291,25 @@ var arrayOIDs = map[uint32]uint32{
 // AfterConnect hook for a pool (pgxpool.Config).
 func RegisterArrays(_ context.Context, conn *pgx.Conn) error {
 	m := conn.TypeMap()
-	params := &paramBuffer{}
+	bufs := &connBuffers{}
 	for oid, elem := range arrayOIDs {
 		t, ok := m.TypeForOID(oid)
 		if !ok {
 			continue
 		}
-		m.RegisterType(&pgtype.Type{Name: t.Name, OID: oid, Codec: arrayCodec{Codec: t.Codec, elem: elem, params: params}})
+		m.RegisterType(&pgtype.Type{Name: t.Name, OID: oid, Codec: arrayCodec{Codec: t.Codec, elem: elem, bufs: bufs}})
 	}
 	return nil
 }
 
 // presizeSend grows conn's send buffer to about the size of b's messages
-// before pgx encodes them. pgx shrinks that buffer back to 1 KB after every
-// write, so a batch's tens or hundreds of kilobytes of parameters otherwise
-// regrow it by doubling, every round trip. This relies on pgx keeping the
-// buffer between this call and the batch's encoding, as it does when b's
-// statements are already prepared (the steady state); when it does not, the
-// only loss is this allocation.
+// before pgx encodes them, taking the connection's kept send buffer (see
+// connBuffers) when it has one. pgx drops that buffer after every write
+// once it passed 1 KB, so a batch's tens or hundreds of kilobytes of
+// parameters otherwise regrow it by doubling, every round trip. This relies
+// on pgx keeping the buffer between this call and the batch's encoding, as
+// it does when b's statements are already prepared (the steady state); when
+// it does not, the only loss is this allocation.
 func presizeSend(conn *pgx.Conn, b *pgx.Batch) {
 	n := 64
 	for _, q := range b.QueuedQueries {
@@ -321,15 +327,24 @@ func presizeSend(conn *pgx.Conn, b *pgx.Batch) {
 			}
 		}
 	}
-	conn.PgConn().Frontend().Send(growBuffer(n))
+	var kept *keptBuffer
+	if t, ok := conn.TypeMap().TypeForOID(pgtype.Int8ArrayOID); ok {
+		if c, ok := t.Codec.(arrayCodec); ok {
+			kept = &c.bufs.send
+		}
+	}
+	conn.PgConn().Frontend().Send(growBuffer{n, kept})
 }
 
-// growBuffer is a message that writes nothing: "encoding" it grows the
-// frontend's send buffer by its value.
-type growBuffer int
+// growBuffer is a message that writes nothing: "encoding" it gives the
+// frontend's send buffer room for n more bytes.
+type growBuffer struct {
+	n    int
+	kept *keptBuffer // nil: grow pgx's own
+}
 
 func (growBuffer) Frontend() {}
 
 func (growBuffer) Decode([]byte) error { return errors.New("growBuffer is not a protocol message") }
 
-func (g growBuffer) Encode(dst []byte) ([]byte, error) { return slices.Grow(dst, int(g)), nil }
+func (g growBuffer) Encode(dst []byte) ([]byte, error) { return g.kept.room(dst, g.n), nil }

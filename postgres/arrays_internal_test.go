@@ -100,7 +100,7 @@ func TestBinaryArrays_MatchPgxEncoding(t *testing.T) {
 	}
 }
 
-// A connection's statements share its parameter buffer (paramBuffer): each
+// A connection's statements share its parameter buffer (connBuffers): each
 // statement of a batch, pipelined or not, and statements run one by one,
 // still reach the server with their own arrays, which they would not if the
 // buffer were reused before pgx had sent them.
@@ -160,15 +160,16 @@ func TestParamBuffer_StatementsKeepTheirArrays(t *testing.T) {
 			err := c.conn.QueryRow(ctx, sql, args(5-i)...).Scan(&ok)
 			check(c.how+", then one by one", 5-i, ok, err)
 		}
-		if typ, _ := c.conn.TypeMap().TypeForOID(pgtype.Int8ArrayOID); typ == nil || cap(typ.Codec.(arrayCodec).params.buf) < 40*6*12 {
+		if typ, _ := c.conn.TypeMap().TypeForOID(pgtype.Int8ArrayOID); typ == nil || cap(typ.Codec.(arrayCodec).bufs.params.buf) < 40*6*12 {
 			t.Fatalf("%s: the connection kept no parameter buffer; this test did not exercise it", c.how)
 		}
 	}
 }
 
 // presizeSend grows pgx's send buffer once, where pgx would regrow it by
-// doubling from 1 KB while encoding a large batch. It relies on pgx keeping
-// that buffer until the batch is encoded; this fails if a pgx version stops.
+// doubling from 1 KB while encoding a large batch, and from the second batch
+// on hands pgx the buffer the connection kept. It relies on pgx keeping that
+// buffer until the batch is encoded; this fails if a pgx version stops.
 func TestPresizeSend_GrowsTheBufferOnce(t *testing.T) {
 	ctx := context.Background()
 	db := openMigrated(t)
@@ -207,5 +208,11 @@ func TestPresizeSend_GrowsTheBufferOnce(t *testing.T) {
 	t.Logf("a batch of 256 KB allocated %d bytes without presizeSend, %d with", plain/runs, presized/runs)
 	if saved := (int64(plain) - int64(presized)) / runs; saved < 128<<10 {
 		t.Errorf("presizeSend saved %d bytes a batch, want at least 128 KB", saved)
+	}
+	// The parameters (8 × 32 KB, through pgx's own bytea encoder) are
+	// allocated again for every batch; the send buffer, which the connection
+	// keeps (connBuffers), is not.
+	if per := presized / runs; per > 256<<10+96<<10 {
+		t.Errorf("a presized batch of 256 KB allocated %d bytes: the connection does not keep its send buffer", per)
 	}
 }
