@@ -20,14 +20,7 @@ import (
 func TestBatch_WakesLocalRelayInsteadOfNotifying(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	db := openMigrated(t)
-	tn, _, err := NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "notify"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	accts := NewAccountService(db)
-	house, _ := accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true})
-	shop, _ := accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD"})
+	db, tn, house, shop := houseAndShop(t, "notify")
 	svc := NewTransferService(db)
 	transfer := func() {
 		t.Helper()

@@ -13,14 +13,8 @@ import (
 // it again locking first; if they are, it commits.
 func TestPipelined_ChecksBalancesUnderLock(t *testing.T) {
 	ctx := context.Background()
-	db := openMigrated(t)
-	tn, _, err := NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "pipeline"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, tn, house, shop := houseAndShop(t, "pipeline")
 	accts := NewAccountService(db)
-	house, _ := accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true})
-	shop, _ := accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD"})
 	svc := NewTransferService(db)
 	request := func() *transferRequest {
 		return &transferRequest{ctx: ctx, tenantID: tn.ID, in: []holdfast.TransferCreate{
@@ -52,7 +46,7 @@ func TestPipelined_ChecksBalancesUnderLock(t *testing.T) {
 
 	// The batch before said shop would hold 1,000, and then failed.
 	never := map[string]*account{shop.ID: {tenantID: tn.ID, currency: "USD", balance: 1000}}
-	err = svc.tryBatch(ctx, db.Pool, []*transferRequest{request()}, behind(never), true)
+	err := svc.tryBatch(ctx, db.Pool, []*transferRequest{request()}, behind(never), true)
 	if !isStale(err) {
 		t.Fatalf("pipelined against balances the database does not hold: %v, want ledger_expect's serialization failure", err)
 	}
@@ -86,4 +80,24 @@ func TestPipelined_ChecksBalancesUnderLock(t *testing.T) {
 		FROM entries WHERE account_id IN (SELECT id FROM accounts WHERE tenant_id = $1)) e WHERE balance_after <> running`); n != 0 {
 		t.Fatalf("%d entries whose balance_after is not the running sum", n)
 	}
+}
+
+// houseAndShop returns a fresh database with a tenant named name and two of
+// its USD accounts: house, which may go negative, and shop, which may not.
+func houseAndShop(t *testing.T, name string) (db *DB, tn *holdfast.Tenant, house, shop *holdfast.Account) {
+	t.Helper()
+	ctx := context.Background()
+	db = openMigrated(t)
+	tn, _, err := NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	accts := NewAccountService(db)
+	if house, err = accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true}); err != nil {
+		t.Fatal(err)
+	}
+	if shop, err = accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD"}); err != nil {
+		t.Fatal(err)
+	}
+	return db, tn, house, shop
 }
