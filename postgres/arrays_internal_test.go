@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Each binaryArray type gives PostgreSQL the same array as pgx's generic
@@ -106,12 +107,7 @@ func TestBinaryArrays_MatchPgxEncoding(t *testing.T) {
 // buffer were reused before pgx had sent them.
 func TestParamBuffer_StatementsKeepTheirArrays(t *testing.T) {
 	ctx := context.Background()
-	db := openMigrated(t)
-	conn, err := db.Pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
+	db, conn := acquireFresh(t)
 	const sql = `SELECT $1::bigint[] = $2::bigint[] AND $3::text[] = $4::text[] AND $5::uuid[]::text = $6`
 	args := func(i int) []any {
 		n := 40 * (i + 1) // each larger than the last: the buffer grows, then is reused
@@ -172,12 +168,7 @@ func TestParamBuffer_StatementsKeepTheirArrays(t *testing.T) {
 // buffer until the batch is encoded; this fails if a pgx version stops.
 func TestPresizeSend_GrowsTheBufferOnce(t *testing.T) {
 	ctx := context.Background()
-	db := openMigrated(t)
-	conn, err := db.Pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
+	_, conn := acquireFresh(t)
 	param := make([]byte, 32<<10)
 	send := func(presize bool) uint64 {
 		var b pgx.Batch
@@ -215,4 +206,17 @@ func TestPresizeSend_GrowsTheBufferOnce(t *testing.T) {
 	if per := presized / runs; per > 256<<10+96<<10 {
 		t.Errorf("a presized batch of 256 KB allocated %d bytes: the connection does not keep its send buffer", per)
 	}
+}
+
+// acquireFresh returns a fresh database and one of its pool's connections,
+// released at the test's end.
+func acquireFresh(t *testing.T) (*DB, *pgxpool.Conn) {
+	t.Helper()
+	db := openMigrated(t)
+	conn, err := db.Pool.Acquire(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Release)
+	return db, conn
 }
