@@ -284,7 +284,7 @@ func PrintTransfers(w io.Writer, ws []TransfersWorkload) {
 	for _, wl := range ws {
 		h, n := Peak(wl.Holdfast), Peak(wl.Naive)
 		fmt.Fprintf(w, "%-8s peak: holdfast %.0f/s (%s), naive %.0f/s (%s), ceiling %.0f/s\n", wl.Name, h.Throughput, h.Name, n.Throughput, n.Name, wl.Ceiling.Throughput)
-		fmt.Fprintf(w, "%-8s ratios: holdfast/naive %.1f×, holdfast/ceiling %.2f; open loop at %.0f/s: p99 %s ms\n",
+		fmt.Fprintf(w, "%-8s ratios: holdfast/naive %.1f×, holdfast/ceiling %.3f; open loop at %.0f/s: p99 %s ms\n",
 			wl.Name, ratio(h.Throughput, n.Throughput), ratio(h.Throughput, wl.Ceiling.Throughput), wl.Open.Offered, ms(wl.Open.P99))
 	}
 }
