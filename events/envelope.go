@@ -35,11 +35,15 @@ func appendEvent(b []byte, e *holdfast.Event) []byte {
 	return append(b, '}')
 }
 
-// envelopesSize is the size of the events' envelopes, one a line, as
-// appendEvent writes them (the time at its longest), so that a packed
-// message's buffer is allocated once.
+// envelopesSize is at least the size of the events' envelopes, one a
+// line, as appendEvent writes them, so that a packed message's buffer is
+// allocated once.
 func envelopesSize(events []holdfast.Event) int {
-	const fixed = len(`{"id":"","type":"","version":,"source":"","tenant":"","occurred_at":"","data":}`) + 20 + len(time.RFC3339Nano) + 6 + 2 + 1
+	const fixed = len(`{"id":"","type":"","version":,"source":"","tenant":"","occurred_at":"","data":}`) +
+		len("-9223372036854775808") + // the version at its longest
+		len(time.RFC3339Nano) + // the time, in UTC: shorter than its layout
+		len("{}") + // empty data
+		len("\n") // between envelopes
 	n := 0
 	for i := range events {
 		e := &events[i]

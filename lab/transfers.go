@@ -136,6 +136,15 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 		}
 	}
 
+	// ServerStats describes what happened since its previous call: call it
+	// before each Holdfast run too, so that its line covers that run alone,
+	// not the naive server's events the relay moved before it.
+	resetStats := func() {
+		if cfg.ServerStats != nil {
+			cfg.ServerStats()
+		}
+	}
+
 	var runID atomic.Int64
 	httpCall := func(base, key string, w workload) Call {
 		p := posters[base]
@@ -155,14 +164,6 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 			continue
 		}
 		res := TransfersWorkload{Name: w.name}
-		// ServerStats describes what happened since its previous call: call
-		// it before each Holdfast run too, so that its line covers that run
-		// alone, not the naive server's events the relay moved before it.
-		resetStats := func() {
-			if cfg.ServerStats != nil {
-				cfg.ServerStats()
-			}
-		}
 		for _, c := range cfg.Concurrency {
 			settle()
 			resetStats()

@@ -328,12 +328,22 @@ func presizeSend(conn *pgx.Conn, b *pgx.Batch) {
 		}
 	}
 	var kept *keptBuffer
-	if t, ok := conn.TypeMap().TypeForOID(pgtype.Int8ArrayOID); ok {
-		if c, ok := t.Codec.(arrayCodec); ok {
-			kept = &c.bufs.send
-		}
+	if bufs := connBuffersOf(conn); bufs != nil {
+		kept = &bufs.send
 	}
 	conn.PgConn().Frontend().Send(growBuffer{n, kept})
+}
+
+// connBuffersOf returns the buffers RegisterArrays gave conn, nil if it was
+// not called on conn. They hang off the array codecs it registered, which
+// are the connection's own.
+func connBuffersOf(conn *pgx.Conn) *connBuffers {
+	if t, ok := conn.TypeMap().TypeForOID(pgtype.Int8ArrayOID); ok {
+		if c, ok := t.Codec.(arrayCodec); ok {
+			return c.bufs
+		}
+	}
+	return nil
 }
 
 // growBuffer is a message that writes nothing: "encoding" it gives the

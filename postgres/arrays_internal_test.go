@@ -156,7 +156,7 @@ func TestParamBuffer_StatementsKeepTheirArrays(t *testing.T) {
 			err := c.conn.QueryRow(ctx, sql, args(5-i)...).Scan(&ok)
 			check(c.how+", then one by one", 5-i, ok, err)
 		}
-		if typ, _ := c.conn.TypeMap().TypeForOID(pgtype.Int8ArrayOID); typ == nil || cap(typ.Codec.(arrayCodec).bufs.params.buf) < 40*6*12 {
+		if bufs := connBuffersOf(c.conn); bufs == nil || cap(bufs.params.buf) < 40*6*12 {
 			t.Fatalf("%s: the connection kept no parameter buffer; this test did not exercise it", c.how)
 		}
 	}

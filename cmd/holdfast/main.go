@@ -17,9 +17,9 @@ import (
 
 // defaultGCPercent is the garbage collector's target (GOGC) Holdfast runs
 // with when GOGC is not set. Its live heap is small (60–100 MB under full
-// load, most of it buffers) and it allocates fast (~20 KB a transfer in the
-// benchmark's process, spread over HTTP, the committers, the event
-// consumers and NATS), so at Go's default of 100 it collects several times a second,
+// load, most of it buffers) and it allocates fast (~13 KB a transfer in the
+// benchmark's process, session 11, spread over HTTP, the committers, the
+// event consumers and NATS), so at Go's default of 100 it collects several times a second,
 // and every collection takes CPU from requests on cores the database
 // shares: at 400, `holdfast bench transfers` peaked 7% (uniform) and 15%
 // (hot) higher on this project's 2-core machine (docs/decisions.md), for a
