@@ -321,17 +321,19 @@ func poolParam(u string, n int) string {
 }
 
 // batchStats returns a function that describes the group-commit batches
-// since its previous call, and the events the relay moved into the stream
-// in how many messages.
+// since its previous call, the events the relay moved into the stream in
+// how many messages, and the events the consumer groups applied in how many
+// transactions (all groups together: a group yields to the requests while
+// they pile up, and catches up after).
 func batchStats(m *Main) func() string {
-	var lastCount, lastSize, lastSeconds, lastRelayed float64
+	var lastCount, lastSize, lastSeconds, lastRelayed, lastApplies, lastApplied float64
 	var lastSeq uint64
 	return func() string {
 		families, err := m.Registry.Gather()
 		if err != nil {
 			return err.Error()
 		}
-		var count, size, seconds, relayed float64
+		var count, size, seconds, relayed, applies, applied float64
 		for _, f := range families {
 			for _, metric := range f.GetMetric() {
 				switch f.GetName() {
@@ -341,6 +343,10 @@ func batchStats(m *Main) func() string {
 					seconds = metric.GetHistogram().GetSampleSum()
 				case "holdfast_outbox_relayed_total":
 					relayed = metric.GetCounter().GetValue()
+				case "holdfast_consumer_batch_seconds":
+					applies += float64(metric.GetHistogram().GetSampleCount())
+				case "holdfast_consumer_applied_total":
+					applied += metric.GetCounter().GetValue()
 				}
 			}
 		}
@@ -360,6 +366,8 @@ func batchStats(m *Main) func() string {
 					lastRelayed, lastSeq = relayed, info.State.LastSeq
 				}
 			}
+			line += fmt.Sprintf("; consumer groups applied %.0f events in %.0f transactions", applied-lastApplied, applies-lastApplies)
+			lastApplied, lastApplies = applied, applies
 		}
 		return line
 	}
