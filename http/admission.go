@@ -167,7 +167,7 @@ func rateLimitPolicyHeader(c ratelimit.Config) string {
 // markShed notes for the access log that the request was refused by
 // overload protection.
 func markShed(ctx context.Context) {
-	if info, ok := ctx.Value(infoKey).(*requestInfo); ok {
+	if info := infoFrom(ctx); info != nil {
 		info.shed = true
 	}
 }

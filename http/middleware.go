@@ -19,31 +19,50 @@ import (
 
 type ctxKey int
 
-const (
-	requestIDKey ctxKey = iota
-	tenantKey
-	infoKey
-)
+const infoKey ctxKey = 0
 
-// requestInfo is filled in as a request goes through the middleware, for
-// the access log written when it ends.
+// requestInfo is a request's state in the middleware: its id, set by
+// observe; its tenant, set by authentication; whether overload protection
+// shed it. One value in the request's context, filled in as the request
+// goes through, instead of a context (and a copy of the request) per
+// middleware: a transfer request is the hot path, and each copy is
+// garbage (docs/decisions.md, "One request state in the context").
 type requestInfo struct {
+	id     string
 	tenant string
 	shed   bool // refused by overload protection: logged at debug, a flood of them must stay cheap
 }
 
-// withTenant returns ctx authenticated as tenant.
-func withTenant(ctx context.Context, tenant string) context.Context {
-	if info, ok := ctx.Value(infoKey).(*requestInfo); ok {
-		info.tenant = tenant
-	}
-	return context.WithValue(ctx, tenantKey, tenant)
+func infoFrom(ctx context.Context) *requestInfo {
+	info, _ := ctx.Value(infoKey).(*requestInfo)
+	return info
 }
 
-func requestIDFrom(ctx context.Context) string { s, _ := ctx.Value(requestIDKey).(string); return s }
+// authenticate records that the request is authenticated as tenant. It is
+// called before the handlers the request goes on to, which read it.
+func authenticate(r *http.Request, tenant string) *http.Request {
+	if info := infoFrom(r.Context()); info != nil {
+		info.tenant = tenant
+		return r
+	}
+	// Outside observe (a handler tested alone): a context of its own.
+	return r.WithContext(context.WithValue(r.Context(), infoKey, &requestInfo{tenant: tenant}))
+}
+
+func requestIDFrom(ctx context.Context) string {
+	if info := infoFrom(ctx); info != nil {
+		return info.id
+	}
+	return ""
+}
 
 // tenantFrom returns the authenticated tenant of the request.
-func tenantFrom(ctx context.Context) string { s, _ := ctx.Value(tenantKey).(string); return s }
+func tenantFrom(ctx context.Context) string {
+	if info := infoFrom(ctx); info != nil {
+		return info.tenant
+	}
+	return ""
+}
 
 // recorder remembers what a handler wrote: the status for logs and metrics,
 // and, when capture is on, the body (for storing an idempotent response).
@@ -102,9 +121,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			id = hex.EncodeToString(b[:])
 		}
 		w.Header().Set("X-Request-Id", id)
-		ctx := context.WithValue(r.Context(), requestIDKey, id)
-		info := &requestInfo{}
-		ctx = context.WithValue(ctx, infoKey, info)
+		info := &requestInfo{id: id}
+		ctx := context.WithValue(r.Context(), infoKey, info)
 		// A streaming export may run for minutes: it has no deadline, only
 		// its stall timeout and the client's disconnect (see exportPath).
 		// Other requests get the server's RequestTimeout, or the client's
@@ -222,7 +240,7 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 			s.Error(w, r, holdfast.Errorf(holdfast.EUNAUTHORIZED, "a valid admin token is required"))
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(withTenant(r.Context(), adminTenant)))
+		next.ServeHTTP(w, authenticate(r, adminTenant))
 	})
 }
 
@@ -238,7 +256,7 @@ func (s *Server) requireTenant(next http.Handler) http.Handler {
 			s.Error(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(withTenant(r.Context(), tenant)))
+		next.ServeHTTP(w, authenticate(r, tenant))
 	})
 }
 
