@@ -148,8 +148,8 @@ func machine(ctx context.Context, pool *pgxpool.Pool) string {
 	var pg string
 	pool.QueryRow(ctx, "SHOW server_version").Scan(&pg)
 	host, _ := os.Hostname()
-	return fmt.Sprintf("%s, %d cores (GOMAXPROCS %d), %s/%s, %s (GOGC %s), PostgreSQL %s, load generator, server and database on the same machine",
-		host, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), gcPercent(), pg)
+	return fmt.Sprintf("%s, %d cores (GOMAXPROCS %d), %s/%s, %s (%s), PostgreSQL %s, load generator, server and database on the same machine",
+		host, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), gcSettings(), pg)
 }
 
 func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -1,23 +1,65 @@
 package main
 
 import (
+	"math"
+	"runtime"
 	"runtime/debug"
+	"strings"
 	"testing"
 )
 
 func TestTuneGC(t *testing.T) {
 	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(math.MaxInt64))
 
 	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
 	tuneGC()
 	if got := debug.SetGCPercent(100); got != defaultGCPercent {
 		t.Errorf("GOGC unset: GC percent %d, want %d", got, defaultGCPercent)
 	}
+	want := defaultMemoryLimit()
+	if want <= 0 && runtime.GOOS == "linux" {
+		t.Fatal("no default memory limit: neither the cgroup's nor the machine's memory could be read")
+	}
+	if got := debug.SetMemoryLimit(math.MaxInt64); got != want {
+		t.Errorf("GOMEMLIMIT unset: memory limit %d, want %d", got, want)
+	}
 
-	t.Setenv("GOGC", "150") // the runtime read it at start; tuneGC must leave the setting alone
+	// The runtime read them at start; tuneGC must leave the settings alone.
+	t.Setenv("GOGC", "150")
+	t.Setenv("GOMEMLIMIT", "1GiB")
 	debug.SetGCPercent(150)
+	debug.SetMemoryLimit(1 << 30)
 	tuneGC()
 	if got := debug.SetGCPercent(100); got != 150 {
 		t.Errorf("GOGC set: GC percent %d, want it untouched (150)", got)
+	}
+	if got := debug.SetMemoryLimit(math.MaxInt64); got != 1<<30 {
+		t.Errorf("GOMEMLIMIT set: memory limit %d, want it untouched (1 GiB)", got)
+	}
+}
+
+func TestDefaultMemoryLimit_Parsing(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"max\n", 0, false},
+		{"8589934592\n", 8 << 30, true},
+		{"0\n", 0, false},
+		{"", 0, false},
+	} {
+		if got, ok := parseCgroupMax(c.in); got != c.want && c.ok || ok != c.ok {
+			t.Errorf("parseCgroupMax(%q) = %d, %v; want %d, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+	meminfo := "MemFree:        21531000 kB\nMemTotal:       24684136 kB\nBuffers: 1 kB\n"
+	if got, ok := parseMemTotal(strings.NewReader(meminfo)); !ok || got != 24684136<<10 {
+		t.Errorf("parseMemTotal = %d, %v; want %d", got, ok, int64(24684136)<<10)
+	}
+	if _, ok := parseMemTotal(strings.NewReader("MemFree: 1 kB\n")); ok {
+		t.Error("parseMemTotal found MemTotal in a meminfo without it")
 	}
 }

@@ -10,37 +10,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
-	"strconv"
 	"syscall"
 )
-
-// defaultGCPercent is the garbage collector's target (GOGC) Holdfast runs
-// with when GOGC is not set. Its live heap is small (60–100 MB under full
-// load, most of it buffers) and it allocates fast (~13 KB a transfer in the
-// benchmark's process, session 11, spread over HTTP, the committers, the
-// event consumers and NATS), so at Go's default of 100 it collects several times a second,
-// and every collection takes CPU from requests on cores the database
-// shares: at 400, `holdfast bench transfers` peaked 7% (uniform) and 15%
-// (hot) higher on this project's 2-core machine (docs/decisions.md), for a
-// heap up to about 5× the live one. GOGC, and GOMEMLIMIT for a memory
-// ceiling, override it as for any Go program.
-const defaultGCPercent = 400
-
-// tuneGC applies defaultGCPercent unless GOGC is set.
-func tuneGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
-	}
-}
-
-// gcPercent describes the collector's target, for benchmark headers.
-func gcPercent() string {
-	if v := os.Getenv("GOGC"); v != "" {
-		return v
-	}
-	return strconv.Itoa(defaultGCPercent)
-}
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"

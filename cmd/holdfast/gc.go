@@ -1,0 +1,94 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+)
+
+// defaultGCPercent is the garbage collector's target (GOGC) Holdfast runs
+// with when GOGC is not set. Its live heap is small (100–150 MB under full
+// load, most of it buffers the collector does not scan) and it allocates
+// fast (~13 KB a transfer in the benchmark's process, session 11, spread
+// over HTTP, the committers, the event consumers and NATS): at Go's default
+// of 100 it collected several times a second. Each cycle takes CPU from
+// requests on cores the database shares, and on a busy machine the queue
+// a cycle builds is the open loop's p99 (docs/decisions.md, "The open
+// loop's tail is the collector's"). At 1,600 a cycle comes every several
+// seconds instead of every one or two: in `holdfast bench transfers`
+// (uniform, open loop at 7,000/s after the closed loops) the p99 was lower
+// than at 400 in five alternated pairs of five (median 117.6 ms against
+// 160.4), the process's peak resident memory 1.2–1.6 GB instead of
+// 0.67–0.77 (session 12). The heap is bounded by defaultMemoryLimit; GOGC
+// and GOMEMLIMIT override both as for any Go program.
+const defaultGCPercent = 1600
+
+// defaultMemoryLimit returns the soft memory limit Holdfast runs with when
+// GOMEMLIMIT is not set: a quarter of the memory the process may use (its
+// cgroup's limit, else the machine's), so that a high GOGC cannot grow the
+// heap past it; 0 when neither can be read (no limit).
+func defaultMemoryLimit() int64 {
+	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
+		if n, ok := parseCgroupMax(string(b)); ok {
+			return n / 4
+		}
+	}
+	if f, err := os.Open("/proc/meminfo"); err == nil {
+		defer f.Close()
+		if n, ok := parseMemTotal(f); ok {
+			return n / 4
+		}
+	}
+	return 0
+}
+
+// parseCgroupMax reads a cgroup v2 memory.max: a byte count, or "max" for
+// none (not ok).
+func parseCgroupMax(s string) (int64, bool) {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
+	return n, err == nil && n > 0
+}
+
+// parseMemTotal reads MemTotal, in bytes, from /proc/meminfo.
+func parseMemTotal(r io.Reader) (int64, bool) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) == 3 && f[0] == "MemTotal:" && f[2] == "kB" {
+			n, err := strconv.ParseInt(f[1], 10, 64)
+			return n << 10, err == nil && n > 0
+		}
+	}
+	return 0, false
+}
+
+// tuneGC applies defaultGCPercent unless GOGC is set, and
+// defaultMemoryLimit unless GOMEMLIMIT is.
+func tuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		if n := defaultMemoryLimit(); n > 0 {
+			debug.SetMemoryLimit(n)
+		}
+	}
+}
+
+// gcSettings describes the collector's target and memory limit, for
+// benchmark headers.
+func gcSettings() string {
+	percent := os.Getenv("GOGC")
+	if percent == "" {
+		percent = strconv.Itoa(defaultGCPercent)
+	}
+	limit := "none"
+	if n := debug.SetMemoryLimit(-1); n < 1<<62 {
+		limit = fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	}
+	return "GOGC " + percent + ", memory limit " + limit
+}
