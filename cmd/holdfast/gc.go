@@ -22,8 +22,9 @@ import (
 // seconds instead of every one or two: in `holdfast bench transfers`
 // (uniform, open loop at 7,000/s after the closed loops) the p99 was lower
 // than at 400 in five alternated pairs of five (median 117.6 ms against
-// 160.4), the process's peak resident memory 1.2–1.6 GB instead of
-// 0.67–0.77 (session 12). The heap is bounded by defaultMemoryLimit; GOGC
+// 160.4; hot: lower in four pairs of six, medians 56.9 and 49.3, no clear
+// change), the process's peak resident memory 1.17–1.52 GiB instead of
+// 0.64–0.73 (three of the pairs; session 12). The heap is bounded by defaultMemoryLimit; GOGC
 // and GOMEMLIMIT override both as for any Go program.
 const defaultGCPercent = 1600
 
