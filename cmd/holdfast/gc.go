@@ -30,7 +30,7 @@ const defaultGCPercent = 1600
 
 // defaultMemoryLimit returns the soft memory limit Holdfast runs with when
 // GOMEMLIMIT is not set: a quarter of the memory the process may use (its
-// cgroup's limit, else the machine's), so that a high GOGC cannot grow the
+// cgroup v2 limit, else the machine's), so that a high GOGC cannot grow the
 // heap past it; 0 when neither can be read (no limit).
 func defaultMemoryLimit() int64 {
 	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
