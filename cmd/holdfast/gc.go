@@ -29,27 +29,41 @@ import (
 const defaultGCPercent = 1600
 
 // defaultMemoryLimit returns the soft memory limit Holdfast runs with when
-// GOMEMLIMIT is not set: a quarter of the memory the process may use (its
-// cgroup v2 limit, else the machine's), so that a high GOGC cannot grow the
-// heap past it; 0 when neither can be read (no limit).
+// GOMEMLIMIT is not set: a quarter of the memory the process may use (the
+// lower of its cgroup's limit, v2 or v1, and the machine's memory), so that
+// a high GOGC cannot grow the heap past it; 0 when none can be read (no
+// limit).
 func defaultMemoryLimit() int64 {
-	if b, err := os.ReadFile("/sys/fs/cgroup/memory.max"); err == nil {
-		if n, ok := parseCgroupMax(string(b)); ok {
-			return n / 4
-		}
-	}
+	var total int64
 	if f, err := os.Open("/proc/meminfo"); err == nil {
-		defer f.Close()
-		if n, ok := parseMemTotal(f); ok {
-			return n / 4
+		total, _ = parseMemTotal(f)
+		f.Close()
+	}
+	var cgroups []string
+	for _, path := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
+		if b, err := os.ReadFile(path); err == nil {
+			cgroups = append(cgroups, string(b))
 		}
 	}
-	return 0
+	return lowestMemory(total, cgroups) / 4
 }
 
-// parseCgroupMax reads a cgroup v2 memory.max: a byte count, or "max" for
-// none (not ok).
-func parseCgroupMax(s string) (int64, bool) {
+// lowestMemory returns the lower of the machine's memory (total, 0 if
+// unknown) and the cgroup limits (files' contents) that can be read; 0 if
+// none is known. v1's "no limit" is a huge number, never the lower.
+func lowestMemory(total int64, cgroups []string) int64 {
+	limit := total
+	for _, c := range cgroups {
+		if n, ok := parseCgroupLimit(c); ok && (limit == 0 || n < limit) {
+			limit = n
+		}
+	}
+	return limit
+}
+
+// parseCgroupLimit reads a cgroup's memory limit (v2 memory.max, v1
+// memory.limit_in_bytes): a byte count, or "max" for none (not ok).
+func parseCgroupLimit(s string) (int64, bool) {
 	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	return n, err == nil && n > 0
 }

@@ -48,11 +48,28 @@ func TestDefaultMemoryLimit_Parsing(t *testing.T) {
 	}{
 		{"max\n", 0, false},
 		{"8589934592\n", 8 << 30, true},
+		{"9223372036854771712\n", 9223372036854771712, true}, // v1's "no limit": the machine's memory is lower
 		{"0\n", 0, false},
 		{"", 0, false},
 	} {
-		if got, ok := parseCgroupMax(c.in); got != c.want && c.ok || ok != c.ok {
-			t.Errorf("parseCgroupMax(%q) = %d, %v; want %d, %v", c.in, got, ok, c.want, c.ok)
+		if got, ok := parseCgroupLimit(c.in); got != c.want && c.ok || ok != c.ok {
+			t.Errorf("parseCgroupLimit(%q) = %d, %v; want %d, %v", c.in, got, ok, c.want, c.ok)
+		}
+	}
+	for _, c := range []struct {
+		total   int64
+		cgroups []string
+		want    int64
+	}{
+		{24 << 30, nil, 24 << 30},
+		{24 << 30, []string{"max\n"}, 24 << 30},
+		{24 << 30, []string{"9223372036854771712\n"}, 24 << 30}, // v1's "no limit"
+		{24 << 30, []string{"2147483648\n"}, 2 << 30},
+		{0, []string{"2147483648\n"}, 2 << 30},
+		{0, []string{"max\n"}, 0},
+	} {
+		if got := lowestMemory(c.total, c.cgroups); got != c.want {
+			t.Errorf("lowestMemory(%d, %q) = %d, want %d", c.total, c.cgroups, got, c.want)
 		}
 	}
 	meminfo := "MemFree:        21531000 kB\nMemTotal:       24684136 kB\nBuffers: 1 kB\n"
