@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 )
@@ -16,15 +17,15 @@ import (
 // fast (~13 KB a transfer in the benchmark's process, session 11, spread
 // over HTTP, the committers, the event consumers and NATS): at Go's default
 // of 100 it collected several times a second. Each cycle takes CPU from
-// requests on cores the database shares, and on a busy machine the queue
-// a cycle builds is the open loop's p99 (docs/decisions.md, "The open
-// loop's tail is the collector's"). At 1,600 a cycle comes every several
-// seconds instead of every one or two: in `holdfast bench transfers`
-// (uniform, open loop at 7,000/s after the closed loops) the p99 was lower
-// than at 400 in five alternated pairs of five (median 117.6 ms against
-// 160.4; hot: lower in four pairs of six, medians 56.9 and 49.3, no clear
-// change), the process's peak resident memory 1.17–1.52 GiB instead of
-// 0.64–0.73 (three of the pairs; session 12). The heap is bounded by defaultMemoryLimit; GOGC
+// requests on cores the database shares, and on a busy machine the queue a
+// cycle builds is the open loop's p99 (docs/decisions.md, "The open loop's
+// tail is the collector's"). At 1,600 a cycle comes every several seconds
+// instead of every one or two: in `holdfast bench transfers` (uniform, open
+// loop at 7,000/s after the closed loops) the p99 was lower than at 400 in
+// five alternated pairs of five (median 117.6 ms against 160.4; hot: lower
+// in four pairs of six, medians 56.9 and 49.3, no clear change), the
+// process's peak resident memory 1.17–1.52 GiB instead of 0.64–0.73 (three
+// of the pairs; session 12). The heap is bounded by defaultMemoryLimit; GOGC
 // and GOMEMLIMIT override both as for any Go program.
 const defaultGCPercent = 1600
 
@@ -94,15 +95,17 @@ func tuneGC() {
 	}
 }
 
-// gcSettings describes the collector's target and memory limit, for
-// benchmark headers.
+// gcSettings describes the collector's target and memory limit as the
+// runtime has them, for benchmark headers.
 func gcSettings() string {
-	percent := os.Getenv("GOGC")
-	if percent == "" {
-		percent = strconv.Itoa(defaultGCPercent)
+	samples := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/gomemlimit:bytes"}}
+	metrics.Read(samples)
+	percent := "off"
+	if p := samples[0].Value.Uint64(); p > 0 {
+		percent = strconv.FormatUint(p, 10)
 	}
 	limit := "none"
-	if n := debug.SetMemoryLimit(-1); n < 1<<62 {
+	if n := samples[1].Value.Uint64(); n < 1<<62 {
 		limit = fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
 	}
 	return "GOGC " + percent + ", memory limit " + limit
