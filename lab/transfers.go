@@ -1,9 +1,11 @@
 package lab
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -26,8 +28,11 @@ type TransfersConfig struct {
 	Accounts     int           // customer accounts of the uniform workload; default 10,000
 	Concurrency  []int         // closed-loop concurrencies; default 16, 64, 256
 	Duration     time.Duration // each run; default 5s
-	OpenFraction float64       // the open-loop rate as a fraction of peak; default 0.8
-	OpenRate     float64       // if positive, the open-loop rate itself (transfers/s), instead of OpenFraction of peak
+	// OpenFractions are the open loops' rates as fractions of the peak, one
+	// open loop each, in this order; default 0.8 alone (the figure issue 3's
+	// p99 target is set at). Several show where the p99 leaves its target.
+	OpenFractions []float64
+	OpenRate      float64 // if positive, one open loop at this rate (transfers/s) instead
 	Workloads    []string      // "uniform", "hot"; default both
 	SkipNaive    bool          // measure Holdfast only (for profiling)
 	// ServerStats, if set, is called after each Holdfast run and its text
@@ -50,8 +55,8 @@ func (c TransfersConfig) withDefaults() TransfersConfig {
 	if c.Duration == 0 {
 		c.Duration = 5 * time.Second
 	}
-	if c.OpenFraction == 0 {
-		c.OpenFraction = 0.8
+	if len(c.OpenFractions) == 0 {
+		c.OpenFractions = []float64{TargetFraction}
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
@@ -64,8 +69,48 @@ type TransfersWorkload struct {
 	Name     string
 	Holdfast []Result // closed loop, by concurrency
 	Naive    []Result
-	Ceiling  Result // raw SQL batches, no HTTP
-	Open     Result // Holdfast, open loop at OpenFraction of its peak (or at OpenRate)
+	Ceiling  Result   // raw SQL batches, no HTTP
+	Open     []Result // Holdfast, open loops at OpenFractions of its peak (or one at OpenRate)
+}
+
+// TargetFraction is the share of the peak at which issue 3 sets its p99
+// target: an open loop at 80% of the closed-loop peak.
+const TargetFraction = 0.8
+
+// TargetP99 is that target.
+const TargetP99 = 50 * time.Millisecond
+
+// TargetOpen returns the open loop the p99 target reads: the one whose rate
+// is closest to TargetFraction of the peak (the only one, with OpenRate).
+func (w TransfersWorkload) TargetOpen() Result {
+	target := TargetFraction * Peak(w.Holdfast).Throughput
+	var best Result
+	for i, r := range w.Open {
+		if i == 0 || math.Abs(r.Offered-target) < math.Abs(best.Offered-target) {
+			best = r
+		}
+	}
+	return best
+}
+
+// MetUpTo returns the highest rate among the open loops whose p99 met
+// TargetP99, as a fraction of the peak, such that every open loop at a
+// lower rate met it too (0: none did).
+func (w TransfersWorkload) MetUpTo() float64 {
+	peak := Peak(w.Holdfast).Throughput
+	if peak == 0 {
+		return 0
+	}
+	runs := slices.Clone(w.Open)
+	slices.SortFunc(runs, func(a, b Result) int { return cmp.Compare(a.Offered, b.Offered) })
+	best := 0.0
+	for _, r := range runs {
+		if r.OK == 0 || r.P99 > TargetP99 {
+			break
+		}
+		best = r.Offered / peak
+	}
+	return best
 }
 
 // Peak returns the best throughput among rs.
@@ -187,18 +232,27 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 		settle()
 		fmt.Fprintf(cfg.Progress, "%s: raw SQL ceiling, %v\n", w.name, cfg.Duration)
 		res.Ceiling = withCPU(func() Result { return rawCeiling(ctx, cfg, w) })
-		rate := cfg.OpenFraction * Peak(res.Holdfast).Throughput
+		var rates []float64
 		if cfg.OpenRate > 0 {
-			rate = cfg.OpenRate
+			rates = []float64{cfg.OpenRate}
+		} else {
+			for _, f := range cfg.OpenFractions {
+				rates = append(rates, f*Peak(res.Holdfast).Throughput)
+			}
 		}
-		settle()
-		resetStats()
-		fmt.Fprintf(cfg.Progress, "%s: holdfast open loop at %.0f/s, %v\n", w.name, rate, cfg.Duration)
-		res.Open = withCPU(func() Result {
-			return OpenLoop(ctx, fmt.Sprintf("holdfast open %.0f/s", rate), rate, cfg.Duration, 4*maxConc, httpCall(cfg.HoldfastURL, cfg.APIKey, w))
-		})
-		if cfg.ServerStats != nil {
-			fmt.Fprintf(cfg.Progress, "  %s\n", cfg.ServerStats())
+		for _, rate := range rates {
+			if rate <= 0 { // no closed loop succeeded: nothing to take a share of
+				continue
+			}
+			settle()
+			resetStats()
+			fmt.Fprintf(cfg.Progress, "%s: holdfast open loop at %.0f/s, %v\n", w.name, rate, cfg.Duration)
+			res.Open = append(res.Open, withCPU(func() Result {
+				return OpenLoop(ctx, fmt.Sprintf("holdfast open %.0f/s", rate), rate, cfg.Duration, 4*maxConc, httpCall(cfg.HoldfastURL, cfg.APIKey, w))
+			}))
+			if cfg.ServerStats != nil {
+				fmt.Fprintf(cfg.Progress, "  %s\n", cfg.ServerStats())
+			}
 		}
 		out = append(out, res)
 	}
@@ -278,15 +332,25 @@ func PrintTransfers(w io.Writer, ws []TransfersWorkload) {
 			row(wl.Naive[i])
 		}
 		row(wl.Ceiling)
-		row(wl.Open)
+		for _, r := range wl.Open {
+			row(r)
+		}
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
 	for _, wl := range ws {
 		h, n := Peak(wl.Holdfast), Peak(wl.Naive)
 		fmt.Fprintf(w, "%-8s peak: holdfast %.0f/s (%s), naive %.0f/s (%s), ceiling %.0f/s\n", wl.Name, h.Throughput, h.Name, n.Throughput, n.Name, wl.Ceiling.Throughput)
+		open := wl.TargetOpen()
 		fmt.Fprintf(w, "%-8s ratios: holdfast/naive %.1f×, holdfast/ceiling %.3f; open loop at %.0f/s: p99 %s ms\n",
-			wl.Name, ratio(h.Throughput, n.Throughput), ratio(h.Throughput, wl.Ceiling.Throughput), wl.Open.Offered, ms(wl.Open.P99))
+			wl.Name, ratio(h.Throughput, n.Throughput), ratio(h.Throughput, wl.Ceiling.Throughput), open.Offered, ms(open.P99))
+		if len(wl.Open) > 1 {
+			if f := wl.MetUpTo(); f > 0 {
+				fmt.Fprintf(w, "%-8s open loops: p99 ≤ %s ms up to %.0f%% of the peak\n", wl.Name, ms(TargetP99), 100*f)
+			} else {
+				fmt.Fprintf(w, "%-8s open loops: p99 ≤ %s ms at none of the rates run\n", wl.Name, ms(TargetP99))
+			}
+		}
 	}
 }
 

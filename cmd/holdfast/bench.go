@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -163,7 +164,8 @@ func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer
 	workloads := fs.String("workloads", "uniform,hot", "workloads to run, comma-separated")
 	committers := fs.Int("committers", 2, "Holdfast's group-commit transactions in flight at once")
 	admission := fs.Bool("admission", false, "keep Holdfast's admission control on (it sheds past its adaptive limit)")
-	openRate := fs.Float64("open-rate", 0, "the open loop's rate in transfers/s; 0: 80% of Holdfast's peak (the figure the target is set at; a fixed rate compares builds or settings at equal load)")
+	openRate := fs.Float64("open-rate", 0, "one open loop at this rate in transfers/s instead of --open-fractions (a fixed rate compares builds or settings at equal load)")
+	openFractions := fs.String("open-fractions", "0.8", "open loops at these fractions of Holdfast's peak, comma-separated, each in (0, 2] (0.8: the figure the p99 target is set at; several, e.g. 0.5,0.6,0.7,0.8, show up to which load the p99 stays within 50 ms)")
 	skipNaive := fs.Bool("skip-naive", false, "measure Holdfast only (for profiling; no ratios)")
 	naiveEvents := fs.Bool("naive-events", true, "the naive server writes each transfer's transfer.posted event in its transaction, as Holdfast does (false: the baseline of sessions 1–8, which wrote none)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server and load generator) to this file")
@@ -176,10 +178,12 @@ naive server (one transaction per request, SELECT … FOR UPDATE on both
 accounts, writing the same rows: transfer, entries, balances, event, stored
 response), on a uniform workload (10,000 accounts) and a hot one (every
 transfer credits one of 2 house accounts); the raw SQL ceiling (batched
-statements, no HTTP); Holdfast in an open loop at 80% of its peak. Every
-transfer carries an Idempotency-Key. Each run's row gives the share of the
-machine's CPU busy during it (every process: generator, server, database).
-Ends by checking the ledger's invariants.
+statements, no HTTP); Holdfast in an open loop at 80% of its peak (or at
+each of --open-fractions, which then also prints up to which share of the
+peak the open loop's p99 stayed within 50 ms). Every transfer carries an
+Idempotency-Key. Each run's row gives the share of the machine's CPU busy
+during it (every process: generator, server, database). Ends by checking
+the ledger's invariants.
 
 Flags:
 `)
@@ -195,6 +199,22 @@ Flags:
 			return fmt.Errorf("--concurrency: %q is not a positive number", s)
 		}
 		concurrency = append(concurrency, n)
+	}
+	var fractions []float64
+	for _, s := range strings.Split(*openFractions, ",") {
+		f, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil || !(f > 0 && f <= 2) {
+			return fmt.Errorf("--open-fractions: %q is not a fraction of the peak in (0, 2]", s)
+		}
+		fractions = append(fractions, f)
+	}
+	if *openRate < 0 {
+		return fmt.Errorf("--open-rate: %v is negative", *openRate)
+	}
+	explicit := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
+	if explicit["open-rate"] && explicit["open-fractions"] {
+		return errors.New("--open-rate and --open-fractions: give one (a fixed rate, or fractions of the peak)")
 	}
 
 	if *cpuprofile != "" {
@@ -246,7 +266,7 @@ Flags:
 	fmt.Fprintf(stdout, "holdfast bench transfers: %s\n", machine(ctx, naivePool))
 	results, err := lab.BenchTransfers(ctx, lab.TransfersConfig{
 		Pool: naivePool, Tenant: tenant.ID, HoldfastURL: m.HTTP.URL(), APIKey: key.Secret, NaiveURL: naiveURL,
-		Accounts: *accounts, Concurrency: concurrency, Duration: *duration, OpenRate: *openRate, Progress: stderr,
+		Accounts: *accounts, Concurrency: concurrency, Duration: *duration, OpenRate: *openRate, OpenFractions: fractions, Progress: stderr,
 		Workloads: strings.Split(*workloads, ","), SkipNaive: *skipNaive, ServerStats: batchStats(m),
 		Drain: m.drainEvents,
 	})
