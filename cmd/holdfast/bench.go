@@ -165,7 +165,7 @@ func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer
 	committers := fs.Int("committers", 2, "Holdfast's group-commit transactions in flight at once")
 	admission := fs.Bool("admission", false, "keep Holdfast's admission control on (it sheds past its adaptive limit)")
 	openRate := fs.Float64("open-rate", 0, "one open loop at this rate in transfers/s instead of --open-fractions (a fixed rate compares builds or settings at equal load)")
-	openFractions := fs.String("open-fractions", "0.8", "open loops at these fractions of Holdfast's peak, comma-separated, each in (0, 2] (0.8: the figure the p99 target is set at; several, e.g. 0.5,0.6,0.7,0.8, show up to which load the p99 stays within 50 ms)")
+	openFractions := fs.String("open-fractions", "0.8", "open loops at these fractions of Holdfast's peak, comma-separated, each in (0, 2], run in the order given (0.8: the figure the p99 target is set at; several, e.g. 0.5,0.6,0.7,0.8, show up to which load the p99 stays within 50 ms)")
 	skipNaive := fs.Bool("skip-naive", false, "measure Holdfast only (for profiling; no ratios)")
 	naiveEvents := fs.Bool("naive-events", true, "the naive server writes each transfer's transfer.posted event in its transaction, as Holdfast does (false: the baseline of sessions 1–8, which wrote none)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server and load generator) to this file")
