@@ -20,21 +20,21 @@ import (
 
 // TransfersConfig configures the transfer benchmark.
 type TransfersConfig struct {
-	Pool         *pgxpool.Pool // the database both servers use
-	Tenant       string        // the tenant whose accounts are used
-	HoldfastURL  string        // Holdfast's API
-	APIKey       string        // the tenant's API key for Holdfast
-	NaiveURL     string        // a NaiveLedger for the same tenant
-	Accounts     int           // customer accounts of the uniform workload; default 10,000
-	Concurrency  []int         // closed-loop concurrencies; default 16, 64, 256
-	Duration     time.Duration // each run; default 5s
+	Pool        *pgxpool.Pool // the database both servers use
+	Tenant      string        // the tenant whose accounts are used
+	HoldfastURL string        // Holdfast's API
+	APIKey      string        // the tenant's API key for Holdfast
+	NaiveURL    string        // a NaiveLedger for the same tenant
+	Accounts    int           // customer accounts of the uniform workload; default 10,000
+	Concurrency []int         // closed-loop concurrencies; default 16, 64, 256
+	Duration    time.Duration // each run; default 5s
 	// OpenFractions are the open loops' rates as fractions of the peak, one
 	// open loop each, in this order; default 0.8 alone (the figure issue 3's
 	// p99 target is set at). Several show where the p99 leaves its target.
 	OpenFractions []float64
-	OpenRate      float64 // if positive, one open loop at this rate (transfers/s) instead
-	Workloads    []string      // "uniform", "hot"; default both
-	SkipNaive    bool          // measure Holdfast only (for profiling)
+	OpenRate      float64  // if positive, one open loop at this rate (transfers/s) instead
+	Workloads     []string // "uniform", "hot"; default both
+	SkipNaive     bool     // measure Holdfast only (for profiling)
 	// ServerStats, if set, is called after each Holdfast run and its text
 	// printed with the progress (e.g. the group-commit batch sizes).
 	ServerStats func() string
