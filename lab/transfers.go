@@ -93,9 +93,12 @@ func (w TransfersWorkload) TargetOpen() Result {
 	return best
 }
 
-// MetUpTo returns the highest rate among the open loops whose p99 met
-// TargetP99, as a fraction of the peak, such that every open loop at a
-// lower rate met it too (0: none did).
+// MetUpTo returns the highest rate among the open loops that met the target,
+// as a fraction of the peak, such that every open loop at a lower rate met it
+// too (0: none did). A loop meets it when its p99 is within TargetP99 and
+// every request it offered got its transfer: one that shed requests (503s,
+// with `--admission`) or could not send them (its in-flight slots all taken)
+// has a p99 of the requests that got through, which says nothing of the rest.
 func (w TransfersWorkload) MetUpTo() float64 {
 	peak := Peak(w.Holdfast).Throughput
 	if peak == 0 {
@@ -105,7 +108,7 @@ func (w TransfersWorkload) MetUpTo() float64 {
 	slices.SortFunc(runs, func(a, b Result) int { return cmp.Compare(a.Offered, b.Offered) })
 	best := 0.0
 	for _, r := range runs {
-		if r.OK == 0 || r.P99 > TargetP99 {
+		if r.OK == 0 || r.Failed > 0 || r.Errors > 0 || r.P99 > TargetP99 {
 			break
 		}
 		best = r.Offered / peak
@@ -236,8 +239,9 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 		if cfg.OpenRate > 0 {
 			rates = []float64{cfg.OpenRate}
 		} else {
+			peak := Peak(res.Holdfast).Throughput
 			for _, f := range cfg.OpenFractions {
-				rates = append(rates, f*Peak(res.Holdfast).Throughput)
+				rates = append(rates, f*peak)
 			}
 		}
 		for _, rate := range rates {

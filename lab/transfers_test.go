@@ -9,7 +9,8 @@ import (
 
 // TestTransfersWorkload_Target: the p99 target reads the open loop nearest
 // 80% of the peak, and MetUpTo is the highest share of the peak up to which
-// every open loop met 50 ms, whatever order they ran in.
+// every open loop met 50 ms with every request served, whatever order they
+// ran in.
 func TestTransfersWorkload_Target(t *testing.T) {
 	ms := time.Millisecond
 	open := func(rate float64, p99 time.Duration) lab.Result {
@@ -32,6 +33,17 @@ func TestTransfersWorkload_Target(t *testing.T) {
 	}
 	if got := w.MetUpTo(); got != 0.4 {
 		t.Errorf("MetUpTo %v, want 0.4", got)
+	}
+
+	// A loop whose p99 is low because requests were shed, or never sent,
+	// does not meet the target: its p99 is that of the survivors.
+	shed, unsent := open(4_000, 10*ms), open(4_000, 10*ms)
+	shed.Failed, unsent.Errors = 1, 1
+	for _, bad := range []lab.Result{shed, unsent} {
+		w.Open = []lab.Result{open(3_000, 10*ms), bad, open(5_000, 20*ms)}
+		if got := w.MetUpTo(); got != 0.3 {
+			t.Errorf("MetUpTo %v with a loop at 4,000/s that had %d not ok and %d errors, want 0.3", got, bad.Failed, bad.Errors)
+		}
 	}
 
 	w.Open = []lab.Result{{Offered: 3_000, P99: 0}} // nothing succeeded: a p99 of 0 is no pass
