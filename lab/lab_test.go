@@ -396,3 +396,30 @@ func TestBenchTransfers(t *testing.T) {
 	MustVerify(t, db, tenant)
 	io.WriteString(t.Output(), out.String())
 }
+
+// TestBenchTransfers_OpenLoopNotCappedByConcurrency: the open loop's
+// outstanding requests do not depend on the closed loops' client counts. With
+// one client the generator used to allow 4 requests in flight, so an open
+// loop at 1,000/s, whose requests take longer than 4 ms here, counted most of
+// its requests as not sent.
+func TestBenchTransfers_OpenLoopNotCappedByConcurrency(t *testing.T) {
+	t.Parallel()
+	db, tenant, secret := setup(t)
+	ws, err := lab.BenchTransfers(context.Background(), lab.TransfersConfig{
+		Pool: db.Pool, Tenant: tenant, HoldfastURL: MustHoldfast(t, db), APIKey: secret,
+		Accounts: 50, Concurrency: []int{1}, Duration: 300 * time.Millisecond, OpenRate: 1000,
+		Workloads: []string{"uniform"}, SkipNaive: true, Progress: t.Output(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ws) != 1 || len(ws[0].Open) != 1 {
+		t.Fatalf("workloads %+v, want uniform with one open loop", ws)
+	}
+	o := ws[0].Open[0]
+	checkResult(t, o)
+	if o.Errors != 0 || o.OK != o.Sent || o.Sent == 0 {
+		t.Errorf("open loop at 1,000/s with one closed-loop client: sent %d, OK %d, errors %d; want every request sent and answered", o.Sent, o.OK, o.Errors)
+	}
+	MustVerify(t, db, tenant)
+}
