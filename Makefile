@@ -16,7 +16,7 @@ run: deps
 test: deps vet
 	$(GO) test $(TESTFLAGS) ./...
 
-## bench-transfers: group commit vs one transaction per request vs the raw SQL ceiling (about 2 minutes)
+## bench-transfers: group commit vs one transaction per request vs the raw SQL ceiling (about 2.5 minutes)
 bench-transfers: deps build
 	bin/holdfast bench transfers
 
