@@ -53,6 +53,7 @@ type transferRequest struct {
 	replay *holdfast.Response   // the earlier response of a completed key: nothing ran
 	owner  bool                 // this request claimed its key in this batch
 	done   chan struct{}        // closed when out/err are final (writer path)
+	queued time.Time            // when the writer queued it
 }
 
 // CreateTransfers validates and applies the transfers.

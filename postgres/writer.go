@@ -116,6 +116,7 @@ type Writer struct {
 
 	batchSize  prometheus.Histogram
 	commitTime prometheus.Histogram
+	queueWait  prometheus.Histogram
 	queueDepth prometheus.GaugeFunc
 	shed       prometheus.Counter
 	admitGauge prometheus.GaugeFunc
@@ -167,6 +168,10 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 		Name: "holdfast_ledger_batch_seconds", Help: "Time to apply and commit one group-commit batch.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	})
+	w.queueWait = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "holdfast_ledger_queue_wait_seconds", Help: "Time a transfer request waited for its group-commit batch to start.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})
 	w.queueDepth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "holdfast_ledger_queue_depth", Help: "Transfer requests waiting for a group-commit batch.",
 	}, func() float64 { return float64(w.QueueDepth()) })
@@ -184,7 +189,7 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 	})
 	w.admitDepth.Store(int64(cfg.QueueSize))
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{w.batchSize, w.commitTime, w.queueDepth, w.shed, w.admitGauge, w.pipelined, w.stale} {
+		for _, c := range []prometheus.Collector{w.batchSize, w.commitTime, w.queueWait, w.queueDepth, w.shed, w.admitGauge, w.pipelined, w.stale} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, err
 			}
@@ -295,6 +300,7 @@ func (w *Writer) Stop() {
 // submit queues r and waits for its batch, or for ctx.
 func (w *Writer) submit(ctx context.Context, r *transferRequest) ([]*holdfast.Transfer, error) {
 	r.done = make(chan struct{})
+	r.queued = time.Now()
 	w.gate.RLock()
 	if w.closed {
 		w.gate.RUnlock()
@@ -499,6 +505,9 @@ func (w *Writer) commit(ctx context.Context, batch []*transferRequest, f *flight
 		w.pipelined.Inc()
 	}
 	start := time.Now()
+	for _, r := range live {
+		w.queueWait.Observe(start.Sub(r.queued).Seconds())
+	}
 	// The committers' pool is theirs alone (a connection each), so an acquire
 	// waits only for a connection to be dialled, which on a busy machine can
 	// take longer than the request pools' acquire timeout: the batch's own

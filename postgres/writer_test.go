@@ -296,15 +296,18 @@ func TestWriter_FewWaitForTheYoungBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	counts := map[string]uint64{}
 	for _, f := range families {
-		if f.GetName() == "holdfast_ledger_batch_size" {
-			if n := f.GetMetric()[0].GetHistogram().GetSampleCount(); n != 2 {
-				t.Fatalf("%d batches, want 2 (the stuck one, then the three that waited for it)", n)
-			}
-			return
+		if h := f.GetMetric()[0].GetHistogram(); h != nil {
+			counts[f.GetName()] = h.GetSampleCount()
 		}
 	}
-	t.Fatal("no batch size metric")
+	if n, ok := counts["holdfast_ledger_batch_size"]; !ok || n != 2 {
+		t.Errorf("%d batches (metric present: %v), want 2 (the stuck one, then the three that waited for it)", n, ok)
+	}
+	if n, ok := counts["holdfast_ledger_queue_wait_seconds"]; !ok || n != 4 {
+		t.Errorf("%d queue waits (metric present: %v), want 4, one a request", n, ok)
+	}
 }
 
 // Concurrent transfers in both directions between a hot account and

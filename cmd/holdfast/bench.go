@@ -346,14 +346,14 @@ func poolParam(u string, n int) string {
 // transactions (all groups together: a group yields to the requests while
 // they pile up, and catches up after).
 func batchStats(m *Main) func() string {
-	var lastCount, lastSize, lastSeconds, lastRelayed, lastApplies, lastApplied float64
+	var lastCount, lastSize, lastSeconds, lastWaits, lastWaited, lastRelayed, lastApplies, lastApplied float64
 	var lastSeq uint64
 	return func() string {
 		families, err := m.Registry.Gather()
 		if err != nil {
 			return err.Error()
 		}
-		var count, size, seconds, relayed, applies, applied float64
+		var count, size, seconds, waits, waited, relayed, applies, applied float64
 		for _, f := range families {
 			for _, metric := range f.GetMetric() {
 				switch f.GetName() {
@@ -361,6 +361,8 @@ func batchStats(m *Main) func() string {
 					count, size = float64(metric.GetHistogram().GetSampleCount()), metric.GetHistogram().GetSampleSum()
 				case "holdfast_ledger_batch_seconds":
 					seconds = metric.GetHistogram().GetSampleSum()
+				case "holdfast_ledger_queue_wait_seconds":
+					waits, waited = float64(metric.GetHistogram().GetSampleCount()), metric.GetHistogram().GetSampleSum()
 				case "holdfast_outbox_relayed_total":
 					relayed = metric.GetCounter().GetValue()
 				case "holdfast_consumer_batch_seconds":
@@ -371,7 +373,8 @@ func batchStats(m *Main) func() string {
 			}
 		}
 		dc, ds, dt := count-lastCount, size-lastSize, seconds-lastSeconds
-		lastCount, lastSize, lastSeconds = count, size, seconds
+		dw, dq := waits-lastWaits, waited-lastWaited
+		lastCount, lastSize, lastSeconds, lastWaits, lastWaited = count, size, seconds, waits, waited
 		// Every baseline moves on each call, batches or none: a call made
 		// to reset the counts before a run must not leave what the relay
 		// and consumers did before it (the naive server's events) to be
@@ -393,7 +396,11 @@ func batchStats(m *Main) func() string {
 		if dc == 0 {
 			return "no batches"
 		}
-		return fmt.Sprintf("group commit: %.0f batches, mean %.1f requests, mean %.2f ms each", dc, ds/dc, 1000*dt/dc) + events
+		var queued string
+		if dw > 0 {
+			queued = fmt.Sprintf(", after %.2f ms in the queue on average", 1000*dq/dw)
+		}
+		return fmt.Sprintf("group commit: %.0f batches, mean %.1f requests, mean %.2f ms each", dc, ds/dc, 1000*dt/dc) + queued + events
 	}
 }
 

@@ -45,7 +45,7 @@ func TestBatchStats_ResetCoversTheEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := stats()
-	for _, want := range []string{"group commit: 1 batches, mean 1.0 requests", "relayed meanwhile: 1 events in 1 stream messages"} {
+	for _, want := range []string{"group commit: 1 batches, mean 1.0 requests", "ms in the queue on average", "relayed meanwhile: 1 events in 1 stream messages"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("after one transfer: %q, want it to contain %q", got, want)
 		}

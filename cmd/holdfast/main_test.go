@@ -81,6 +81,7 @@ func TestMain_EndToEnd(t *testing.T) {
 		`holdfast_db_pool_max_conns`,
 		`holdfast_ledger_batch_size_count`,
 		`holdfast_ledger_queue_depth`,
+		`holdfast_ledger_queue_wait_seconds_count 1`,
 		`holdfast_blob_gc_deleted_total 0`,
 	} {
 		if !strings.Contains(metrics, want) {
