@@ -341,7 +341,7 @@ func poolParam(u string, n int) string {
 }
 
 // batchStats returns a function that describes the group-commit batches
-// since its previous call, the events the relay moved into the stream in
+// since its previous call (with their requests' mean wait in the queue), the events the relay moved into the stream in
 // how many messages, and the events the consumer groups applied in how many
 // transactions (all groups together: a group yields to the requests while
 // they pile up, and catches up after).
@@ -396,11 +396,9 @@ func batchStats(m *Main) func() string {
 		if dc == 0 {
 			return "no batches"
 		}
-		var queued string
-		if dw > 0 {
-			queued = fmt.Sprintf(", after %.2f ms in the queue on average", 1000*dq/dw)
-		}
-		return fmt.Sprintf("group commit: %.0f batches, mean %.1f requests, mean %.2f ms each", dc, ds/dc, 1000*dt/dc) + queued + events
+		// Every batch counted observed the queue wait of each of its requests, so dw ≥ dc > 0.
+		return fmt.Sprintf("group commit: %.0f batches, mean %.1f requests, mean %.2f ms each, after %.2f ms in the queue on average",
+			dc, ds/dc, 1000*dt/dc, 1000*dq/dw) + events
 	}
 }
 
