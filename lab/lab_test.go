@@ -360,7 +360,7 @@ func TestBenchTransfers(t *testing.T) {
 	naive := MustNaive(t, db, tenant)
 	ws, err := lab.BenchTransfers(context.Background(), lab.TransfersConfig{
 		Pool: db.Pool, Tenant: tenant, HoldfastURL: MustHoldfast(t, db), APIKey: secret, NaiveURL: naive.URL,
-		Accounts: 50, Concurrency: []int{4}, Duration: 300 * time.Millisecond, Progress: t.Output(),
+		Accounts: 50, Concurrency: []int{4}, Duration: 300 * time.Millisecond, OpenWarmup: 100 * time.Millisecond, Progress: t.Output(),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -385,10 +385,18 @@ func TestBenchTransfers(t *testing.T) {
 		if want := 0.8 * lab.Peak(w.Holdfast).Throughput; w.Open[0].Offered != want || w.TargetOpen().Offered != want {
 			t.Errorf("%s: open loop offered %v/s (target's %v/s), want 80%% of the peak, %v/s", w.Name, w.Open[0].Offered, w.TargetOpen().Offered, want)
 		}
+		if len(w.OpenWarm) != 1 {
+			t.Fatalf("%s: %d warm-ups, want 1 (one open loop)", w.Name, len(w.OpenWarm))
+		}
+		warm := w.OpenWarm[0]
+		checkResult(t, warm)
+		if warm.Sent == 0 || warm.OK != warm.Sent || warm.Offered != w.Open[0].Offered {
+			t.Errorf("%s: warm-up sent %d, OK %d at %v/s; want every request answered, at the loop's rate %v/s", w.Name, warm.Sent, warm.OK, warm.Offered, w.Open[0].Offered)
+		}
 	}
 	var out bytes.Buffer
 	lab.PrintTransfers(&out, ws)
-	for _, want := range []string{"uniform workload", "hot workload", "holdfast/naive", "holdfast c=4", "naive c=4", "raw SQL"} {
+	for _, want := range []string{"uniform workload", "hot workload", "holdfast/naive", "holdfast c=4", "naive c=4", "raw SQL", ", warm-up", "not counted"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("PrintTransfers lacks %q:\n%s", want, out.String())
 		}
@@ -418,6 +426,9 @@ func TestBenchTransfers_OpenLoopNotCappedByConcurrency(t *testing.T) {
 	}
 	o := ws[0].Open[0]
 	checkResult(t, o)
+	if len(ws[0].OpenWarm) != 1 || ws[0].OpenWarm[0].Sent != 0 {
+		t.Errorf("warm-ups %+v, want one that sent nothing (no OpenWarmup)", ws[0].OpenWarm)
+	}
 	if o.Errors != 0 || o.OK != o.Sent || o.Sent == 0 {
 		t.Errorf("open loop at 1,000/s with one closed-loop client: sent %d, OK %d, errors %d; want every request sent and answered", o.Sent, o.OK, o.Errors)
 	}

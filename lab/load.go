@@ -114,15 +114,35 @@ func ClosedLoop(ctx context.Context, name string, workers int, d time.Duration, 
 // (coordinated omission). At most maxInFlight calls are outstanding; a call
 // that finds no free slot counts as an error.
 func OpenLoop(ctx context.Context, name string, rate float64, d time.Duration, maxInFlight int, call Call) Result {
+	_, res := OpenLoopAfter(ctx, name, rate, 0, d, maxInFlight, call)
+	return res
+}
+
+// OpenLoopAfter is OpenLoop for warmup + d, one schedule without a pause,
+// whose calls are told apart by their intended send time: those of the
+// first warmup go to warm, the rest to res. So res measures the system
+// already at the rate, not its ramp from idle, and warm shows that ramp.
+// Each result's Elapsed runs from its first intended send to its last
+// answer.
+func OpenLoopAfter(ctx context.Context, name string, rate float64, warmup, d time.Duration, maxInFlight int, call Call) (warm, res Result) {
 	interval := time.Duration(float64(time.Second) / rate)
-	total := int64(d / interval)
+	first := int64(warmup / interval) // the first call res counts
+	total := first + int64(d/interval)
 	slots := make(chan struct{}, maxInFlight)
 	var mu sync.Mutex
-	rec := &recorder{lat: make([]time.Duration, 0, total)}
-	var t tally
+	type phase struct {
+		rec  recorder
+		t    tally
+		last time.Time // the last answer
+	}
+	phases := [2]*phase{{rec: recorder{lat: make([]time.Duration, 0, first)}}, {rec: recorder{lat: make([]time.Duration, 0, total-first)}}}
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := int64(0); i < total && ctx.Err() == nil; i++ {
+		ph := phases[0]
+		if i >= first {
+			ph = phases[1]
+		}
 		intended := start.Add(time.Duration(i) * interval)
 		if wait := time.Until(intended); wait > 0 {
 			time.Sleep(wait)
@@ -130,24 +150,39 @@ func OpenLoop(ctx context.Context, name string, rate float64, d time.Duration, m
 		select {
 		case slots <- struct{}{}:
 		default:
-			t.add(false, errNoSlot)
+			ph.t.add(false, errNoSlot)
 			continue
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
 			good, err := call(context.WithValue(ctx, intendedKey{}, intended), int(i%int64(maxInFlight)), i) // see IntendedTime
-			lat := time.Since(intended)
-			if t.add(good, err) {
-				mu.Lock()
-				rec.lat = append(rec.lat, lat)
-				mu.Unlock()
+			now := time.Now()
+			good = ph.t.add(good, err)
+			mu.Lock()
+			if good {
+				ph.rec.lat = append(ph.rec.lat, now.Sub(intended))
 			}
+			ph.last = later(ph.last, now)
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
-	res := t.summarize(name, []*recorder{rec}, time.Since(start))
-	res.Offered = rate
-	return res
+	summarize := func(ph *phase, from time.Time, name string) Result {
+		r := ph.t.summarize(name, []*recorder{&ph.rec}, max(0, ph.last.Sub(from)))
+		r.Offered = rate
+		return r
+	}
+	warm = summarize(phases[0], start, name+", warm-up")
+	res = summarize(phases[1], start.Add(time.Duration(first)*interval), name)
+	return warm, res
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // errNoSlot counts an open-loop call that found every in-flight slot taken.

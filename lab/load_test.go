@@ -189,3 +189,32 @@ func TestOpenLoop_Fast(t *testing.T) {
 		seqs.mustBeRange(t, 0, openScheduled)
 	}
 }
+
+// TestOpenLoopAfter_CountsTheWarmUpApart: one schedule of warm-up + duration;
+// the calls scheduled in the warm-up are counted in warm and only there, the
+// rest in the result, each seq once. The warm-up's calls fail here, so a call
+// counted on the wrong side shows as a failure where none may be.
+func TestOpenLoopAfter_CountsTheWarmUpApart(t *testing.T) {
+	t.Parallel()
+	const warmup = openDuration / 2 // 100 calls at 2,000/s
+	var seqs seqSet
+	warm, r := lab.OpenLoopAfter(t.Context(), "open", openRate, warmup, openDuration, 1000, func(_ context.Context, _ int, seq int64) (bool, error) {
+		seqs.add(seq)
+		return seq >= openScheduled/2, nil
+	})
+	checkResult(t, warm)
+	checkResult(t, r)
+	if warm.Sent != openScheduled/2 || r.Sent != openScheduled {
+		t.Errorf("sent %d in the warm-up and %d after, want %d and %d (rate × each span)", warm.Sent, r.Sent, openScheduled/2, openScheduled)
+	}
+	if warm.Errors+r.Errors > 0 {
+		t.Fatalf("%d and %d calls found no slot of 1,000", warm.Errors, r.Errors)
+	}
+	if warm.Failed != openScheduled/2 || warm.OK != 0 || r.Failed != 0 || r.OK != openScheduled {
+		t.Errorf("warm-up OK %d, Failed %d; after OK %d, Failed %d; want 0, %d; %d, 0", warm.OK, warm.Failed, r.OK, r.Failed, openScheduled/2, openScheduled)
+	}
+	if warm.Offered != openRate || r.Offered != openRate || r.Name != "open" || warm.Name != "open, warm-up" {
+		t.Errorf("offered %v and %v, names %q and %q", warm.Offered, r.Offered, warm.Name, r.Name)
+	}
+	seqs.mustBeRange(t, 0, openScheduled*3/2)
+}

@@ -166,6 +166,7 @@ func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer
 	admission := fs.Bool("admission", false, "keep Holdfast's admission control on (it sheds past its adaptive limit)")
 	openRate := fs.Float64("open-rate", 0, "one open loop at this rate in transfers/s instead of --open-fractions (a fixed rate compares builds or settings at equal load)")
 	openFractions := fs.String("open-fractions", "0.8", "open loops at these fractions of Holdfast's peak, comma-separated, each in (0, 2], run in the order given (0.8: the figure the p99 target is set at; several, e.g. 0.5,0.6,0.7,0.8, show up to which load the p99 stays within 50 ms)")
+	openWarmup := fs.Duration("open-warmup", time.Second, "each open loop first runs this long at its rate, reported on a row of its own and not counted in the loop's figures: they measure the load, not the ramp from the idle pause before each run (0: none)")
 	skipNaive := fs.Bool("skip-naive", false, "measure Holdfast only (for profiling; no ratios)")
 	naiveEvents := fs.Bool("naive-events", true, "the naive server writes each transfer's transfer.posted event in its transaction, as Holdfast does (false: the baseline of sessions 1–8, which wrote none)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server and load generator) to this file")
@@ -180,7 +181,9 @@ response), on a uniform workload (10,000 accounts) and a hot one (every
 transfer credits one of 2 house accounts); the raw SQL ceiling (batched
 statements, no HTTP); Holdfast in an open loop at 80% of its peak (or at
 each of --open-fractions, which then also prints up to which share of the
-peak the open loop's p99 stayed within 50 ms). Every transfer carries an
+peak the open loop's p99 stayed within 50 ms), each measured after a
+warm-up at its rate (--open-warmup), whose figures get a row of their own.
+Every transfer carries an
 Idempotency-Key. Each run's row gives the share of the machine's CPU busy
 during it (every process: generator, server, database). Ends by checking
 the ledger's invariants.
@@ -207,6 +210,9 @@ Flags:
 			return fmt.Errorf("--open-fractions: %q is not a fraction of the peak in (0, 2]", s)
 		}
 		fractions = append(fractions, f)
+	}
+	if *openWarmup < 0 {
+		return fmt.Errorf("--open-warmup: %v is negative", *openWarmup)
 	}
 	if *openRate < 0 {
 		return fmt.Errorf("--open-rate: %v is negative", *openRate)
@@ -266,7 +272,7 @@ Flags:
 	fmt.Fprintf(stdout, "holdfast bench transfers: %s\n", machine(ctx, naivePool))
 	results, err := lab.BenchTransfers(ctx, lab.TransfersConfig{
 		Pool: naivePool, Tenant: tenant.ID, HoldfastURL: m.HTTP.URL(), APIKey: key.Secret, NaiveURL: naiveURL,
-		Accounts: *accounts, Concurrency: concurrency, Duration: *duration, OpenRate: *openRate, OpenFractions: fractions, Progress: stderr,
+		Accounts: *accounts, Concurrency: concurrency, Duration: *duration, OpenRate: *openRate, OpenFractions: fractions, OpenWarmup: *openWarmup, Progress: stderr,
 		Workloads: strings.Split(*workloads, ","), SkipNaive: *skipNaive, ServerStats: batchStats(m),
 		Drain: m.drainEvents,
 	})

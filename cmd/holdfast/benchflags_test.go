@@ -8,7 +8,7 @@ import (
 )
 
 // TestBenchTransfers_RefusesBadOpenLoops: an open-loop fraction outside (0, 2],
-// one that is not a number, a negative rate, or a rate and fractions at once
+// one that is not a number, a negative rate or warm-up, or a rate and fractions at once
 // are refused before anything starts, with the flag named.
 func TestBenchTransfers_RefusesBadOpenLoops(t *testing.T) {
 	t.Parallel()
@@ -19,6 +19,7 @@ func TestBenchTransfers_RefusesBadOpenLoops(t *testing.T) {
 		{"--open-fractions", "most"},
 		{"--open-rate", "-5"},
 		{"--open-rate", "5000", "--open-fractions", "0.8"},
+		{"--open-warmup", "-1s"},
 	} {
 		err := benchTransfers(context.Background(), args, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), "--open-") {
