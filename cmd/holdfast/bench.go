@@ -183,10 +183,9 @@ statements, no HTTP); Holdfast in an open loop at 80% of its peak (or at
 each of --open-fractions, which then also prints up to which share of the
 peak the open loop's p99 stayed within 50 ms), each measured after a
 warm-up at its rate (--open-warmup), whose figures get a row of their own.
-Every transfer carries an
-Idempotency-Key. Each run's row gives the share of the machine's CPU busy
-during it (every process: generator, server, database). Ends by checking
-the ledger's invariants.
+Every transfer carries an Idempotency-Key. Each run's row gives the share of
+the machine's CPU busy during it (every process: generator, server,
+database). Ends by checking the ledger's invariants.
 
 Flags:
 `)
