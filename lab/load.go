@@ -162,7 +162,9 @@ func OpenLoopAfter(ctx context.Context, name string, rate float64, warmup, d tim
 			if good {
 				ph.rec.lat = append(ph.rec.lat, now.Sub(intended))
 			}
-			ph.last = later(ph.last, now)
+			if now.After(ph.last) {
+				ph.last = now
+			}
 			mu.Unlock()
 		})
 	}
@@ -175,14 +177,6 @@ func OpenLoopAfter(ctx context.Context, name string, rate float64, warmup, d tim
 	warm = summarize(phases[0], start, name+", warm-up")
 	res = summarize(phases[1], start.Add(time.Duration(first)*interval), name)
 	return warm, res
-}
-
-// later returns the later of a and b.
-func later(a, b time.Time) time.Time {
-	if b.After(a) {
-		return b
-	}
-	return a
 }
 
 // errNoSlot counts an open-loop call that found every in-flight slot taken.
