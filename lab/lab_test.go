@@ -388,7 +388,17 @@ func TestBenchTransfers(t *testing.T) {
 		if len(w.OpenWarm) != 1 {
 			t.Fatalf("%s: %d warm-ups, want 1 (one open loop)", w.Name, len(w.OpenWarm))
 		}
+		// The machine's CPU is read for each measured run (from the end of
+		// the open loop's warm-up), never for the warm-up alone.
+		for _, r := range []lab.Result{w.Holdfast[0], w.Naive[0], w.Ceiling, w.Open[0]} {
+			if !(r.CPUBusy > 0 && r.CPUBusy <= 1) {
+				t.Errorf("%s, %s: CPU busy %v, want a share in (0, 1]", w.Name, r.Name, r.CPUBusy)
+			}
+		}
 		warm := w.OpenWarm[0]
+		if warm.CPUBusy != 0 {
+			t.Errorf("%s: the warm-up's CPU busy %v, want none measured", w.Name, warm.CPUBusy)
+		}
 		checkResult(t, warm)
 		if warm.Sent == 0 || warm.OK != warm.Sent || warm.Offered != w.Open[0].Offered {
 			t.Errorf("%s: warm-up sent %d, OK %d at %v/s; want every request answered, at the loop's rate %v/s", w.Name, warm.Sent, warm.OK, warm.Offered, w.Open[0].Offered)

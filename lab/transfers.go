@@ -234,7 +234,7 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 			settle()
 			resetStats()
 			fmt.Fprintf(cfg.Progress, "%s: holdfast, %d clients, %v\n", w.name, c, cfg.Duration)
-			res.Holdfast = append(res.Holdfast, withCPU(func() Result {
+			res.Holdfast = append(res.Holdfast, withCPU(0, func() Result {
 				return ClosedLoop(ctx, fmt.Sprintf("holdfast c=%d", c), c, cfg.Duration, httpCall(cfg.HoldfastURL, cfg.APIKey, w))
 			}))
 			if cfg.ServerStats != nil {
@@ -246,13 +246,13 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 			}
 			settle()
 			fmt.Fprintf(cfg.Progress, "%s: naive, %d clients, %v\n", w.name, c, cfg.Duration)
-			res.Naive = append(res.Naive, withCPU(func() Result {
+			res.Naive = append(res.Naive, withCPU(0, func() Result {
 				return ClosedLoop(ctx, fmt.Sprintf("naive c=%d", c), c, cfg.Duration, httpCall(cfg.NaiveURL, cfg.APIKey, w))
 			}))
 		}
 		settle()
 		fmt.Fprintf(cfg.Progress, "%s: raw SQL ceiling, %v\n", w.name, cfg.Duration)
-		res.Ceiling = withCPU(func() Result { return rawCeiling(ctx, cfg, w) })
+		res.Ceiling = withCPU(0, func() Result { return rawCeiling(ctx, cfg, w) })
 		var rates []float64
 		if cfg.OpenRate > 0 {
 			rates = []float64{cfg.OpenRate}
@@ -269,21 +269,14 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 			settle()
 			resetStats()
 			fmt.Fprintf(cfg.Progress, "%s: holdfast open loop at %.0f/s, %v after a %v warm-up at that rate\n", w.name, rate, cfg.Duration, cfg.OpenWarmup)
-			// The machine's CPU is read once the warm-up is over, so that the
-			// loop's row gives it for the span its figures cover.
-			type sample struct {
-				c   cpuTimes
-				err error
-			}
-			from := make(chan sample, 1)
-			time.AfterFunc(cfg.OpenWarmup, func() { c, err := readCPU(); from <- sample{c, err} })
-			warm, open := OpenLoopAfter(ctx, fmt.Sprintf("holdfast open %.0f/s", rate), rate, cfg.OpenWarmup, cfg.Duration, 4*maxConc, httpCall(cfg.HoldfastURL, cfg.APIKey, w))
-			if to, err := readCPU(); err == nil {
-				if b := <-from; b.err == nil {
-					open.CPUBusy = to.busySince(b.c)
-				}
-			}
-			res.Open, res.OpenWarm = append(res.Open, open), append(res.OpenWarm, warm)
+			// The machine's CPU is read from the end of the warm-up, the span
+			// the loop's figures cover.
+			var warm Result
+			res.Open = append(res.Open, withCPU(cfg.OpenWarmup, func() (open Result) {
+				warm, open = OpenLoopAfter(ctx, fmt.Sprintf("holdfast open %.0f/s", rate), rate, cfg.OpenWarmup, cfg.Duration, 4*maxConc, httpCall(cfg.HoldfastURL, cfg.APIKey, w))
+				return open
+			}))
+			res.OpenWarm = append(res.OpenWarm, warm)
 			if cfg.ServerStats != nil {
 				fmt.Fprintf(cfg.Progress, "  %s\n", cfg.ServerStats())
 			}
@@ -299,13 +292,25 @@ func BenchTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorklo
 const openLoopClients = 1024
 
 // withCPU runs run and sets its result's CPUBusy: the share of the
-// machine's CPU that was busy meanwhile (every process: load generator,
-// server, database, event consumers).
-func withCPU(run func() Result) Result {
-	before, err := readCPU()
+// machine's CPU that was busy from skip after run started to its end (every
+// process: load generator, server, database, event consumers).
+func withCPU(skip time.Duration, run func() Result) Result {
+	type sample struct {
+		c   cpuTimes
+		err error
+	}
+	from := make(chan sample, 1)
+	read := func() { c, err := readCPU(); from <- sample{c, err} }
+	if skip > 0 {
+		time.AfterFunc(skip, read)
+	} else {
+		read()
+	}
 	r := run()
-	if after, err2 := readCPU(); err == nil && err2 == nil {
-		r.CPUBusy = after.busySince(before)
+	if to, err := readCPU(); err == nil {
+		if before := <-from; before.err == nil {
+			r.CPUBusy = to.busySince(before.c)
+		}
 	}
 	return r
 }
@@ -364,7 +369,7 @@ func PrintTransfers(w io.Writer, ws []TransfersWorkload) {
 		fmt.Fprintf(tw, "\n%s workload\t\t\t\t\t\t\t\t\n", wl.Name)
 		fmt.Fprintln(tw, "run\ttransfers/s\tp50 ms\tp99 ms\tp99.9 ms\tok\tnot ok\terrors\tCPU busy\t")
 		row := func(r Result) {
-			cpu := "-" // not measured: a warm-up, whose CPU its loop's row counts
+			cpu := "-" // not measured: a warm-up (its loop's row counts from its end), a skipped run
 			if r.CPUBusy > 0 {
 				cpu = fmt.Sprintf("%.0f%%", 100*r.CPUBusy)
 			}
