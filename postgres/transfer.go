@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"slices"
 	"sort"
@@ -229,12 +228,12 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	}()
 
 	// Round trip 1: lock and read.
-	ids := make(map[string]struct{})
+	owned := make(map[accountKey]struct{}) // each account as named by a tenant
 	var clientIDs, clientTenants []string
 	for _, r := range reqs {
 		for _, t := range r.in {
-			ids[t.DebitAccountID] = struct{}{}
-			ids[t.CreditAccountID] = struct{}{}
+			owned[accountKey{r.tenantID, t.DebitAccountID}] = struct{}{}
+			owned[accountKey{r.tenantID, t.CreditAccountID}] = struct{}{}
 			if t.ID != "" {
 				clientIDs = append(clientIDs, t.ID)
 				clientTenants = append(clientTenants, r.tenantID)
@@ -250,8 +249,8 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	}
 	reads.Queue(batchSettingsSQL, notify)
 	keys := queueClaimKeys(&reads, reqs)
-	accountIDs := UUIDArray(slices.Collect(maps.Keys(ids)))
-	accounts := queueReadAccounts(&reads, accountIDs, !pipelined)
+	accountTenants, accountIDs := accountArrays(owned)
+	accounts := queueReadAccounts(&reads, accountTenants, accountIDs, !pipelined)
 	existing := queueFindExisting(&reads, clientTenants, clientIDs)
 	if err := conn.SendBatch(ctx, &reads).Close(); err != nil {
 		return err
@@ -301,7 +300,7 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	if pipelined {
 		queueOutbox(&writes, events)
 		queueStoreResponses(&writes, reqs, keys)
-		writes.Queue(lockAccountsSQL, accountIDs)
+		writes.Queue(lockAccountsSQL, accountTenants, accountIDs)
 		queueExpect(&writes, expected).Exec(func(pgconn.CommandTag) error {
 			f.ready(accounts) // locked, and applied against the balances they have
 			return nil
@@ -437,15 +436,29 @@ func (k *batchKeys) resolve(reqs []*transferRequest) {
 	}
 }
 
-// queueReadAccounts reads the accounts with the given ids into the returned
-// map (filled when the batch runs), locking them in id order if lock.
-func queueReadAccounts(b *pgx.Batch, ids UUIDArray, lock bool) map[string]*account {
+// accountKey is an account id as a tenant's request names it.
+type accountKey struct{ tenant, id string }
+
+// accountArrays returns the tenants and ids of the accounts, pairwise.
+func accountArrays(owned map[accountKey]struct{}) (tenants, ids UUIDArray) {
+	tenants, ids = make(UUIDArray, 0, len(owned)), make(UUIDArray, 0, len(owned))
+	for k := range owned {
+		tenants, ids = append(tenants, k.tenant), append(ids, k.id)
+	}
+	return tenants, ids
+}
+
+// queueReadAccounts reads the accounts (tenants[i], ids[i]) into the
+// returned map by id (filled when the batch runs), locking them in id order
+// if lock. An id named by a tenant that does not own it reads nothing and
+// locks nothing: the request naming it fails with ENOTFOUND.
+func queueReadAccounts(b *pgx.Batch, tenants, ids UUIDArray, lock bool) map[string]*account {
 	accounts := make(map[string]*account, len(ids))
 	sql := readAccountsSQL
 	if lock {
 		sql = lockAccountsSQL
 	}
-	b.Queue(sql, ids).Query(func(rows pgx.Rows) error {
+	b.Queue(sql, tenants, ids).Query(func(rows pgx.Rows) error {
 		var id string
 		var a account
 		_, err := pgx.ForEachRow(rows, []any{&id, &a.tenantID, &a.currency, &a.allowOverdraft, &a.balance}, func() error {
@@ -458,12 +471,14 @@ func queueReadAccounts(b *pgx.Batch, ids UUIDArray, lock bool) map[string]*accou
 	return accounts
 }
 
-// lockAccountsSQL reads the accounts $1 and locks them in id order;
-// readAccountsSQL only reads them.
+// lockAccountsSQL reads the accounts ($1[i], $2[i]) (tenant, id) and locks
+// them in id order; readAccountsSQL only reads them. The tenant is part of
+// the key, so a request naming another tenant's account id can neither lock
+// nor read that row.
 const (
-	lockAccountsSQL = readAccountsSQL + ` ORDER BY id FOR UPDATE`
-	readAccountsSQL = `SELECT id, tenant_id, currency, allow_overdraft, balance FROM accounts
-	WHERE id = ANY($1::uuid[])`
+	lockAccountsSQL = readAccountsSQL + ` ORDER BY a.id FOR UPDATE OF a`
+	readAccountsSQL = `SELECT a.id, a.tenant_id, a.currency, a.allow_overdraft, a.balance FROM accounts a
+	JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, id) ON a.id = k.id AND a.tenant_id = k.tenant_id`
 )
 
 // queueExpect fails the transaction with a serialization failure unless
