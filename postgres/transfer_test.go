@@ -448,7 +448,14 @@ func TestTransfer_ShortDeadlinesNeverRefuseWhatCommits(t *testing.T) {
 				rng := rand.New(rand.NewPCG(uint64(w), 11))
 				for range perWorker {
 					id := uuid.NewString()
-					ctx, cancel := context.WithTimeout(context.Background(), time.Duration(rng.IntN(20_000))*time.Microsecond)
+					// Some without a deadline, so that connections a
+					// deadline cut off are replaced and some transfers
+					// are seen to succeed.
+					deadline := time.Duration(rng.IntN(20_000)) * time.Microsecond
+					if rng.IntN(4) == 0 {
+						deadline = time.Hour
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), deadline)
 					_, err := l.transfers.CreateTransfers(ctx, l.tenant, []holdfast.TransferCreate{{
 						ID: id, DebitAccountID: house.ID, CreditAccountID: accts[rng.IntN(len(accts))].ID, Amount: 1, Currency: "USD"}}, false)
 					cancel()
@@ -547,4 +554,114 @@ func (l *ledger) accountRow(t *testing.T, id string) string {
 		t.Fatal(err)
 	}
 	return row
+}
+
+// holdCommits makes every commit that inserts a transfer wait until
+// release: a deferred trigger waits for a shared advisory lock that the
+// test holds, and swallows the cancellation a client sends when it gives
+// up, so such a commit goes on after its client has gone. wait returns once
+// no transaction waits in the trigger any more (it committed or ended).
+func holdCommits(t *testing.T, db *postgres.DB) (release, wait func()) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `
+		CREATE FUNCTION test_hold_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			LOOP
+				BEGIN
+					PERFORM pg_advisory_xact_lock_shared(4242);
+					RETURN NULL;
+				EXCEPTION WHEN query_canceled THEN
+					-- the client gave up; the commit goes on
+				END;
+			END LOOP;
+		END $$;
+		CREATE CONSTRAINT TRIGGER test_hold_commit AFTER INSERT ON transfers
+			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_hold_commit()`); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(holder.Release)
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock(4242)"); err != nil {
+		t.Fatal(err)
+	}
+	release = func() {
+		if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock(4242)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait = func() {
+		if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock(4242)"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock(4242)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return release, wait
+}
+
+// TestTransfer_CommitCutOffIsAnsweredWithItsOutcome: a transfer whose
+// COMMIT was sent, and whose connection was then cut off by a deadline
+// (the caller's outside group commit, the batch's inside it) while the
+// server went on committing, is answered with what happened to it: success
+// if it committed, a refusal only if it did not.
+func TestTransfer_CommitCutOffIsAnsweredWithItsOutcome(t *testing.T) {
+	t.Parallel()
+	for _, gc := range []bool{false, true} {
+		t.Run(fmt.Sprintf("group_commit=%v", gc), func(t *testing.T) {
+			t.Parallel()
+			db := MustOpenDB(t)
+			l := &ledger{db: db, tenant: MustTenant(t, db), transfers: postgres.NewTransferService(db), accounts: postgres.NewAccountService(db)}
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			if gc {
+				ctx = context.Background() // a batch, once taken, is the writer's: its own timeout cuts it off
+				w, err := postgres.NewWriter(l.transfers, postgres.WriterConfig{BatchTimeout: 200 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := w.Start(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(w.Stop)
+			}
+			house := MustAccount(t, db, l.tenant, "USD", true)
+			alice := MustAccount(t, db, l.tenant, "USD", false)
+			release, wait := holdCommits(t, db)
+			id := uuid.NewString()
+			done := make(chan error, 1)
+			go func() {
+				_, err := l.transfers.CreateTransfers(ctx, l.tenant, []holdfast.TransferCreate{{
+					ID: id, DebitAccountID: house.ID, CreditAccountID: alice.ID, Amount: 5, Currency: "USD"}}, false)
+				done <- err
+			}()
+			var err error
+			var answered bool
+			select {
+			case err = <-done:
+				answered = true
+			case <-ctx.Done():
+			}
+			release()
+			if !answered {
+				err = <-done
+			}
+			wait()
+			exists := transferExists(t, db, l.tenant, id)
+			switch {
+			case err == nil && !exists:
+				t.Fatal("the call succeeded but the transfer does not exist")
+			case err != nil && exists:
+				t.Fatalf("the call failed (%v) but the transfer exists", err)
+			case holdfast.IsCode(err, holdfast.EOUTCOMEUNKNOWN):
+				t.Fatalf("the database is up, yet the outcome is unknown: %v", err)
+			}
+			t.Logf("err = %v, exists = %v", err, exists)
+			AssertLedgerConsistent(t, db, l.tenant)
+		})
+	}
 }
