@@ -20,6 +20,8 @@ const (
 	EIDEMPOTENCYINUSE  = "idempotency-key-in-use"                // the first request with this key is still running
 	EIDEMPOTENCYREUSED = "idempotency-key-reused"                // the key was used for a different request
 	EOVERLOADED        = "overloaded"                            // shed to protect the service; retry later
+	EUNAVAILABLE       = "store-unavailable"                     // the database cannot be reached; nothing was done; retry later
+	EOUTCOMEUNKNOWN    = "outcome-unknown"                       // the database went away while a write committed: look before retrying
 	EIMAGETOOLARGE     = "image-too-large"                       // an image whose header declares too many pixels
 	EINTERNAL          = "internal"                              // a fault on our side
 )

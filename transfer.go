@@ -88,7 +88,12 @@ type TransferService interface {
 	// its index (Extensions["index"]); otherwise exactly one transfer is expected. Errors: ENOTFOUND
 	// (an account unknown to the tenant), ECURRENCY, EINSUFFICIENT, ELIMIT,
 	// ETRANSFEREXISTS, EIDEMPOTENCYINUSE (the request's claim was taken over),
-	// EOVERLOADED.
+	// EOVERLOADED, EUNAVAILABLE (the database cannot be reached), ctx's error
+	// (its deadline passed before the transfers began to be applied), all of
+	// which mean nothing was applied; and EOUTCOMEUNKNOWN, when the
+	// connection failed while they committed and the database could not be
+	// asked. Once the transfers have begun to be applied, the call returns
+	// their outcome even after ctx ends.
 	CreateTransfers(ctx context.Context, tenantID string, in []TransferCreate, linked bool) ([]*Transfer, error)
 	// FindTransfer returns ENOTFOUND for an unknown transfer or one of another tenant.
 	FindTransfer(ctx context.Context, tenantID, id string) (*Transfer, error)

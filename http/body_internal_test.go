@@ -47,3 +47,23 @@ func TestReadBody(t *testing.T) {
 		})
 	}
 }
+
+// canonicalJSON removes whitespace and orders members, keeps every number
+// as written (no float64 rounding), and leaves what is not valid JSON alone.
+func TestCanonicalJSON(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{ "b" : 1 ,"a":[ 2, {"d":"x","c":null} ] }`, `{"a":[2,{"c":null,"d":"x"}],"b":1}`},
+		{`{"s":"caf\u00e9 \/"}`, `{"s":"café /"}`},
+		{`{"n":9007199254740993}`, `{"n":9007199254740993}`},
+		{`{"n":7.0}`, `{"n":7.0}`},
+		{`{"a":1,"a":2}`, `{"a":1,"a":2}`},
+		{`not json`, `not json`},
+	} {
+		if got := string(canonicalJSON([]byte(tc.in))); got != tc.want {
+			t.Errorf("canonicalJSON(%s) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+	if string(canonicalJSON([]byte(`{"n":9007199254740993}`))) == string(canonicalJSON([]byte(`{"n":9007199254740992}`))) {
+		t.Error("two integers beyond 2^53 have one canonical form")
+	}
+}

@@ -40,6 +40,8 @@ var problems = map[string]struct {
 	holdfast.EIDEMPOTENCYINUSE:  {http.StatusConflict, "Idempotency key in use"},
 	holdfast.EIDEMPOTENCYREUSED: {http.StatusUnprocessableEntity, "Idempotency key reused"},
 	holdfast.EOVERLOADED:        {http.StatusServiceUnavailable, "Overloaded"},
+	holdfast.EUNAVAILABLE:       {http.StatusServiceUnavailable, "Store unavailable"},
+	holdfast.EOUTCOMEUNKNOWN:    {http.StatusInternalServerError, "Outcome unknown"},
 	holdfast.EIMAGETOOLARGE:     {http.StatusUnprocessableEntity, "Image too large"},
 	holdfast.EINTERNAL:          {http.StatusInternalServerError, "Internal error"},
 	ETOOLARGE:                   {http.StatusRequestEntityTooLarge, "Payload too large"},
@@ -56,6 +58,8 @@ func problemFor(r *http.Request, err error) (int, []byte) {
 	code := holdfast.ErrorCode(err)
 	msg := holdfast.ErrorMessage(err)
 	switch {
+	case code != holdfast.EINTERNAL:
+		// A domain code says what happened, whatever its cause wraps.
 	case errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil:
 		// A deadline other than the request's: a resource it needed (a
 		// database connection within the acquire timeout) was not free in time.
@@ -92,7 +96,7 @@ func problemFor(r *http.Request, err error) (int, []byte) {
 // with the request id; the client sees only a generic message.
 func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 	code := holdfast.ErrorCode(err)
-	if code == holdfast.EINTERNAL && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+	if code == holdfast.EOUTCOMEUNKNOWN || code == holdfast.EINTERNAL && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
 		s.logger.LogAttrs(r.Context(), slog.LevelError, "internal error",
 			slog.String("request_id", requestIDFrom(r.Context())), slog.String("err", err.Error()))
 	}

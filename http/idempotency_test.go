@@ -74,7 +74,7 @@ func TestIdempotency_ReplayIsByteIdentical(t *testing.T) {
 		{"transfer", "/v1/transfers", Transfer(house, alice, 7, "USD")},
 		{"linked", "/v1/linked-transfers", map[string]any{"transfers": []any{Transfer(house, alice, 1, "USD"), Transfer(alice, house, 1, "USD")}}},
 		{"account", "/v1/accounts", map[string]any{"currency": "USD", "metadata": map[string]string{"a": "b"}}},
-		{"api key", "/v1/api-keys", nil},
+		// An API key's replay leaves its secret out: TestAPIKeys_SecretIsNeverStoredForReplay.
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			first := c.Do(t, "POST", tc.path, tc.body, "Idempotency-Key", "replay-"+tc.name).MustStatus(t, 201)
@@ -117,4 +117,47 @@ func TestIdempotency_ReusedKeyAndStoredFailure(t *testing.T) {
 	// A validation error is not stored: the corrected request may use the key.
 	c.Do(t, "POST", "/v1/transfers", Transfer(alice, house, 0, "USD"), "Idempotency-Key", "fixme").MustStatus(t, 400)
 	c.Do(t, "POST", "/v1/transfers", Transfer(alice, house, 1, "USD"), "Idempotency-Key", "fixme").MustStatus(t, 201)
+}
+
+// TestIdempotency_SameJSONOtherwiseWrittenReplays: a retry whose body is
+// the same JSON with other whitespace and member order is the same request
+// (its parameters are compared, not its bytes) and replays; a retry with a
+// different value is another request. For
+// transfers (whose key is claimed in the batch) and for the other POSTs.
+func TestIdempotency_SameJSONOtherwiseWrittenReplays(t *testing.T) {
+	t.Parallel()
+	s := MustOpenServer(t)
+	c := s.MustTenant(t)
+	house, alice := c.MustAccount(t, "USD", true), c.MustAccount(t, "USD", false)
+	for _, tc := range []struct {
+		name, path          string
+		first, same, differ string
+	}{
+		{"transfer", "/v1/transfers",
+			`{"debit_account_id":"` + house + `","credit_account_id":"` + alice + `","amount":7,"currency":"USD","description":"caf\u00e9"}`,
+			"{\n  \"currency\" : \"USD\",\t\"amount\": 7,\n  \"description\": \"café\",\r\n  \"credit_account_id\": \"" + alice + "\", \"debit_account_id\": \"" + house + "\"\n}\n",
+			`{"debit_account_id":"` + house + `","credit_account_id":"` + alice + `","amount":8,"currency":"USD","description":"café"}`},
+		{"linked", "/v1/linked-transfers",
+			`{"transfers":[{"debit_account_id":"` + house + `","credit_account_id":"` + alice + `","amount":1,"currency":"USD"}]}`,
+			` { "transfers" : [ { "currency":"USD", "amount":1, "credit_account_id":"` + alice + `", "debit_account_id":"` + house + `" } ] } `,
+			`{"transfers":[{"debit_account_id":"` + house + `","credit_account_id":"` + alice + `","amount":1,"currency":"EUR"}]}`},
+		{"account", "/v1/accounts",
+			`{"currency":"USD","allow_overdraft":false,"metadata":{"a":"1","b":"2"}}`,
+			`{ "metadata": {"b": "2", "a": "1"}, "allow_overdraft": false, "currency": "USD" }`,
+			`{"currency":"USD","allow_overdraft":false,"metadata":{"a":"1","b":"3"}}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			key := "canonical-" + tc.name
+			first := c.Do(t, "POST", tc.path, tc.first, "Idempotency-Key", key).MustStatus(t, 201)
+			again := c.Do(t, "POST", tc.path, tc.same, "Idempotency-Key", key)
+			if again.Status != 201 || again.Header.Get("Idempotent-Replayed") != "true" || string(again.Body) != string(first.Body) {
+				t.Fatalf("the same JSON written otherwise: %d replayed=%q %s; want the first response replayed",
+					again.Status, again.Header.Get("Idempotent-Replayed"), again.Body)
+			}
+			mustProblem(t, c.Do(t, "POST", tc.path, tc.differ, "Idempotency-Key", key), 422, "idempotency-key-reused")
+		})
+	}
+	if got := c.Balance(t, alice); got != 8 {
+		t.Fatalf("balance %d, want 8: a replay moved money", got)
+	}
 }

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -72,6 +73,22 @@ func decode(r *http.Request, v any) error {
 		return holdfast.Errorf(holdfast.EINVALID, "malformed JSON: %s", describeJSONError(err))
 	}
 	return nil
+}
+
+// canonicalJSON returns a JSON body in a canonical form, for comparing two
+// requests by their parameters rather than their bytes (as Stripe compares
+// the parameters of requests under one Idempotency-Key): no whitespace,
+// object members in RFC 8785 order, strings in their shortest escaping.
+// Numbers are kept exactly as written: RFC 8785 would rewrite them as
+// float64 and so merge integers beyond 2^53. A body that is not valid JSON
+// (duplicate member names included) is returned as it is; decoding refuses
+// it anyway.
+func canonicalJSON(body []byte) []byte {
+	v := jsontext.Value(bytes.Clone(body))
+	if err := v.Format(jsontext.ReorderRawObjects(true)); err != nil {
+		return body
+	}
+	return v
 }
 
 func describeJSONError(err error) string {

@@ -406,6 +406,8 @@ func (s *Server) idempotentInWrite(next http.HandlerFunc) http.Handler {
 
 // idempotencyKey reads a POST's Idempotency-Key and fingerprints the
 // request (method, path, query and body), leaving the body readable again.
+// A JSON body is fingerprinted in its canonical form (see canonicalJSON),
+// so a retry that writes the same JSON otherwise is the same request.
 // It returns "" when there is no key, and ok=false after answering a
 // malformed key or body itself.
 func (s *Server) idempotencyKey(w http.ResponseWriter, r *http.Request) (key string, fp []byte, ok bool) {
@@ -428,7 +430,7 @@ func (s *Server) idempotencyKey(w http.ResponseWriter, r *http.Request) (key str
 	}
 	h := sha256.New()
 	h.Write([]byte(r.Method + " " + r.URL.Path + "?" + r.URL.RawQuery + "\n"))
-	h.Write(body)
+	h.Write(canonicalJSON(body))
 	r.Body = readCloser{bytes.NewReader(body)}
 	return keys[0], h.Sum(nil), true
 }

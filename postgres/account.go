@@ -38,26 +38,26 @@ func (s *AccountService) CreateAccount(ctx context.Context, tenantID string, in 
 	}
 	tx, err := s.db.Pool.Begin(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("create account: %w", err)
+		return nil, fmt.Errorf("create account: %w", contextError(ctx, err))
 	}
 	defer tx.Rollback(ctx)
 	_, err = tx.Exec(ctx, `INSERT INTO accounts (id, tenant_id, currency, allow_overdraft, metadata, created_at)
 		VALUES ($1, $2, $3, $4, $5, $6)`, a.ID, tenantID, a.Currency, a.AllowOverdraft, in.MetadataJSON(), a.CreatedAt)
 	if err != nil {
-		return nil, fmt.Errorf("create account: %w", err)
+		return nil, fmt.Errorf("create account: %w", contextError(ctx, err))
 	}
 	event, err := newOutboxEvent(tenantID, holdfast.EventAccountCreated, a.CreatedAt, a)
 	if err != nil {
 		return nil, err
 	}
 	if err := insertOutbox(ctx, tx, event); err != nil {
-		return nil, fmt.Errorf("create account: %w", err)
+		return nil, fmt.Errorf("create account: %w", contextError(ctx, err))
 	}
 	resp, err := completeClaim(ctx, tx, a)
 	if err != nil {
-		return nil, err
+		return nil, contextError(ctx, err)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := commit(ctx, tx); err != nil {
 		return nil, fmt.Errorf("create account: %w", err)
 	}
 	markClaimStored(ctx, resp)

@@ -7,11 +7,14 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"net"
 	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -213,10 +216,17 @@ func retryable(err error) bool {
 	return false
 }
 
-// contextError turns a cancelled or expired context into the error callers
-// should see, and a statement cut off by statement_timeout into EOVERLOADED
-// (the database is too busy: retry later); other errors pass through.
+// contextError is the one place that classifies the database's failures
+// for callers: an error that already carries an application code keeps it;
+// a cancelled or expired context is returned as such; a statement cut off
+// by statement_timeout is EOVERLOADED (the database is too busy: retry
+// later); a failure to reach the database or a connection lost or shut
+// down is EUNAVAILABLE (see unavailable). Other errors pass through.
 func contextError(ctx context.Context, err error) error {
+	var coded *holdfast.Error
+	if errors.As(err, &coded) {
+		return err
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -224,5 +234,73 @@ func contextError(ctx context.Context, err error) error {
 	if errors.As(err, &pe) && pe.Code == "57014" {
 		return &holdfast.Error{Code: holdfast.EOVERLOADED, Message: "the database did not answer in time; retry shortly", Err: err}
 	}
+	if unavailable(err) {
+		return &holdfast.Error{Code: holdfast.EUNAVAILABLE, Message: "the database is unavailable; retry shortly", Err: err}
+	}
 	return err
+}
+
+// unavailable reports whether err means the database could not be reached
+// or the connection went away: a failed connection attempt (refused, no
+// socket, the server starting or shutting down), a server that ended the
+// session (admin_shutdown, crash_shutdown, cannot_connect_now, or a
+// connection exception, class 08), or a connection closed or reset under a
+// query. A caller that sent a write before such a failure does not know
+// whether it committed (see TransferService.settle).
+func unavailable(err error) bool {
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return true
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	}
+	if errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var ne *net.OpError
+	return errors.As(err, &ne) && !ne.Timeout()
+}
+
+// inDoubt reports whether err, from a round trip that sent COMMIT, leaves
+// its outcome unknown: the server reported no error of the transaction's
+// own (which would have rolled it back), and the request may have reached
+// it (pgconn.SafeToRetry says when it cannot have). A connection cut off,
+// lost or shut down (a FATAL error ends the session, possibly after the
+// commit) is in doubt.
+func inDoubt(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe.SeverityUnlocalized == "FATAL" || pe.SeverityUnlocalized == "PANIC" || pe.Severity == "FATAL" || pe.Severity == "PANIC"
+	}
+	return !pgconn.SafeToRetry(err)
+}
+
+// errOutcomeUnknown answers a write whose commit was sent but whose outcome
+// could not be learnt: a retry might apply it twice.
+var errOutcomeUnknown = holdfast.Errorf(holdfast.EOUTCOMEUNKNOWN,
+	"the database connection failed while the write was committing, so it may or may not have been applied: look it up, or retry with the same Idempotency-Key or client id, before sending it again")
+
+// commitTimeout bounds a write's last round trip once it runs without its
+// caller's deadline (see commit): the writer's default BatchTimeout.
+const commitTimeout = 10 * time.Second
+
+// commit commits tx whatever the caller's deadline, bounded by
+// commitTimeout: once COMMIT is sent the write may apply, so its outcome,
+// not the deadline, is the caller's answer. A commit whose outcome is lost
+// with the connection is EOUTCOMEUNKNOWN; other errors go through
+// contextError.
+func commit(ctx context.Context, tx pgx.Tx) error {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	defer cancel()
+	err := tx.Commit(cctx)
+	if err != nil && !errors.Is(err, pgx.ErrTxCommitRollback) && inDoubt(err) {
+		return &holdfast.Error{Code: holdfast.EOUTCOMEUNKNOWN, Message: errOutcomeUnknown.Message, Err: err}
+	}
+	if err != nil {
+		return contextError(ctx, err)
+	}
+	return nil
 }

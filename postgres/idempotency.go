@@ -126,7 +126,7 @@ func (s *IdempotencyService) Release(ctx context.Context, c *holdfast.Idempotenc
 	_, err := s.db.Pool.Exec(ctx, `DELETE FROM idempotency_keys
 		WHERE tenant_id = $1 AND key = $2 AND lock_token = $3 AND response_status IS NULL`, c.TenantID, c.Key, c.Token)
 	if err != nil {
-		return fmt.Errorf("release idempotency key: %w", err)
+		return fmt.Errorf("release idempotency key: %w", contextError(ctx, err))
 	}
 	return nil
 }

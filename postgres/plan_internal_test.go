@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -32,13 +33,14 @@ func TestBatchPlansUseIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 	balances := make([]int64, len(ids))
+	tenants := slices.Repeat([]string{"00000000-0000-0000-0000-000000000001"}, len(ids))
 
 	statements := []struct {
 		name string
 		sql  string
 		args []any
 	}{
-		{"lock", lockAccountsSQL, []any{UUIDArray(ids)}},
+		{"lock", lockAccountsSQL, []any{UUIDArray(tenants), UUIDArray(ids)}},
 		{"update", updateBalancesSQL, []any{UUIDArray(ids), balances}},
 	}
 	scans := func(settings bool, sql string, args []any) []string {

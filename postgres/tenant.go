@@ -44,12 +44,12 @@ func (s *TenantService) CreateTenant(ctx context.Context, in holdfast.TenantCrea
 	}
 	tx, err := s.db.Pool.Begin(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create tenant: %w", err)
+		return nil, nil, fmt.Errorf("create tenant: %w", contextError(ctx, err))
 	}
 	defer tx.Rollback(ctx)
 	t := &holdfast.Tenant{ID: uuid.Must(uuid.NewV7()).String(), Name: in.Name, CreatedAt: s.db.now()}
 	if _, err := tx.Exec(ctx, "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3)", t.ID, t.Name, t.CreatedAt); err != nil {
-		return nil, nil, fmt.Errorf("create tenant: %w", err)
+		return nil, nil, fmt.Errorf("create tenant: %w", contextError(ctx, err))
 	}
 	k, err := s.createAPIKey(ctx, tx, t.ID)
 	if err != nil {
@@ -57,9 +57,9 @@ func (s *TenantService) CreateTenant(ctx context.Context, in holdfast.TenantCrea
 	}
 	resp, err := completeClaim(ctx, tx, &holdfast.NewTenant{Tenant: t, APIKey: k})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, contextError(ctx, err)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := commit(ctx, tx); err != nil {
 		return nil, nil, fmt.Errorf("create tenant: %w", err)
 	}
 	markClaimStored(ctx, resp)
@@ -70,12 +70,12 @@ func (s *TenantService) CreateTenant(ctx context.Context, in holdfast.TenantCrea
 func (s *TenantService) CreateAPIKey(ctx context.Context, tenantID string) (*holdfast.APIKey, error) {
 	tx, err := s.db.Pool.Begin(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("create api key: %w", err)
+		return nil, fmt.Errorf("create api key: %w", contextError(ctx, err))
 	}
 	defer tx.Rollback(ctx)
 	var exists bool
 	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)", tenantID).Scan(&exists); err != nil {
-		return nil, fmt.Errorf("create api key: %w", err)
+		return nil, fmt.Errorf("create api key: %w", contextError(ctx, err))
 	}
 	if !exists {
 		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "tenant not found")
@@ -86,9 +86,9 @@ func (s *TenantService) CreateAPIKey(ctx context.Context, tenantID string) (*hol
 	}
 	resp, err := completeClaim(ctx, tx, k)
 	if err != nil {
-		return nil, err
+		return nil, contextError(ctx, err)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	if err := commit(ctx, tx); err != nil {
 		return nil, fmt.Errorf("create api key: %w", err)
 	}
 	markClaimStored(ctx, resp)
@@ -107,7 +107,7 @@ func (s *TenantService) createAPIKey(ctx context.Context, tx pgx.Tx, tenantID st
 	_, err := tx.Exec(ctx, "INSERT INTO api_keys (id, tenant_id, hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
 		k.ID, k.TenantID, hash, k.Prefix, k.CreatedAt)
 	if err != nil {
-		return nil, fmt.Errorf("create api key: %w", err)
+		return nil, fmt.Errorf("create api key: %w", contextError(ctx, err))
 	}
 	return k, nil
 }
@@ -175,7 +175,7 @@ func (s *TenantService) RevokeAPIKey(ctx context.Context, tenantID, keyID string
 	tag, err := s.db.Pool.Exec(ctx, `UPDATE api_keys SET revoked_at = coalesce(revoked_at, $3)
 		WHERE tenant_id = $1 AND id = $2`, tenantID, keyID, s.db.now())
 	if err != nil {
-		return fmt.Errorf("revoke api key: %w", err)
+		return fmt.Errorf("revoke api key: %w", contextError(ctx, err))
 	}
 	if tag.RowsAffected() == 0 {
 		return holdfast.Errorf(holdfast.ENOTFOUND, "api key not found")
@@ -193,7 +193,7 @@ func (s *TenantService) Authenticate(ctx context.Context, secret string) (string
 		return "", holdfast.Errorf(holdfast.EUNAUTHORIZED, "the API key is unknown or revoked")
 	}
 	if err != nil {
-		return "", fmt.Errorf("authenticate: %w", err)
+		return "", fmt.Errorf("authenticate: %w", contextError(ctx, err))
 	}
 	return tenantID, nil
 }

@@ -5,10 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"slices"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -54,7 +54,18 @@ type transferRequest struct {
 	owner  bool                 // this request claimed its key in this batch
 	done   chan struct{}        // closed when out/err are final (writer path)
 	queued time.Time            // when the writer queued it
+	state  atomic.Int32         // writer path: queued, then taken by a batch or abandoned by its caller
 }
+
+// The states of a request in the group-commit writer. It leaves queued once:
+// a committer that takes it into a batch answers it with the batch's
+// outcome; a caller whose context ends first abandons it and is refused,
+// and no batch applies it. So a refusal always means nothing was done.
+const (
+	queued int32 = iota
+	taken
+	abandoned
+)
 
 // CreateTransfers validates and applies the transfers.
 func (s *TransferService) CreateTransfers(ctx context.Context, tenantID string, in []holdfast.TransferCreate, linked bool) ([]*holdfast.Transfer, error) {
@@ -133,6 +144,11 @@ func (s *TransferService) applyBatch(ctx context.Context, pool *pgxpool.Pool, re
 	for attempt := 0; attempt < 5; attempt++ {
 		pipelined := attempt == 0 && f.pipelines()
 		err = s.tryBatch(ctx, pool, reqs, f, pipelined)
+		var sent *sentError
+		if errors.As(err, &sent) {
+			err = s.settle(pool, sent)
+			break
+		}
 		if pipelined && isStale(err) {
 			f.stale = true
 		}
@@ -144,6 +160,63 @@ func (s *TransferService) applyBatch(ctx context.Context, pool *pgxpool.Pool, re
 		return fmt.Errorf("apply transfers: %w", contextError(ctx, err))
 	}
 	return nil
+}
+
+// sentError is a batch whose writes and COMMIT were sent and whose
+// connection then failed without the server's answer: it may have
+// committed.
+type sentError struct {
+	pid     uint32               // the backend that ran the batch
+	created []*holdfast.Transfer // the transfers it was to create
+	err     error
+}
+
+func (e *sentError) Error() string { return "connection lost while committing: " + e.err.Error() }
+func (e *sentError) Unwrap() error { return e.err }
+
+// settle learns whether a batch whose connection failed after its COMMIT
+// was sent committed. It ends the batch's backend from another connection
+// (a transaction that has not committed then rolls back; one committing
+// finishes first) and, once the backend is gone, looks for a transfer the
+// batch created. It returns nil if the batch committed (each request's own
+// outcome stands), the connection's error if it did not (nothing was
+// done), and EOUTCOMEUNKNOWN if it cannot tell (the database is away). A
+// batch that created no transfer moved no money whichever way it ended, so
+// its requests keep their own outcomes.
+func (s *TransferService) settle(pool *pgxpool.Pool, sent *sentError) error {
+	if len(sent.created) == 0 {
+		return nil
+	}
+	unknown := func(err error) error {
+		return &holdfast.Error{Code: holdfast.EOUTCOMEUNKNOWN, Message: errOutcomeUnknown.Message, Err: errors.Join(sent.err, err)}
+	}
+	ctx, cancel := context.WithTimeout(Patient(context.Background()), commitTimeout)
+	defer cancel()
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return unknown(err)
+	}
+	defer conn.Release()
+	var gone, committed bool
+	if _, err := conn.Exec(ctx, "SELECT pg_terminate_backend($1, 5000)", int64(sent.pid)); err != nil {
+		return unknown(err)
+	}
+	// A statement of its own, so that the next one's snapshot is taken
+	// after the backend, and so its transaction, ended.
+	if err := conn.QueryRow(ctx, "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", int64(sent.pid)).Scan(&gone); err != nil {
+		return unknown(err)
+	}
+	if !gone {
+		return unknown(errors.New("the batch's backend did not end"))
+	}
+	t := sent.created[0]
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM transfers WHERE tenant_id = $1 AND id = $2)", t.TenantID, t.ID).Scan(&committed); err != nil {
+		return unknown(err)
+	}
+	if committed {
+		return nil
+	}
+	return sent.err
 }
 
 // batchSettingsSQL sets how a batch's statements are planned, for its
@@ -229,12 +302,12 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	}()
 
 	// Round trip 1: lock and read.
-	ids := make(map[string]struct{})
+	owned := make(map[accountKey]struct{}) // each account as named by a tenant
 	var clientIDs, clientTenants []string
 	for _, r := range reqs {
 		for _, t := range r.in {
-			ids[t.DebitAccountID] = struct{}{}
-			ids[t.CreditAccountID] = struct{}{}
+			owned[accountKey{r.tenantID, t.DebitAccountID}] = struct{}{}
+			owned[accountKey{r.tenantID, t.CreditAccountID}] = struct{}{}
 			if t.ID != "" {
 				clientIDs = append(clientIDs, t.ID)
 				clientTenants = append(clientTenants, r.tenantID)
@@ -250,8 +323,8 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	}
 	reads.Queue(batchSettingsSQL, notify)
 	keys := queueClaimKeys(&reads, reqs)
-	accountIDs := UUIDArray(slices.Collect(maps.Keys(ids)))
-	accounts := queueReadAccounts(&reads, accountIDs, !pipelined)
+	accountTenants, accountIDs := accountArrays(owned)
+	accounts := queueReadAccounts(&reads, accountTenants, accountIDs, !pipelined)
 	existing := queueFindExisting(&reads, clientTenants, clientIDs)
 	if err := conn.SendBatch(ctx, &reads).Close(); err != nil {
 		return err
@@ -301,7 +374,7 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	if pipelined {
 		queueOutbox(&writes, events)
 		queueStoreResponses(&writes, reqs, keys)
-		writes.Queue(lockAccountsSQL, accountIDs)
+		writes.Queue(lockAccountsSQL, accountTenants, accountIDs)
 		queueExpect(&writes, expected).Exec(func(pgconn.CommandTag) error {
 			f.ready(accounts) // locked, and applied against the balances they have
 			return nil
@@ -317,10 +390,23 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	}
 	writes.Queue("COMMIT")
 	presizeSend(conn.Conn(), &writes)
-	if err := conn.SendBatch(ctx, &writes).Close(); err != nil {
+	wctx := ctx
+	if f == nil {
+		// Outside the writer ctx is the caller's. Once the writes are sent
+		// the batch may commit, and its outcome, not the caller's deadline,
+		// is the answer: they run to the end, within commitTimeout. (The
+		// writer's batches run under their own timeout already.)
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+		defer cancel()
+	}
+	if err := conn.SendBatch(wctx, &writes).Close(); err != nil {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && pe.Code == "23505" && (pe.ConstraintName == "transfers_pkey" || pe.ConstraintName == "idempotency_keys_pkey") {
 			return errRaced
+		}
+		if inDoubt(err) {
+			return &sentError{pid: conn.Conn().PgConn().PID(), created: transfers, err: err}
 		}
 		return err
 	}
@@ -437,15 +523,29 @@ func (k *batchKeys) resolve(reqs []*transferRequest) {
 	}
 }
 
-// queueReadAccounts reads the accounts with the given ids into the returned
-// map (filled when the batch runs), locking them in id order if lock.
-func queueReadAccounts(b *pgx.Batch, ids UUIDArray, lock bool) map[string]*account {
+// accountKey is an account id as a tenant's request names it.
+type accountKey struct{ tenant, id string }
+
+// accountArrays returns the tenants and ids of the accounts, pairwise.
+func accountArrays(owned map[accountKey]struct{}) (tenants, ids UUIDArray) {
+	tenants, ids = make(UUIDArray, 0, len(owned)), make(UUIDArray, 0, len(owned))
+	for k := range owned {
+		tenants, ids = append(tenants, k.tenant), append(ids, k.id)
+	}
+	return tenants, ids
+}
+
+// queueReadAccounts reads the accounts (tenants[i], ids[i]) into the
+// returned map by id (filled when the batch runs), locking them in id order
+// if lock. An id named by a tenant that does not own it reads nothing and
+// locks nothing: the request naming it fails with ENOTFOUND.
+func queueReadAccounts(b *pgx.Batch, tenants, ids UUIDArray, lock bool) map[string]*account {
 	accounts := make(map[string]*account, len(ids))
 	sql := readAccountsSQL
 	if lock {
 		sql = lockAccountsSQL
 	}
-	b.Queue(sql, ids).Query(func(rows pgx.Rows) error {
+	b.Queue(sql, tenants, ids).Query(func(rows pgx.Rows) error {
 		var id string
 		var a account
 		_, err := pgx.ForEachRow(rows, []any{&id, &a.tenantID, &a.currency, &a.allowOverdraft, &a.balance}, func() error {
@@ -458,12 +558,14 @@ func queueReadAccounts(b *pgx.Batch, ids UUIDArray, lock bool) map[string]*accou
 	return accounts
 }
 
-// lockAccountsSQL reads the accounts $1 and locks them in id order;
-// readAccountsSQL only reads them.
+// lockAccountsSQL reads the accounts ($1[i], $2[i]) (tenant, id) and locks
+// them in id order; readAccountsSQL only reads them. The tenant is part of
+// the key, so a request naming another tenant's account id can neither lock
+// nor read that row.
 const (
-	lockAccountsSQL = readAccountsSQL + ` ORDER BY id FOR UPDATE`
-	readAccountsSQL = `SELECT id, tenant_id, currency, allow_overdraft, balance FROM accounts
-	WHERE id = ANY($1::uuid[])`
+	lockAccountsSQL = readAccountsSQL + ` ORDER BY a.id FOR UPDATE OF a`
+	readAccountsSQL = `SELECT a.id, a.tenant_id, a.currency, a.allow_overdraft, a.balance FROM accounts a
+	JOIN unnest($1::uuid[], $2::uuid[]) AS k(tenant_id, id) ON a.id = k.id AND a.tenant_id = k.tenant_id`
 )
 
 // queueExpect fails the transaction with a serialization failure unless

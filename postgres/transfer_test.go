@@ -360,3 +360,308 @@ func AssertLedgerConsistent(t *testing.T, db *postgres.DB, tenant string) {
 		t.Fatal(err)
 	}
 }
+
+// blockRow holds the row lock of account id in another transaction until
+// the returned release is called (or the test ends).
+func blockRow(t *testing.T, db *postgres.DB, id string) (release func()) {
+	t.Helper()
+	tx, err := db.Pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tx.Rollback(context.Background()) })
+	if _, err := tx.Exec(context.Background(), "SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", id); err != nil {
+		t.Fatal(err)
+	}
+	return func() { tx.Rollback(context.Background()) }
+}
+
+// transferExists reports whether the tenant has a transfer with the id.
+func transferExists(t *testing.T, db *postgres.DB, tenant, id string) bool {
+	t.Helper()
+	var n int
+	if err := db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM transfers WHERE tenant_id = $1 AND id = $2", tenant, id).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n == 1
+}
+
+// TestTransfer_DeadlineAfterItStartedGetsTheOutcome: a caller whose
+// context ends while its transfer waits on a row lock inside the
+// transaction that applies it is never told "cancelled" for a transfer
+// that then commits. Refused, the transfer does not exist; otherwise the
+// call returns the transfer.
+func TestTransfer_DeadlineAfterItStartedGetsTheOutcome(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, l *ledger) {
+		house := MustAccount(t, l.db, l.tenant, "USD", true)
+		alice := MustAccount(t, l.db, l.tenant, "USD", false)
+		release := blockRow(t, l.db, alice.ID)
+		id := uuid.NewString()
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			_, err := l.transfers.CreateTransfers(ctx, l.tenant, []holdfast.TransferCreate{{
+				ID: id, DebitAccountID: house.ID, CreditAccountID: alice.ID, Amount: 5, Currency: "USD"}}, false)
+			done <- err
+		}()
+		waitFor(t, func() bool { return lockWaiters(t, l.db) == 1 }) // its transaction has begun
+		cancel()
+		release()
+		err := <-done
+		// A later transfer on the same account commits after the first's
+		// transaction has ended, whichever way it ended.
+		if _, err := l.transfer(house, alice, 1); err != nil {
+			t.Fatal(err)
+		}
+		exists := transferExists(t, l.db, l.tenant, id)
+		switch {
+		case err == nil && !exists:
+			t.Fatal("the call succeeded but the transfer does not exist")
+		case err != nil && exists:
+			t.Fatalf("the call was refused (%v) but the transfer exists", err)
+		case err != nil && !errors.Is(err, context.Canceled):
+			t.Fatalf("err = %v, want a refusal for the cancelled context", err)
+		}
+		AssertLedgerConsistent(t, l.db, l.tenant)
+	})
+}
+
+// TestTransfer_ShortDeadlinesNeverRefuseWhatCommits sends transfers with
+// client ids under deadlines shorter than a batch, from many goroutines:
+// every call refused with its context's error left no transfer, and every
+// transfer that exists was answered with success.
+func TestTransfer_ShortDeadlinesNeverRefuseWhatCommits(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, l *ledger) {
+		const workers, perWorker = 16, 25
+		house := MustAccount(t, l.db, l.tenant, "USD", true)
+		accts := []*holdfast.Account{
+			MustAccount(t, l.db, l.tenant, "USD", true), MustAccount(t, l.db, l.tenant, "USD", true),
+			MustAccount(t, l.db, l.tenant, "USD", true), MustAccount(t, l.db, l.tenant, "USD", true),
+		}
+		var mu sync.Mutex
+		answered := map[string]error{}
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(w), 11))
+				for range perWorker {
+					id := uuid.NewString()
+					// Some without a deadline, so that connections a
+					// deadline cut off are replaced and some transfers
+					// are seen to succeed.
+					deadline := time.Duration(rng.IntN(20_000)) * time.Microsecond
+					if rng.IntN(4) == 0 {
+						deadline = time.Hour
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), deadline)
+					_, err := l.transfers.CreateTransfers(ctx, l.tenant, []holdfast.TransferCreate{{
+						ID: id, DebitAccountID: house.ID, CreditAccountID: accts[rng.IntN(len(accts))].ID, Amount: 1, Currency: "USD"}}, false)
+					cancel()
+					if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+						t.Errorf("transfer: %v", err)
+					}
+					mu.Lock()
+					answered[id] = err
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		var refused, refusedButStored int
+		for id, err := range answered {
+			exists := transferExists(t, l.db, l.tenant, id)
+			switch {
+			case err == nil && !exists:
+				t.Errorf("transfer %s answered success but does not exist", id)
+			case err != nil:
+				refused++
+				if exists {
+					refusedButStored++
+				}
+			}
+		}
+		if refusedButStored > 0 {
+			t.Errorf("%d of %d refused transfers exist", refusedButStored, refused)
+		}
+		var stored int
+		l.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM transfers WHERE tenant_id = $1", l.tenant).Scan(&stored)
+		if want := len(answered) - refused; stored != want {
+			t.Errorf("%d transfers stored, %d answered success", stored, want)
+		}
+		t.Logf("%d of %d refused", refused, len(answered))
+		AssertLedgerConsistent(t, l.db, l.tenant)
+	})
+}
+
+// TestTransfer_AnotherTenantsAccountIsNeitherLockedNorTouched: a transfer
+// that names another tenant's account id fails with ENOTFOUND without
+// waiting for, locking or changing that account's row.
+func TestTransfer_AnotherTenantsAccountIsNeitherLockedNorTouched(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, l *ledger) {
+		mine := MustAccount(t, l.db, l.tenant, "USD", true)
+		other := MustTenant(t, l.db)
+		theirs := MustAccount(t, l.db, other, "USD", true)
+		before := l.accountRow(t, theirs.ID)
+		release := blockRow(t, l.db, theirs.ID) // a transaction of the other tenant holds its row
+		defer release()
+		for _, in := range []holdfast.TransferCreate{
+			{DebitAccountID: mine.ID, CreditAccountID: theirs.ID, Amount: 3, Currency: "USD"},
+			{DebitAccountID: theirs.ID, CreditAccountID: mine.ID, Amount: 3, Currency: "USD"},
+		} {
+			done := make(chan error, 1)
+			go func() {
+				_, err := l.transfers.CreateTransfers(context.Background(), l.tenant, []holdfast.TransferCreate{in}, false)
+				done <- err
+			}()
+			var err error
+			waitFor(t, func() bool {
+				select {
+				case err = <-done:
+					return true
+				default:
+				}
+				if lockWaiters(t, l.db) > 0 {
+					release()
+					t.Fatal("the transfer waits for the row lock of another tenant's account")
+				}
+				return false
+			})
+			if !holdfast.IsCode(err, holdfast.ENOTFOUND) {
+				t.Fatalf("err = %v, want %s", err, holdfast.ENOTFOUND)
+			}
+		}
+		release()
+		if after := l.accountRow(t, theirs.ID); after != before {
+			t.Fatalf("the other tenant's account changed: %s, was %s", after, before)
+		}
+		var n int
+		l.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM entries WHERE account_id IN ($1, $2)", mine.ID, theirs.ID).Scan(&n)
+		if n != 0 {
+			t.Fatalf("%d entries written", n)
+		}
+	})
+}
+
+// accountRow returns the account's row as text, xmin included, so that
+// any write to it (even of the same values) shows.
+func (l *ledger) accountRow(t *testing.T, id string) string {
+	t.Helper()
+	var row string
+	if err := l.db.Pool.QueryRow(context.Background(), "SELECT xmin::text || ' ' || a::text FROM accounts a WHERE id = $1", id).Scan(&row); err != nil {
+		t.Fatal(err)
+	}
+	return row
+}
+
+// holdCommits makes every commit that inserts a transfer wait until
+// release: a deferred trigger waits for a shared advisory lock that the
+// test holds, and swallows the cancellation a client sends when it gives
+// up, so such a commit goes on after its client has gone. wait returns once
+// no transaction waits in the trigger any more (it committed or ended).
+func holdCommits(t *testing.T, db *postgres.DB) (release, wait func()) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := db.Pool.Exec(ctx, `
+		CREATE FUNCTION test_hold_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			LOOP
+				BEGIN
+					PERFORM pg_advisory_xact_lock_shared(4242);
+					RETURN NULL;
+				EXCEPTION WHEN query_canceled THEN
+					-- the client gave up; the commit goes on
+				END;
+			END LOOP;
+		END $$;
+		CREATE CONSTRAINT TRIGGER test_hold_commit AFTER INSERT ON transfers
+			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION test_hold_commit()`); err != nil {
+		t.Fatal(err)
+	}
+	holder, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(holder.Release)
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock(4242)"); err != nil {
+		t.Fatal(err)
+	}
+	release = func() {
+		if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock(4242)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait = func() {
+		if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock(4242)"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock(4242)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return release, wait
+}
+
+// TestTransfer_CommitCutOffIsAnsweredWithItsOutcome: a transfer whose
+// COMMIT was sent, and whose connection was then cut off by a deadline
+// (the caller's outside group commit, the batch's inside it) while the
+// server went on committing, is answered with what happened to it: success
+// if it committed, a refusal only if it did not.
+func TestTransfer_CommitCutOffIsAnsweredWithItsOutcome(t *testing.T) {
+	t.Parallel()
+	for _, gc := range []bool{false, true} {
+		t.Run(fmt.Sprintf("group_commit=%v", gc), func(t *testing.T) {
+			t.Parallel()
+			db := MustOpenDB(t)
+			l := &ledger{db: db, tenant: MustTenant(t, db), transfers: postgres.NewTransferService(db), accounts: postgres.NewAccountService(db)}
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			if gc {
+				ctx = context.Background() // a batch, once taken, is the writer's: its own timeout cuts it off
+				w, err := postgres.NewWriter(l.transfers, postgres.WriterConfig{BatchTimeout: 200 * time.Millisecond})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := w.Start(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(w.Stop)
+			}
+			house := MustAccount(t, db, l.tenant, "USD", true)
+			alice := MustAccount(t, db, l.tenant, "USD", false)
+			release, wait := holdCommits(t, db)
+			id := uuid.NewString()
+			done := make(chan error, 1)
+			go func() {
+				_, err := l.transfers.CreateTransfers(ctx, l.tenant, []holdfast.TransferCreate{{
+					ID: id, DebitAccountID: house.ID, CreditAccountID: alice.ID, Amount: 5, Currency: "USD"}}, false)
+				done <- err
+			}()
+			var err error
+			var answered bool
+			select {
+			case err = <-done:
+				answered = true
+			case <-ctx.Done():
+			}
+			release()
+			if !answered {
+				err = <-done
+			}
+			wait()
+			exists := transferExists(t, db, l.tenant, id)
+			switch {
+			case err == nil && !exists:
+				t.Fatal("the call succeeded but the transfer does not exist")
+			case err != nil && exists:
+				t.Fatalf("the call failed (%v) but the transfer exists", err)
+			case holdfast.IsCode(err, holdfast.EOUTCOMEUNKNOWN):
+				t.Fatalf("the database is up, yet the outcome is unknown: %v", err)
+			}
+			t.Logf("err = %v, exists = %v", err, exists)
+			AssertLedgerConsistent(t, db, l.tenant)
+		})
+	}
+}

@@ -323,11 +323,15 @@ func (w *Writer) submit(ctx context.Context, r *transferRequest) ([]*holdfast.Tr
 	}
 	select {
 	case <-r.done:
-		return r.finish()
 	case <-ctx.Done():
-		// The batch may still apply it; an Idempotency-Key makes the retry safe.
-		return nil, ctx.Err()
+		if r.state.CompareAndSwap(queued, abandoned) {
+			return nil, ctx.Err() // still queued: no batch will apply it
+		}
+		// A batch has taken it: its outcome, not the deadline, is the
+		// answer, and the batch's own timeout bounds the wait.
+		<-r.done
 	}
+	return r.finish()
 }
 
 func (w *Writer) run(ctx context.Context) {
@@ -487,14 +491,19 @@ func (w *Writer) wakeLocked() {
 }
 
 // commit applies one batch and wakes its waiters. Requests whose callers
-// have gone are dropped before the transaction starts.
+// have gone or whose deadlines have passed are dropped before the
+// transaction starts; the others are taken, and from then on their callers
+// wait for the batch's outcome.
 func (w *Writer) commit(ctx context.Context, batch []*transferRequest, f *flight) {
 	live := batch[:0:0]
 	for _, r := range batch {
-		if err := r.ctx.Err(); err != nil {
+		if err := r.ctx.Err(); err != nil && r.state.CompareAndSwap(queued, abandoned) {
 			r.err = err
 			close(r.done)
 			continue
+		}
+		if !r.state.CompareAndSwap(queued, taken) {
+			continue // abandoned by its caller, who has been answered
 		}
 		live = append(live, r)
 	}
