@@ -151,12 +151,11 @@ func envBool(name string, def bool) bool {
 func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
 	c := &m.Config
 	fs := flag.NewFlagSet("holdfast "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		if c.Dev {
-			fmt.Fprint(stderr, "Usage: holdfast dev [flags]\n\nServe the API for development: a private PostgreSQL in the data directory\n(unless DATABASE_URL is set), an embedded NATS, and a demo tenant whose API key is printed.\n\nFlags:\n")
+			fmt.Fprint(fs.Output(), "Usage: holdfast dev [flags]\n\nServe the API for development: a private PostgreSQL in the data directory\n(unless DATABASE_URL is set), an embedded NATS, and a demo tenant whose API key is printed.\n\nFlags:\n")
 		} else {
-			fmt.Fprint(stderr, "Usage: holdfast serve [flags]\n\nServe the API against DATABASE_URL, with an embedded NATS unless NATS_URL is set.\n\nFlags:\n")
+			fmt.Fprint(fs.Output(), "Usage: holdfast serve [flags]\n\nServe the API against DATABASE_URL, with an embedded NATS unless NATS_URL is set.\n\nFlags:\n")
 		}
 		fs.PrintDefaults()
 	}
@@ -195,7 +194,7 @@ func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", c.RedisURL), "Redis URL (env REDIS_URL): hold the per-key rate limit in Redis, shared by every replica; empty keeps it in this process")
 	eventFlags(fs, &c.Events)
 	receiptFlags(fs, &c.Receipts)
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, m.Stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -389,15 +388,14 @@ func (m *Main) Close() error {
 	return errors.Join(errs...)
 }
 
-func runMigrate(ctx context.Context, args []string, stderr io.Writer) error {
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("holdfast migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	url := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (env DATABASE_URL)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: holdfast migrate [flags]\n\nApply the database migrations that have not run yet, then exit.\n\nFlags:\n")
+		fmt.Fprint(fs.Output(), "Usage: holdfast migrate [flags]\n\nApply the database migrations that have not run yet, then exit.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *url == "" {
