@@ -129,7 +129,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "serve", "dev":
 		m := NewMain()
 		m.Stdout = stdout
-		m.Config.Dev = cmd == "dev"
 		if err := m.ParseFlags(cmd, args, stderr); err != nil {
 			return err
 		}
