@@ -2,13 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -92,6 +91,8 @@ type Main struct {
 	Admission *overload.Admission // nil with --admission=false
 
 	redis    *redis.Client
+	dev      *devState // dev's demo tenant, key and accounts
+	devLock  *os.File  // held while dev runs on the data directory
 	events   *eventLog
 	receipts *receiptPipeline
 	writer   *postgres.Writer
@@ -177,12 +178,32 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	if c.Dev {
+		if m.devLock, err = lockDataDir(c.DataDir); err != nil {
+			return err
+		}
+		if c.Reset {
+			if err := resetDataDir(c.DataDir); err != nil {
+				return err
+			}
+		}
+	}
+	// Fail before anything starts if the address is taken.
+	if c.Addr != "" {
+		ln, err := net.Listen("tcp", c.Addr)
+		if err != nil {
+			return fmt.Errorf("--addr %s: %w; stop what listens there, or choose another --addr", c.Addr, errors.Unwrap(err))
+		}
+		ln.Close()
+	}
 
 	dbURL := c.DatabaseURL
 	if dbURL == "" && c.Dev {
 		m.Cluster, err = pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(c.DataDir, "postgres")})
-		if err != nil {
-			return fmt.Errorf("start private PostgreSQL: %w (install it with 'scripts/ensure-postgres.sh', or set DATABASE_URL)", err)
+		if errors.Is(err, pglocal.ErrNotInstalled) {
+			return fmt.Errorf("start private PostgreSQL: %w; or set DATABASE_URL to use a server of yours", err)
+		} else if err != nil {
+			return fmt.Errorf("start private PostgreSQL: %w", err)
 		}
 		if err := m.Cluster.CreateDatabase(ctx, "holdfast"); err != nil {
 			return err
@@ -233,11 +254,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	if c.Dev && c.AdminToken == "" {
-		var b [16]byte
-		rand.Read(b[:])
-		c.AdminToken = "hfadmin_" + hex.EncodeToString(b[:])
-		m.Config.AdminToken = c.AdminToken
+	if c.Dev {
+		if err := m.openDev(ctx); err != nil {
+			return err
+		}
+		c.AdminToken = m.Config.AdminToken
 	}
 	rateLimiter, err := m.openProtection(ctx)
 	if err != nil {
@@ -283,33 +304,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.Logger.Info("holdfast listening", "addr", m.HTTP.Addr(), "group_commit", c.GroupCommit, "embedded_nats", m.NATS.Embedded())
 	if c.Dev {
-		return m.printDevBanner(ctx, tenants)
+		m.printDevBanner(dbURL)
 	}
-	return nil
-}
-
-// printDevBanner creates a demo tenant with a fresh API key and shows how to call the API.
-func (m *Main) printDevBanner(ctx context.Context, tenants *postgres.TenantService) error {
-	t, k, err := tenants.CreateTenant(ctx, holdfast.TenantCreate{Name: "demo"})
-	if err != nil {
-		return fmt.Errorf("demo tenant: %w", err)
-	}
-	u := m.HTTP.URL()
-	fmt.Fprintf(m.Stdout, `
-Holdfast is running at %[1]s  (Ctrl-C to stop)
-  demo tenant:  %[2]s
-  API key:      %[3]s
-  admin token:  %[4]s
-
-Try it:
-  export KEY=%[3]s
-  curl -s -X POST %[1]s/v1/accounts -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
-       -d '{"currency":"USD","allow_overdraft":true}'
-  curl -s %[1]s/v1/accounts -H "Authorization: Bearer $KEY"
-  curl -s %[1]s/openapi.json | head
-  curl -s %[1]s/metrics | grep holdfast_
-
-`, u, t.ID, k.Secret, m.Config.AdminToken)
 	return nil
 }
 
@@ -344,6 +340,9 @@ func (m *Main) Close() error {
 	}
 	if m.Cluster != nil {
 		errs = append(errs, m.Cluster.Stop())
+	}
+	if m.devLock != nil {
+		m.devLock.Close()
 	}
 	return errors.Join(errs...)
 }
