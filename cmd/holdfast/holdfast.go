@@ -104,7 +104,7 @@ type Main struct {
 func NewMain() *Main {
 	m := &Main{
 		Config: Config{
-			Addr: ":8080", DataDir: ".holdfast", RequestTimeout: 30 * time.Second, BodyLimit: 1 << 20,
+			Addr: defaultAddr, DataDir: ".holdfast", RequestTimeout: 30 * time.Second, BodyLimit: 1 << 20,
 			IdempotencyRetention: holdfast.DefaultIdempotencyRetention, IdempotencyLockTimeout: holdfast.DefaultIdempotencyLockTimeout,
 			GroupCommit: true, MaxBatch: 1000, Committers: 2, ShutdownTimeout: 30 * time.Second, LogLevel: "info", Migrate: true,
 			Admission: true, AdmissionMinLimit: 64, AdmissionWriteMin: 1000, LedgerMaxWait: 60 * time.Millisecond, DBAcquireTimeout: time.Second, DBStatementTimeout: 30 * time.Second, RateLimit: 1000,
@@ -116,9 +116,10 @@ func NewMain() *Main {
 	return m
 }
 
-// Listen addresses of dev, which prints an admin token and the demo key:
-// loopback only.
+// Listen addresses: serve's, and dev's, which prints an admin token and the
+// demo key and so listens on loopback only.
 const (
+	defaultAddr   = ":8080"
 	devAddr       = "127.0.0.1:8080"
 	devNATSListen = "127.0.0.1:4223"
 )
@@ -130,7 +131,7 @@ func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
 	c := &m.Config
 	c.Dev = cmd == "dev"
 	if c.Dev {
-		if c.Addr == NewMain().Config.Addr {
+		if c.Addr == defaultAddr {
 			c.Addr = devAddr
 		}
 		if c.NATSListen == "" {
@@ -192,7 +193,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if c.Addr != "" {
 		ln, err := net.Listen("tcp", c.Addr)
 		if err != nil {
-			return fmt.Errorf("--addr %s: %w; stop what listens there, or choose another --addr", c.Addr, errors.Unwrap(err))
+			return fmt.Errorf("--addr: %w; stop what listens there, or choose another --addr", err)
 		}
 		ln.Close()
 	}

@@ -31,7 +31,7 @@ Usage:
 
 Commands:
   serve     serve the API against DATABASE_URL (and NATS_URL, or an embedded NATS)
-  dev       serve with a private PostgreSQL in the data directory and a demo tenant
+  dev       serve on 127.0.0.1 with a private PostgreSQL in the data directory and a demo tenant
   migrate   apply database migrations to DATABASE_URL and exit
   seed      give an account a long history of entries quickly (for trying exports)
   bench     run a benchmark: Holdfast beside the naive way, in one run
