@@ -4,13 +4,25 @@
 GO        ?= go
 GOFLAGS   ?=
 TESTFLAGS ?= -race -count=1 -timeout 20m
+# ARGS go to `holdfast dev` in `make run`, e.g. make run ARGS=--reset
+ARGS      ?=
+
+# `holdfast version` prints these beside the binary's build information: the
+# build's time, and its commit, which the Go toolchain does not record from a
+# git worktree.
+BUILD_TIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+COMMIT     := $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c-dirty; echo $$c; })
+LDFLAGS    := -X main.buildTime=$(BUILD_TIME) -X main.commit=$(COMMIT)
 
 .PHONY: run test build vet deps clean bench-transfers bench-export bench-events bench-receipts bench-overload lab
 
-## run: build bin/holdfast and serve on :8080 with a private PostgreSQL and embedded NATS in .holdfast/,
-## plus a demo tenant (exec: Ctrl-C reaches the service itself, which shuts down and exits 0)
+## run: build bin/holdfast and serve on 127.0.0.1:8080 with a private PostgreSQL and embedded NATS in
+## .holdfast/, plus a demo tenant kept there (make clean, or make run ARGS=--reset, starts over).
+## Ctrl-C reaches the service, which shuts down cleanly and exits 0; make itself then dies of
+## the same SIGINT (status 130 in the shell): GNU make re-raises a terminal's SIGINT once its
+## recipe has exited, whatever the recipe's status. bin/holdfast dev exits 0.
 run: deps
-	$(GO) build -o bin/holdfast ./cmd/holdfast && exec bin/holdfast dev
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast && exec bin/holdfast dev $(ARGS)
 
 ## test: vet, then every test under the race detector (starts its own PostgreSQL and NATS)
 test: deps vet
@@ -42,7 +54,7 @@ lab: deps build
 
 ## build: the holdfast binary in bin/
 build:
-	$(GO) build -o bin/holdfast ./cmd/holdfast
+	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast
 
 vet:
 	$(GO) vet ./...
@@ -51,5 +63,6 @@ deps:
 	@scripts/ensure-postgres.sh
 	@scripts/ensure-nats.sh
 
+## clean: delete the binary and .holdfast/ (the dev database, event log, receipt images and demo credentials)
 clean:
 	rm -rf bin .holdfast

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/events"
 	"github.com/holdfast/holdfast/internal/apitest"
@@ -34,6 +36,9 @@ type env struct {
 	analytics *postgres.AnalyticsService
 	audit     *postgres.AuditService
 	states    *postgres.ConsumerStore
+	metrics   *prometheus.Registry // the groups'
+	// groupMetricsOnce is the groups' metrics on metrics, made by groupMetrics.
+	groupMetricsOnce *events.GroupMetrics
 }
 
 // setup returns a fresh database with a tenant, and an embedded JetStream
@@ -51,7 +56,8 @@ func setup(t *testing.T, natsCfg ...jetstream.Config) *env {
 	}
 	t.Cleanup(nc.Close)
 	e := &env{db: db, nats: nc, accounts: postgres.NewAccountService(db), transfers: postgres.NewTransferService(db),
-		analytics: postgres.NewAnalyticsService(db), audit: postgres.NewAuditService(db), states: postgres.NewConsumerStore(db)}
+		analytics: postgres.NewAnalyticsService(db), audit: postgres.NewAuditService(db), states: postgres.NewConsumerStore(db),
+		metrics: prometheus.NewRegistry()}
 	// A stream of its own, so tests against a shared external server do not meet.
 	e.stream = events.StreamConfig{Name: "events_" + strings.ReplaceAll(strings.ToLower(t.Name()), "/", "_"), MaxBytes: 64 << 20}
 	if !nc.Embedded() {
@@ -103,11 +109,35 @@ func (e *env) group(t *testing.T, name string, applier events.Applier, configure
 	for _, f := range configure {
 		f(&cfg)
 	}
-	g, err := events.NewGroup(e.nats.JS, applier, e.states, nil, cfg)
+	g, err := events.NewGroup(e.nats.JS, applier, e.states, e.groupMetrics(t), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return g
+}
+
+// groupMetrics returns the env's group metrics, registered on e.metrics
+// at the first call.
+func (e *env) groupMetrics(t *testing.T) *events.GroupMetrics {
+	t.Helper()
+	if e.groupMetricsOnce == nil {
+		m, err := events.NewGroupMetrics(e.metrics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.groupMetricsOnce = m
+	}
+	return e.groupMetricsOnce
+}
+
+// waitPauseSeen waits until the group's worker has seen its pause: it sets
+// holdfast_consumer_paused between fetches only, so then none of its
+// fetches is in flight (with the one worker of a group here).
+func (e *env) waitPauseSeen(t *testing.T, group string) {
+	t.Helper()
+	eventually(t, group+"'s worker sees the pause", func() bool {
+		return apitest.GaugeValue(t, e.metrics, "holdfast_consumer_paused", "group", group) == 1
+	})
 }
 
 func (e *env) start(t *testing.T, workers ...interface {
@@ -482,9 +512,7 @@ func TestGroup_PauseAndResume(t *testing.T) {
 	if err := admin.PauseConsumer(t.Context(), "audit", time.Time{}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until the worker has seen the pause: its current fetch returns
-	// within FetchWait, then it reads the state.
-	time.Sleep(400 * time.Millisecond)
+	e.waitPauseSeen(t, "audit")
 	for i := 0; i < 10; i++ {
 		e.mustTransfer(t, a, b, 1)
 	}
@@ -665,7 +693,7 @@ func TestLog_ExternalServer(t *testing.T) {
 	if err := admin.PauseConsumer(t.Context(), "audit", time.Time{}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(400 * time.Millisecond)
+	e.waitPauseSeen(t, "audit")
 	for i := 0; i < 5; i++ {
 		e.mustTransfer(t, a, b, 1)
 	}

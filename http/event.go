@@ -56,6 +56,12 @@ func (s *Server) handleListRollups(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	now := time.Now().UTC()
 	f := holdfast.RollupFilter{From: now.Add(-time.Hour).Truncate(time.Minute), To: now.Add(time.Minute).Truncate(time.Minute), Type: q.Get("type")}
+	if f.Type != "" {
+		if err := holdfast.ValidEventType(f.Type); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+	}
 	for _, p := range []struct {
 		name string
 		t    *time.Time

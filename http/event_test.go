@@ -3,7 +3,6 @@ package http_test
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/holdfast/holdfast/events"
 	holdfasthttp "github.com/holdfast/holdfast/http"
@@ -213,7 +212,7 @@ func TestAdminConsumers(t *testing.T) {
 	if m := r.JSON(t); m["paused"] != true || m["pause_reason"] != "maintenance" {
 		t.Fatalf("pause: %s", r.Body)
 	}
-	time.Sleep(300 * time.Millisecond) // the worker's fetch in progress returns
+	eventually(t, "the audit worker sees the pause", func() bool { return s.log.WorkerSeesPause(t, "audit") })
 	c.Do(t, "POST", "/v1/events", clientEvents(10, "a.b", "")).MustStatus(t, 202)
 	eventually(t, "the audit group shows its lag", func() bool {
 		m := admin.Do(t, "GET", "/v1/admin/consumers", nil).MustStatus(t, 200).JSON(t)

@@ -86,13 +86,21 @@ func openAPIPath(p string) string {
 	return regexp.MustCompile(`\{([A-Za-z_][A-Za-z0-9_]*)(?:\.\.\.)?\}`).ReplaceAllString(p, "{$1}")
 }
 
-// TestOpenAPIDocument checks the document's own consistency: every $ref
+// TestOpenAPIDocument checks the document's own consistency: a license and
+// a contact, every $ref
 // resolves, operation ids are unique, path parameters are declared, every
 // POST takes Idempotency-Key, request bodies are closed, and the security of
 // each operation matches its middleware.
 func TestOpenAPIDocument(t *testing.T) {
 	t.Parallel()
 	spec := loadOpenAPI(t)
+	info := spec.obj(t, spec.root, "info")
+	if l, _ := info["license"].(map[string]any); l["name"] == nil {
+		t.Error("info names no license")
+	}
+	if c, _ := info["contact"].(map[string]any); c["url"] == nil && c["email"] == nil {
+		t.Error("info gives no contact")
+	}
 	var walk func(v any)
 	walk = func(v any) {
 		switch v := v.(type) {

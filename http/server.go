@@ -250,49 +250,57 @@ func (s *Server) Close(ctx context.Context) error {
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.handleHealthz)
-	mux.HandleFunc("GET /readyz", s.handleReadyz)
-	mux.Handle("GET /metrics", s.metricsHandler())
-	mux.HandleFunc("GET /openapi.json", s.handleOpenAPI)
 
+	// Each chain takes the route's query parameters: any other is refused
+	// with 400 before anything else (see knownQuery).
+	//
 	// Overload protection: a request whose deadline has passed is dropped
 	// first; tenant routes then pass the API key's rate limit and their
 	// class's admission limit after authentication. Admin routes skip both,
 	// so that operators can act during an overload.
-	admin := func(h http.HandlerFunc) http.Handler { return s.dropExpired(s.requireAdmin(s.idempotent(h))) }
-	tenant := func(h http.HandlerFunc) http.Handler {
-		return s.dropExpired(s.requireTenant(s.protect(s.idempotent(h))))
+	system := func(h http.HandlerFunc, query ...string) http.Handler { return s.knownQuery(h, query) }
+	metrics := s.metricsHandler()
+	admin := func(h http.HandlerFunc, query ...string) http.Handler {
+		return s.knownQuery(s.dropExpired(s.requireAdmin(s.idempotent(h))), query)
+	}
+	tenant := func(h http.HandlerFunc, query ...string) http.Handler {
+		return s.knownQuery(s.dropExpired(s.requireTenant(s.protect(s.idempotent(h)))), query)
 	}
 	// Transfers claim their Idempotency-Key inside the group-commit batch.
-	transfer := func(h http.HandlerFunc) http.Handler {
-		return s.dropExpired(s.requireTenant(s.protect(s.idempotentInWrite(h))))
+	transfer := func(h http.HandlerFunc, query ...string) http.Handler {
+		return s.knownQuery(s.dropExpired(s.requireTenant(s.protect(s.idempotentInWrite(h)))), query)
 	}
+
+	mux.Handle("GET /healthz", system(s.handleHealthz))
+	mux.Handle("GET /readyz", system(s.handleReadyz))
+	mux.Handle("GET /metrics", system(metrics.ServeHTTP))
+	mux.Handle("GET /openapi.json", system(s.handleOpenAPI))
 
 	mux.Handle("POST /v1/admin/tenants", admin(s.handleCreateTenant))
 	mux.Handle("POST /v1/api-keys", tenant(s.handleCreateAPIKey))
-	mux.Handle("GET /v1/api-keys", tenant(s.handleListAPIKeys))
+	mux.Handle("GET /v1/api-keys", tenant(s.handleListAPIKeys, "limit", "cursor"))
 	mux.Handle("DELETE /v1/api-keys/{id}", tenant(s.handleRevokeAPIKey))
 
 	mux.Handle("POST /v1/accounts", tenant(s.handleCreateAccount))
-	mux.Handle("GET /v1/accounts", tenant(s.handleListAccounts))
+	mux.Handle("GET /v1/accounts", tenant(s.handleListAccounts, "limit", "cursor"))
 	mux.Handle("GET /v1/accounts/{id}", tenant(s.handleGetAccount))
-	mux.Handle("GET /v1/accounts/{id}/transfers", tenant(s.handleListTransfers))
+	mux.Handle("GET /v1/accounts/{id}/transfers", tenant(s.handleListTransfers, "limit", "cursor"))
 	// Streaming: no request deadline (see exportPath).
-	mux.Handle("GET /v1/accounts/{id}/transactions.csv", tenant(s.handleExportCSV))
-	mux.Handle("GET /v1/accounts/{id}/transactions.ndjson", tenant(s.handleExportNDJSON))
+	mux.Handle("GET /v1/accounts/{id}/transactions.csv", tenant(s.handleExportCSV, "from", "to", "after"))
+	mux.Handle("GET /v1/accounts/{id}/transactions.ndjson", tenant(s.handleExportNDJSON, "from", "to", "after"))
 
 	mux.Handle("POST /v1/transfers", transfer(s.handleCreateTransfer))
 	mux.Handle("GET /v1/transfers/{id}", tenant(s.handleGetTransfer))
 	mux.Handle("POST /v1/linked-transfers", transfer(s.handleCreateLinkedTransfers))
 
 	mux.Handle("POST /v1/events", tenant(s.handlePostEvents))
-	mux.Handle("GET /v1/analytics/rollups", tenant(s.handleListRollups))
-	mux.Handle("GET /v1/audit", tenant(s.handleListAudit))
+	mux.Handle("GET /v1/analytics/rollups", tenant(s.handleListRollups, "from", "to", "type", "limit"))
+	mux.Handle("GET /v1/audit", tenant(s.handleListAudit, "limit", "cursor"))
 	mux.Handle("GET /v1/audit/verify", tenant(s.handleVerifyAudit))
 	mux.Handle("PUT /v1/transfers/{id}/receipt", tenant(s.handlePutReceipt))
 	mux.Handle("GET /v1/receipts/{id}", tenant(s.handleGetReceipt))
 	mux.Handle("GET /v1/receipts/{id}/{variant}", tenant(s.handleGetReceiptVariant))
-	mux.Handle("GET /v1/admin/dead-letters", admin(s.handleListDeadLetters))
+	mux.Handle("GET /v1/admin/dead-letters", admin(s.handleListDeadLetters, "tenant", "limit", "cursor"))
 	mux.Handle("POST /v1/admin/dead-letters/{id}/redrive", admin(s.handleRedrive))
 	mux.Handle("GET /v1/admin/consumers", admin(s.handleListConsumers))
 	mux.Handle("POST /v1/admin/consumers/{name}/pause", admin(s.handlePauseConsumer))

@@ -8,6 +8,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -25,6 +28,12 @@ type Config struct {
 	Name string
 	// StartTimeout bounds the embedded server's start. Default 10s.
 	StartTimeout time.Duration
+	// Listen opens the embedded server's client port at this host:port
+	// (port 0: a free one), so that tools such as the nats CLI can look at
+	// the streams. It has no authentication: keep it on loopback. Default
+	// empty: no port, Holdfast's own connection is in-process. Ignored
+	// with URL.
+	Listen string
 }
 
 // Conn is a connection to JetStream, owning the embedded server if any.
@@ -49,9 +58,13 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 		if cfg.StoreDir == "" {
 			return nil, errors.New("jetstream: StoreDir is required for the embedded server")
 		}
-		ns, err := server.NewServer(&server.Options{
-			ServerName: cfg.Name, JetStream: true, StoreDir: cfg.StoreDir, DontListen: true, NoSigs: true,
-		})
+		so := &server.Options{ServerName: cfg.Name, JetStream: true, StoreDir: cfg.StoreDir, DontListen: true, NoSigs: true}
+		if cfg.Listen != "" {
+			if err := listenOptions(so, cfg.Listen); err != nil {
+				return nil, err
+			}
+		}
+		ns, err := server.NewServer(so)
 		if err != nil {
 			return nil, fmt.Errorf("jetstream: embedded server: %w", err)
 		}
@@ -81,6 +94,48 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 		return nil, fmt.Errorf("jetstream: the server at %s has no JetStream: %w", url, err)
 	}
 	return c, nil
+}
+
+// listenOptions sets the embedded server's client port to addr. It checks
+// that addr is free first: the server reports a port in use only by never
+// becoming ready.
+func listenOptions(opts *server.Options, addr string) error {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("jetstream: client port %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return fmt.Errorf("jetstream: client port %q: not a port number", addr)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("jetstream: client port: %w", err)
+	}
+	ln.Close()
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts.DontListen, opts.Host, opts.Port = false, host, port
+	return nil
+}
+
+// ClientURL returns the URL of the embedded server's client port, such as
+// nats://127.0.0.1:4223, or "" when it has none (no Config.Listen, or an
+// external server).
+func (c *Conn) ClientURL() string {
+	if c.server == nil {
+		return ""
+	}
+	addr, ok := c.server.Addr().(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	host := c.server.ClientURL() // the configured host, which Addr reports as [::] when empty
+	if u, err := url.Parse(host); err == nil && u.Hostname() != "" && u.Hostname() != "0.0.0.0" && u.Hostname() != "::" {
+		return "nats://" + net.JoinHostPort(u.Hostname(), strconv.Itoa(addr.Port))
+	}
+	return "nats://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(addr.Port))
 }
 
 // Ping checks the connection with a round trip to the server, waiting at

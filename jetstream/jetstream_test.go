@@ -2,12 +2,14 @@ package jetstream_test
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/holdfast/holdfast/internal/natstest"
 	"github.com/holdfast/holdfast/jetstream"
+	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 )
 
@@ -174,5 +176,60 @@ func TestOpenClosedPort(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("Open against a closed port did not return")
+	}
+}
+
+// TestOpenEmbedded_ClientPort: with Listen, the embedded server takes TCP
+// clients (the nats CLI), which see the streams Holdfast made.
+func TestOpenEmbedded_ClientPort(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c := mustOpen(t, jetstream.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if _, err := c.JS.CreateStream(ctx, njs.StreamConfig{Name: "SEEN", Subjects: []string{"seen.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	u := c.ClientURL()
+	if !strings.HasPrefix(u, "nats://127.0.0.1:") || strings.HasSuffix(u, ":0") {
+		t.Fatalf("ClientURL %q, want nats://127.0.0.1:<the port taken>", u)
+	}
+	nc, err := nats.Connect(u)
+	if err != nil {
+		t.Fatalf("connect over TCP to %s: %v", u, err)
+	}
+	defer nc.Close()
+	js, err := njs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Stream(ctx, "SEEN"); err != nil {
+		t.Fatalf("stream info over TCP: %v", err)
+	}
+}
+
+// TestOpenEmbedded_NoClientPortByDefault: without Listen the server has no
+// TCP port at all.
+func TestOpenEmbedded_NoClientPortByDefault(t *testing.T) {
+	t.Parallel()
+	if u := mustOpen(t, jetstream.Config{StoreDir: t.TempDir()}).ClientURL(); u != "" {
+		t.Fatalf("ClientURL %q without Listen, want none", u)
+	}
+}
+
+// TestOpenEmbedded_ClientPortInUse: a port that is taken is an error naming
+// it, not a server that never becomes ready.
+func TestOpenEmbedded_ClientPortInUse(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := jetstream.Open(t.Context(), jetstream.Config{StoreDir: t.TempDir(), Listen: ln.Addr().String()})
+	if err == nil {
+		c.Close()
+		t.Fatal("Open on a port in use succeeded")
+	}
+	if !strings.Contains(err.Error(), ln.Addr().String()) || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("Open on a port in use: %v, want an error naming %s in use", err, ln.Addr())
 	}
 }

@@ -82,8 +82,11 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 
 // ClosedLoop runs workers that each send calls back to back until d has
 // passed: the offered load adapts to the system's speed, so it measures
-// capacity, not latency under a fixed load.
+// capacity, not latency under a fixed load. Each worker makes one call at
+// least (unless ctx is done), so that a machine too busy to start the
+// workers within d still gets a result with calls in it.
 func ClosedLoop(ctx context.Context, name string, workers int, d time.Duration, call Call) Result {
+	parent := ctx
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var seq atomic.Int64
@@ -94,7 +97,7 @@ func ClosedLoop(ctx context.Context, name string, workers int, d time.Duration, 
 	for w := range workers {
 		recs[w] = &recorder{}
 		wg.Go(func() {
-			for ctx.Err() == nil {
+			for first := true; first && parent.Err() == nil || ctx.Err() == nil; first = false {
 				n := seq.Add(1)
 				t0 := time.Now()
 				good, err := call(context.WithoutCancel(ctx), w, n)
@@ -123,11 +126,18 @@ func OpenLoop(ctx context.Context, name string, rate float64, d time.Duration, m
 // first warmup go to warm, the rest to res. So res measures the system
 // already at the rate, not its ramp from idle, and warm shows that ramp.
 // Each result's Elapsed runs from its first intended send to its last
-// answer.
+// answer. A phase of positive length makes one call at least, even at a
+// rate below one call per phase (a slow machine's peak, in a short run).
 func OpenLoopAfter(ctx context.Context, name string, rate float64, warmup, d time.Duration, maxInFlight int, call Call) (warm, res Result) {
 	interval := time.Duration(float64(time.Second) / rate)
-	first := int64(warmup / interval) // the first call res counts
-	total := first + int64(d/interval)
+	atLeastOne := func(span time.Duration) int64 {
+		if span <= 0 {
+			return 0
+		}
+		return max(1, int64(span/interval))
+	}
+	first := atLeastOne(warmup) // the first call res counts
+	total := first + atLeastOne(d)
 	slots := make(chan struct{}, maxInFlight)
 	var mu sync.Mutex
 	type phase struct {

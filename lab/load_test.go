@@ -218,3 +218,37 @@ func TestOpenLoopAfter_CountsTheWarmUpApart(t *testing.T) {
 	}
 	seqs.mustBeRange(t, 0, openScheduled*3/2)
 }
+
+// TestClosedLoop_EveryWorkerCallsOnceAtLeast: a run whose time is over
+// before its workers start (a machine too busy to schedule them) still
+// makes one call per worker, so it measures something on any machine.
+func TestClosedLoop_EveryWorkerCallsOnceAtLeast(t *testing.T) {
+	t.Parallel()
+	const workers = 3
+	r := lab.ClosedLoop(t.Context(), "closed", workers, 0, func(context.Context, int, int64) (bool, error) { return true, nil })
+	if r.Sent != workers || r.OK != workers {
+		t.Fatalf("Sent %d, OK %d with no time at all; want one call per worker, %d", r.Sent, r.OK, workers)
+	}
+	checkResult(t, r)
+}
+
+// TestOpenLoopAfter_EachPhaseCallsOnceAtLeast: at a rate too low for one
+// call within the warm-up or the run (a slow machine's peak), each phase
+// still makes one call, so each measures something on any machine.
+func TestOpenLoopAfter_EachPhaseCallsOnceAtLeast(t *testing.T) {
+	t.Parallel()
+	const rate = 5.0 // one call per 200 ms
+	warm, r := lab.OpenLoopAfter(t.Context(), "slow", rate, 100*time.Millisecond, 100*time.Millisecond, 4,
+		func(context.Context, int, int64) (bool, error) { return true, nil })
+	if warm.Sent != 1 || r.Sent != 1 {
+		t.Fatalf("sent %d in the warm-up and %d after, at %v/s over 100 ms each; want 1 and 1", warm.Sent, r.Sent, rate)
+	}
+	checkResult(t, warm)
+	checkResult(t, r)
+	// Without a warm-up asked for, none is made.
+	warm, _ = lab.OpenLoopAfter(t.Context(), "slow", rate, 0, 100*time.Millisecond, 4,
+		func(context.Context, int, int64) (bool, error) { return true, nil })
+	if warm.Sent != 0 {
+		t.Fatalf("sent %d in a warm-up of 0, want none", warm.Sent)
+	}
+}

@@ -155,7 +155,6 @@ func machine(ctx context.Context, pool *pgxpool.Pool) string {
 
 func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("holdfast bench transfers", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server to create the benchmark's database on (env DATABASE_URL); empty: a private cluster in a temp dir")
 	duration := fs.Duration("duration", 5*time.Second, "length of each run")
 	accounts := fs.Int("accounts", 10_000, "customer accounts")
@@ -172,7 +171,7 @@ func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server and load generator) to this file")
 	memprofile := fs.String("memprofile", "", "write a heap profile (allocations of the whole run: go tool pprof -sample_index=alloc_space) to this file at the end")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: holdfast bench transfers [flags]
+		fmt.Fprint(fs.Output(), `Usage: holdfast bench transfers [flags]
 
 Transfers per second and latency over HTTP for Holdfast (group commit) and a
 naive server (one transaction per request, SELECT … FOR UPDATE on both
@@ -191,7 +190,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	var concurrency []int

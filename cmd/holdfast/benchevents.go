@@ -16,7 +16,6 @@ import (
 
 func benchEvents(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("holdfast bench events", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server to create the benchmark's database on (env DATABASE_URL); empty: a private cluster in a temp dir")
 	ingestFor := fs.Duration("ingest", 10*time.Second, "length of each ingest run")
 	batch := fs.Int("batch", 500, "events per request in the ingest runs")
@@ -27,7 +26,7 @@ func benchEvents(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	maxDrain := fs.Duration("max-drain", 10*time.Minute, "give up waiting for the lag to drain after this")
 	skipBurst := fs.Bool("skip-burst", false, "run the ingest comparison only")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: holdfast bench events [flags]
+		fmt.Fprint(fs.Output(), `Usage: holdfast bench events [flags]
 
 (a) Ingest: client events stored per second through POST /v1/events
 (batches of 500, 8 clients) beside the limit, raw JetStream async publish of
@@ -48,7 +47,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 

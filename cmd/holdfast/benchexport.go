@@ -15,7 +15,6 @@ import (
 
 func benchExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("holdfast bench export", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server to create the benchmark's database on (env DATABASE_URL); empty: a private cluster in a temp dir")
 	entries := fs.Int("entries", 2_000_000, "entries of the exported account")
 	slowSeconds := fs.Int("slow-seconds", 20, "how many seconds a slow client reads slowly; also the length of each transfer run")
@@ -23,7 +22,7 @@ func benchExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	concurrent := fs.Int("concurrent", 16, "slow exports at once while transfers run")
 	clients := fs.Int("clients", 16, "closed-loop transfer clients")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: holdfast bench export [flags]
+		fmt.Fprint(fs.Output(), `Usage: holdfast bench export [flags]
 
 One account with a long history (seeded by COPY), exported as CSV:
  (a) a fast client: Holdfast's GET …/transactions.csv against psql's \copy of
@@ -40,7 +39,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	slowFor := time.Duration(*slowSeconds) * time.Second

@@ -20,7 +20,6 @@ import (
 
 func benchOverload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("holdfast bench overload", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server to create the benchmark's databases on (env DATABASE_URL); empty: a private cluster in a temp dir")
 	duration := fs.Duration("duration", 8*time.Second, "length of each open-loop run")
 	capDuration := fs.Duration("capacity-duration", 4*time.Second, "length of the closed loop that measures capacity")
@@ -40,7 +39,7 @@ func benchOverload(ctx context.Context, args []string, stdout, stderr io.Writer)
 	cpuWorkers := fs.Int("cpu-workers", 32, "goroutines submitting CPU-bound jobs to the lane")
 	cpuIterations := fs.Int("cpu-iterations", 100_000, "SHA-256 rounds per CPU-bound job (100,000 is about 25 ms)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: holdfast bench overload [flags]
+		fmt.Fprint(fs.Output(), `Usage: holdfast bench overload [flags]
 
 Overload protection on vs off. First short closed loops measure the
 capacity of POST /v1/transfers (the peak over --capacity-clients, or what an
@@ -64,7 +63,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	var loads []float64

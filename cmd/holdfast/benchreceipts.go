@@ -34,7 +34,6 @@ type spikeFlags struct {
 
 func benchReceipts(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("holdfast bench receipts", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var f spikeFlags
 	fs.StringVar(&f.dbURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server to create the benchmark's databases on (env DATABASE_URL); empty: a private cluster in a temp dir")
 	fs.Float64Var(&f.rate, "rate", 50000.0/60, "uploads per second during the spike (50,000 a minute)")
@@ -47,7 +46,7 @@ func benchReceipts(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.IntVar(&f.height, "height", 120, "height of the generated images")
 	fs.BoolVar(&f.skipNaive, "skip-naive", false, "run Holdfast only")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: holdfast bench receipts [flags]
+		fmt.Fprint(fs.Output(), `Usage: holdfast bench receipts [flags]
 
 A spike of receipt uploads (50,000 a minute for 2 minutes by default, small
 generated JPEGs, each on its own transfer) through PUT /v1/transfers/{id}/receipt,
@@ -64,7 +63,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	images := make([][]byte, 64)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -30,21 +29,6 @@ type EventConfig struct {
 func defaultEventConfig() EventConfig {
 	return EventConfig{MaxBytes: 1 << 30, MaxAge: 7 * 24 * time.Hour, Duplicates: 10 * time.Minute, Window: 16384, Batch: 200,
 		AckWait: 30 * time.Second, MaxAckPending: 1000, Workers: 1, Cooldown: 5 * time.Second, YieldDepth: 32}
-}
-
-// eventFlags registers the event log's flags on fs.
-func eventFlags(fs *flag.FlagSet, c *EventConfig) {
-	fs.Int64Var(&c.MaxBytes, "events-max-bytes", int64(envInt("HOLDFAST_EVENTS_MAX_BYTES", int(c.MaxBytes))), "size cap of the events stream; past it, publishing is refused with 503 (env HOLDFAST_EVENTS_MAX_BYTES)")
-	fs.DurationVar(&c.MaxAge, "events-max-age", envDuration("HOLDFAST_EVENTS_MAX_AGE", c.MaxAge), "how long the events stream keeps events (env HOLDFAST_EVENTS_MAX_AGE)")
-	fs.DurationVar(&c.Duplicates, "events-duplicate-window", envDuration("HOLDFAST_EVENTS_DUPLICATE_WINDOW", c.Duplicates), "an event id (a relay's republish, a client's retry of POST /v1/events) is stored once within this window; the stream server keeps every id of the window in memory, ~140 bytes each (env HOLDFAST_EVENTS_DUPLICATE_WINDOW)")
-	fs.IntVar(&c.Window, "events-window", envInt("HOLDFAST_EVENTS_WINDOW", c.Window), "client events this process may have on their way to the stream; beyond, POST /v1/events gets 503 (env HOLDFAST_EVENTS_WINDOW)")
-	fs.IntVar(&c.Batch, "consumer-batch", envInt("HOLDFAST_CONSUMER_BATCH", c.Batch), "messages a consumer group fetches at once, and events it applies in one transaction (a message of a group-commit batch's events is applied whole) (env HOLDFAST_CONSUMER_BATCH)")
-	fs.DurationVar(&c.AckWait, "consumer-ack-wait", envDuration("HOLDFAST_CONSUMER_ACK_WAIT", c.AckWait), "an unacknowledged batch is delivered again after this, unless its worker sends heartbeats (env HOLDFAST_CONSUMER_ACK_WAIT)")
-	fs.IntVar(&c.MaxAckPending, "consumer-max-ack-pending", envInt("HOLDFAST_CONSUMER_MAX_ACK_PENDING", c.MaxAckPending), "events delivered to a group and not yet acknowledged, across all replicas (env HOLDFAST_CONSUMER_MAX_ACK_PENDING)")
-	fs.IntVar(&c.Workers, "consumer-workers", envInt("HOLDFAST_CONSUMER_WORKERS", c.Workers), "batches each group works on at once in this replica (env HOLDFAST_CONSUMER_WORKERS)")
-	fs.DurationVar(&c.Cooldown, "consumer-cooldown", envDuration("HOLDFAST_CONSUMER_COOLDOWN", c.Cooldown), "how long a group pauses itself when its database times out or refuses connections (env HOLDFAST_CONSUMER_COOLDOWN)")
-	fs.IntVar(&c.YieldDepth, "consumer-yield-depth", envInt("HOLDFAST_CONSUMER_YIELD_DEPTH", c.YieldDepth), "while at least this many transfer requests wait for group commit, consumer groups wait 100ms before each batch: requests first, the log absorbs the events; 0 never (env HOLDFAST_CONSUMER_YIELD_DEPTH)")
-	fs.DurationVar(&c.Delay, "consumer-delay", envDuration("HOLDFAST_CONSUMER_DELAY", c.Delay), "added per event consumed, to simulate a slow downstream and watch lag (env HOLDFAST_CONSUMER_DELAY)")
 }
 
 // eventLog is the running event log of a Main.

@@ -2,16 +2,15 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
-	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,13 +27,16 @@ import (
 )
 
 // Config is everything `serve` and `dev` can be told. Each field has a flag
-// and an environment variable; the flag wins.
+// and an environment variable, in the table of settings (config.go); the
+// flag wins.
 type Config struct {
 	Dev                    bool          // run with a private PostgreSQL and a demo tenant
-	Addr                   string        // --addr, HOLDFAST_ADDR; default ":8080"
+	Addr                   string        // --addr, HOLDFAST_ADDR; default ":8080" (dev: 127.0.0.1:8080)
 	DataDir                string        // --data-dir, HOLDFAST_DATA_DIR; default ".holdfast"
 	DatabaseURL            string        // --database-url, DATABASE_URL
 	NATSURL                string        // --nats-url, NATS_URL; empty: embedded NATS
+	NATSListen             string        // --nats-listen: the embedded NATS's client port; default none (dev: 127.0.0.1:4223)
+	Reset                  bool          // dev --reset: delete the data directory's state first
 	AdminToken             string        // --admin-token, HOLDFAST_ADMIN_TOKEN
 	DBMaxConns             int           // --db-max-conns, HOLDFAST_DB_MAX_CONNS; default 4 × cores
 	RequestTimeout         time.Duration // --request-timeout; default 30s
@@ -89,6 +91,8 @@ type Main struct {
 	Admission *overload.Admission // nil with --admission=false
 
 	redis    *redis.Client
+	dev      *devState // dev's demo tenant, key and accounts
+	devLock  *os.File  // held while dev runs on the data directory
 	events   *eventLog
 	receipts *receiptPipeline
 	writer   *postgres.Writer
@@ -100,7 +104,7 @@ type Main struct {
 func NewMain() *Main {
 	m := &Main{
 		Config: Config{
-			Addr: ":8080", DataDir: ".holdfast", RequestTimeout: 30 * time.Second, BodyLimit: 1 << 20,
+			Addr: defaultAddr, DataDir: ".holdfast", RequestTimeout: 30 * time.Second, BodyLimit: 1 << 20,
 			IdempotencyRetention: holdfast.DefaultIdempotencyRetention, IdempotencyLockTimeout: holdfast.DefaultIdempotencyLockTimeout,
 			GroupCommit: true, MaxBatch: 1000, Committers: 2, ShutdownTimeout: 30 * time.Second, LogLevel: "info", Migrate: true,
 			Admission: true, AdmissionMinLimit: 64, AdmissionWriteMin: 1000, LedgerMaxWait: 60 * time.Millisecond, DBAcquireTimeout: time.Second, DBStatementTimeout: 30 * time.Second, RateLimit: 1000,
@@ -112,90 +116,41 @@ func NewMain() *Main {
 	return m
 }
 
-func env(name, def string) string {
-	if v, ok := os.LookupEnv(name); ok {
-		return v
-	}
-	return def
-}
+// Listen addresses: serve's, and dev's, which prints an admin token and the
+// demo key and so listens on loopback only.
+const (
+	defaultAddr   = ":8080"
+	devAddr       = "127.0.0.1:8080"
+	devNATSListen = "127.0.0.1:4223"
+)
 
-func envDuration(name string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(os.Getenv(name)); err == nil {
-		return d
-	}
-	return def
-}
-
-func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
-		return n
-	}
-	return def
-}
-
-func envFloat(name string, def float64) float64 {
-	if f, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil {
-		return f
-	}
-	return def
-}
-
-func envBool(name string, def bool) bool {
-	if b, err := strconv.ParseBool(os.Getenv(name)); err == nil {
-		return b
-	}
-	return def
-}
-
-// ParseFlags reads the command's flags, with environment variables as defaults.
+// ParseFlags reads the command's flags, with environment variables as
+// defaults (see settings). --help prints the usage to m.Stdout and returns
+// flag.ErrHelp.
 func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
 	c := &m.Config
+	c.Dev = cmd == "dev"
+	if c.Dev {
+		if c.Addr == defaultAddr {
+			c.Addr = devAddr
+		}
+		if c.NATSListen == "" {
+			c.NATSListen = devNATSListen
+		}
+	}
 	fs := flag.NewFlagSet("holdfast "+cmd, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		if c.Dev {
-			fmt.Fprint(stderr, "Usage: holdfast dev [flags]\n\nServe the API for development: a private PostgreSQL in the data directory\n(unless DATABASE_URL is set), an embedded NATS, and a demo tenant whose API key is printed.\n\nFlags:\n")
+			fmt.Fprint(fs.Output(), "Usage: holdfast dev [flags]\n\nServe the API for development on 127.0.0.1: a private PostgreSQL in the data directory\n(unless DATABASE_URL is set), an embedded NATS with its client port open, and a demo\ntenant with two accounts, whose API key and admin token are kept in the data directory\nand printed with commands to try.\n\nEach flag's environment variable sets it when the flag is not given; an empty variable\ncounts as unset, a malformed one stops the start.\n\nFlags:\n")
 		} else {
-			fmt.Fprint(stderr, "Usage: holdfast serve [flags]\n\nServe the API against DATABASE_URL, with an embedded NATS unless NATS_URL is set.\n\nFlags:\n")
+			fmt.Fprint(fs.Output(), "Usage: holdfast serve [flags]\n\nServe the API against DATABASE_URL, with an embedded NATS unless NATS_URL is set.\n\nEach flag's environment variable sets it when the flag is not given; an empty variable\ncounts as unset, a malformed one stops the start.\n\nFlags:\n")
 		}
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.Addr, "addr", env("HOLDFAST_ADDR", c.Addr), "listen address (env HOLDFAST_ADDR)")
-	fs.StringVar(&c.DataDir, "data-dir", env("HOLDFAST_DATA_DIR", c.DataDir), "data directory: embedded NATS files, the dev PostgreSQL (env HOLDFAST_DATA_DIR)")
-	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", c.DatabaseURL), "PostgreSQL URL (env DATABASE_URL); required by serve, optional for dev")
-	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", c.NATSURL), "external NATS URL (env NATS_URL); empty runs an embedded server")
-	fs.StringVar(&c.AdminToken, "admin-token", env("HOLDFAST_ADMIN_TOKEN", c.AdminToken), "bearer token for /v1/admin (env HOLDFAST_ADMIN_TOKEN); empty disables the admin API (dev generates one)")
-	fs.IntVar(&c.DBMaxConns, "db-max-conns", envInt("HOLDFAST_DB_MAX_CONNS", c.DBMaxConns), "database pool size (env HOLDFAST_DB_MAX_CONNS); 0 means 4 × cores, at least 8")
-	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDuration("HOLDFAST_REQUEST_TIMEOUT", c.RequestTimeout), "deadline of each request (env HOLDFAST_REQUEST_TIMEOUT)")
-	fs.Int64Var(&c.BodyLimit, "body-limit", int64(envInt("HOLDFAST_BODY_LIMIT", int(c.BodyLimit))), "largest request body in bytes (env HOLDFAST_BODY_LIMIT)")
-	fs.DurationVar(&c.IdempotencyRetention, "idempotency-retention", envDuration("HOLDFAST_IDEMPOTENCY_RETENTION", c.IdempotencyRetention), "how long Idempotency-Keys are kept (env HOLDFAST_IDEMPOTENCY_RETENTION)")
-	fs.DurationVar(&c.IdempotencyLockTimeout, "idempotency-lock-timeout", envDuration("HOLDFAST_IDEMPOTENCY_LOCK_TIMEOUT", c.IdempotencyLockTimeout), "after this a retry may take over a key whose first request never finished (env HOLDFAST_IDEMPOTENCY_LOCK_TIMEOUT)")
-	fs.BoolVar(&c.GroupCommit, "group-commit", envBool("HOLDFAST_GROUP_COMMIT", c.GroupCommit), "apply concurrent transfers in shared transactions (env HOLDFAST_GROUP_COMMIT)")
-	fs.IntVar(&c.MaxBatch, "max-batch", envInt("HOLDFAST_MAX_BATCH", c.MaxBatch), "most transfer requests per group-commit transaction (env HOLDFAST_MAX_BATCH)")
-	fs.IntVar(&c.Committers, "committers", envInt("HOLDFAST_COMMITTERS", c.Committers), "group-commit transactions in flight at once, each on its own connection (env HOLDFAST_COMMITTERS)")
-	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDuration("HOLDFAST_SHUTDOWN_TIMEOUT", c.ShutdownTimeout), "how long SIGTERM waits for in-flight requests (env HOLDFAST_SHUTDOWN_TIMEOUT)")
-	fs.StringVar(&c.LogLevel, "log-level", env("HOLDFAST_LOG_LEVEL", c.LogLevel), "debug, info, warn or error (env HOLDFAST_LOG_LEVEL)")
-	fs.BoolVar(&c.Migrate, "migrate", envBool("HOLDFAST_MIGRATE", c.Migrate), "apply database migrations at start (env HOLDFAST_MIGRATE)")
-	fs.IntVar(&c.ExportSlots, "export-slots", envInt("HOLDFAST_EXPORT_SLOTS", c.ExportSlots), "most concurrent exports, each with its own database connection; 0 means 4 × cores (env HOLDFAST_EXPORT_SLOTS)")
-	fs.IntVar(&c.ExportSlotsPerTenant, "export-slots-per-tenant", envInt("HOLDFAST_EXPORT_SLOTS_PER_TENANT", c.ExportSlotsPerTenant), "most concurrent exports of one tenant; 0 means 2 (env HOLDFAST_EXPORT_SLOTS_PER_TENANT)")
-	fs.BoolVar(&c.Admission, "admission", envBool("HOLDFAST_ADMISSION", c.Admission), "adaptive admission control per route class: shed excess requests with 503 + Retry-After (env HOLDFAST_ADMISSION)")
-	fs.IntVar(&c.AdmissionMinLimit, "admission-min-limit", envInt("HOLDFAST_ADMISSION_MIN_LIMIT", c.AdmissionMinLimit), "lowest concurrency limit of a route class (env HOLDFAST_ADMISSION_MIN_LIMIT)")
-	fs.IntVar(&c.AdmissionWriteMin, "admission-write-min-limit", envInt("HOLDFAST_ADMISSION_WRITE_MIN_LIMIT", c.AdmissionWriteMin), "lowest concurrency limit of writes: group commit needs concurrency to fill its batches, and --ledger-max-wait sheds transfers by the queue's delay instead (env HOLDFAST_ADMISSION_WRITE_MIN_LIMIT)")
-	fs.DurationVar(&c.LedgerMaxWait, "ledger-max-wait", envDuration("HOLDFAST_LEDGER_MAX_WAIT", c.LedgerMaxWait), "with --admission: a transfer is refused at once (503) while more wait for group commit than it commits in this long (and at least --max-batch); 0 is off (env HOLDFAST_LEDGER_MAX_WAIT)")
-	fs.IntVar(&c.AdmissionMaxLimit, "admission-max-limit", envInt("HOLDFAST_ADMISSION_MAX_LIMIT", c.AdmissionMaxLimit), "highest concurrency limit of a route class; 0 means 1000 (env HOLDFAST_ADMISSION_MAX_LIMIT)")
-	fs.DurationVar(&c.AdmissionMaxLatency, "admission-max-latency", envDuration("HOLDFAST_ADMISSION_MAX_LATENCY", c.AdmissionMaxLatency), "shrink a class's limit whenever its mean latency exceeds this; 0 is off (env HOLDFAST_ADMISSION_MAX_LATENCY)")
-	fs.Float64Var(&c.AdmissionTolerance, "admission-tolerance", envFloat("HOLDFAST_ADMISSION_TOLERANCE", c.AdmissionTolerance), "how many times its baseline latency a class's mean latency may reach before its limit shrinks; 0 means 4 (env HOLDFAST_ADMISSION_TOLERANCE)")
-	fs.DurationVar(&c.AdmissionQueueWait, "admission-queue-wait", envDuration("HOLDFAST_ADMISSION_QUEUE_WAIT", c.AdmissionQueueWait), "longest a request waits for capacity while the queue drains (CoDel's interval; 5ms once a queue stands); 0 means 100ms (env HOLDFAST_ADMISSION_QUEUE_WAIT)")
-	fs.IntVar(&c.CPULaneSize, "cpu-lane-size", envInt("HOLDFAST_CPU_LANE_SIZE", c.CPULaneSize), "CPU-bound jobs at once; 0 means GOMAXPROCS-1 (at least 1), negative unbounded (env HOLDFAST_CPU_LANE_SIZE)")
-	fs.IntVar(&c.CPULaneQueue, "cpu-lane-queue", envInt("HOLDFAST_CPU_LANE_QUEUE", c.CPULaneQueue), "CPU-bound jobs that may wait for the lane; 0 means the lane's size (env HOLDFAST_CPU_LANE_QUEUE)")
-	fs.DurationVar(&c.DBAcquireTimeout, "db-acquire-timeout", envDuration("HOLDFAST_DB_ACQUIRE_TIMEOUT", c.DBAcquireTimeout), "longest wait for a database connection before a request fails with 503; negative waits for the request's deadline (env HOLDFAST_DB_ACQUIRE_TIMEOUT)")
-	fs.DurationVar(&c.DBStatementTimeout, "db-statement-timeout", envDuration("HOLDFAST_DB_STATEMENT_TIMEOUT", c.DBStatementTimeout), "server-side limit on each SQL statement (env HOLDFAST_DB_STATEMENT_TIMEOUT)")
-	fs.Float64Var(&c.RateLimit, "rate-limit", envFloat("HOLDFAST_RATE_LIMIT", c.RateLimit), "requests per second per API key (429 beyond); 0 is no limit (env HOLDFAST_RATE_LIMIT)")
-	fs.IntVar(&c.RateLimitBurst, "rate-limit-burst", envInt("HOLDFAST_RATE_LIMIT_BURST", c.RateLimitBurst), "requests an API key may send at once after a quiet spell; 0 means the rate (env HOLDFAST_RATE_LIMIT_BURST)")
-	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", c.RedisURL), "Redis URL (env REDIS_URL): hold the per-key rate limit in Redis, shared by every replica; empty keeps it in this process")
-	eventFlags(fs, &c.Events)
-	receiptFlags(fs, &c.Receipts)
-	if err := fs.Parse(args); err != nil {
+	if c.Dev {
+		fs.BoolVar(&c.Reset, "reset", false, "start over: delete the data directory's PostgreSQL, NATS files, receipt images and demo credentials first (no environment variable)")
+	}
+	if err := parseSettings(fs, c.settings(), args, os.LookupEnv, m.Stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -224,12 +179,32 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	if c.Dev {
+		if m.devLock, err = lockDataDir(c.DataDir); err != nil {
+			return err
+		}
+		if c.Reset {
+			if err := resetDataDir(c.DataDir); err != nil {
+				return err
+			}
+		}
+	}
+	// Fail before anything starts if the address is taken.
+	if c.Addr != "" {
+		ln, err := net.Listen("tcp", c.Addr)
+		if err != nil {
+			return fmt.Errorf("--addr: %w; stop what listens there, or choose another --addr", err)
+		}
+		ln.Close()
+	}
 
 	dbURL := c.DatabaseURL
 	if dbURL == "" && c.Dev {
 		m.Cluster, err = pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(c.DataDir, "postgres")})
-		if err != nil {
-			return fmt.Errorf("start private PostgreSQL: %w (install it with 'scripts/ensure-postgres.sh', or set DATABASE_URL)", err)
+		if errors.Is(err, pglocal.ErrNotInstalled) {
+			return fmt.Errorf("start private PostgreSQL: %w; or set DATABASE_URL to use a server of yours", err)
+		} else if err != nil {
+			return fmt.Errorf("start private PostgreSQL: %w", err)
 		}
 		if err := m.Cluster.CreateDatabase(ctx, "holdfast"); err != nil {
 			return err
@@ -248,7 +223,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}
 
-	m.NATS, err = jetstream.Open(ctx, jetstream.Config{URL: c.NATSURL, StoreDir: natsDir(c.DataDir)})
+	nc := jetstream.Config{URL: c.NATSURL, StoreDir: natsDir(c.DataDir), Listen: c.NATSListen}
+	m.NATS, err = jetstream.Open(ctx, nc)
+	if errors.Is(err, syscall.EADDRINUSE) && c.Dev && c.NATSListen == devNATSListen {
+		// Another program has dev's usual port; the banner prints the one taken.
+		nc.Listen = "127.0.0.1:0"
+		m.NATS, err = jetstream.Open(ctx, nc)
+	}
 	if err != nil {
 		return err
 	}
@@ -274,11 +255,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	if c.Dev && c.AdminToken == "" {
-		var b [16]byte
-		rand.Read(b[:])
-		c.AdminToken = "hfadmin_" + hex.EncodeToString(b[:])
-		m.Config.AdminToken = c.AdminToken
+	if c.Dev {
+		if err := m.openDev(ctx); err != nil {
+			return err
+		}
+		c.AdminToken = m.Config.AdminToken
 	}
 	rateLimiter, err := m.openProtection(ctx)
 	if err != nil {
@@ -324,33 +305,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.Logger.Info("holdfast listening", "addr", m.HTTP.Addr(), "group_commit", c.GroupCommit, "embedded_nats", m.NATS.Embedded())
 	if c.Dev {
-		return m.printDevBanner(ctx, tenants)
+		m.printDevBanner(dbURL)
 	}
-	return nil
-}
-
-// printDevBanner creates a demo tenant with a fresh API key and shows how to call the API.
-func (m *Main) printDevBanner(ctx context.Context, tenants *postgres.TenantService) error {
-	t, k, err := tenants.CreateTenant(ctx, holdfast.TenantCreate{Name: "demo"})
-	if err != nil {
-		return fmt.Errorf("demo tenant: %w", err)
-	}
-	u := m.HTTP.URL()
-	fmt.Fprintf(m.Stdout, `
-Holdfast is running at %[1]s  (Ctrl-C to stop)
-  demo tenant:  %[2]s
-  API key:      %[3]s
-  admin token:  %[4]s
-
-Try it:
-  export KEY=%[3]s
-  curl -s -X POST %[1]s/v1/accounts -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
-       -d '{"currency":"USD","allow_overdraft":true}'
-  curl -s %[1]s/v1/accounts -H "Authorization: Bearer $KEY"
-  curl -s %[1]s/openapi.json | head
-  curl -s %[1]s/metrics | grep holdfast_
-
-`, u, t.ID, k.Secret, m.Config.AdminToken)
 	return nil
 }
 
@@ -386,18 +342,20 @@ func (m *Main) Close() error {
 	if m.Cluster != nil {
 		errs = append(errs, m.Cluster.Stop())
 	}
+	if m.devLock != nil {
+		m.devLock.Close()
+	}
 	return errors.Join(errs...)
 }
 
-func runMigrate(ctx context.Context, args []string, stderr io.Writer) error {
+func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("holdfast migrate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	url := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (env DATABASE_URL)")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: holdfast migrate [flags]\n\nApply the database migrations that have not run yet, then exit.\n\nFlags:\n")
+		fmt.Fprint(fs.Output(), "Usage: holdfast migrate [flags]\n\nApply the database migrations that have not run yet, then exit.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *url == "" {

@@ -59,6 +59,18 @@ var (
 	buildErr  error
 )
 
+// waitUntil polls cond until it holds, and fails t if it has not after a
+// minute: long enough for any machine, a bound only so that a broken build
+// fails instead of hanging.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !cond(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited a minute for this, in vain: %s", what)
+		}
+	}
+}
+
 // mustBinary builds the holdfast binary once for the package's tests.
 func mustBinary(t *testing.T) string {
 	t.Helper()
@@ -132,7 +144,13 @@ func TestServe_Kill9MidStream(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(700 * time.Millisecond) // transfers, relay and consumers all busy
+	// Kill once transfers and events are flowing (the relay and consumers
+	// busy with them), however long this machine takes to get there.
+	waitUntil(t, "transfers and client events flow", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return transfers >= 20 && len(acked) >= 4
+	})
 	if err := s.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}

@@ -78,12 +78,11 @@ func runLab(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 
 	fs := flag.NewFlagSet("holdfast lab "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	scaleName := fs.String("scale", "small", "small or full")
 	out := fs.String("out", "lab-results", "directory of the reports")
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL server for the scenarios' databases (env DATABASE_URL); empty: a private cluster")
-	fs.Usage = func() { usage(stderr) }
-	if err := fs.Parse(args[1:]); err != nil {
+	fs.Usage = func() { usage(fs.Output()) }
+	if err := parseArgs(fs, args[1:], stdout, stderr); err != nil {
 		return err
 	}
 	scale, err := lab.ParseScale(*scaleName)

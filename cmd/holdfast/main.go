@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -10,11 +11,18 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
+	"runtime/debug"
 	"syscall"
 )
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
+// Set at build time by the Makefile (-ldflags "-X main.buildTime=…"); the
+// version and commit, when empty, come from the binary's build information.
+var (
+	version   string
+	commit    string
+	buildTime string
+)
 
 const usage = `holdfast: a payments backend that does not fall over.
 
@@ -23,28 +31,94 @@ Usage:
 
 Commands:
   serve     serve the API against DATABASE_URL (and NATS_URL, or an embedded NATS)
-  dev       serve with a private PostgreSQL in the data directory and a demo tenant
+  dev       serve on 127.0.0.1 with a private PostgreSQL in the data directory and a demo tenant
   migrate   apply database migrations to DATABASE_URL and exit
   seed      give an account a long history of entries quickly (for trying exports)
   bench     run a benchmark: Holdfast beside the naive way, in one run
   lab       run a scenario of the seed, naive beside Holdfast, and write its report and chart
-  version   print the version
+  version   print the version, VCS commit and build time (also --version)
 
 Run 'holdfast <command> --help' for a command's flags.
 `
 
 func main() {
-	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "holdfast:", err)
-		}
-		os.Exit(1)
+	os.Exit(exitCode(run(os.Args[1:], os.Stdout, os.Stderr), os.Stderr))
+}
+
+// exitCode reports err on stderr and returns the process's exit status: 0
+// for success and for --help, 1 otherwise.
+func exitCode(err error, stderr io.Writer) int {
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	default:
+		fmt.Fprintln(stderr, "holdfast:", err)
+		return 1
 	}
 }
 
+// parseArgs parses args into fs. Asked for --help, it prints the usage to
+// stdout and returns flag.ErrHelp (exit 0); for a bad flag it prints the
+// error and the usage to stderr. fs.Usage writes to fs.Output().
+func parseArgs(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	err := fs.Parse(args)
+	fs.SetOutput(stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		stdout.Write(out.Bytes())
+	} else {
+		stderr.Write(out.Bytes())
+	}
+	return err
+}
+
+// versionText describes this build from its build information: the module
+// version, the VCS commit (and whether the tree had changes) and its time,
+// the build time when the Makefile recorded it, and the Go toolchain.
+func versionText() string {
+	v, rev, revTime, modified := version, commit, "", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				revTime = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	if rev == "" {
+		rev = "unknown (built without VCS information)"
+	}
+	if modified {
+		rev += " (with uncommitted changes)"
+	}
+	if revTime != "" {
+		rev += ", committed " + revTime
+	}
+	built := buildTime
+	if built == "" {
+		built = "unknown (make build records it)"
+	}
+	return fmt.Sprintf("holdfast %s\ncommit: %s\nbuilt:  %s\ngo:     %s %s/%s\n", v, rev, built, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
 func run(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+	switch {
+	case len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help":
 		fmt.Fprint(stdout, usage)
+		return nil
+	case args[0] == "version" || args[0] == "--version" || args[0] == "-version":
+		fmt.Fprint(stdout, versionText())
 		return nil
 	}
 	cmd, args := args[0], args[1:]
@@ -55,7 +129,6 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "serve", "dev":
 		m := NewMain()
 		m.Stdout = stdout
-		m.Config.Dev = cmd == "dev"
 		if err := m.ParseFlags(cmd, args, stderr); err != nil {
 			return err
 		}
@@ -72,12 +145,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "bench":
 		return runBench(ctx, args, stdout, stderr)
 	case "migrate":
-		return runMigrate(ctx, args, stderr)
+		return runMigrate(ctx, args, stdout, stderr)
 	case "seed":
 		return runSeed(ctx, args, stdout, stderr)
-	case "version":
-		fmt.Fprintln(stdout, "holdfast", version)
-		return nil
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)

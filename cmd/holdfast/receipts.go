@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"path/filepath"
 	"time"
@@ -34,17 +33,6 @@ func defaultReceiptConfig() ReceiptConfig {
 // pipeline returns the receipts package's configuration.
 func (c ReceiptConfig) pipeline() receipts.Config {
 	return receipts.Config{Cap: c.Cap, Workers: c.Workers, AckWait: c.AckWait, MaxDeliveries: c.MaxDeliveries, BackoffBase: c.BackoffBase}
-}
-
-func receiptFlags(fs *flag.FlagSet, c *ReceiptConfig) {
-	fs.IntVar(&c.Cap, "receipt-cap", envInt("HOLDFAST_RECEIPT_CAP", c.Cap), "receipt jobs in flight at once across every replica (the work queue's MaxAckPending) (env HOLDFAST_RECEIPT_CAP)")
-	fs.IntVar(&c.Workers, "receipt-workers", envInt("HOLDFAST_RECEIPT_WORKERS", c.Workers), "receipt jobs this replica works on at once; 0 means the cap (env HOLDFAST_RECEIPT_WORKERS)")
-	fs.DurationVar(&c.AckWait, "receipt-visibility-timeout", envDuration("HOLDFAST_RECEIPT_VISIBILITY_TIMEOUT", c.AckWait), "a job whose worker died is delivered again after this; live workers extend it with heartbeats (env HOLDFAST_RECEIPT_VISIBILITY_TIMEOUT)")
-	fs.IntVar(&c.MaxDeliveries, "receipt-max-deliveries", envInt("HOLDFAST_RECEIPT_MAX_DELIVERIES", c.MaxDeliveries), "tries of a receipt job before it goes to the dead-letter stream (env HOLDFAST_RECEIPT_MAX_DELIVERIES)")
-	fs.DurationVar(&c.BackoffBase, "receipt-backoff", envDuration("HOLDFAST_RECEIPT_BACKOFF", c.BackoffBase), "delay before the first retry of a failed job; it doubles each time, with jitter (env HOLDFAST_RECEIPT_BACKOFF)")
-	fs.DurationVar(&c.GCInterval, "blob-gc-interval", envDuration("HOLDFAST_BLOB_GC_INTERVAL", c.GCInterval), "pause between sweeps that delete the receipt images (originals and variants) no receipt refers to any more; 0 turns them off (env HOLDFAST_BLOB_GC_INTERVAL)")
-	fs.DurationVar(&c.GCGrace, "blob-gc-grace", envDuration("HOLDFAST_BLOB_GC_GRACE", c.GCGrace), "an image stored within this is never swept, referred to or not; at least 10 × the visibility timeout, so a job's variants are referred to before they can go (env HOLDFAST_BLOB_GC_GRACE)")
-	fs.IntVar(&c.DBConns, "receipt-db-conns", envInt("HOLDFAST_RECEIPT_DB_CONNS", c.DBConns), "database connections of this replica's receipt workers: replicas × this stays within the database's budget (env HOLDFAST_RECEIPT_DB_CONNS)")
 }
 
 // receiptPipeline is the running receipt pipeline of a Main.

@@ -17,14 +17,13 @@ import (
 
 func runSeed(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("holdfast seed", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of a migrated database (env DATABASE_URL)")
 	entries := fs.Int("entries", 2_000_000, "entries to give the account")
 	tenantID := fs.String("tenant", "", "existing tenant to seed (a new API key is created for it); empty: a new tenant")
 	accountID := fs.String("account", "", "existing account of the tenant to seed; empty: a new USD account without overdraft")
 	base := fs.String("url", "http://localhost:8080", "where Holdfast serves, for the curl line printed at the end")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: holdfast seed [flags]
+		fmt.Fprint(fs.Output(), `Usage: holdfast seed [flags]
 
 Give one account a realistic history quickly (COPY, one transaction): n
 transfers against a new overdraft counterparty account, the first funding
@@ -38,7 +37,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseArgs(fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -90,7 +90,12 @@ func TestServe_SIGTERM(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond) // let transfers flow
+	// Signal once transfers are flowing, however long this machine takes.
+	waitUntil(t, "transfers flow", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(created) >= 20
+	})
 	signalled.Store(true)
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/holdfast/holdfast/events"
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/jetstream"
@@ -21,6 +23,8 @@ type EventLog struct {
 	Admin     *events.Admin
 	Analytics *postgres.AnalyticsService
 	Audit     *postgres.AuditService
+	// Metrics holds the groups' metrics (holdfast_consumer_*).
+	Metrics *prometheus.Registry
 }
 
 // MustEventLog starts an event log on db, stopped when tb ends. Its groups
@@ -35,7 +39,11 @@ func MustEventLog(tb testing.TB, db *postgres.DB, configure ...func(*events.Grou
 	}
 	tb.Cleanup(nc.Close)
 	l := &EventLog{NATS: nc, Stream: events.StreamConfig{MaxBytes: 64 << 20}.WithDefaults(),
-		Analytics: postgres.NewAnalyticsService(db), Audit: postgres.NewAuditService(db)}
+		Analytics: postgres.NewAnalyticsService(db), Audit: postgres.NewAuditService(db), Metrics: prometheus.NewRegistry()}
+	metrics, err := events.NewGroupMetrics(l.Metrics)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	if _, err := events.EnsureStream(ctx, nc.JS, l.Stream); err != nil {
 		tb.Fatal(err)
 	}
@@ -56,7 +64,7 @@ func MustEventLog(tb testing.TB, db *postgres.DB, configure ...func(*events.Grou
 		for _, f := range configure {
 			f(&cfg)
 		}
-		group, err := events.NewGroup(nc.JS, g.applier, states, nil, cfg)
+		group, err := events.NewGroup(nc.JS, g.applier, states, metrics, cfg)
 		if err != nil {
 			tb.Fatal(err)
 		}
@@ -74,6 +82,37 @@ func MustEventLog(tb testing.TB, db *postgres.DB, configure ...func(*events.Grou
 	}
 	l.Admin = events.NewAdmin(nc.JS, states, l.Stream, groups...)
 	return l
+}
+
+// WorkerSeesPause reports whether the group's worker has seen its pause:
+// the worker sets holdfast_consumer_paused between fetches only, so then
+// none of its fetches is in flight (with the one worker a group has here).
+func (l *EventLog) WorkerSeesPause(tb testing.TB, group string) bool {
+	tb.Helper()
+	return GaugeValue(tb, l.Metrics, "holdfast_consumer_paused", "group", group) == 1
+}
+
+// GaugeValue returns the value of the gauge name{label="value"} gathered
+// from g, and 0 if there is none.
+func GaugeValue(tb testing.TB, g prometheus.Gatherer, name, label, value string) float64 {
+	tb.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // worker is a background worker with the shared lifecycle.

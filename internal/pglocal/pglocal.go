@@ -46,6 +46,10 @@ const (
 	superuser = "postgres"
 )
 
+// ErrNotInstalled is the error of FindBinDir (and Start) on a machine
+// without PostgreSQL's server binaries.
+var ErrNotInstalled = errors.New("pglocal: PostgreSQL server binaries (initdb, postgres) not found in $PATH or /usr/lib/postgresql/*/bin")
+
 // Config says where and how to run a cluster. Only Dir is required.
 type Config struct {
 	// Dir is the cluster's own directory, created if missing. The data
@@ -123,8 +127,7 @@ func FindBinDir() (string, error) {
 		}
 	}
 	if best == "" {
-		return "", errors.New("pglocal: PostgreSQL server binaries (initdb, postgres) not found in $PATH or /usr/lib/postgresql/*/bin; " +
-			"install them with `apt-get install postgresql` (Debian, Ubuntu) or run scripts/ensure-postgres.sh")
+		return "", fmt.Errorf("%w; install them with `apt-get install postgresql` (Debian, Ubuntu) or run scripts/ensure-postgres.sh", ErrNotInstalled)
 	}
 	return best, nil
 }

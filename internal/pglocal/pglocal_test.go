@@ -142,12 +142,9 @@ func TestStopAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-c.exited
-	begin := time.Now()
+	// An error would say Stop waited out its timeout and killed what was left.
 	if err := c.Stop(); err != nil {
 		t.Errorf("Stop after crash: %v", err)
-	}
-	if d := time.Since(begin); d > 10*time.Second {
-		t.Errorf("Stop after crash took %v", d)
 	}
 	if _, err := os.Stat(c.sockDir); !os.IsNotExist(err) {
 		t.Errorf("socket directory %s left behind: %v", c.sockDir, err)
