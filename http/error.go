@@ -22,6 +22,8 @@ const (
 	EMETHOD      = "method-not-allowed"
 	ETIMEOUT     = "timeout"
 	ERATELIMITED = "rate-limited"
+	// EAUTHTHROTTLED: the client address failed to authenticate too often.
+	EAUTHTHROTTLED = "authentication-throttled"
 )
 
 // problem is the one table from error code to HTTP status and title.
@@ -47,6 +49,7 @@ var problems = map[string]struct {
 	EMETHOD:                     {http.StatusMethodNotAllowed, "Method not allowed"},
 	ETIMEOUT:                    {http.StatusServiceUnavailable, "Request timed out"},
 	ERATELIMITED:                {http.StatusTooManyRequests, "Too many requests"},
+	EAUTHTHROTTLED:              {http.StatusTooManyRequests, "Too many failed authentications"},
 }
 
 // problemFor returns the RFC 9457 problem document and status for err: type,

@@ -42,6 +42,16 @@ type Config struct {
 	// the database again; a revocation takes effect in other replicas within
 	// it (at once in the replica that revoked). Default 5s; negative disables.
 	AuthCacheTTL time.Duration
+	// AuthFailureBurst is how many failed authentications (API key or
+	// admin token) one client address may make before it is throttled:
+	// 429 authentication-throttled, without a database lookup. Default 20.
+	AuthFailureBurst int
+	// AuthFailureRate is how many failed authentications per second an
+	// address earns back. Default 1.
+	AuthFailureRate float64
+	// AuthFailureAddrs bounds the addresses the throttle remembers; past
+	// it the one that failed least recently is forgotten. Default 10,000.
+	AuthFailureAddrs int
 	// ExportSlots caps concurrent exports in this process; beyond it an
 	// export gets 429 at once. Default 4 × GOMAXPROCS.
 	ExportSlots int
@@ -93,6 +103,15 @@ func (c Config) WithDefaults() Config {
 	if c.AuthCacheTTL == 0 {
 		c.AuthCacheTTL = 5 * time.Second
 	}
+	if c.AuthFailureBurst == 0 {
+		c.AuthFailureBurst = 20
+	}
+	if c.AuthFailureRate == 0 {
+		c.AuthFailureRate = 1
+	}
+	if c.AuthFailureAddrs == 0 {
+		c.AuthFailureAddrs = 10_000
+	}
 	if c.ExportSlots == 0 {
 		c.ExportSlots = 4 * runtime.GOMAXPROCS(0)
 	}
@@ -120,6 +139,9 @@ func (c Config) WithDefaults() Config {
 func (c Config) validate() error {
 	if c.BodyLimit < 1 || c.RequestTimeout <= 0 {
 		return errors.New("http: BodyLimit and RequestTimeout must be positive")
+	}
+	if c.AuthFailureBurst < 1 || !(c.AuthFailureRate > 0) || c.AuthFailureAddrs < 1 {
+		return errors.New("http: AuthFailureBurst, AuthFailureRate and AuthFailureAddrs must be positive")
 	}
 	if c.ExportSlots < 1 || c.ExportSlotsPerTenant < 1 || c.ExportStallTimeout <= 0 {
 		return errors.New("http: ExportSlots, ExportSlotsPerTenant and ExportStallTimeout must be positive")
@@ -150,8 +172,10 @@ type Server struct {
 	ln       net.Listener
 	draining atomic.Bool
 	auth     authCache
-	handler  http.Handler
-	once     sync.Once
+	// authThrottle counts failed authentications per client address.
+	authThrottle *authThrottle
+	handler      http.Handler
+	once         sync.Once
 
 	// exportSlots and exportMetrics serve the streaming exports.
 	exportSlots   *export.Limiter
@@ -179,6 +203,7 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.auth.ttl = cfg.AuthCacheTTL
+	s.authThrottle = newAuthThrottle(cfg.AuthFailureBurst, cfg.AuthFailureRate, cfg.AuthFailureAddrs)
 	if s.admissionMetrics, err = newAdmissionMetrics(cfg.Registerer); err != nil {
 		return nil, err
 	}

@@ -25,14 +25,12 @@ var _ holdfast.TenantService = (*TenantService)(nil)
 // NewTenantService returns a TenantService on db.
 func NewTenantService(db *DB) *TenantService { return &TenantService{db: db} }
 
-// keyPrefix starts every secret, so a leaked key is recognisable (secret scanners).
-const keyPrefix = "hf_"
-
-// newSecret returns a random API secret (160 bits) and its stored hash.
+// newSecret returns a random API secret (160 bits, see
+// holdfast.WellFormedAPIKey) and its stored hash.
 func newSecret() (secret string, hash []byte) {
-	var b [20]byte
+	var b [holdfast.APIKeyRandomLen * 5 / 8]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
-	secret = keyPrefix + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
+	secret = holdfast.APIKeyPrefix + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
 	h := sha256.Sum256([]byte(secret))
 	return secret, h[:]
 }
@@ -100,7 +98,7 @@ func (s *TenantService) createAPIKey(ctx context.Context, tx pgx.Tx, tenantID st
 	k := &holdfast.APIKey{
 		ID:        uuid.Must(uuid.NewV7()).String(),
 		TenantID:  tenantID,
-		Prefix:    secret[:len(keyPrefix)+6],
+		Prefix:    secret[:len(holdfast.APIKeyPrefix)+6],
 		Secret:    secret,
 		CreatedAt: s.db.now(),
 	}
@@ -183,8 +181,12 @@ func (s *TenantService) RevokeAPIKey(ctx context.Context, tenantID, keyID string
 	return nil
 }
 
-// Authenticate returns the tenant of a live key, or EUNAUTHORIZED.
+// Authenticate returns the tenant of a live key, or EUNAUTHORIZED. A
+// secret that cannot be a key is refused without a query.
 func (s *TenantService) Authenticate(ctx context.Context, secret string) (string, error) {
+	if !holdfast.WellFormedAPIKey(secret) {
+		return "", holdfast.Errorf(holdfast.EUNAUTHORIZED, "the API key is unknown or revoked")
+	}
 	h := sha256.Sum256([]byte(secret))
 	var tenantID string
 	var revokedAt *time.Time
