@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -26,7 +27,8 @@ import (
 type Config struct {
 	// Addr is the listen address. Default ":8080"; ":0" picks a free port.
 	Addr string
-	// AdminToken guards /v1/admin. Empty disables the admin API.
+	// AdminToken guards /v1/admin: at least MinAdminTokenLen characters
+	// (NewServer refuses a shorter one). Empty disables the admin API.
 	AdminToken string
 	// BodyLimit caps every request body, in bytes. Default 1 MiB.
 	BodyLimit int64
@@ -136,7 +138,14 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// MinAdminTokenLen is the shortest admin token NewServer accepts: a
+// shorter one could be guessed, throttle or not.
+const MinAdminTokenLen = 32
+
 func (c Config) validate() error {
+	if n := utf8.RuneCountInString(c.AdminToken); n > 0 && n < MinAdminTokenLen {
+		return fmt.Errorf("http: the admin token has %d characters; it needs at least %d (generate one with 'openssl rand -hex 32'), or none to disable the admin API", n, MinAdminTokenLen)
+	}
 	if c.BodyLimit < 1 || c.RequestTimeout <= 0 {
 		return errors.New("http: BodyLimit and RequestTimeout must be positive")
 	}
