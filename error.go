@@ -21,6 +21,7 @@ const (
 	EIDEMPOTENCYREUSED = "idempotency-key-reused"                // the key was used for a different request
 	EOVERLOADED        = "overloaded"                            // shed to protect the service; retry later
 	EIMAGETOOLARGE     = "image-too-large"                       // an image whose header declares too many pixels
+	EKEYLIMIT          = "api-key-limit"                         // the tenant holds as many active API keys as it may
 	EINTERNAL          = "internal"                              // a fault on our side
 )
 

@@ -71,7 +71,9 @@ func (c TenantCreate) Validate() error {
 type TenantService interface {
 	// CreateTenant creates a tenant and its first API key (with Secret set).
 	CreateTenant(ctx context.Context, in TenantCreate) (*Tenant, *APIKey, error)
-	// CreateAPIKey adds a key to a tenant. Returns ENOTFOUND for an unknown tenant.
+	// CreateAPIKey adds a key to a tenant. Returns ENOTFOUND for an unknown
+	// tenant, EKEYLIMIT when the tenant already holds as many unrevoked keys
+	// as it may (nothing is created).
 	CreateAPIKey(ctx context.Context, tenantID string) (*APIKey, error)
 	// ListAPIKeys lists one page of a tenant's keys, revoked ones included,
 	// newest first, and the cursor of the next page ("" on the last).

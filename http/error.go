@@ -43,6 +43,7 @@ var problems = map[string]struct {
 	holdfast.EIDEMPOTENCYREUSED: {http.StatusUnprocessableEntity, "Idempotency key reused"},
 	holdfast.EOVERLOADED:        {http.StatusServiceUnavailable, "Overloaded"},
 	holdfast.EIMAGETOOLARGE:     {http.StatusUnprocessableEntity, "Image too large"},
+	holdfast.EKEYLIMIT:          {http.StatusConflict, "API key limit reached"},
 	holdfast.EINTERNAL:          {http.StatusInternalServerError, "Internal error"},
 	ETOOLARGE:                   {http.StatusRequestEntityTooLarge, "Payload too large"},
 	EMEDIATYPE:                  {http.StatusUnsupportedMediaType, "Unsupported media type"},

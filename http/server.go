@@ -67,7 +67,8 @@ type Config struct {
 	// Admin routes, /healthz, /readyz, /metrics and /openapi.json never go
 	// through it.
 	Admission *overload.Admission
-	// RateLimiter limits each API key's requests (429); nil: no limit.
+	// RateLimiter limits each tenant's requests, all its keys together
+	// (429); nil: no limit.
 	RateLimiter RateLimiter
 	// EventBodyLimit caps the body of POST /v1/events (a batch of up to
 	// 1,000 events). Default 4 MiB.
@@ -290,9 +291,11 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /openapi.json", s.handleOpenAPI)
 
 	// Overload protection: a request whose deadline has passed is dropped
-	// first; tenant routes then pass the API key's rate limit and their
-	// class's admission limit after authentication. Admin routes skip both,
-	// so that operators can act during an overload.
+	// first; tenant routes then authenticate (a database lookup only for a
+	// key not in the cache, admitted by its own class, see requireTenant)
+	// and pass the tenant's rate limit and their class's admission limit.
+	// Admin routes skip both, so that operators can act during an overload;
+	// failed authentications of either are throttled per client address.
 	admin := func(h http.HandlerFunc) http.Handler { return s.dropExpired(s.requireAdmin(s.idempotent(h))) }
 	tenant := func(h http.HandlerFunc) http.Handler {
 		return s.dropExpired(s.requireTenant(s.protect(s.idempotent(h))))

@@ -17,13 +17,49 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
+// TenantConfig configures a TenantService.
+type TenantConfig struct {
+	// MaxActiveKeys caps a tenant's unrevoked API keys. Default 100.
+	MaxActiveKeys int
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c TenantConfig) WithDefaults() TenantConfig {
+	if c.MaxActiveKeys == 0 {
+		c.MaxActiveKeys = 100
+	}
+	return c
+}
+
+func (c TenantConfig) validate() error {
+	if c.MaxActiveKeys < 1 {
+		return errors.New("postgres: TenantConfig.MaxActiveKeys must be positive")
+	}
+	return nil
+}
+
 // TenantService implements holdfast.TenantService.
-type TenantService struct{ db *DB }
+type TenantService struct {
+	db  *DB
+	cfg TenantConfig
+}
 
 var _ holdfast.TenantService = (*TenantService)(nil)
 
-// NewTenantService returns a TenantService on db.
-func NewTenantService(db *DB) *TenantService { return &TenantService{db: db} }
+// NewTenantService returns a TenantService on db with the default TenantConfig.
+func NewTenantService(db *DB) *TenantService {
+	return &TenantService{db: db, cfg: TenantConfig{}.WithDefaults()}
+}
+
+// NewTenantServiceWith returns a TenantService on db, or an error for an
+// invalid configuration.
+func NewTenantServiceWith(db *DB, cfg TenantConfig) (*TenantService, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &TenantService{db: db, cfg: cfg}, nil
+}
 
 // newSecret returns a random API secret (160 bits, see
 // holdfast.WellFormedAPIKey) and its stored hash.
@@ -64,19 +100,33 @@ func (s *TenantService) CreateTenant(ctx context.Context, in holdfast.TenantCrea
 	return t, k, nil
 }
 
-// CreateAPIKey adds a key to a tenant.
+// CreateAPIKey adds a key to a tenant, unless it already holds
+// MaxActiveKeys unrevoked ones (EKEYLIMIT).
 func (s *TenantService) CreateAPIKey(ctx context.Context, tenantID string) (*holdfast.APIKey, error) {
 	tx, err := s.db.Pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("create api key: %w", err)
 	}
 	defer tx.Rollback(ctx)
+	// The tenant's row lock makes concurrent creations for one tenant, in
+	// any replica, count and insert one at a time. The count is a statement
+	// of its own, after the lock: its snapshot then holds every key
+	// committed by the transactions the lock waited for. NO KEY UPDATE
+	// leaves the foreign-key checks of other inserts for the tenant free.
 	var exists bool
-	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)", tenantID).Scan(&exists); err != nil {
+	err = tx.QueryRow(ctx, "SELECT true FROM tenants WHERE id = $1 FOR NO KEY UPDATE", tenantID).Scan(&exists)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "tenant not found")
+	}
+	if err != nil {
 		return nil, fmt.Errorf("create api key: %w", err)
 	}
-	if !exists {
-		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "tenant not found")
+	var active int
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL", tenantID).Scan(&active); err != nil {
+		return nil, fmt.Errorf("create api key: %w", err)
+	}
+	if active >= s.cfg.MaxActiveKeys {
+		return nil, holdfast.Errorf(holdfast.EKEYLIMIT, "the tenant has %d active API keys, the most it may have; revoke one first", active)
 	}
 	k, err := s.createAPIKey(ctx, tx, tenantID)
 	if err != nil {

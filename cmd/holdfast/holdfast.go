@@ -65,7 +65,7 @@ type Config struct {
 	CPULaneQueue        int           // --cpu-lane-queue: CPU-bound jobs that may wait; 0: the lane's size
 	DBAcquireTimeout    time.Duration // --db-acquire-timeout; default 1s; negative: the request's deadline
 	DBStatementTimeout  time.Duration // --db-statement-timeout; default 30s
-	RateLimit           float64       // --rate-limit: requests per second per API key; default 1000; 0: no limit
+	RateLimit           float64       // --rate-limit: requests per second per tenant (all its keys); default 1000; 0: no limit
 	RateLimitBurst      int           // --rate-limit-burst; 0: the rate
 	RedisURL            string        // --redis-url, REDIS_URL: share the rate limit across replicas through Redis
 }
@@ -190,9 +190,9 @@ func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
 	fs.IntVar(&c.CPULaneQueue, "cpu-lane-queue", envInt("HOLDFAST_CPU_LANE_QUEUE", c.CPULaneQueue), "CPU-bound jobs that may wait for the lane; 0 means the lane's size (env HOLDFAST_CPU_LANE_QUEUE)")
 	fs.DurationVar(&c.DBAcquireTimeout, "db-acquire-timeout", envDuration("HOLDFAST_DB_ACQUIRE_TIMEOUT", c.DBAcquireTimeout), "longest wait for a database connection before a request fails with 503; negative waits for the request's deadline (env HOLDFAST_DB_ACQUIRE_TIMEOUT)")
 	fs.DurationVar(&c.DBStatementTimeout, "db-statement-timeout", envDuration("HOLDFAST_DB_STATEMENT_TIMEOUT", c.DBStatementTimeout), "server-side limit on each SQL statement (env HOLDFAST_DB_STATEMENT_TIMEOUT)")
-	fs.Float64Var(&c.RateLimit, "rate-limit", envFloat("HOLDFAST_RATE_LIMIT", c.RateLimit), "requests per second per API key (429 beyond); 0 is no limit (env HOLDFAST_RATE_LIMIT)")
-	fs.IntVar(&c.RateLimitBurst, "rate-limit-burst", envInt("HOLDFAST_RATE_LIMIT_BURST", c.RateLimitBurst), "requests an API key may send at once after a quiet spell; 0 means the rate (env HOLDFAST_RATE_LIMIT_BURST)")
-	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", c.RedisURL), "Redis URL (env REDIS_URL): hold the per-key rate limit in Redis, shared by every replica; empty keeps it in this process")
+	fs.Float64Var(&c.RateLimit, "rate-limit", envFloat("HOLDFAST_RATE_LIMIT", c.RateLimit), "requests per second per tenant, all its API keys together (429 beyond); 0 is no limit (env HOLDFAST_RATE_LIMIT)")
+	fs.IntVar(&c.RateLimitBurst, "rate-limit-burst", envInt("HOLDFAST_RATE_LIMIT_BURST", c.RateLimitBurst), "requests a tenant may send at once after a quiet spell; 0 means the rate (env HOLDFAST_RATE_LIMIT_BURST)")
+	fs.StringVar(&c.RedisURL, "redis-url", env("REDIS_URL", c.RedisURL), "Redis URL (env REDIS_URL): hold the per-tenant rate limit in Redis, shared by every replica; empty keeps it in this process")
 	eventFlags(fs, &c.Events)
 	receiptFlags(fs, &c.Receipts)
 	if err := fs.Parse(args); err != nil {
