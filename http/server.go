@@ -27,6 +27,10 @@ import (
 type Config struct {
 	// Addr is the listen address. Default ":8080"; ":0" picks a free port.
 	Addr string
+	// MetricsAddr, if set, serves /metrics on a listener of its own (an
+	// address operators can keep private) and not on Addr. Default "":
+	// /metrics is served on Addr.
+	MetricsAddr string
 	// AdminToken guards /v1/admin: at least MinAdminTokenLen characters
 	// (NewServer refuses a shorter one). Empty disables the admin API.
 	AdminToken string
@@ -175,13 +179,16 @@ type Server struct {
 	// Ready reports whether the dependencies answer; /readyz calls it.
 	Ready func(ctx context.Context) error
 
-	cfg      Config
-	logger   *slog.Logger
-	metrics  *metrics
-	server   *http.Server
-	ln       net.Listener
-	draining atomic.Bool
-	auth     authCache
+	cfg     Config
+	logger  *slog.Logger
+	metrics *metrics
+	server  *http.Server
+	ln      net.Listener
+	// metricsServer and metricsLn serve /metrics when MetricsAddr is set.
+	metricsServer *http.Server
+	metricsLn     net.Listener
+	draining      atomic.Bool
+	auth          authCache
 	// authThrottle counts failed authentications per client address.
 	authThrottle *authThrottle
 	handler      http.Handler
@@ -229,27 +236,46 @@ func (s *Server) Handler() http.Handler {
 	return s.handler
 }
 
-// Open listens on the configured address and serves in the background.
+// Open listens on the configured address (and MetricsAddr, if set) and
+// serves in the background.
 func (s *Server) Open() error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("http: listen: %w", err)
 	}
-	s.ln = ln
-	s.server = &http.Server{
-		Handler:           s.Handler(),
+	var metricsLn net.Listener
+	if s.cfg.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("http: listen for metrics: %w", err)
+		}
+	}
+	s.ln, s.server = ln, s.newHTTPServer(s.Handler())
+	s.serve(s.server, ln)
+	if metricsLn != nil {
+		s.metricsLn, s.metricsServer = metricsLn, s.newHTTPServer(s.metricsRoutes())
+		s.serve(s.metricsServer, metricsLn)
+	}
+	return nil
+}
+
+func (s *Server) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
+}
+
+func (s *Server) serve(srv *http.Server, ln net.Listener) {
 	go func() {
-		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logger.Error("http serve", "err", err)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http serve", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
-	return nil
 }
 
 // Addr returns the address the server listens on (useful with ":0").
@@ -258,6 +284,15 @@ func (s *Server) Addr() string {
 		return ""
 	}
 	return s.ln.Addr().String()
+}
+
+// MetricsAddr returns the address /metrics is served on when
+// Config.MetricsAddr is set; "" otherwise (it is then on Addr).
+func (s *Server) MetricsAddr() string {
+	if s.metricsLn == nil {
+		return ""
+	}
+	return s.metricsLn.Addr().String()
 }
 
 // URL returns the server's base URL on loopback.
@@ -273,21 +308,26 @@ func (s *Server) Drain() { s.draining.Store(true) }
 // requests until ctx ends, then closes what is left.
 func (s *Server) Close(ctx context.Context) error {
 	s.Drain()
-	if s.server == nil {
-		return nil
+	var errs []error
+	for _, srv := range []*http.Server{s.server, s.metricsServer} {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			srv.Close()
+			errs = append(errs, err)
+		}
 	}
-	err := s.server.Shutdown(ctx)
-	if err != nil {
-		s.server.Close()
-	}
-	return err
+	return errors.Join(errs...)
 }
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
-	mux.Handle("GET /metrics", s.metricsHandler())
+	if s.cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", s.metricsHandler())
+	}
 	mux.HandleFunc("GET /openapi.json", s.handleOpenAPI)
 
 	// Overload protection: a request whose deadline has passed is dropped

@@ -32,6 +32,7 @@ import (
 type Config struct {
 	Dev                    bool          // run with a private PostgreSQL and a demo tenant
 	Addr                   string        // --addr, HOLDFAST_ADDR; default ":8080"
+	MetricsAddr            string        // --metrics-addr, HOLDFAST_METRICS_ADDR; empty: /metrics on --addr
 	DataDir                string        // --data-dir, HOLDFAST_DATA_DIR; default ".holdfast"
 	DatabaseURL            string        // --database-url, DATABASE_URL
 	NATSURL                string        // --nats-url, NATS_URL; empty: embedded NATS
@@ -161,6 +162,7 @@ func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.Addr, "addr", env("HOLDFAST_ADDR", c.Addr), "listen address (env HOLDFAST_ADDR)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("HOLDFAST_METRICS_ADDR", c.MetricsAddr), "serve /metrics on this address of its own instead of on --addr (env HOLDFAST_METRICS_ADDR); empty keeps it on --addr")
 	fs.StringVar(&c.DataDir, "data-dir", env("HOLDFAST_DATA_DIR", c.DataDir), "data directory: embedded NATS files, the dev PostgreSQL (env HOLDFAST_DATA_DIR)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", c.DatabaseURL), "PostgreSQL URL (env DATABASE_URL); required by serve, optional for dev")
 	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", c.NATSURL), "external NATS URL (env NATS_URL); empty runs an embedded server")
@@ -285,7 +287,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.HTTP, err = holdfasthttp.NewServer(holdfasthttp.Config{
-		Addr: c.Addr, AdminToken: c.AdminToken, BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout,
+		Addr: c.Addr, MetricsAddr: c.MetricsAddr, AdminToken: c.AdminToken, BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout,
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
 		ExportSlots: c.ExportSlots, ExportSlotsPerTenant: c.ExportSlotsPerTenant,
 		Admission: m.Admission, RateLimiter: rateLimiter,
