@@ -24,6 +24,11 @@ const (
 	ERATELIMITED = "rate-limited"
 	// EAUTHTHROTTLED: the client address failed to authenticate too often.
 	EAUTHTHROTTLED = "authentication-throttled"
+	// Requests net/http refuses before any handler (see problemListener);
+	// its 400s are EINVALID.
+	EHEADERSTOOLARGE  = "headers-too-large"
+	ETRANSFERENCODING = "unsupported-transfer-encoding"
+	EHTTPVERSION      = "unsupported-http-version"
 )
 
 // problem is the one table from error code to HTTP status and title.
@@ -51,6 +56,9 @@ var problems = map[string]struct {
 	ETIMEOUT:                    {http.StatusServiceUnavailable, "Request timed out"},
 	ERATELIMITED:                {http.StatusTooManyRequests, "Too many requests"},
 	EAUTHTHROTTLED:              {http.StatusTooManyRequests, "Too many failed authentications"},
+	EHEADERSTOOLARGE:            {http.StatusRequestHeaderFieldsTooLarge, "Request header fields too large"},
+	ETRANSFERENCODING:           {http.StatusNotImplemented, "Unsupported transfer encoding"},
+	EHTTPVERSION:                {http.StatusHTTPVersionNotSupported, "HTTP version not supported"},
 }
 
 // problemFor returns the RFC 9457 problem document and status for err: type,

@@ -259,20 +259,27 @@ func (s *Server) Open() error {
 	return nil
 }
 
+// maxHeaderBytes caps a request's header (431 headers-too-large beyond).
+const maxHeaderBytes = 64 << 10
+
+// newHTTPServer returns a server of h whose connections (from serve's
+// problemListener) answer what net/http refuses itself with problems.
 func (s *Server) newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
-		Handler:           h,
+		Handler:           markHandling(h),
+		ConnContext:       connContext,
+		ConnState:         connState,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
 }
 
 func (s *Server) serve(srv *http.Server, ln net.Listener) {
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(problemListener{ln, s}); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logger.Error("http serve", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
