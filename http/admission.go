@@ -135,9 +135,10 @@ func (s *Server) protect(next http.Handler) http.Handler {
 // headers (draft-ietf-httpapi-ratelimit-headers: RateLimit-Policy and
 // RateLimit). It answers 429 itself and returns false when the tenant is
 // over its limit. The limit is the tenant's, not the key's: a tenant can
-// mint keys, and each must not bring an allowance of its own. If the limiter fails (Redis down) the request goes
-// through: a rate limit is for fairness, and refusing everyone because
-// Redis is away would turn its outage into ours.
+// mint keys, and each must not bring an allowance of its own. If the
+// limiter fails (Redis down) the request goes through: a rate limit is for
+// fairness, and refusing everyone because Redis is away would turn its
+// outage into ours.
 func (s *Server) allowRate(w http.ResponseWriter, r *http.Request, class overload.Class) bool {
 	d, err := s.cfg.RateLimiter.Allow(r.Context(), tenantFrom(r.Context()))
 	if err != nil {

@@ -1,6 +1,8 @@
 package http
 
 import (
+	"bytes"
+	"cmp"
 	"net/http"
 	"strconv"
 	"sync"
@@ -55,7 +57,8 @@ const metricsWait = time.Second
 // credentials, so a flood of scrapes must not become a flood of gathers
 // (and of the NATS and database calls some collectors make, see
 // CachedCollector). A scrape that cannot have its turn within metricsWait
-// gets 503 overloaded.
+// gets 503 overloaded. The page is rendered into memory during the turn
+// and sent after it, so a client that reads slowly holds up no one.
 func (s *Server) metricsHandler() http.Handler {
 	gather := promhttp.HandlerFor(s.cfg.Gatherer, promhttp.HandlerOpts{})
 	turn := make(chan struct{}, 1)
@@ -75,10 +78,33 @@ func (s *Server) metricsHandler() http.Handler {
 				return
 			}
 		}
-		defer func() { <-turn }()
-		gather.ServeHTTP(w, r)
+		page := &bufferedResponse{header: http.Header{}}
+		gather.ServeHTTP(page, r)
+		<-turn
+		for k, v := range page.header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(cmp.Or(page.status, http.StatusOK))
+		w.Write(page.body.Bytes())
 	})
 }
+
+// bufferedResponse is a response rendered into memory.
+type bufferedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bufferedResponse) Header() http.Header { return b.header }
+
+func (b *bufferedResponse) WriteHeader(status int) {
+	if b.status == 0 {
+		b.status = status
+	}
+}
+
+func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
 
 // metricsRoutes is the handler of the metrics listener (Config.MetricsAddr).
 func (s *Server) metricsRoutes() http.Handler {
