@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/holdfast/holdfast"
@@ -39,6 +41,8 @@ var unparsedCodes = map[int]struct{ code, detail string }{
 	http.StatusHTTPVersionNotSupported:     {EHTTPVERSION, "the request's HTTP version is not supported"},
 }
 
+// problemListener hands out problemConns, so that what net/http refuses
+// by itself is answered with problems too.
 type problemListener struct {
 	net.Listener
 	s *Server
@@ -59,11 +63,47 @@ type problemConn struct {
 	s *Server
 	// handling: a handler has started since the connection was new or idle.
 	handling atomic.Bool
+
+	mu   sync.Mutex
+	head []byte // what was read of the next request, up to its first line: for the problem's instance
+}
+
+// maxHead bounds what a connection keeps of a request's first line.
+const maxHead = 2048
+
+func (c *problemConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && !c.handling.Load() {
+		c.mu.Lock()
+		if !bytes.Contains(c.head, []byte("\n")) {
+			c.head = append(c.head, b[:min(n, maxHead-len(c.head))]...)
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// path returns the path of the request being read, "" if its first line
+// is not (or not yet) a request line.
+func (c *problemConn) path() string {
+	c.mu.Lock()
+	line, _, complete := strings.Cut(string(c.head), "\n")
+	c.mu.Unlock()
+	_, rest, ok := strings.Cut(line, " ")
+	target, _, ok2 := strings.Cut(rest, " ")
+	if !complete || !ok || !ok2 {
+		return ""
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return ""
+	}
+	return u.Path
 }
 
 func (c *problemConn) Write(b []byte) (int, error) {
 	if !c.handling.Load() {
-		if resp, ok := c.s.unparsedProblem(b); ok {
+		if resp, ok := c.s.unparsedProblem(b, c.path()); ok {
 			if _, err := c.Conn.Write(resp); err != nil {
 				return 0, err
 			}
@@ -86,6 +126,9 @@ func connContext(ctx context.Context, c net.Conn) context.Context {
 // connState notes that a connection is between requests.
 func connState(c net.Conn, state http.ConnState) {
 	if pc, ok := c.(*problemConn); ok && state == http.StateIdle {
+		pc.mu.Lock()
+		pc.head = nil // an idle connection keeps nothing
+		pc.mu.Unlock()
 		pc.handling.Store(false)
 	}
 }
@@ -101,8 +144,9 @@ func markHandling(next http.Handler) http.Handler {
 }
 
 // unparsedProblem returns the problem response that replaces b, if b is
-// net/http's own refusal of a request it could not parse.
-func (s *Server) unparsedProblem(b []byte) ([]byte, bool) {
+// net/http's own refusal of a request it could not parse; path is the
+// request's, if its request line could be read.
+func (s *Server) unparsedProblem(b []byte, path string) ([]byte, bool) {
 	const proto = "HTTP/1.1 "
 	end := bytes.Index(b, []byte(serverErrorHeader))
 	if !bytes.HasPrefix(b, []byte(proto)) || end < len(proto)+3 {
@@ -125,7 +169,8 @@ func (s *Server) unparsedProblem(b []byte) ([]byte, bool) {
 	rand.Read(id[:])
 	requestID := hex.EncodeToString(id[:])
 	body, _ := json.Marshal(map[string]any{
-		"type": ProblemBase + u.code, "title": p.title, "status": p.status, "detail": detail, "request_id": requestID})
+		"type": ProblemBase + u.code, "title": p.title, "status": p.status, "detail": detail,
+		"instance": path, "request_id": requestID})
 	body = append(body, '\n')
 	s.logger.Debug("unparsed request", "status", status, "detail", detail, "request_id", requestID)
 	var resp bytes.Buffer

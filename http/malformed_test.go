@@ -34,8 +34,9 @@ func readRaw(tb testing.TB, br *bufio.Reader) rawResponse {
 	return rawResponse{resp.StatusCode, resp.Header, b, resp.Close}
 }
 
-// mustRawProblem fails tb unless r is a problem document with the status and type.
-func mustRawProblem(tb testing.TB, r rawResponse, status int, typ string) {
+// mustRawProblem fails tb unless r is a problem document with the status,
+// type and instance.
+func mustRawProblem(tb testing.TB, r rawResponse, status int, typ, instance string) {
 	tb.Helper()
 	if r.status != status || r.header.Get("Content-Type") != "application/problem+json" {
 		tb.Fatalf("status %d, Content-Type %q, want %d application/problem+json: %q", r.status, r.header.Get("Content-Type"), status, r.body)
@@ -46,6 +47,9 @@ func mustRawProblem(tb testing.TB, r rawResponse, status int, typ string) {
 	}
 	if doc["type"] != "https://holdfast.dev/problems/"+typ || doc["status"] != float64(status) || doc["title"] == "" || doc["detail"] == "" {
 		tb.Fatalf("problem %v, want type %s and status %d", doc, typ, status)
+	}
+	if doc["instance"] != instance {
+		tb.Fatalf("problem instance %v, want %q", doc["instance"], instance)
 	}
 	if id := r.header.Get("X-Request-Id"); id == "" || doc["request_id"] != id {
 		tb.Fatalf("X-Request-Id %q and request_id %v: want the same id in both", id, doc["request_id"])
@@ -98,7 +102,7 @@ func TestMalformedHeaders_AreProblems(t *testing.T) {
 			// reading it.
 			go io.WriteString(conn, tt.request)
 			r := readRaw(t, bufio.NewReader(conn))
-			mustRawProblem(t, r, tt.status, tt.typ)
+			mustRawProblem(t, r, tt.status, tt.typ, strings.Fields(tt.request)[1])
 			if !r.close {
 				t.Error("no Connection: close")
 			}
@@ -122,5 +126,5 @@ func TestMalformedHeaders_AfterAServedRequest(t *testing.T) {
 		t.Fatalf("healthz: %d %q", r.status, r.body)
 	}
 	io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: h\r\nIdempotency-Key: \x01\r\n\r\n")
-	mustRawProblem(t, readRaw(t, br), 400, invalid)
+	mustRawProblem(t, readRaw(t, br), 400, invalid, "/healthz")
 }
