@@ -23,6 +23,7 @@ const (
 	EUNAVAILABLE       = "store-unavailable"                     // the database cannot be reached; nothing was done; retry later
 	EOUTCOMEUNKNOWN    = "outcome-unknown"                       // the database went away while a write committed: look before retrying
 	EIMAGETOOLARGE     = "image-too-large"                       // an image whose header declares too many pixels
+	EKEYLIMIT          = "api-key-limit"                         // the tenant holds as many active API keys as it may
 	EINTERNAL          = "internal"                              // a fault on our side
 )
 

@@ -24,6 +24,29 @@ type APIKey struct {
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 }
 
+// APIKeyPrefix starts every API key secret, so that a leaked key is
+// recognisable (secret scanners); the rest is APIKeyRandomLen characters of
+// unpadded base32 (A-Z, 2-7) encoding 160 random bits.
+const (
+	APIKeyPrefix    = "hf_"
+	APIKeyRandomLen = 32
+)
+
+// WellFormedAPIKey reports whether s has the shape of a secret: the prefix
+// and exactly APIKeyRandomLen base32 characters. Anything else cannot be a
+// key, so it is refused without looking it up.
+func WellFormedAPIKey(s string) bool {
+	if len(s) != len(APIKeyPrefix)+APIKeyRandomLen || s[:len(APIKeyPrefix)] != APIKeyPrefix {
+		return false
+	}
+	for i := len(APIKeyPrefix); i < len(s); i++ {
+		if c := s[i]; !('A' <= c && c <= 'Z' || '2' <= c && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
 // NewTenant is a tenant just created with its first API key: the one time
 // the key's secret is shown.
 type NewTenant struct {
@@ -48,7 +71,9 @@ func (c TenantCreate) Validate() error {
 type TenantService interface {
 	// CreateTenant creates a tenant and its first API key (with Secret set).
 	CreateTenant(ctx context.Context, in TenantCreate) (*Tenant, *APIKey, error)
-	// CreateAPIKey adds a key to a tenant. Returns ENOTFOUND for an unknown tenant.
+	// CreateAPIKey adds a key to a tenant. Returns ENOTFOUND for an unknown
+	// tenant, EKEYLIMIT when the tenant already holds as many unrevoked keys
+	// as it may (nothing is created).
 	CreateAPIKey(ctx context.Context, tenantID string) (*APIKey, error)
 	// ListAPIKeys lists one page of a tenant's keys, revoked ones included,
 	// newest first, and the cursor of the next page ("" on the last).

@@ -2,8 +2,6 @@ package http
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"math"
 	"net/http"
 	"strconv"
@@ -16,10 +14,11 @@ import (
 	"github.com/holdfast/holdfast/ratelimit"
 )
 
-// RateLimiter limits the requests of each API key (see package ratelimit:
-// ratelimit.Local in one process, ratelimit.Redis across replicas).
+// RateLimiter limits the requests of each tenant, whichever of its API
+// keys they carry (see package ratelimit: ratelimit.Local in one process,
+// ratelimit.Redis across replicas).
 type RateLimiter interface {
-	// Allow takes one request from key's allowance.
+	// Allow takes one request from key's allowance (the key is a tenant id).
 	Allow(ctx context.Context, key string) (ratelimit.Decision, error)
 	// Policy returns the limit, for the RateLimit-Policy header.
 	Policy() ratelimit.Config
@@ -100,7 +99,7 @@ func (s *Server) dropExpired(next http.Handler) http.Handler {
 	})
 }
 
-// protect admits an authenticated /v1 request: first the API key's rate
+// protect admits an authenticated /v1 request: first the tenant's rate
 // limit (429), then its route class's adaptive concurrency limit (503).
 // Both refuse without touching the database. A request that ends in 503
 // (a downstream queue full, a timeout) drops its permit instead of
@@ -132,28 +131,29 @@ func (s *Server) protect(next http.Handler) http.Handler {
 	})
 }
 
-// allowRate applies the API key's rate limit and sets the RateLimit
+// allowRate applies the tenant's rate limit and sets the RateLimit
 // headers (draft-ietf-httpapi-ratelimit-headers: RateLimit-Policy and
-// RateLimit). It answers 429 itself and returns false when the key is
-// over its limit. If the limiter fails (Redis down) the request goes
-// through: a rate limit is for fairness, and refusing everyone because
-// Redis is away would turn its outage into ours.
+// RateLimit). It answers 429 itself and returns false when the tenant is
+// over its limit. The limit is the tenant's, not the key's: a tenant can
+// mint keys, and each must not bring an allowance of its own. If the
+// limiter fails (Redis down) the request goes through: a rate limit is for
+// fairness, and refusing everyone because Redis is away would turn its
+// outage into ours.
 func (s *Server) allowRate(w http.ResponseWriter, r *http.Request, class overload.Class) bool {
-	h := sha256.Sum256([]byte(bearer(r)))
-	d, err := s.cfg.RateLimiter.Allow(r.Context(), hex.EncodeToString(h[:16]))
+	d, err := s.cfg.RateLimiter.Allow(r.Context(), tenantFrom(r.Context()))
 	if err != nil {
 		s.admissionMetrics.rateLimitErrors.Inc()
 		return true
 	}
 	hdr := w.Header()
 	hdr.Set("RateLimit-Policy", s.rateLimitPolicy)
-	hdr.Set("RateLimit", `"per-key";r=`+strconv.Itoa(d.Remaining)+";t="+strconv.FormatInt(ceilSeconds(d.Reset), 10))
+	hdr.Set("RateLimit", `"per-tenant";r=`+strconv.Itoa(d.Remaining)+";t="+strconv.FormatInt(ceilSeconds(d.Reset), 10))
 	if d.Allowed {
 		return true
 	}
 	hdr.Set("Retry-After", strconv.FormatInt(max(1, ceilSeconds(d.RetryAfter)), 10))
 	s.cfg.Admission.CountShed(class, overload.ReasonRateLimited)
-	s.Error(w, r, holdfast.Errorf(ERATELIMITED, "the API key's rate limit is exceeded; retry after Retry-After seconds"))
+	s.Error(w, r, holdfast.Errorf(ERATELIMITED, "the tenant's rate limit is exceeded; retry after Retry-After seconds"))
 	return false
 }
 
@@ -161,7 +161,7 @@ func (s *Server) allowRate(w http.ResponseWriter, r *http.Request, class overloa
 // Burst requests per the time a full bucket takes to refill.
 func rateLimitPolicyHeader(c ratelimit.Config) string {
 	window := max(1, int64(math.Ceil(float64(c.Burst)/c.Rate)))
-	return `"per-key";q=` + strconv.Itoa(c.Burst) + ";w=" + strconv.FormatInt(window, 10)
+	return `"per-tenant";q=` + strconv.Itoa(c.Burst) + ";w=" + strconv.FormatInt(window, 10)
 }
 
 // markShed notes for the access log that the request was refused by

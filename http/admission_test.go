@@ -104,10 +104,10 @@ func TestAdmission_ShedsAClassWhenFull(t *testing.T) {
 	}
 }
 
-// TestRateLimit_PerKey: each API key has its own bucket; past it a request
-// gets 429 rate-limited with Retry-After and the RateLimit headers, and
-// another key is unaffected; /healthz and /metrics are never limited.
-func TestRateLimit_PerKey(t *testing.T) {
+// TestRateLimit_PerTenant: each tenant has its own bucket; past it a
+// request gets 429 rate-limited with Retry-After and the RateLimit headers,
+// and another tenant is unaffected; /healthz and /metrics are never limited.
+func TestRateLimit_PerTenant(t *testing.T) {
 	t.Parallel()
 	limiter, err := ratelimit.NewLocal(ratelimit.Config{Rate: 0.01, Burst: 2}) // one request back per 100 s
 	if err != nil {
@@ -118,10 +118,10 @@ func TestRateLimit_PerKey(t *testing.T) {
 
 	for want := 1; want >= 0; want-- {
 		r := a.Do(t, "GET", "/v1/accounts", nil).MustStatus(t, 200)
-		if got := r.Header.Get("RateLimit"); got != `"per-key";r=`+strconv.Itoa(want)+";t="+strconv.Itoa(100*(2-want)) {
+		if got := r.Header.Get("RateLimit"); got != `"per-tenant";r=`+strconv.Itoa(want)+";t="+strconv.Itoa(100*(2-want)) {
 			t.Fatalf("RateLimit %q with %d remaining", got, want)
 		}
-		if got := r.Header.Get("RateLimit-Policy"); got != `"per-key";q=2;w=200` {
+		if got := r.Header.Get("RateLimit-Policy"); got != `"per-tenant";q=2;w=200` {
 			t.Fatalf("RateLimit-Policy %q", got)
 		}
 	}
@@ -132,7 +132,7 @@ func TestRateLimit_PerKey(t *testing.T) {
 	if got := r.Header.Get("Retry-After"); got != "100" {
 		t.Fatalf("Retry-After %q, want 100", got)
 	}
-	if got := r.Header.Get("RateLimit"); got != `"per-key";r=0;t=200` {
+	if got := r.Header.Get("RateLimit"); got != `"per-tenant";r=0;t=200` {
 		t.Fatalf("RateLimit %q on the 429", got)
 	}
 	if n := countAccounts(t, s, a.Tenant); n != 0 {

@@ -22,6 +22,18 @@ func (c *countingTenants) Authenticate(ctx context.Context, secret string) (stri
 	return c.TenantService.Authenticate(ctx, secret)
 }
 
+// authenticate returns secret's tenant from the cache, or else from the
+// database, as requireTenant does.
+func (c *authCache) authenticate(ctx context.Context, svc holdfast.TenantService, secret string) (string, error) {
+	if tenant, known := c.cached(secret); known {
+		if tenant == "" {
+			return "", errUnknownKey
+		}
+		return tenant, nil
+	}
+	return c.verify(ctx, svc, secret)
+}
+
 // TestAuthCache: a known key and an unknown one are each looked up in the
 // database once per TTL, however often they are used; the unknown one is
 // refused with EUNAUTHORIZED every time; a key revoked (its tenant

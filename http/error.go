@@ -22,6 +22,13 @@ const (
 	EMETHOD      = "method-not-allowed"
 	ETIMEOUT     = "timeout"
 	ERATELIMITED = "rate-limited"
+	// EAUTHTHROTTLED: the client address failed to authenticate too often.
+	EAUTHTHROTTLED = "authentication-throttled"
+	// Requests net/http refuses before any handler (see problemListener);
+	// its 400s are EINVALID.
+	EHEADERSTOOLARGE  = "headers-too-large"
+	ETRANSFERENCODING = "unsupported-transfer-encoding"
+	EHTTPVERSION      = "unsupported-http-version"
 )
 
 // problem is the one table from error code to HTTP status and title.
@@ -43,12 +50,17 @@ var problems = map[string]struct {
 	holdfast.EUNAVAILABLE:       {http.StatusServiceUnavailable, "Store unavailable"},
 	holdfast.EOUTCOMEUNKNOWN:    {http.StatusInternalServerError, "Outcome unknown"},
 	holdfast.EIMAGETOOLARGE:     {http.StatusUnprocessableEntity, "Image too large"},
+	holdfast.EKEYLIMIT:          {http.StatusConflict, "API key limit reached"},
 	holdfast.EINTERNAL:          {http.StatusInternalServerError, "Internal error"},
 	ETOOLARGE:                   {http.StatusRequestEntityTooLarge, "Payload too large"},
 	EMEDIATYPE:                  {http.StatusUnsupportedMediaType, "Unsupported media type"},
 	EMETHOD:                     {http.StatusMethodNotAllowed, "Method not allowed"},
 	ETIMEOUT:                    {http.StatusServiceUnavailable, "Request timed out"},
 	ERATELIMITED:                {http.StatusTooManyRequests, "Too many requests"},
+	EAUTHTHROTTLED:              {http.StatusTooManyRequests, "Too many failed authentications"},
+	EHEADERSTOOLARGE:            {http.StatusRequestHeaderFieldsTooLarge, "Request header fields too large"},
+	ETRANSFERENCODING:           {http.StatusNotImplemented, "Unsupported transfer encoding"},
+	EHTTPVERSION:                {http.StatusHTTPVersionNotSupported, "HTTP version not supported"},
 }
 
 // problemFor returns the RFC 9457 problem document and status for err: type,

@@ -12,12 +12,14 @@ import (
 	"net/url"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/overload"
 )
 
 type ctxKey int
@@ -236,10 +238,17 @@ func bearer(r *http.Request) string {
 // adminTenant scopes the admin's idempotency keys.
 const adminTenant = "00000000-0000-0000-0000-000000000000"
 
+// requireAdmin lets through requests with the admin token. Failed
+// attempts count against the client address (see authThrottle).
 func (s *Server) requireAdmin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tok := bearer(r)
-		if s.cfg.AdminToken == "" || subtle.ConstantTimeCompare([]byte(tok), []byte(s.cfg.AdminToken)) != 1 {
+		addr := clientAddress(r)
+		if wait := s.authThrottle.retryAfter(addr); wait > 0 {
+			s.throttled(w, r, wait)
+			return
+		}
+		if !s.adminToken(bearer(r)) {
+			s.authThrottle.fail(addr)
 			s.Error(w, r, holdfast.Errorf(holdfast.EUNAUTHORIZED, "a valid admin token is required"))
 			return
 		}
@@ -247,20 +256,82 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 	})
 }
 
+// adminToken reports whether tok is the admin token. It compares hashes,
+// so that the time taken says nothing about the token, its length included.
+func (s *Server) adminToken(tok string) bool {
+	if s.cfg.AdminToken == "" {
+		return false
+	}
+	got, want := sha256.Sum256([]byte(tok)), sha256.Sum256([]byte(s.cfg.AdminToken))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
+}
+
+// requireTenant authenticates an API key, cheapest check first: a key
+// verified within the cache's TTL goes through; a client address that has
+// failed too often is refused (429); a key that cannot be a secret is
+// refused without a lookup; a key known to be unknown is refused from the
+// cache; only then is the key looked up in the database, under admission
+// control (its own class), so that a flood of made-up keys is shed instead
+// of queueing for database connections. Every 401 counts against the
+// client address.
 func (s *Server) requireTenant(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tok := bearer(r)
-		if tok == "" || len(tok) > 200 {
-			s.Error(w, r, holdfast.Errorf(holdfast.EUNAUTHORIZED, "an API key is required: Authorization: Bearer <key>"))
+		wellFormed := holdfast.WellFormedAPIKey(tok)
+		tenant, known := "", false
+		if wellFormed {
+			tenant, known = s.auth.cached(tok)
+			if known && tenant != "" {
+				next.ServeHTTP(w, authenticate(r, tenant))
+				return
+			}
+		}
+		addr := clientAddress(r)
+		if wait := s.authThrottle.retryAfter(addr); wait > 0 {
+			s.throttled(w, r, wait)
 			return
 		}
-		tenant, err := s.auth.authenticate(r.Context(), s.TenantService, tok)
+		var err error
+		switch {
+		case tok == "":
+			err = holdfast.Errorf(holdfast.EUNAUTHORIZED, "an API key is required: Authorization: Bearer <key>")
+		case !wellFormed || known:
+			err = errUnknownKey
+		default:
+			tenant, err = s.lookupKey(r, tok)
+		}
 		if err != nil {
+			if holdfast.ErrorCode(err) == holdfast.EUNAUTHORIZED {
+				s.authThrottle.fail(addr)
+			}
 			s.Error(w, r, err)
 			return
 		}
 		next.ServeHTTP(w, authenticate(r, tenant))
 	})
+}
+
+// lookupKey asks the database for a well-formed key's tenant, admitted by
+// the Auth class; it returns EOVERLOADED when that class is full.
+func (s *Server) lookupKey(r *http.Request, tok string) (string, error) {
+	p, err := s.cfg.Admission.Acquire(r.Context(), overload.Auth)
+	if err != nil {
+		return "", err
+	}
+	tenant, err := s.auth.verify(r.Context(), s.TenantService, tok)
+	if err != nil && holdfast.ErrorCode(err) != holdfast.EUNAUTHORIZED {
+		p.Drop() // the database did not answer in time: a congestion signal
+	} else {
+		p.Release()
+	}
+	return tenant, err
+}
+
+// throttled answers a client address that failed to authenticate too often.
+func (s *Server) throttled(w http.ResponseWriter, r *http.Request, wait time.Duration) {
+	w.Header().Set("Retry-After", strconv.FormatInt(max(1, ceilSeconds(wait)), 10))
+	s.cfg.Admission.CountShed(overload.Auth, overload.ReasonAuthThrottled)
+	s.Error(w, r, holdfast.Errorf(EAUTHTHROTTLED, "too many failed authentications from this address; retry after Retry-After seconds"))
 }
 
 // authCache remembers verified keys for a short TTL, so a request does not
@@ -276,36 +347,42 @@ type authEntry struct {
 	expires time.Time
 }
 
-func (c *authCache) authenticate(ctx context.Context, svc holdfast.TenantService, secret string) (string, error) {
+// cached returns what the cache knows of secret: known is false when it
+// must be looked up; tenant is "" for a key known to be unknown.
+func (c *authCache) cached(secret string) (tenant string, known bool) {
 	if c.ttl < 0 {
-		return svc.Authenticate(ctx, secret)
+		return "", false
 	}
 	h := sha256.Sum256([]byte(secret))
-	now := time.Now()
 	c.mu.Lock()
 	e, ok := c.m[h]
 	c.mu.Unlock()
-	if ok && now.Before(e.expires) {
-		if e.tenant == "" {
-			return "", errUnknownKey
-		}
-		return e.tenant, nil
+	if !ok || !time.Now().Before(e.expires) {
+		return "", false
 	}
+	return e.tenant, true
+}
+
+// verify looks secret up in the database and caches the answer.
+func (c *authCache) verify(ctx context.Context, svc holdfast.TenantService, secret string) (string, error) {
 	tenant, err := svc.Authenticate(ctx, secret)
 	if err != nil && holdfast.ErrorCode(err) != holdfast.EUNAUTHORIZED {
 		return "", err
 	}
-	// An unknown key is remembered too (as tenant ""): a client retrying
-	// with a wrong key, or a flood of them, must not cost a database
-	// lookup per request. A secret is random and shown once at creation,
-	// so no request can name a key before it exists; a revoked one is
-	// refused by the database, then from here.
-	c.mu.Lock()
-	if c.m == nil || len(c.m) > 100_000 {
-		c.m = make(map[[32]byte]authEntry)
+	if c.ttl >= 0 {
+		// An unknown key is remembered too (as tenant ""): a client retrying
+		// with a wrong key, or a flood of them, must not cost a database
+		// lookup per request. A secret is random and shown once at creation,
+		// so no request can name a key before it exists; a revoked one is
+		// refused by the database, then from here.
+		h := sha256.Sum256([]byte(secret))
+		c.mu.Lock()
+		if c.m == nil || len(c.m) > 100_000 {
+			c.m = make(map[[32]byte]authEntry)
+		}
+		c.m[h] = authEntry{tenant, time.Now().Add(c.ttl)}
+		c.mu.Unlock()
 	}
-	c.m[h] = authEntry{tenant, now.Add(c.ttl)}
-	c.mu.Unlock()
 	if err != nil {
 		return "", errUnknownKey
 	}

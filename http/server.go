@@ -14,6 +14,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -26,7 +27,12 @@ import (
 type Config struct {
 	// Addr is the listen address. Default ":8080"; ":0" picks a free port.
 	Addr string
-	// AdminToken guards /v1/admin. Empty disables the admin API.
+	// MetricsAddr, if set, serves /metrics on a listener of its own (an
+	// address operators can keep private) and not on Addr. Default "":
+	// /metrics is served on Addr.
+	MetricsAddr string
+	// AdminToken guards /v1/admin: at least MinAdminTokenLen characters
+	// (NewServer refuses a shorter one). Empty disables the admin API.
 	AdminToken string
 	// BodyLimit caps every request body, in bytes. Default 1 MiB.
 	BodyLimit int64
@@ -42,6 +48,16 @@ type Config struct {
 	// the database again; a revocation takes effect in other replicas within
 	// it (at once in the replica that revoked). Default 5s; negative disables.
 	AuthCacheTTL time.Duration
+	// AuthFailureBurst is how many failed authentications (API key or
+	// admin token) one client address may make before it is throttled:
+	// 429 authentication-throttled, without a database lookup. Default 20.
+	AuthFailureBurst int
+	// AuthFailureRate is how many failed authentications per second an
+	// address earns back. Default 1.
+	AuthFailureRate float64
+	// AuthFailureAddrs bounds the addresses the throttle remembers; past
+	// it the one that failed least recently is forgotten. Default 10,000.
+	AuthFailureAddrs int
 	// ExportSlots caps concurrent exports in this process; beyond it an
 	// export gets 429 at once. Default 4 × GOMAXPROCS.
 	ExportSlots int
@@ -55,7 +71,8 @@ type Config struct {
 	// Admin routes, /healthz, /readyz, /metrics and /openapi.json never go
 	// through it.
 	Admission *overload.Admission
-	// RateLimiter limits each API key's requests (429); nil: no limit.
+	// RateLimiter limits each tenant's requests, all its keys together
+	// (429); nil: no limit.
 	RateLimiter RateLimiter
 	// EventBodyLimit caps the body of POST /v1/events (a batch of up to
 	// 1,000 events). Default 4 MiB.
@@ -93,6 +110,15 @@ func (c Config) WithDefaults() Config {
 	if c.AuthCacheTTL == 0 {
 		c.AuthCacheTTL = 5 * time.Second
 	}
+	if c.AuthFailureBurst == 0 {
+		c.AuthFailureBurst = 20
+	}
+	if c.AuthFailureRate == 0 {
+		c.AuthFailureRate = 1
+	}
+	if c.AuthFailureAddrs == 0 {
+		c.AuthFailureAddrs = 10_000
+	}
 	if c.ExportSlots == 0 {
 		c.ExportSlots = 4 * runtime.GOMAXPROCS(0)
 	}
@@ -117,9 +143,19 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// MinAdminTokenLen is the shortest admin token NewServer accepts: a
+// shorter one could be guessed, throttle or not.
+const MinAdminTokenLen = 32
+
 func (c Config) validate() error {
+	if n := utf8.RuneCountInString(c.AdminToken); n > 0 && n < MinAdminTokenLen {
+		return fmt.Errorf("http: the admin token has %d characters; it needs at least %d (generate one with 'openssl rand -hex 32'), or none to disable the admin API", n, MinAdminTokenLen)
+	}
 	if c.BodyLimit < 1 || c.RequestTimeout <= 0 {
 		return errors.New("http: BodyLimit and RequestTimeout must be positive")
+	}
+	if c.AuthFailureBurst < 1 || !(c.AuthFailureRate > 0) || c.AuthFailureAddrs < 1 {
+		return errors.New("http: AuthFailureBurst, AuthFailureRate and AuthFailureAddrs must be positive")
 	}
 	if c.ExportSlots < 1 || c.ExportSlotsPerTenant < 1 || c.ExportStallTimeout <= 0 {
 		return errors.New("http: ExportSlots, ExportSlotsPerTenant and ExportStallTimeout must be positive")
@@ -143,15 +179,20 @@ type Server struct {
 	// Ready reports whether the dependencies answer; /readyz calls it.
 	Ready func(ctx context.Context) error
 
-	cfg      Config
-	logger   *slog.Logger
-	metrics  *metrics
-	server   *http.Server
-	ln       net.Listener
-	draining atomic.Bool
-	auth     authCache
-	handler  http.Handler
-	once     sync.Once
+	cfg     Config
+	logger  *slog.Logger
+	metrics *metrics
+	server  *http.Server
+	ln      net.Listener
+	// metricsServer and metricsLn serve /metrics when MetricsAddr is set.
+	metricsServer *http.Server
+	metricsLn     net.Listener
+	draining      atomic.Bool
+	auth          authCache
+	// authThrottle counts failed authentications per client address.
+	authThrottle *authThrottle
+	handler      http.Handler
+	once         sync.Once
 
 	// exportSlots and exportMetrics serve the streaming exports.
 	exportSlots   *export.Limiter
@@ -179,6 +220,7 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.auth.ttl = cfg.AuthCacheTTL
+	s.authThrottle = newAuthThrottle(cfg.AuthFailureBurst, cfg.AuthFailureRate, cfg.AuthFailureAddrs)
 	if s.admissionMetrics, err = newAdmissionMetrics(cfg.Registerer); err != nil {
 		return nil, err
 	}
@@ -194,27 +236,53 @@ func (s *Server) Handler() http.Handler {
 	return s.handler
 }
 
-// Open listens on the configured address and serves in the background.
+// Open listens on the configured address (and MetricsAddr, if set) and
+// serves in the background.
 func (s *Server) Open() error {
 	ln, err := net.Listen("tcp", s.cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("http: listen: %w", err)
 	}
-	s.ln = ln
-	s.server = &http.Server{
-		Handler:           s.Handler(),
+	var metricsLn net.Listener
+	if s.cfg.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", s.cfg.MetricsAddr); err != nil {
+			ln.Close()
+			return fmt.Errorf("http: listen for metrics: %w", err)
+		}
+	}
+	s.ln, s.server = ln, s.newHTTPServer(s.Handler())
+	s.serve(s.server, ln)
+	if metricsLn != nil {
+		s.metricsLn, s.metricsServer = metricsLn, s.newHTTPServer(s.metricsRoutes())
+		s.serve(s.metricsServer, metricsLn)
+	}
+	return nil
+}
+
+// maxHeaderBytes caps a request's header (431 headers-too-large beyond).
+const maxHeaderBytes = 64 << 10
+
+// newHTTPServer returns a server of h whose connections (from serve's
+// problemListener) answer what net/http refuses itself with problems.
+func (s *Server) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           markHandling(h),
+		ConnContext:       connContext,
+		ConnState:         connState,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
+}
+
+func (s *Server) serve(srv *http.Server, ln net.Listener) {
 	go func() {
-		if err := s.server.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.logger.Error("http serve", "err", err)
+		if err := srv.Serve(problemListener{ln, s}); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http serve", "addr", ln.Addr().String(), "err", err)
 		}
 	}()
-	return nil
 }
 
 // Addr returns the address the server listens on (useful with ":0").
@@ -223,6 +291,15 @@ func (s *Server) Addr() string {
 		return ""
 	}
 	return s.ln.Addr().String()
+}
+
+// MetricsAddr returns the address /metrics is served on when
+// Config.MetricsAddr is set; "" otherwise (it is then on Addr).
+func (s *Server) MetricsAddr() string {
+	if s.metricsLn == nil {
+		return ""
+	}
+	return s.metricsLn.Addr().String()
 }
 
 // URL returns the server's base URL on loopback.
@@ -238,14 +315,17 @@ func (s *Server) Drain() { s.draining.Store(true) }
 // requests until ctx ends, then closes what is left.
 func (s *Server) Close(ctx context.Context) error {
 	s.Drain()
-	if s.server == nil {
-		return nil
+	var errs []error
+	for _, srv := range []*http.Server{s.server, s.metricsServer} {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			srv.Close()
+			errs = append(errs, err)
+		}
 	}
-	err := s.server.Shutdown(ctx)
-	if err != nil {
-		s.server.Close()
-	}
-	return err
+	return errors.Join(errs...)
 }
 
 func (s *Server) routes() http.Handler {
@@ -255,11 +335,12 @@ func (s *Server) routes() http.Handler {
 	// with 400 before anything else (see knownQuery).
 	//
 	// Overload protection: a request whose deadline has passed is dropped
-	// first; tenant routes then pass the API key's rate limit and their
-	// class's admission limit after authentication. Admin routes skip both,
-	// so that operators can act during an overload.
+	// first; tenant routes then authenticate (a database lookup only for a
+	// key not in the cache, admitted by its own class, see requireTenant)
+	// and pass the tenant's rate limit and their class's admission limit.
+	// Admin routes skip both, so that operators can act during an overload;
+	// failed authentications of either are throttled per client address.
 	system := func(h http.HandlerFunc, query ...string) http.Handler { return s.knownQuery(h, query) }
-	metrics := s.metricsHandler()
 	admin := func(h http.HandlerFunc, query ...string) http.Handler {
 		return s.knownQuery(s.dropExpired(s.requireAdmin(s.idempotent(h))), query)
 	}
@@ -273,7 +354,9 @@ func (s *Server) routes() http.Handler {
 
 	mux.Handle("GET /healthz", system(s.handleHealthz))
 	mux.Handle("GET /readyz", system(s.handleReadyz))
-	mux.Handle("GET /metrics", system(metrics.ServeHTTP))
+	if s.cfg.MetricsAddr == "" {
+		mux.Handle("GET /metrics", system(s.metricsHandler().ServeHTTP))
+	}
 	mux.Handle("GET /openapi.json", system(s.handleOpenAPI))
 
 	mux.Handle("POST /v1/admin/tenants", admin(s.handleCreateTenant))

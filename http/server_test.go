@@ -1,6 +1,7 @@
 package http_test
 
 import (
+	"strings"
 	"testing"
 
 	holdfasthttp "github.com/holdfast/holdfast/http"
@@ -11,7 +12,8 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-const adminToken = "test-admin-token"
+// adminToken is the test servers' admin token (at least 32 characters).
+const adminToken = "test-admin-token-0123456789abcdef"
 
 // TestServer is a real server on loopback over real PostgreSQL services.
 type TestServer struct {
@@ -76,5 +78,23 @@ func TestMetrics(t *testing.T) {
 	r := c.Do(t, "GET", "/metrics", nil).MustStatus(t, 200)
 	if len(r.Body) == 0 {
 		t.Fatal("empty /metrics")
+	}
+}
+
+// TestNewServer_RefusesAShortAdminToken: an admin token shorter than 32
+// characters could be guessed; the server refuses to start with one, and
+// says why. No token (no admin API) is fine.
+func TestNewServer_RefusesAShortAdminToken(t *testing.T) {
+	t.Parallel()
+	for _, tok := range []string{"x", "e2e-admin", strings.Repeat("k", 31)} {
+		_, err := holdfasthttp.NewServer(holdfasthttp.Config{AdminToken: tok})
+		if err == nil || !strings.Contains(err.Error(), "at least 32") {
+			t.Errorf("admin token of %d characters: %v, want an error saying it needs at least 32", len(tok), err)
+		}
+	}
+	for _, tok := range []string{"", strings.Repeat("k", 32), adminToken} {
+		if _, err := holdfasthttp.NewServer(holdfasthttp.Config{AdminToken: tok}); err != nil {
+			t.Errorf("admin token of %d characters: %v", len(tok), err)
+		}
 	}
 }

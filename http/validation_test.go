@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast"
+	holdfasthttp "github.com/holdfast/holdfast/http"
 )
 
 // Problem types, as Response.ProblemType returns them.
@@ -99,9 +100,9 @@ type ledgerFixture struct {
 	house, usd, eur string
 }
 
-func setupLedger(t *testing.T) *ledgerFixture {
+func setupLedger(t *testing.T, cfg ...func(*holdfasthttp.Config)) *ledgerFixture {
 	t.Helper()
-	s := MustOpenServer(t)
+	s := MustOpenServer(t, cfg...)
 	c := s.MustTenant(t)
 	return &ledgerFixture{TestServer: s, c: c,
 		house: c.MustAccount(t, "USD", true), usd: c.MustAccount(t, "USD", false), eur: c.MustAccount(t, "EUR", true)}
@@ -554,7 +555,9 @@ func TestValidation_IdempotencyKey(t *testing.T) {
 // kind is a 401 before anything else is looked at.
 func TestValidation_Unauthorized(t *testing.T) {
 	t.Parallel()
-	f := setupLedger(t)
+	// Every case fails from one address: room for all of them before the
+	// address is throttled (TestAuth_AFailingAddressIsThrottled).
+	f := setupLedger(t, func(c *holdfasthttp.Config) { c.AuthFailureBurst = 1000 })
 	key := f.c.Do(t, "POST", "/v1/api-keys", nil).MustStatus(t, 201).JSON(t)
 	f.c.Do(t, "DELETE", "/v1/api-keys/"+key["id"].(string), nil).MustStatus(t, 204)
 	revoked := key["secret"].(string)

@@ -16,10 +16,11 @@ const (
 	Reads                // GET
 	Exports              // streaming exports: admitted by their own fixed slots, not here
 	Uploads              // large request bodies (receipts)
+	Auth                 // database lookups of API keys not in the authentication cache
 	numClasses
 )
 
-var classNames = [numClasses]string{"writes", "reads", "exports", "uploads"}
+var classNames = [numClasses]string{"writes", "reads", "exports", "uploads", "auth"}
 
 // String returns the class's metric label.
 func (c Class) String() string {
@@ -34,7 +35,10 @@ const (
 	ReasonLimit        = "limit"         // the limit and the queue were full
 	ReasonQueueTimeout = "queue-timeout" // waited the CoDel timeout in vain
 	ReasonExpired      = "expired"       // the request's deadline had passed (or its client left)
-	ReasonRateLimited  = "rate-limited"  // the API key's rate limit (counted by the HTTP layer)
+	ReasonRateLimited  = "rate-limited"  // the tenant's rate limit (counted by the HTTP layer)
+	// ReasonAuthThrottled: a client address that failed to authenticate
+	// too often (counted by the HTTP layer, in the Auth class).
+	ReasonAuthThrottled = "auth-throttled"
 )
 
 // AdmissionConfig configures admission control.

@@ -17,22 +17,56 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
+// TenantConfig configures a TenantService.
+type TenantConfig struct {
+	// MaxActiveKeys caps a tenant's unrevoked API keys. Default 100.
+	MaxActiveKeys int
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c TenantConfig) WithDefaults() TenantConfig {
+	if c.MaxActiveKeys == 0 {
+		c.MaxActiveKeys = 100
+	}
+	return c
+}
+
+func (c TenantConfig) validate() error {
+	if c.MaxActiveKeys < 1 {
+		return errors.New("postgres: TenantConfig.MaxActiveKeys must be positive")
+	}
+	return nil
+}
+
 // TenantService implements holdfast.TenantService.
-type TenantService struct{ db *DB }
+type TenantService struct {
+	db  *DB
+	cfg TenantConfig
+}
 
 var _ holdfast.TenantService = (*TenantService)(nil)
 
-// NewTenantService returns a TenantService on db.
-func NewTenantService(db *DB) *TenantService { return &TenantService{db: db} }
+// NewTenantService returns a TenantService on db with the default TenantConfig.
+func NewTenantService(db *DB) *TenantService {
+	return &TenantService{db: db, cfg: TenantConfig{}.WithDefaults()}
+}
 
-// keyPrefix starts every secret, so a leaked key is recognisable (secret scanners).
-const keyPrefix = "hf_"
+// NewTenantServiceWith returns a TenantService on db, or an error for an
+// invalid configuration.
+func NewTenantServiceWith(db *DB, cfg TenantConfig) (*TenantService, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	return &TenantService{db: db, cfg: cfg}, nil
+}
 
-// newSecret returns a random API secret (160 bits) and its stored hash.
+// newSecret returns a random API secret (160 bits, see
+// holdfast.WellFormedAPIKey) and its stored hash.
 func newSecret() (secret string, hash []byte) {
-	var b [20]byte
+	var b [holdfast.APIKeyRandomLen * 5 / 8]byte
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
-	secret = keyPrefix + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
+	secret = holdfast.APIKeyPrefix + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:])
 	h := sha256.Sum256([]byte(secret))
 	return secret, h[:]
 }
@@ -66,19 +100,33 @@ func (s *TenantService) CreateTenant(ctx context.Context, in holdfast.TenantCrea
 	return t, k, nil
 }
 
-// CreateAPIKey adds a key to a tenant.
+// CreateAPIKey adds a key to a tenant, unless it already holds
+// MaxActiveKeys unrevoked ones (EKEYLIMIT).
 func (s *TenantService) CreateAPIKey(ctx context.Context, tenantID string) (*holdfast.APIKey, error) {
 	tx, err := s.db.Pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("create api key: %w", contextError(ctx, err))
 	}
 	defer tx.Rollback(ctx)
+	// The tenant's row lock makes concurrent creations for one tenant, in
+	// any replica, count and insert one at a time. The count is a statement
+	// of its own, after the lock: its snapshot then holds every key
+	// committed by the transactions the lock waited for. NO KEY UPDATE
+	// leaves the foreign-key checks of other inserts for the tenant free.
 	var exists bool
-	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM tenants WHERE id = $1)", tenantID).Scan(&exists); err != nil {
+	err = tx.QueryRow(ctx, "SELECT true FROM tenants WHERE id = $1 FOR NO KEY UPDATE", tenantID).Scan(&exists)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "tenant not found")
+	}
+	if err != nil {
 		return nil, fmt.Errorf("create api key: %w", contextError(ctx, err))
 	}
-	if !exists {
-		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "tenant not found")
+	var active int
+	if err := tx.QueryRow(ctx, "SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND revoked_at IS NULL", tenantID).Scan(&active); err != nil {
+		return nil, fmt.Errorf("create api key: %w", contextError(ctx, err))
+	}
+	if active >= s.cfg.MaxActiveKeys {
+		return nil, holdfast.Errorf(holdfast.EKEYLIMIT, "the tenant has %d active API keys, the most it may have; revoke one first", active)
 	}
 	k, err := s.createAPIKey(ctx, tx, tenantID)
 	if err != nil {
@@ -100,7 +148,7 @@ func (s *TenantService) createAPIKey(ctx context.Context, tx pgx.Tx, tenantID st
 	k := &holdfast.APIKey{
 		ID:        uuid.Must(uuid.NewV7()).String(),
 		TenantID:  tenantID,
-		Prefix:    secret[:len(keyPrefix)+6],
+		Prefix:    secret[:len(holdfast.APIKeyPrefix)+6],
 		Secret:    secret,
 		CreatedAt: s.db.now(),
 	}
@@ -183,8 +231,12 @@ func (s *TenantService) RevokeAPIKey(ctx context.Context, tenantID, keyID string
 	return nil
 }
 
-// Authenticate returns the tenant of a live key, or EUNAUTHORIZED.
+// Authenticate returns the tenant of a live key, or EUNAUTHORIZED. A
+// secret that cannot be a key is refused without a query.
 func (s *TenantService) Authenticate(ctx context.Context, secret string) (string, error) {
+	if !holdfast.WellFormedAPIKey(secret) {
+		return "", holdfast.Errorf(holdfast.EUNAUTHORIZED, "the API key is unknown or revoked")
+	}
 	h := sha256.Sum256([]byte(secret))
 	var tenantID string
 	var revokedAt *time.Time

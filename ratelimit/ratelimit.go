@@ -1,5 +1,6 @@
-// Package ratelimit limits how fast each key (an API key) may call the
-// service: a token bucket of Burst tokens refilled at Rate per second,
+// Package ratelimit limits how fast each key may call the service
+// (Holdfast's HTTP layer keys it by tenant, so that all of a tenant's API
+// keys share one allowance and minting keys buys no more): a token bucket of Burst tokens refilled at Rate per second,
 // computed as GCRA (the generic cell rate algorithm), which keeps one
 // timestamp per key instead of a token count and a refill time. Local holds
 // the state in this process; Redis holds it in Redis, updated atomically by

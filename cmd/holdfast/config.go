@@ -28,11 +28,12 @@ type setting struct {
 func (c *Config) settings() []setting {
 	return []setting{
 		{"addr", "HOLDFAST_ADDR", (*listenAddr)(&c.Addr), "`host:port` the API listens on; a bare port means 127.0.0.1 only"},
+		{"metrics-addr", "HOLDFAST_METRICS_ADDR", (*listenAddr)(&c.MetricsAddr), "`host:port` to serve /metrics on, a listener of its own (the API address then answers it 404); a bare port means 127.0.0.1 only; empty keeps /metrics on --addr"},
 		{"data-dir", "HOLDFAST_DATA_DIR", &c.DataDir, "data directory: embedded NATS files, the dev PostgreSQL"},
 		{"database-url", "DATABASE_URL", &c.DatabaseURL, "PostgreSQL URL; required by serve, optional for dev"},
 		{"nats-url", "NATS_URL", &c.NATSURL, "external NATS URL; empty runs an embedded server"},
 		{"nats-listen", "HOLDFAST_NATS_LISTEN", (*listenAddr)(&c.NATSListen), "`host:port` of the embedded NATS server's client port, for the nats CLI (no authentication: keep it on loopback); a bare port means 127.0.0.1 only, port 0 a free one; empty: no port (dev: 127.0.0.1:4223, or a free port if taken)"},
-		{"admin-token", "HOLDFAST_ADMIN_TOKEN", &c.AdminToken, "bearer token for /v1/admin; empty disables the admin API (dev generates one)"},
+		{"admin-token", "HOLDFAST_ADMIN_TOKEN", &c.AdminToken, "bearer token for /v1/admin, at least 32 characters; empty disables the admin API (dev generates one)"},
 		{"db-max-conns", "HOLDFAST_DB_MAX_CONNS", &c.DBMaxConns, "database pool size; 0 means 4 × cores, at least 8"},
 		{"request-timeout", "HOLDFAST_REQUEST_TIMEOUT", &c.RequestTimeout, "deadline of each request"},
 		{"body-limit", "HOLDFAST_BODY_LIMIT", &c.BodyLimit, "largest request body in bytes"},
@@ -59,9 +60,9 @@ func (c *Config) settings() []setting {
 		{"cpu-lane-queue", "HOLDFAST_CPU_LANE_QUEUE", &c.CPULaneQueue, "CPU-bound jobs that may wait for the lane; 0 means the lane's size"},
 		{"db-acquire-timeout", "HOLDFAST_DB_ACQUIRE_TIMEOUT", &c.DBAcquireTimeout, "longest wait for a database connection before a request fails with 503; negative waits for the request's deadline"},
 		{"db-statement-timeout", "HOLDFAST_DB_STATEMENT_TIMEOUT", &c.DBStatementTimeout, "server-side limit on each SQL statement"},
-		{"rate-limit", "HOLDFAST_RATE_LIMIT", &c.RateLimit, "requests per second per API key (429 beyond); 0 is no limit"},
-		{"rate-limit-burst", "HOLDFAST_RATE_LIMIT_BURST", &c.RateLimitBurst, "requests an API key may send at once after a quiet spell; 0 means the rate"},
-		{"redis-url", "REDIS_URL", &c.RedisURL, "Redis URL: hold the per-key rate limit in Redis, shared by every replica; empty keeps it in this process"},
+		{"rate-limit", "HOLDFAST_RATE_LIMIT", &c.RateLimit, "requests per second per tenant, all its API keys together (429 beyond); 0 is no limit"},
+		{"rate-limit-burst", "HOLDFAST_RATE_LIMIT_BURST", &c.RateLimitBurst, "requests a tenant may send at once after a quiet spell; 0 means the rate"},
+		{"redis-url", "REDIS_URL", &c.RedisURL, "Redis URL: hold the per-tenant rate limit in Redis, shared by every replica; empty keeps it in this process"},
 		// The event log (events.go).
 		{"events-max-bytes", "HOLDFAST_EVENTS_MAX_BYTES", &c.Events.MaxBytes, "size cap of the events stream; past it, publishing is refused with 503"},
 		{"events-max-age", "HOLDFAST_EVENTS_MAX_AGE", &c.Events.MaxAge, "how long the events stream keeps events"},

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/events"
+	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/postgres"
 )
 
@@ -84,7 +85,7 @@ func (m *Main) openEventLog(ctx context.Context) error {
 		return err
 	}
 	l.admin = events.NewAdmin(m.NATS.JS, states, l.stream, l.groups...)
-	m.Registry.MustRegister(l.admin.Collector(m.Logger))
+	m.Registry.MustRegister(holdfasthttp.NewCachedCollector(l.admin.Collector(m.Logger), 0)) // asks JetStream
 	m.HTTP.EventService = l.publisher
 	m.HTTP.AnalyticsService = analytics
 	m.HTTP.AuditService = audit

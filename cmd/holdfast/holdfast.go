@@ -32,6 +32,7 @@ import (
 type Config struct {
 	Dev                    bool          // run with a private PostgreSQL and a demo tenant
 	Addr                   string        // --addr, HOLDFAST_ADDR; default ":8080" (dev: 127.0.0.1:8080)
+	MetricsAddr            string        // --metrics-addr, HOLDFAST_METRICS_ADDR; empty: /metrics on --addr
 	DataDir                string        // --data-dir, HOLDFAST_DATA_DIR; default ".holdfast"
 	DatabaseURL            string        // --database-url, DATABASE_URL
 	NATSURL                string        // --nats-url, NATS_URL; empty: embedded NATS
@@ -67,7 +68,7 @@ type Config struct {
 	CPULaneQueue        int           // --cpu-lane-queue: CPU-bound jobs that may wait; 0: the lane's size
 	DBAcquireTimeout    time.Duration // --db-acquire-timeout; default 1s; negative: the request's deadline
 	DBStatementTimeout  time.Duration // --db-statement-timeout; default 30s
-	RateLimit           float64       // --rate-limit: requests per second per API key; default 1000; 0: no limit
+	RateLimit           float64       // --rate-limit: requests per second per tenant (all its keys); default 1000; 0: no limit
 	RateLimitBurst      int           // --rate-limit-burst; 0: the rate
 	RedisURL            string        // --redis-url, REDIS_URL: share the rate limit across replicas through Redis
 }
@@ -266,7 +267,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.HTTP, err = holdfasthttp.NewServer(holdfasthttp.Config{
-		Addr: c.Addr, AdminToken: c.AdminToken, BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout,
+		Addr: c.Addr, MetricsAddr: c.MetricsAddr, AdminToken: c.AdminToken, BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout,
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
 		ExportSlots: c.ExportSlots, ExportSlotsPerTenant: c.ExportSlotsPerTenant,
 		Admission: m.Admission, RateLimiter: rateLimiter,

@@ -23,7 +23,7 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-const adminToken = "e2e-admin"
+const adminToken = "e2e-admin-token-0123456789abcdef"
 
 // MustRunMain runs the real program in-process on a free port, against the
 // database at dbURL, with an embedded NATS in a temp dir.

@@ -13,7 +13,7 @@ import (
 
 // openProtection builds the overload protection the configuration asks
 // for: the CPU lane, admission control (unless --admission=false) and the
-// per-key rate limiter it returns (nil with --rate-limit=0; in Redis with
+// per-tenant rate limiter it returns (nil with --rate-limit=0; in Redis with
 // --redis-url, which must answer at start).
 func (m *Main) openProtection(ctx context.Context) (holdfasthttp.RateLimiter, error) {
 	c := m.Config

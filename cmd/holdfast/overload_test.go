@@ -17,7 +17,7 @@ import (
 )
 
 // TestMain_OverloadProtection: the real program sheds by default (its
-// admission and lane metrics are served) and rate-limits each API key
+// admission and lane metrics are served) and rate-limits each tenant
 // with 429 and RateLimit headers; /healthz is never limited.
 func TestMain_OverloadProtection(t *testing.T) {
 	t.Parallel()
@@ -28,7 +28,7 @@ func TestMain_OverloadProtection(t *testing.T) {
 	c := admin(m).MustTenant(t, "limited")
 	for range 3 {
 		r := c.Do(t, "GET", "/v1/accounts", nil).MustStatus(t, 200)
-		if r.Header.Get("RateLimit-Policy") != `"per-key";q=3;w=300` {
+		if r.Header.Get("RateLimit-Policy") != `"per-tenant";q=3;w=300` {
 			t.Fatalf("RateLimit-Policy %q", r.Header.Get("RateLimit-Policy"))
 		}
 	}

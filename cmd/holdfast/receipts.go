@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/blob"
+	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/media"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/receipts"
@@ -80,7 +81,7 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 			return err
 		}
 	}
-	m.Registry.MustRegister(receipts.Collector(m.NATS.JS, cfg, p.db))
+	m.Registry.MustRegister(holdfasthttp.NewCachedCollector(receipts.Collector(m.NATS.JS, cfg, p.db), 0)) // asks JetStream
 	apiStore := postgres.NewReceiptStore(m.DB)
 	m.HTTP.ReceiptService = receipts.NewService(apiStore, blobs, media.Limits{})
 	m.HTTP.DeadLetterService = receipts.NewDeadLetters(apiStore, m.NATS.JS, cfg)
