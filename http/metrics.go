@@ -106,6 +106,17 @@ func (b *bufferedResponse) WriteHeader(status int) {
 
 func (b *bufferedResponse) Write(p []byte) (int, error) { return b.body.Write(p) }
 
+// apiMetricsHandler is /metrics on the API's listener: the scrape handler,
+// or, when /metrics has a listener of its own (Config.MetricsAddr), a 404.
+func (s *Server) apiMetricsHandler() http.Handler {
+	if s.cfg.MetricsAddr == "" {
+		return s.metricsHandler()
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.Error(w, r, holdfast.Errorf(holdfast.ENOTFOUND, "/metrics is served on the metrics address"))
+	})
+}
+
 // metricsRoutes is the handler of the metrics listener (Config.MetricsAddr).
 func (s *Server) metricsRoutes() http.Handler {
 	mux := http.NewServeMux()

@@ -341,6 +341,7 @@ func (s *Server) routes() http.Handler {
 	// Admin routes skip both, so that operators can act during an overload;
 	// failed authentications of either are throttled per client address.
 	system := func(h http.HandlerFunc, query ...string) http.Handler { return s.knownQuery(h, query) }
+	metrics := s.apiMetricsHandler()
 	admin := func(h http.HandlerFunc, query ...string) http.Handler {
 		return s.knownQuery(s.dropExpired(s.requireAdmin(s.idempotent(h))), query)
 	}
@@ -354,9 +355,7 @@ func (s *Server) routes() http.Handler {
 
 	mux.Handle("GET /healthz", system(s.handleHealthz))
 	mux.Handle("GET /readyz", system(s.handleReadyz))
-	if s.cfg.MetricsAddr == "" {
-		mux.Handle("GET /metrics", system(s.metricsHandler().ServeHTTP))
-	}
+	mux.Handle("GET /metrics", system(metrics.ServeHTTP))
 	mux.Handle("GET /openapi.json", system(s.handleOpenAPI))
 
 	mux.Handle("POST /v1/admin/tenants", admin(s.handleCreateTenant))
