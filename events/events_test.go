@@ -888,3 +888,43 @@ func TestLog_BatchedEvents(t *testing.T) {
 		return n == [2]int64{posted, rejected}
 	})
 }
+
+// Two tenants may choose the same event id: deduplication in the shared
+// stream is per tenant, so both events are stored, audited and counted,
+// while a tenant's own retry of that id is still stored once.
+func TestPublisher_SameIDInTwoTenantsStoresBoth(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	other, _, err := postgres.NewTenantService(e.db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: t.Name() + " other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := events.NewPublisher(e.nats.NC, events.PublisherConfig{Stream: e.stream, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, e.group(t, "analytics", e.analytics), e.group(t, "audit", e.audit))
+	const id = "0190a0b0-0000-7000-8000-000000000001"
+	batch := []holdfast.EventCreate{{ID: id, Type: "order.placed", Properties: []byte(`{"amount":100,"currency":"USD"}`)}}
+	for _, tenant := range []string{e.tenant, other.ID, e.tenant} {
+		ids, err := p.PublishEvents(t.Context(), tenant, "", batch)
+		if err != nil || len(ids) != 1 || ids[0] != id {
+			t.Fatalf("tenant %s: ids %v, %v", tenant, ids, err)
+		}
+	}
+	if got := e.streamMsgs(t); got != 2 {
+		t.Fatalf("stream holds %d messages, want 2: one per tenant", got)
+	}
+	for _, tenant := range []string{e.tenant, other.ID} {
+		eventually(t, "each tenant's event audited once", func() bool {
+			var n int64
+			err := e.db.Pool.QueryRow(t.Context(), "SELECT count(*) FROM audit_records WHERE tenant_id = $1 AND event_id = $2", tenant, id).Scan(&n)
+			return err == nil && n == 1
+		})
+		eventually(t, "each tenant's event counted once", func() bool {
+			rs, err := e.analytics.ListRollups(t.Context(), tenant, holdfast.RollupFilter{
+				From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Type: "order.placed"})
+			return err == nil && len(rs) == 1 && rs[0].Count == 1 && rs[0].AmountSum == "100"
+		})
+	}
+}
