@@ -198,14 +198,17 @@ type ConsumerService interface {
 }
 
 // EventDelivery is an event as a consumer receives it: its position in the
-// stream (the message's sequence and, in a message that holds several
-// events, the event's index among them), the envelope, and the envelope's
-// bytes exactly as stored.
+// stream (the stream's identity, the message's sequence and, in a message
+// that holds several events, the event's index among them), the envelope,
+// and the envelope's bytes exactly as stored.
 type EventDelivery struct {
-	Seq   uint64
-	Index int
-	Event Event
-	Raw   []byte
+	// StreamID identifies the stream the sequence is counted in (see
+	// events.StreamIdentity); "" when the consumer checks no identity.
+	StreamID string
+	Seq      uint64
+	Index    int
+	Event    Event
+	Raw      []byte
 }
 
 // OutboxMessage is one row of the transactional outbox, published as one
@@ -221,12 +224,14 @@ type OutboxMessage struct {
 // ConsumerGroupState is a group's shared state: its position and whether it
 // is paused.
 type ConsumerGroupState struct {
-	Name         string
-	AppliedFloor uint64 // every sequence at or below it is applied
-	LastApplied  uint64
-	Paused       bool       // by an operator, until resumed
-	PausedUntil  *time.Time // automatically, until then
-	PauseReason  string
+	Name           string
+	Stream         string // the stream it consumes; "" until a start records it
+	StreamIdentity string // the identity of the stream its sequences are counted in; "" until recorded
+	AppliedFloor   uint64 // every sequence at or below it is applied
+	LastApplied    uint64
+	Paused         bool       // by an operator, until resumed
+	PausedUntil    *time.Time // automatically, until then
+	PauseReason    string
 }
 
 // PausedAt reports whether the group is paused at time now.

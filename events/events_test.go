@@ -371,7 +371,7 @@ func TestConsumers_RedeliveryChangesNothing(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	for _, name := range []string{"analytics", "audit"} {
-		if err := e.states.EnsureGroup(t.Context(), name); err != nil {
+		if _, err := e.states.EnsureGroup(t.Context(), name, e.stream.Name, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -624,7 +624,7 @@ func TestPublisher_RetryWithKeyStoresOnce(t *testing.T) {
 func TestAudit_VerifyFindsTheFirstBreak(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	e.states.EnsureGroup(t.Context(), "audit")
+	e.states.EnsureGroup(t.Context(), "audit", e.stream.Name, "")
 	batch := make([]holdfast.EventDelivery, 5)
 	for i := range batch {
 		ev := holdfast.Event{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Type: "x.y", TenantID: e.tenant, OccurredAt: time.Now()}

@@ -23,6 +23,11 @@ import (
 type PublisherConfig struct {
 	// Stream is the events stream.
 	Stream StreamConfig
+	// Guard, if set, checks before every batch that the stream is the one
+	// the database is bound to; when it is not, the batch is refused with
+	// EOVERLOADED and nothing is published. Default nil: no check
+	// (holdfast serve always sets one).
+	Guard *Guard
 	// Window is the most events this process may have sent to the stream
 	// and not yet seen stored. A batch that would overflow it is refused at
 	// once with EOVERLOADED. Default 16,384.
@@ -157,6 +162,11 @@ func (p *Publisher) PublishEvents(ctx context.Context, tenantID, idempotencyKey 
 
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
 	defer cancel()
+	if p.cfg.Guard != nil {
+		if _, err := p.cfg.Guard.Check(ctx, p.cfg.Stream.Name); err != nil {
+			return nil, p.refuse(err)
+		}
+	}
 	futures := make([]njs.PubAckFuture, 0, len(events))
 	var buf []byte
 	for i := range events {

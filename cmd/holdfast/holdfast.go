@@ -24,7 +24,6 @@ import (
 	"github.com/holdfast/holdfast/jetstream"
 	"github.com/holdfast/holdfast/overload"
 	"github.com/holdfast/holdfast/postgres"
-	"github.com/holdfast/holdfast/receipts"
 )
 
 // Config is everything `serve` and `dev` can be told. Each field has a flag
@@ -80,7 +79,7 @@ type Main struct {
 	Registry *prometheus.Registry
 	Cluster  *pglocal.Cluster // dev only
 	DB       *postgres.DB
-	NATS     *jetstream.Conn
+	NATS     *jetstream.Conn // set before Run to share another Main's NATS (a second replica in the lab)
 	HTTP     *holdfasthttp.Server
 
 	// Lane runs CPU-bound work (image processing) within a few cores, so
@@ -248,8 +247,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}
 
-	m.NATS, err = jetstream.Open(ctx, jetstream.Config{URL: c.NATSURL, StoreDir: natsDir(c.DataDir)})
-	if err != nil {
+	if err := m.openNATS(ctx); err != nil {
 		return err
 	}
 
@@ -303,10 +301,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.HTTP.ExportService = m.exports
-	// The jobs streams exist before the relay may publish a job.
-	if _, err := receipts.EnsureStreams(ctx, m.NATS.JS, c.Receipts.pipeline()); err != nil {
-		return err
-	}
 	if err := m.openEventLog(ctx); err != nil {
 		return err
 	}
@@ -374,9 +368,7 @@ func (m *Main) Close() error {
 	if m.writer != nil {
 		m.writer.Stop()
 	}
-	if m.NATS != nil {
-		m.NATS.Close()
-	}
+	m.closeNATS()
 	if m.redis != nil {
 		errs = append(errs, m.redis.Close())
 	}

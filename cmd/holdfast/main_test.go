@@ -17,6 +17,7 @@ import (
 
 	main "github.com/holdfast/holdfast/cmd/holdfast"
 	"github.com/holdfast/holdfast/internal/apitest"
+	"github.com/holdfast/holdfast/internal/natstest"
 	"github.com/holdfast/holdfast/internal/pgtest"
 	"github.com/holdfast/holdfast/postgres"
 )
@@ -154,11 +155,17 @@ func TestBankInvariant_HTTP(t *testing.T) {
 }
 
 // TestBankInvariant_TwoReplicas runs the bank test against two servers
-// sharing one database: correctness may not rest on anything in-process.
+// sharing one database and, as replicas must, one NATS: correctness may not
+// rest on anything in-process.
 func TestBankInvariant_TwoReplicas(t *testing.T) {
 	t.Parallel()
+	nats := natstest.ExternalURL(t)
+	if nats == natstest.DefaultURL {
+		t.Skip("needs a nats-server of its own (the shared one on 4222 may hold other tests' streams)")
+	}
 	db := pgtest.NewDatabase(t)
-	runBank(t, db, MustRunMain(t, db), MustRunMain(t, db, func(c *main.Config) { c.Migrate = false }))
+	runBank(t, db, MustRunMain(t, db, func(c *main.Config) { c.NATSURL = nats }),
+		MustRunMain(t, db, func(c *main.Config) { c.NATSURL, c.Migrate = nats, false }))
 }
 
 func runBank(t *testing.T, dbURL string, servers ...*main.Main) {
