@@ -186,6 +186,15 @@ type ConsumerStatus struct {
 	AckWait       string     `json:"ack_wait"`
 	MaxBatch      int        `json:"max_batch"`
 	MaxAckPending int        `json:"max_ack_pending"`
+	// StreamIdentity is the identity of the stream the group's progress is
+	// counted in ("" until a start records it).
+	StreamIdentity string `json:"stream_identity,omitempty"`
+	// NATSConnected says whether this replica is connected to NATS now;
+	// NATSError, when set, why the stream figures (pending, in flight,
+	// redelivered, stream_last_seq, lag) could not be read: they are zero
+	// then, meaning unknown.
+	NATSConnected bool   `json:"nats_connected"`
+	NATSError     string `json:"nats_error,omitempty"`
 }
 
 // ConsumerService shows and steers the consumer groups.

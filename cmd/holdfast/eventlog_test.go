@@ -14,6 +14,8 @@ import (
 
 	main "github.com/holdfast/holdfast/cmd/holdfast"
 	"github.com/holdfast/holdfast/events"
+	"github.com/holdfast/holdfast/internal/apitest"
+	"github.com/holdfast/holdfast/internal/natstest"
 	"github.com/holdfast/holdfast/internal/pgtest"
 )
 
@@ -118,5 +120,73 @@ func TestAdoptStream_AfterTheNATSFilesAreLost(t *testing.T) {
 	v := c.Do(t, "GET", "/v1/audit/verify", nil).MustStatus(t, 200).JSON(t)
 	if v["ok"] != true {
 		t.Fatalf("verify = %v", v)
+	}
+}
+
+// The outbox exists so that the ledger keeps working without NATS: a
+// replica whose NATS is down stays ready (PostgreSQL answers), says so in
+// holdfast_nats_connected and /v1/admin/consumers, commits transfers whose
+// events wait in the outbox, and drains the outbox once NATS is back.
+func TestMain_ReadyWhileNATSIsDown(t *testing.T) {
+	t.Parallel()
+	nats := natstest.StartServer(t)
+	db := pgtest.NewDatabase(t)
+	m := MustRunMain(t, db, func(c *main.Config) { c.NATSURL = nats.URL })
+	c := admin(m).MustTenant(t, "nats-down")
+	house, alice := c.MustAccount(t, "USD", true), c.MustAccount(t, "USD", false)
+	if err := m.DrainEvents(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	anon := &apitest.Client{URL: m.HTTP.URL()}
+	connected := func() string {
+		for _, line := range strings.Split(string(anon.Do(t, "GET", "/metrics", nil).MustStatus(t, 200).Body), "\n") {
+			if v, ok := strings.CutPrefix(line, "holdfast_nats_connected "); ok {
+				return v
+			}
+		}
+		return "absent"
+	}
+	if got := connected(); got != "1" {
+		t.Fatalf("holdfast_nats_connected = %s with NATS up, want 1", got)
+	}
+
+	nats.Stop()
+	anon.Do(t, "GET", "/readyz", nil).MustStatus(t, 200)
+	waitFor(t, "holdfast_nats_connected 0", func() bool { return connected() == "0" })
+	for range 5 {
+		c.Do(t, "POST", "/v1/transfers", apitest.Transfer(house, alice, 10, "USD")).MustStatus(t, 201)
+	}
+	if got := c.Balance(t, alice); got != 50 {
+		t.Fatalf("balance = %d, want 50", got)
+	}
+	var waiting int64
+	if err := mustPool(t, db).QueryRow(t.Context(), "SELECT count(*) FROM outbox").Scan(&waiting); err != nil || waiting == 0 {
+		t.Fatalf("outbox holds %d rows (%v) with NATS down, want the transfers' events", waiting, err)
+	}
+	groups := admin(m).Do(t, "GET", "/v1/admin/consumers", nil).MustStatus(t, 200).JSON(t)["data"].([]any)
+	for _, g := range groups {
+		if g := g.(map[string]any); g["nats_connected"] != false || g["nats_error"] == "" {
+			t.Fatalf("consumer %v with NATS down, want nats_connected false and the error", g)
+		}
+	}
+	anon.Do(t, "GET", "/readyz", nil).MustStatus(t, 200)
+
+	nats.Start()
+	waitFor(t, "holdfast_nats_connected 1", func() bool { return connected() == "1" })
+	if err := m.DrainEvents(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := auditCount(t, db, c.Tenant); got != 2+5 {
+		t.Fatalf("audit holds %d records, want 7: two accounts, five transfers", got)
+	}
+}
+
+// waitFor polls cond until it holds, failing t after a generous bound.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("never happened: %s", what)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast/events"
 	"github.com/holdfast/holdfast/jetstream"
@@ -75,22 +76,34 @@ var groupNames = []string{"analytics", "audit"}
 // connection set on m before Run is used as it is.
 func (m *Main) openNATS(ctx context.Context) error {
 	m.events = &eventLog{}
-	if m.NATS != nil {
-		return nil
-	}
-	c := m.Config
-	if c.NATSURL == "" {
-		host, _ := os.Hostname()
-		dir, _ := filepath.Abs(natsDir(c.DataDir))
-		claim, err := postgres.ClaimEmbeddedNATS(ctx, m.DB, fmt.Sprintf("host %s, pid %d, data dir %s", host, os.Getpid(), dir))
-		if err != nil {
-			return fmt.Errorf("embedded NATS: %w", err)
+	if m.NATS == nil {
+		c := m.Config
+		if c.NATSURL == "" {
+			host, _ := os.Hostname()
+			dir, _ := filepath.Abs(natsDir(c.DataDir))
+			claim, err := postgres.ClaimEmbeddedNATS(ctx, m.DB, fmt.Sprintf("host %s, pid %d, data dir %s", host, os.Getpid(), dir))
+			if err != nil {
+				return fmt.Errorf("embedded NATS: %w", err)
+			}
+			m.events.embedded = claim
 		}
-		m.events.embedded = claim
+		var err error
+		if m.NATS, err = jetstream.Open(ctx, jetstream.Config{URL: c.NATSURL, StoreDir: natsDir(c.DataDir)}); err != nil {
+			return err
+		}
 	}
-	var err error
-	m.NATS, err = jetstream.Open(ctx, jetstream.Config{URL: c.NATSURL, StoreDir: natsDir(c.DataDir)})
-	return err
+	if m.Registry != nil {
+		nc := m.NATS.NC // not m.NATS.NC at scrape time: Close clears it
+		m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "holdfast_nats_connected", Help: "1 while this replica is connected to NATS, else 0 (events then wait in the outbox)."},
+			func() float64 {
+				if nc.IsConnected() {
+					return 1
+				}
+				return 0
+			}))
+	}
+	return nil
 }
 
 // closeNATS closes the connection (and the embedded server), then gives up
