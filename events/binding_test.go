@@ -167,7 +167,7 @@ func TestGuard_ReplacedStreamIsRefusedUntilAdopted(t *testing.T) {
 	}
 	e.start(t, e.guardedGroup(t, other, guard), relay)
 	eventually(t, "the adopted stream audited", func() bool { return e.auditCount(t) == 16 })
-	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK {
+	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{}); err != nil || !v.OK {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
 }

@@ -338,7 +338,7 @@ func TestLog_EndToEnd(t *testing.T) {
 	const want = 52
 	eventually(t, "audit holds every event", func() bool { return e.auditCount(t) == want })
 
-	v, err := e.audit.VerifyAudit(t.Context(), e.tenant)
+	v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{})
 	if err != nil || !v.OK || v.Records != want {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
@@ -463,7 +463,7 @@ func TestConsumers_RedeliveredThroughTheStream(t *testing.T) {
 	}
 	eventually(t, "the failed batches were delivered again", func() bool { return f.fails.Load() < 0 })
 	eventually(t, "audit holds 12 records", func() bool { return e.auditCount(t) == 12 })
-	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK || v.Records != 12 {
+	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{}); err != nil || !v.OK || v.Records != 12 {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
 }
@@ -514,7 +514,7 @@ func TestGroup_PauseAndResume(t *testing.T) {
 		st, err := admin.ListConsumers(t.Context())
 		return err == nil && st[0].LagMessages == 0 && st[0].LastApplied == 12 && !st[0].Paused
 	})
-	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK || v.Records != 12 {
+	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{}); err != nil || !v.OK || v.Records != 12 {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
 	if err := admin.PauseConsumer(t.Context(), "nope", time.Time{}, ""); !holdfast.IsCode(err, holdfast.ENOTFOUND) {
@@ -633,7 +633,7 @@ func TestAudit_VerifyFindsTheFirstBreak(t *testing.T) {
 	if err := e.audit.ApplyEvents(t.Context(), batch); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := e.audit.VerifyAudit(t.Context(), e.tenant); !v.OK || v.Records != 5 {
+	if v, _ := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{}); !v.OK || v.Records != 5 {
 		t.Fatalf("verify = %+v", v)
 	}
 	if _, err := e.db.Pool.Exec(t.Context(), "UPDATE audit_records SET event = '{}' WHERE tenant_id = $1 AND seq = 3", e.tenant); err == nil {
@@ -645,7 +645,9 @@ func TestAudit_VerifyFindsTheFirstBreak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := e.audit.VerifyAudit(t.Context(), e.tenant)
+	// Record 3 is behind the checkpoint the first call recorded at 5: a
+	// verification from the start finds it.
+	v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{FromStart: true})
 	if err != nil || v.OK || v.FirstBad != 3 {
 		t.Fatalf("verify after tampering = %+v, %v; want the break at 3", v, err)
 	}
@@ -680,7 +682,7 @@ func TestLog_ExternalServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "audit catches up", func() bool { return e.auditCount(t) == 7 })
-	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK {
+	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{}); err != nil || !v.OK {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
 }
@@ -739,7 +741,7 @@ func TestGroup_ReplicasShareTheWork(t *testing.T) {
 	if a == 0 || b == 0 {
 		t.Fatalf("one replica did all the work: %d and %d", a, b)
 	}
-	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK || v.Records != 500 {
+	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{}); err != nil || !v.OK || v.Records != 500 {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
 }
@@ -764,7 +766,7 @@ func TestGroup_YieldsUnderPressure(t *testing.T) {
 	if n := asked.Load(); n < 6 {
 		t.Fatalf("Yield was asked %d times, want at least 6 (once per fetch)", n)
 	}
-	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK || v.Records != 12 {
+	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{}); err != nil || !v.OK || v.Records != 12 {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
 }
@@ -865,7 +867,7 @@ func TestLog_BatchedEvents(t *testing.T) {
 	e.start(t, e.group(t, "audit", e.audit, func(c *events.GroupConfig) { c.MaxBatch = 7 }),
 		e.group(t, "analytics", e.analytics, func(c *events.GroupConfig) { c.MaxBatch = 7 }))
 	eventually(t, "audit holds every event", func() bool { return e.auditCount(t) == total })
-	v, err := e.audit.VerifyAudit(t.Context(), e.tenant)
+	v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{})
 	if err != nil || !v.OK || v.Records != total {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
