@@ -105,8 +105,9 @@ type Guard struct {
 }
 
 type checkedStream struct {
-	identity string
-	at       time.Time
+	identity   string
+	at         time.Time
+	refreshing bool // a Check is asking the server and the database again
 }
 
 // NewGuard returns a guard of the streams on js against bindings.
@@ -127,10 +128,17 @@ func (g *Guard) Check(ctx context.Context, name string) (string, error) {
 	now := g.cfg.Now()
 	g.mu.Lock()
 	c, ok := g.checked[name]
-	g.mu.Unlock()
-	if ok && now.Sub(c.at) < g.cfg.Recheck {
+	// One caller asks again; the others go on with the identity checked
+	// last until it has the answer, rather than all asking at once.
+	if ok && (now.Sub(c.at) < g.cfg.Recheck || c.refreshing) {
+		g.mu.Unlock()
 		return c.identity, nil
 	}
+	if ok {
+		c.refreshing = true
+		g.checked[name] = c
+	}
+	g.mu.Unlock()
 	identity, err := g.check(ctx, name)
 	if err != nil {
 		g.forget(name)
