@@ -8,6 +8,8 @@ import (
 	"time"
 
 	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/holdfast/holdfast"
 )
 
 // MetadataStreamID is the key, in a stream's metadata, of the id
@@ -44,11 +46,12 @@ var ErrStreamNotBound = errors.New("not the stream this database's event log is 
 // StreamMismatchError says that a stream, or a consumer group's progress,
 // belongs to another stream than the one on this NATS server.
 type StreamMismatchError struct {
-	Stream  string    // the stream's name
-	Group   string    // the consumer group whose progress is recorded elsewhere; "" for the stream's binding
-	Bound   string    // the identity recorded in the database
-	BoundAt time.Time // when it was recorded; zero for a group
-	Found   string    // the identity of the stream on this NATS server; "" when it has none
+	Stream      string    // the stream's name
+	Group       string    // the consumer group whose progress is recorded elsewhere; "" for the stream's binding
+	BoundStream string    // the stream the group's progress is recorded in, when it is not Stream
+	Bound       string    // the identity recorded in the database
+	BoundAt     time.Time // when it was recorded; zero for a group
+	Found       string    // the identity of the stream on this NATS server; "" when it has none
 }
 
 func (e *StreamMismatchError) Error() string {
@@ -59,7 +62,11 @@ func (e *StreamMismatchError) Error() string {
 	what := fmt.Sprintf("this database's event log is bound to the stream %q with identity %s (since %s)",
 		e.Stream, e.Bound, e.BoundAt.UTC().Format(time.RFC3339))
 	if e.Group != "" {
-		what = fmt.Sprintf("consumer group %s counts its progress in the stream %q with identity %s", e.Group, e.Stream, e.Bound)
+		bound := e.BoundStream
+		if bound == "" {
+			bound = e.Stream
+		}
+		what = fmt.Sprintf("consumer group %s counts its progress in the stream %q with identity %s", e.Group, bound, e.Bound)
 	}
 	return fmt.Sprintf("events: stream %q %s, but %s. Progress is counted in stream sequences, and a stream that replaced "+
 		"the recorded one (another replica's embedded NATS, another NATS server, a lost data directory) numbers its messages "+
@@ -218,6 +225,8 @@ func (g *Guard) Ensure(ctx context.Context, name string, create func(context.Con
 // the progress of the groups that consume it (postgres.ConsumerStore).
 type Adopter interface {
 	Bindings
+	// State returns a group's state; ENOTFOUND if it has none.
+	State(ctx context.Context, name string) (*holdfast.ConsumerGroupState, error)
 	AdoptStream(ctx context.Context, name, identity string, groups []string) (previous string, reset []string, err error)
 }
 
@@ -234,9 +243,9 @@ type Adoption struct {
 // (so that they are created anew and deliver the stream from its first
 // message), records its identity and resets the progress of the groups
 // that consume it. Events of the stream recorded before that were not yet
-// consumed are not in the adopted one. A stream bound already is left as
-// it is, so running it again changes nothing. Run it with every replica
-// stopped. The stream must exist.
+// consumed are not in the adopted one. A stream bound already, with every
+// group's progress counted in it, is left as it is, so running it again
+// changes nothing. Run it with every replica stopped. The stream must exist.
 func AdoptStream(ctx context.Context, js njs.JetStream, a Adopter, name string, groups []string) (*Adoption, error) {
 	s, err := js.Stream(ctx, name)
 	if err != nil {
@@ -247,7 +256,18 @@ func AdoptStream(ctx context.Context, js njs.JetStream, a Adopter, name string, 
 	if err != nil {
 		return nil, err
 	}
-	if bound == ad.Identity {
+	adopted := bound == ad.Identity
+	for _, g := range groups {
+		st, err := a.State(ctx, g)
+		switch {
+		case holdfast.IsCode(err, holdfast.ENOTFOUND):
+		case err != nil:
+			return nil, err
+		case st.StreamIdentity != "" && (st.Stream != name || st.StreamIdentity != ad.Identity):
+			adopted = false
+		}
+	}
+	if adopted {
 		ad.Previous = bound
 		return ad, nil
 	}

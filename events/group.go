@@ -213,7 +213,7 @@ func (g *Group) Ensure(ctx context.Context) error {
 		return err
 	}
 	if identity != "" && (st.Stream != stream || st.StreamIdentity != identity) {
-		return &StreamMismatchError{Stream: st.Stream, Group: g.cfg.Name, Bound: st.StreamIdentity, Found: identity}
+		return &StreamMismatchError{Stream: stream, Group: g.cfg.Name, BoundStream: st.Stream, Bound: st.StreamIdentity, Found: identity}
 	}
 	cons, err := g.js.CreateOrUpdateConsumer(ctx, stream, g.consumerConfig())
 	if err != nil {

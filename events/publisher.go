@@ -114,10 +114,11 @@ func NewPublisher(nc *nats.Conn, cfg PublisherConfig) (*Publisher, error) {
 // event's id is the client's, or derived from the tenant, the request's
 // Idempotency-Key and the event's index (so a retry stores nothing twice
 // within the stream's duplicate window), or new. Ids are deduplicated per
-// tenant: two tenants' events with the same id are both stored. Errors: EINVALID for a bad
-// event (naming its index), EOVERLOADED when the window or the stream is
-// full or the stream does not answer in time; some events of a refused
-// batch may be stored, and a retry with the same ids or key stores them once.
+// tenant: two tenants' events with the same id are both stored. Errors:
+// EINVALID for a bad event (naming its index), EOVERLOADED when the window
+// or the stream is full, the stream does not answer in time or is not the
+// one the database is bound to; some events of a refused batch may be
+// stored, and a retry with the same ids or key stores them once.
 func (p *Publisher) PublishEvents(ctx context.Context, tenantID, idempotencyKey string, in []holdfast.EventCreate) ([]string, error) {
 	if len(in) == 0 {
 		return nil, holdfast.Errorf(holdfast.EINVALID, "no events given")

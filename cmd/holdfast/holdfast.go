@@ -162,7 +162,7 @@ func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
 	fs.StringVar(&c.Addr, "addr", env("HOLDFAST_ADDR", c.Addr), "listen address (env HOLDFAST_ADDR)")
 	fs.StringVar(&c.DataDir, "data-dir", env("HOLDFAST_DATA_DIR", c.DataDir), "data directory: embedded NATS files, the dev PostgreSQL (env HOLDFAST_DATA_DIR)")
 	fs.StringVar(&c.DatabaseURL, "database-url", env("DATABASE_URL", c.DatabaseURL), "PostgreSQL URL (env DATABASE_URL); required by serve, optional for dev")
-	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", c.NATSURL), "external NATS URL (env NATS_URL); empty runs an embedded server")
+	fs.StringVar(&c.NATSURL, "nats-url", env("NATS_URL", c.NATSURL), "external NATS URL (env NATS_URL); empty runs an embedded server in the data directory, which only one replica on a database may do: replicas share one NATS through this flag")
 	fs.StringVar(&c.AdminToken, "admin-token", env("HOLDFAST_ADMIN_TOKEN", c.AdminToken), "bearer token for /v1/admin (env HOLDFAST_ADMIN_TOKEN); empty disables the admin API (dev generates one)")
 	fs.IntVar(&c.DBMaxConns, "db-max-conns", envInt("HOLDFAST_DB_MAX_CONNS", c.DBMaxConns), "database pool size (env HOLDFAST_DB_MAX_CONNS); 0 means 4 × cores, at least 8")
 	fs.DurationVar(&c.RequestTimeout, "request-timeout", envDuration("HOLDFAST_REQUEST_TIMEOUT", c.RequestTimeout), "deadline of each request (env HOLDFAST_REQUEST_TIMEOUT)")
