@@ -150,13 +150,56 @@ type AuditRecord struct {
 	Hash       string          `json:"hash"`
 }
 
-// AuditVerification is the result of recomputing a tenant's hash chain.
+// MaxAuditVerifyPage is the most records one verification call recomputes,
+// and its default.
+const MaxAuditVerifyPage = 10_000
+
+// AuditVerifyRequest says where a verification of a tenant's audit trail
+// starts. By default it continues from the latest checkpoint: the last
+// record an earlier call found right.
+type AuditVerifyRequest struct {
+	// Cursor continues from the checkpoint an earlier call returned as
+	// NextCursor (a full re-verification goes on this way).
+	Cursor string
+	// FromStart verifies from the first record, trusting no checkpoint: a
+	// full re-verification, paged like any other, which compares every
+	// checkpoint it passes with the hash it recomputed there.
+	FromStart bool
+	// Limit is the most records this call verifies. Default, and at most,
+	// MaxAuditVerifyPage.
+	Limit int
+}
+
+// AuditCheckpoint is a record a verification found right, from which later
+// ones continue.
+type AuditCheckpoint struct {
+	Seq        int64     `json:"seq"`
+	Hash       string    `json:"hash"`
+	VerifiedAt time.Time `json:"verified_at"`
+}
+
+// AuditVerification is what one verification call found: the records it
+// recomputed (FromSeq..ToSeq), where it started (the trail's first record,
+// or a checkpoint), how far the trail is verified, and whether more
+// remains (NextCursor continues).
 type AuditVerification struct {
-	OK       bool   `json:"ok"`
-	Records  int64  `json:"records"`
-	FirstBad int64  `json:"first_bad_seq,omitempty"`
-	Reason   string `json:"reason,omitempty"`
-	HeadHash string `json:"head_hash,omitempty"`
+	OK bool `json:"ok"`
+	// Start is "start" (from the trail's first record) or "checkpoint"
+	// (from Checkpoint, which an earlier verification found right).
+	Start      string           `json:"start"`
+	Checkpoint *AuditCheckpoint `json:"checkpoint,omitempty"`
+	FromSeq    int64            `json:"from_seq,omitempty"` // the first record this call recomputed
+	ToSeq      int64            `json:"to_seq,omitempty"`   // the last
+	Records    int64            `json:"records"`            // recomputed by this call, up to the first break
+	// VerifiedThrough is the last record known to follow from the start of
+	// the trail: by this call, from the start or from its checkpoint.
+	VerifiedThrough int64  `json:"verified_through"`
+	HeadSeq         int64  `json:"head_seq"` // the trail's last record when the call ran
+	More            bool   `json:"more"`     // records after ToSeq remain to verify
+	NextCursor      string `json:"next_cursor,omitempty"`
+	FirstBad        int64  `json:"first_bad_seq,omitempty"`
+	Reason          string `json:"reason,omitempty"`
+	HeadHash        string `json:"head_hash,omitempty"` // the last record's hash, when verified through it
 }
 
 // AnalyticsService reads the analytics consumer's rollups.
@@ -167,7 +210,10 @@ type AnalyticsService interface {
 // AuditService reads and verifies a tenant's audit trail.
 type AuditService interface {
 	ListAudit(ctx context.Context, tenantID string, page Page) ([]*AuditRecord, string, error)
-	VerifyAudit(ctx context.Context, tenantID string) (*AuditVerification, error)
+	// VerifyAudit recomputes a page of the tenant's hash chain (see
+	// AuditVerifyRequest). Errors: EINVALID for a bad cursor or limit,
+	// ECONFLICT while another verification of the tenant runs.
+	VerifyAudit(ctx context.Context, tenantID string, req AuditVerifyRequest) (*AuditVerification, error)
 }
 
 // ConsumerStatus is one consumer group as the admin API shows it.
@@ -186,6 +232,15 @@ type ConsumerStatus struct {
 	AckWait       string     `json:"ack_wait"`
 	MaxBatch      int        `json:"max_batch"`
 	MaxAckPending int        `json:"max_ack_pending"`
+	// StreamIdentity is the identity of the stream the group's progress is
+	// counted in ("" until a start records it).
+	StreamIdentity string `json:"stream_identity,omitempty"`
+	// NATSConnected says whether this replica is connected to NATS now;
+	// NATSError, when set, why the stream figures (pending, in flight,
+	// redelivered, stream_last_seq, lag) could not be read: they are zero
+	// then, meaning unknown.
+	NATSConnected bool   `json:"nats_connected"`
+	NATSError     string `json:"nats_error,omitempty"`
 }
 
 // ConsumerService shows and steers the consumer groups.
@@ -198,14 +253,17 @@ type ConsumerService interface {
 }
 
 // EventDelivery is an event as a consumer receives it: its position in the
-// stream (the message's sequence and, in a message that holds several
-// events, the event's index among them), the envelope, and the envelope's
-// bytes exactly as stored.
+// stream (the stream's identity, the message's sequence and, in a message
+// that holds several events, the event's index among them), the envelope,
+// and the envelope's bytes exactly as stored.
 type EventDelivery struct {
-	Seq   uint64
-	Index int
-	Event Event
-	Raw   []byte
+	// StreamID identifies the stream the sequence is counted in (see
+	// events.StreamIdentity); "" when the consumer checks no identity.
+	StreamID string
+	Seq      uint64
+	Index    int
+	Event    Event
+	Raw      []byte
 }
 
 // OutboxMessage is one row of the transactional outbox, published as one
@@ -221,12 +279,14 @@ type OutboxMessage struct {
 // ConsumerGroupState is a group's shared state: its position and whether it
 // is paused.
 type ConsumerGroupState struct {
-	Name         string
-	AppliedFloor uint64 // every sequence at or below it is applied
-	LastApplied  uint64
-	Paused       bool       // by an operator, until resumed
-	PausedUntil  *time.Time // automatically, until then
-	PauseReason  string
+	Name           string
+	Stream         string // the stream it consumes; "" until a start records it
+	StreamIdentity string // the identity of the stream its sequences are counted in; "" until recorded
+	AppliedFloor   uint64 // every sequence at or below it is applied
+	LastApplied    uint64
+	Paused         bool       // by an operator, until resumed
+	PausedUntil    *time.Time // automatically, until then
+	PauseReason    string
 }
 
 // PausedAt reports whether the group is paused at time now.

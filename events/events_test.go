@@ -368,7 +368,7 @@ func TestLog_EndToEnd(t *testing.T) {
 	const want = 52
 	eventually(t, "audit holds every event", func() bool { return e.auditCount(t) == want })
 
-	v, err := e.audit.VerifyAudit(t.Context(), e.tenant)
+	v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{})
 	if err != nil || !v.OK || v.Records != want {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
@@ -401,7 +401,7 @@ func TestConsumers_RedeliveryChangesNothing(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	for _, name := range []string{"analytics", "audit"} {
-		if err := e.states.EnsureGroup(t.Context(), name); err != nil {
+		if _, err := e.states.EnsureGroup(t.Context(), name, e.stream.Name, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -493,7 +493,7 @@ func TestConsumers_RedeliveredThroughTheStream(t *testing.T) {
 	}
 	eventually(t, "the failed batches were delivered again", func() bool { return f.fails.Load() < 0 })
 	eventually(t, "audit holds 12 records", func() bool { return e.auditCount(t) == 12 })
-	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK || v.Records != 12 {
+	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{}); err != nil || !v.OK || v.Records != 12 {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
 }
@@ -542,7 +542,7 @@ func TestGroup_PauseAndResume(t *testing.T) {
 		st, err := admin.ListConsumers(t.Context())
 		return err == nil && st[0].LagMessages == 0 && st[0].LastApplied == 12 && !st[0].Paused
 	})
-	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK || v.Records != 12 {
+	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{}); err != nil || !v.OK || v.Records != 12 {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
 	if err := admin.PauseConsumer(t.Context(), "nope", time.Time{}, ""); !holdfast.IsCode(err, holdfast.ENOTFOUND) {
@@ -652,7 +652,7 @@ func TestPublisher_RetryWithKeyStoresOnce(t *testing.T) {
 func TestAudit_VerifyFindsTheFirstBreak(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	e.states.EnsureGroup(t.Context(), "audit")
+	e.states.EnsureGroup(t.Context(), "audit", e.stream.Name, "")
 	batch := make([]holdfast.EventDelivery, 5)
 	for i := range batch {
 		ev := holdfast.Event{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Type: "x.y", TenantID: e.tenant, OccurredAt: time.Now()}
@@ -661,7 +661,7 @@ func TestAudit_VerifyFindsTheFirstBreak(t *testing.T) {
 	if err := e.audit.ApplyEvents(t.Context(), batch); err != nil {
 		t.Fatal(err)
 	}
-	if v, _ := e.audit.VerifyAudit(t.Context(), e.tenant); !v.OK || v.Records != 5 {
+	if v, _ := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{}); !v.OK || v.Records != 5 {
 		t.Fatalf("verify = %+v", v)
 	}
 	if _, err := e.db.Pool.Exec(t.Context(), "UPDATE audit_records SET event = '{}' WHERE tenant_id = $1 AND seq = 3", e.tenant); err == nil {
@@ -673,7 +673,9 @@ func TestAudit_VerifyFindsTheFirstBreak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := e.audit.VerifyAudit(t.Context(), e.tenant)
+	// Record 3 is behind the checkpoint the first call recorded at 5: a
+	// verification from the start finds it.
+	v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{FromStart: true})
 	if err != nil || v.OK || v.FirstBad != 3 {
 		t.Fatalf("verify after tampering = %+v, %v; want the break at 3", v, err)
 	}
@@ -708,7 +710,7 @@ func TestLog_ExternalServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "audit catches up", func() bool { return e.auditCount(t) == 7 })
-	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK {
+	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{}); err != nil || !v.OK {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
 }
@@ -767,7 +769,7 @@ func TestGroup_ReplicasShareTheWork(t *testing.T) {
 	if a == 0 || b == 0 {
 		t.Fatalf("one replica did all the work: %d and %d", a, b)
 	}
-	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK || v.Records != 500 {
+	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{}); err != nil || !v.OK || v.Records != 500 {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
 }
@@ -792,7 +794,7 @@ func TestGroup_YieldsUnderPressure(t *testing.T) {
 	if n := asked.Load(); n < 6 {
 		t.Fatalf("Yield was asked %d times, want at least 6 (once per fetch)", n)
 	}
-	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant); err != nil || !v.OK || v.Records != 12 {
+	if v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{}); err != nil || !v.OK || v.Records != 12 {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
 }
@@ -893,7 +895,7 @@ func TestLog_BatchedEvents(t *testing.T) {
 	e.start(t, e.group(t, "audit", e.audit, func(c *events.GroupConfig) { c.MaxBatch = 7 }),
 		e.group(t, "analytics", e.analytics, func(c *events.GroupConfig) { c.MaxBatch = 7 }))
 	eventually(t, "audit holds every event", func() bool { return e.auditCount(t) == total })
-	v, err := e.audit.VerifyAudit(t.Context(), e.tenant)
+	v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{})
 	if err != nil || !v.OK || v.Records != total {
 		t.Fatalf("verify = %+v, %v", v, err)
 	}
@@ -915,4 +917,44 @@ func TestLog_BatchedEvents(t *testing.T) {
 		}
 		return n == [2]int64{posted, rejected}
 	})
+}
+
+// Two tenants may choose the same event id: deduplication in the shared
+// stream is per tenant, so both events are stored, audited and counted,
+// while a tenant's own retry of that id is still stored once.
+func TestPublisher_SameIDInTwoTenantsStoresBoth(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	other, _, err := postgres.NewTenantService(e.db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: t.Name() + " other"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := events.NewPublisher(e.nats.NC, events.PublisherConfig{Stream: e.stream, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.start(t, e.group(t, "analytics", e.analytics), e.group(t, "audit", e.audit))
+	const id = "0190a0b0-0000-7000-8000-000000000001"
+	batch := []holdfast.EventCreate{{ID: id, Type: "order.placed", Properties: []byte(`{"amount":100,"currency":"USD"}`)}}
+	for _, tenant := range []string{e.tenant, other.ID, e.tenant} {
+		ids, err := p.PublishEvents(t.Context(), tenant, "", batch)
+		if err != nil || len(ids) != 1 || ids[0] != id {
+			t.Fatalf("tenant %s: ids %v, %v", tenant, ids, err)
+		}
+	}
+	if got := e.streamMsgs(t); got != 2 {
+		t.Fatalf("stream holds %d messages, want 2: one per tenant", got)
+	}
+	for _, tenant := range []string{e.tenant, other.ID} {
+		eventually(t, "each tenant's event audited once", func() bool {
+			var n int64
+			err := e.db.Pool.QueryRow(t.Context(), "SELECT count(*) FROM audit_records WHERE tenant_id = $1 AND event_id = $2", tenant, id).Scan(&n)
+			return err == nil && n == 1
+		})
+		eventually(t, "each tenant's event counted once", func() bool {
+			rs, err := e.analytics.ListRollups(t.Context(), tenant, holdfast.RollupFilter{
+				From: time.Now().Add(-time.Hour), To: time.Now().Add(time.Hour), Type: "order.placed"})
+			return err == nil && len(rs) == 1 && rs[0].Count == 1 && rs[0].AmountSum == "100"
+		})
+	}
 }

@@ -26,7 +26,10 @@ type Applier interface {
 
 // States is the consumer groups' shared state (postgres.ConsumerStore).
 type States interface {
-	EnsureGroup(ctx context.Context, name string) error
+	// EnsureGroup creates the group's state if it has none, recording the
+	// stream it consumes and that stream's identity where none is recorded,
+	// and returns the state.
+	EnsureGroup(ctx context.Context, name, stream, identity string) (*holdfast.ConsumerGroupState, error)
 	State(ctx context.Context, name string) (*holdfast.ConsumerGroupState, error)
 	Pause(ctx context.Context, name string, until time.Time, reason string) error
 	Resume(ctx context.Context, name string) error
@@ -39,6 +42,11 @@ type GroupConfig struct {
 	Name string
 	// Stream is the events stream.
 	Stream StreamConfig
+	// Guard, if set, checks that the stream is the one the database is
+	// bound to: at start, where the group's progress must be recorded in
+	// that stream too, and before each batch is applied. Default nil: no
+	// check (holdfast serve always sets one).
+	Guard *Guard
 	// MaxBatch is the most messages fetched at once (Kafka's
 	// max.poll.records), and the most events applied in one transaction,
 	// but for a message that holds more (a group-commit batch's events,
@@ -147,8 +155,9 @@ type Group struct {
 	states  States
 	metrics *GroupMetrics
 
-	cons njs.Consumer
-	run  lifecycle.Runner
+	cons     njs.Consumer
+	identity string // of the stream the group's progress is counted in; "" without a Guard
+	run      lifecycle.Runner
 
 	mu       sync.Mutex
 	state    *holdfast.ConsumerGroupState
@@ -186,14 +195,32 @@ func (g *Group) consumerConfig() njs.ConsumerConfig {
 	}
 }
 
-// Ensure creates or updates the group's durable consumer and shared state.
+// Ensure checks the stream (with a Guard), creates or updates the group's
+// shared state and its durable consumer. It returns a *StreamMismatchError
+// when the stream, or the stream the group's progress is recorded in, is
+// not the one on the server: nothing is consumed then.
 func (g *Group) Ensure(ctx context.Context) error {
-	cons, err := g.js.CreateOrUpdateConsumer(ctx, g.cfg.Stream.Name, g.consumerConfig())
+	stream := g.cfg.Stream.Name
+	identity := ""
+	if g.cfg.Guard != nil {
+		var err error
+		if identity, err = g.cfg.Guard.Check(ctx, stream); err != nil {
+			return fmt.Errorf("events: consumer group %s: %w", g.cfg.Name, err)
+		}
+	}
+	st, err := g.states.EnsureGroup(ctx, g.cfg.Name, stream, identity)
+	if err != nil {
+		return err
+	}
+	if identity != "" && (st.Stream != stream || st.StreamIdentity != identity) {
+		return &StreamMismatchError{Stream: stream, Group: g.cfg.Name, BoundStream: st.Stream, Bound: st.StreamIdentity, Found: identity}
+	}
+	cons, err := g.js.CreateOrUpdateConsumer(ctx, stream, g.consumerConfig())
 	if err != nil {
 		return fmt.Errorf("events: consumer %s: %w", g.cfg.Name, err)
 	}
-	g.cons = cons
-	return g.states.EnsureGroup(ctx, g.cfg.Name)
+	g.cons, g.identity = cons, identity
+	return nil
 }
 
 // Start ensures the consumer and runs the group's workers until Stop.
@@ -301,6 +328,9 @@ func (g *Group) handle(stopping context.Context, msgs []njs.Msg) {
 			m.TermWithReason("unreadable event")
 			continue
 		}
+		for i := range ds {
+			ds[i].StreamID = g.identity
+		}
 		ms, events = append(ms, m), append(events, ds)
 	}
 	// Apply in chunks of about MaxBatch events, whole messages each, with
@@ -338,7 +368,10 @@ func (g *Group) handle(stopping context.Context, msgs []njs.Msg) {
 func (g *Group) apply(stopping context.Context, start time.Time, batch []holdfast.EventDelivery, chunk, unacked []njs.Msg) bool {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(stopping), g.cfg.ApplyTimeout)
 	defer cancel()
-	err := g.slowDownstream(ctx, stopping, len(batch))
+	err := g.checkStream(ctx)
+	if err == nil {
+		err = g.slowDownstream(ctx, stopping, len(batch))
+	}
 	if err == nil {
 		err = g.applier.ApplyEvents(ctx, batch)
 	}
@@ -387,6 +420,23 @@ func (g *Group) giveBack(stopping context.Context, msgs []njs.Msg, err error) {
 }
 
 var errStopping = errors.New("stopping")
+
+// checkStream returns an error unless the stream is still the one the group
+// started on and the database is bound to (with a Guard, checked at most
+// its Recheck ago).
+func (g *Group) checkStream(ctx context.Context) error {
+	if g.cfg.Guard == nil {
+		return nil
+	}
+	identity, err := g.cfg.Guard.Check(ctx, g.cfg.Stream.Name)
+	if err != nil {
+		return err
+	}
+	if identity != g.identity {
+		return &StreamMismatchError{Stream: g.cfg.Stream.Name, Group: g.cfg.Name, Bound: g.identity, Found: identity}
+	}
+	return nil
+}
 
 // slowDownstream waits Delay per event (benchmarks, lab), or until a stop.
 func (g *Group) slowDownstream(ctx, stopping context.Context, n int) error {

@@ -23,6 +23,11 @@ import (
 type PublisherConfig struct {
 	// Stream is the events stream.
 	Stream StreamConfig
+	// Guard, if set, checks before every batch that the stream is the one
+	// the database is bound to; when it is not, the batch is refused with
+	// EOVERLOADED and nothing is published. Default nil: no check
+	// (holdfast serve always sets one).
+	Guard *Guard
 	// Window is the most events this process may have sent to the stream
 	// and not yet seen stored. A batch that would overflow it is refused at
 	// once with EOVERLOADED. Default 16,384.
@@ -108,10 +113,12 @@ func NewPublisher(nc *nats.Conn, cfg PublisherConfig) (*Publisher, error) {
 // PublishEvents validates and stores the events, returning their ids. An
 // event's id is the client's, or derived from the tenant, the request's
 // Idempotency-Key and the event's index (so a retry stores nothing twice
-// within the stream's duplicate window), or new. Errors: EINVALID for a bad
-// event (naming its index), EOVERLOADED when the window or the stream is
-// full or the stream does not answer in time; some events of a refused
-// batch may be stored, and a retry with the same ids or key stores them once.
+// within the stream's duplicate window), or new. Ids are deduplicated per
+// tenant: two tenants' events with the same id are both stored. Errors:
+// EINVALID for a bad event (naming its index), EOVERLOADED when the window
+// or the stream is full, the stream does not answer in time or is not the
+// one the database is bound to; some events of a refused batch may be
+// stored, and a retry with the same ids or key stores them once.
 func (p *Publisher) PublishEvents(ctx context.Context, tenantID, idempotencyKey string, in []holdfast.EventCreate) ([]string, error) {
 	if len(in) == 0 {
 		return nil, holdfast.Errorf(holdfast.EINVALID, "no events given")
@@ -156,13 +163,18 @@ func (p *Publisher) PublishEvents(ctx context.Context, tenantID, idempotencyKey 
 
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
 	defer cancel()
+	if p.cfg.Guard != nil {
+		if _, err := p.cfg.Guard.Check(ctx, p.cfg.Stream.Name); err != nil {
+			return nil, p.refuse(err)
+		}
+	}
 	futures := make([]njs.PubAckFuture, 0, len(events))
 	var buf []byte
 	for i := range events {
 		e := &events[i]
 		buf = appendEvent(buf[:0], e)
 		msg := &nats.Msg{Subject: p.cfg.Stream.Subject(tenantID, e.Type), Data: append([]byte(nil), buf...)}
-		f, err := p.js.PublishMsgAsync(msg, njs.WithMsgID(e.ID))
+		f, err := p.js.PublishMsgAsync(msg, njs.WithMsgID(clientMsgID(tenantID, e.ID)))
 		if err != nil {
 			return nil, p.refuse(fmt.Errorf("publish: %w", err))
 		}
@@ -198,6 +210,12 @@ func isFull(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "maximum bytes") || strings.Contains(s, "maximum messages") || strings.Contains(s, "resource limits")
 }
+
+// clientMsgID is the stream's deduplication id of a client event: the
+// stream is shared by every tenant and a client chooses its event ids, so
+// the id is scoped by the tenant; otherwise one tenant's id would make the
+// stream drop another tenant's event as a duplicate.
+func clientMsgID(tenantID, eventID string) string { return tenantID + "/" + eventID }
 
 // derivedID returns a UUID (version 8, RFC 9562) that is a function of the
 // tenant, the Idempotency-Key and the event's index.

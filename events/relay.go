@@ -34,6 +34,13 @@ type RelayConfig struct {
 	Stream StreamConfig
 	// JobsSubject is where job messages (outbox topic "jobs") go. Default "jobs.receipts".
 	JobsSubject string
+	// JobsStream is the stream that stores JobsSubject. Default "jobs".
+	JobsStream string
+	// Guard, if set, checks before every publish that the events stream
+	// (and, for a job, the jobs stream) is the one the database is bound
+	// to; when it is not, nothing is published and the outbox keeps the
+	// rows. Default nil: no check (holdfast serve always sets one).
+	Guard *Guard
 	// Batch is the most events claimed and published at once (a row of more
 	// is published alone). Default 2000.
 	Batch int
@@ -66,6 +73,9 @@ func (c RelayConfig) WithDefaults() RelayConfig {
 	if c.JobsSubject == "" {
 		c.JobsSubject = "jobs.receipts"
 	}
+	if c.JobsStream == "" {
+		c.JobsStream = "jobs"
+	}
 	if c.Batch == 0 {
 		c.Batch = 2000
 	}
@@ -91,7 +101,8 @@ func (c RelayConfig) WithDefaults() RelayConfig {
 // replica: they claim disjoint rows (SKIP LOCKED), and each event is
 // published with its id as Nats-Msg-Id, so a relay that dies between
 // publishing and deleting its rows leaves them to be published again and
-// the stream stores them once.
+// the stream stores them once. With a Guard it publishes only into the
+// streams the database is bound to.
 type Relay struct {
 	cfg    RelayConfig
 	outbox Outbox
@@ -237,6 +248,9 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 func (r *Relay) publish(ctx context.Context, msgs []holdfast.OutboxMessage) error {
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.AckTimeout)
 	defer cancel()
+	if err := r.checkStreams(ctx, msgs); err != nil {
+		return err
+	}
 	futures := make([]njs.PubAckFuture, 0, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
@@ -267,6 +281,32 @@ func (r *Relay) publish(ctx context.Context, msgs []holdfast.OutboxMessage) erro
 		futures = append(futures, f)
 	}
 	return awaitAcks(ctx, futures, nil)
+}
+
+// checkStreams checks, with a Guard, the streams msgs go to.
+func (r *Relay) checkStreams(ctx context.Context, msgs []holdfast.OutboxMessage) error {
+	if r.cfg.Guard == nil {
+		return nil
+	}
+	events, jobs := false, false
+	for i := range msgs {
+		if len(msgs[i].Events) > 0 && msgs[i].Events[0].Topic == holdfast.TopicJobs {
+			jobs = true
+		} else {
+			events = true
+		}
+	}
+	if events {
+		if _, err := r.cfg.Guard.Check(ctx, r.cfg.Stream.Name); err != nil {
+			return err
+		}
+	}
+	if jobs {
+		if _, err := r.cfg.Guard.Check(ctx, r.cfg.JobsStream); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // awaitAcks waits for every future and returns the first error; dup, when

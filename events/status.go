@@ -2,6 +2,7 @@ package events
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -104,53 +105,77 @@ func (a *Admin) group(name string) *Group {
 
 // ListConsumers returns every group's lag and state. Lag in events is what
 // the group has not acknowledged (pending plus in flight); lag in seconds is
-// the age of the oldest event not yet acknowledged.
+// the age of the oldest event not yet acknowledged. While NATS cannot be
+// read (NATSError says why), a group's state comes from the database alone
+// and its stream figures are zero. Errors: only the database's.
 func (a *Admin) ListConsumers(ctx context.Context) ([]*holdfast.ConsumerStatus, error) {
-	stream, err := a.js.Stream(ctx, a.stream.Name)
-	if err != nil {
-		return nil, fmt.Errorf("consumers: stream: %w", err)
-	}
-	sinfo, err := stream.Info(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("consumers: stream info: %w", err)
+	connected := a.js.Conn().IsConnected()
+	var stream njs.Stream
+	var sinfo *njs.StreamInfo
+	natsErr := errors.New("not connected to NATS")
+	if connected {
+		// A request to a server that stops answering waits for its deadline:
+		// bound it, so that the list comes back without the stream's figures.
+		nctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		stream, natsErr = a.js.Stream(nctx, a.stream.Name)
+		if natsErr == nil {
+			sinfo, natsErr = stream.Info(nctx)
+		}
+		cancel()
 	}
 	out := make([]*holdfast.ConsumerStatus, 0, len(a.groups))
 	for _, g := range a.groups {
-		cons, err := stream.Consumer(ctx, g.Name())
-		if err != nil {
-			return nil, fmt.Errorf("consumers: %s: %w", g.Name(), err)
-		}
-		info, err := cons.Info(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("consumers: %s: %w", g.Name(), err)
-		}
 		st, err := a.states.State(ctx, g.Name())
 		if err != nil {
 			return nil, err
 		}
 		cfg := g.Config()
 		s := &holdfast.ConsumerStatus{
-			Name: g.Name(), Pending: info.NumPending, InFlight: info.NumAckPending, Redelivered: info.NumRedelivered,
-			LastApplied: int64(st.LastApplied), StreamLast: sinfo.State.LastSeq,
-			LagMessages: info.NumPending + uint64(info.NumAckPending),
-			Paused:      st.PausedAt(a.now()), PauseReason: st.PauseReason,
+			Name: g.Name(), LastApplied: int64(st.LastApplied), StreamIdentity: st.StreamIdentity,
+			Paused: st.PausedAt(a.now()), PauseReason: st.PauseReason,
 			AckWait: cfg.AckWait.String(), MaxBatch: cfg.MaxBatch, MaxAckPending: cfg.MaxAckPending,
+			NATSConnected: connected,
 		}
 		if st.PausedUntil != nil && a.now().Before(*st.PausedUntil) {
 			u := st.PausedUntil.UTC()
 			s.PausedUntil = &u
 		}
-		if s.LagMessages > 0 {
-			// The oldest unacknowledged message is the first after the ack floor
-			// (or the first still in the stream, if older ones aged out).
-			seq := max(info.AckFloor.Stream+1, sinfo.State.FirstSeq)
-			if m, err := stream.GetMsg(ctx, seq); err == nil {
-				s.LagSeconds = max(0, a.now().Sub(m.Time).Seconds())
-			}
-		}
 		out = append(out, s)
+		if natsErr != nil {
+			s.NATSError = fmt.Sprintf("stream %s: %v", a.stream.Name, natsErr)
+			continue
+		}
+		if err := a.streamFigures(ctx, stream, sinfo, g.Name(), s); err != nil {
+			s.NATSError = fmt.Sprintf("consumer %s: %v", g.Name(), err)
+		}
 	}
 	return out, nil
+}
+
+// streamFigures sets a group's figures from the stream and its consumer.
+func (a *Admin) streamFigures(ctx context.Context, stream njs.Stream, sinfo *njs.StreamInfo, name string, s *holdfast.ConsumerStatus) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	cons, err := stream.Consumer(ctx, name)
+	if err != nil {
+		return err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return err
+	}
+	s.Pending, s.InFlight, s.Redelivered = info.NumPending, info.NumAckPending, info.NumRedelivered
+	s.StreamLast = sinfo.State.LastSeq
+	s.LagMessages = info.NumPending + uint64(info.NumAckPending)
+	if s.LagMessages > 0 {
+		// The oldest unacknowledged message is the first after the ack floor
+		// (or the first still in the stream, if older ones aged out).
+		seq := max(info.AckFloor.Stream+1, sinfo.State.FirstSeq)
+		if m, err := stream.GetMsg(ctx, seq); err == nil {
+			s.LagSeconds = max(0, a.now().Sub(m.Time).Seconds())
+		}
+	}
+	return nil
 }
 
 // PauseConsumer pauses a group in every replica (see ConsumerStore.Pause).
@@ -217,6 +242,9 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		return
 	}
 	for _, s := range list {
+		if s.NATSError != "" {
+			continue // unknown, not zero
+		}
 		ch <- prometheus.MustNewConstMetric(lagMessagesDesc, prometheus.GaugeValue, float64(s.LagMessages), s.Name)
 		ch <- prometheus.MustNewConstMetric(lagSecondsDesc, prometheus.GaugeValue, s.LagSeconds, s.Name)
 		ch <- prometheus.MustNewConstMetric(pendingDesc, prometheus.GaugeValue, float64(s.Pending), s.Name)

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/google/uuid"
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/holdfast/holdfast"
@@ -73,7 +74,10 @@ func (c StreamConfig) Subject(tenantID, typ string) string {
 }
 
 // EnsureStream creates the stream, or updates it to cfg, and returns it.
-// Safe to call from every replica at every start.
+// A stream it creates gets a new id in its metadata (MetadataStreamID),
+// which an update keeps: the stream's identity (StreamIdentity). Safe to
+// call from every replica at every start; it does not check the stream
+// against the database (see Guard.Ensure).
 func EnsureStream(ctx context.Context, js njs.JetStream, cfg StreamConfig) (njs.Stream, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.validate(); err != nil {
@@ -83,7 +87,7 @@ func EnsureStream(ctx context.Context, js njs.JetStream, cfg StreamConfig) (njs.
 	if cfg.Memory {
 		storage = njs.MemoryStorage
 	}
-	s, err := js.CreateOrUpdateStream(ctx, njs.StreamConfig{
+	sc := njs.StreamConfig{
 		Name:        cfg.Name,
 		Description: "Holdfast's event log: ledger events from the outbox and client events",
 		Subjects:    []string{cfg.Name + ".>"},
@@ -94,11 +98,35 @@ func EnsureStream(ctx context.Context, js njs.JetStream, cfg StreamConfig) (njs.
 		Storage:     storage,
 		Replicas:    cfg.Replicas,
 		Duplicates:  cfg.Duplicates,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("events: stream %s: %w", cfg.Name, err)
 	}
-	return s, nil
+	for attempt := 0; ; attempt++ {
+		existing, err := js.Stream(ctx, cfg.Name)
+		switch {
+		case err == nil:
+			// A stream without an id keeps none: its identity is its creation time.
+			sc.Metadata = nil
+			if id := existing.CachedInfo().Config.Metadata[MetadataStreamID]; id != "" {
+				sc.Metadata = map[string]string{MetadataStreamID: id}
+			}
+			s, err := js.UpdateStream(ctx, sc)
+			if err != nil {
+				return nil, fmt.Errorf("events: stream %s: %w", cfg.Name, err)
+			}
+			return s, nil
+		case errors.Is(err, njs.ErrStreamNotFound):
+			sc.Metadata = map[string]string{MetadataStreamID: uuid.NewString()}
+			s, err := js.CreateStream(ctx, sc)
+			if errors.Is(err, njs.ErrStreamNameAlreadyInUse) && attempt == 0 {
+				continue // another replica created it meanwhile: update that one
+			}
+			if err != nil {
+				return nil, fmt.Errorf("events: stream %s: %w", cfg.Name, err)
+			}
+			return s, nil
+		default:
+			return nil, fmt.Errorf("events: stream %s: %w", cfg.Name, err)
+		}
+	}
 }
 
 // BatchHeader marks a stream message that holds several events: the

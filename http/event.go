@@ -109,12 +109,33 @@ func (s *Server) handleListAudit(w http.ResponseWriter, r *http.Request) {
 	s.respond(w, r, http.StatusOK, list[*holdfast.AuditRecord]{Data: nonNil(records), NextCursor: next})
 }
 
+// handleVerifyAudit verifies a page of the tenant's audit trail: from the
+// latest checkpoint (from=checkpoint, the default), from the first record
+// (from=start), or from the checkpoint a cursor names.
 func (s *Server) handleVerifyAudit(w http.ResponseWriter, r *http.Request) {
 	if s.AuditService == nil {
 		s.Error(w, r, holdfast.Errorf(holdfast.EOVERLOADED, "the audit trail is not running in this server"))
 		return
 	}
-	v, err := s.AuditService.VerifyAudit(r.Context(), tenantFrom(r.Context()))
+	q := r.URL.Query()
+	req := holdfast.AuditVerifyRequest{Cursor: q.Get("cursor")}
+	switch q.Get("from") {
+	case "", "checkpoint":
+	case "start":
+		req.FromStart = true
+	default:
+		s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "from must be checkpoint or start"))
+		return
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > holdfast.MaxAuditVerifyPage {
+			s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "limit must be an integer between 1 and %d", holdfast.MaxAuditVerifyPage))
+			return
+		}
+		req.Limit = n
+	}
+	v, err := s.AuditService.VerifyAudit(r.Context(), tenantFrom(r.Context()), req)
 	if err != nil {
 		s.Error(w, r, err)
 		return

@@ -282,7 +282,15 @@ func TestOpenAPIEventResponses(t *testing.T) {
 		return len(m["data"].([]any)) == 1 && m["next_cursor"] != nil
 	})
 	call(c, "GET", "/v1/audit", "/v1/audit?cursor=x", nil).MustStatus(t, 400)
-	call(c, "GET", "/v1/audit/verify", "/v1/audit/verify", nil).MustStatus(t, 200)
+	v := call(c, "GET", "/v1/audit/verify", "/v1/audit/verify?limit=1", nil).MustStatus(t, 200).JSON(t)
+	if v["ok"] != true || v["records"].(float64) != 1 || v["more"] != true || v["next_cursor"] != "1" {
+		t.Fatalf("verify one record = %v", v)
+	}
+	v = call(c, "GET", "/v1/audit/verify", "/v1/audit/verify?from=start&limit=1", nil).MustStatus(t, 200).JSON(t)
+	call(c, "GET", "/v1/audit/verify", "/v1/audit/verify?cursor="+v["next_cursor"].(string), nil).MustStatus(t, 200)
+	for _, bad := range []string{"from=middle", "limit=0", "limit=10001", "cursor=x", "cursor=99", "cursor=1&from=start"} {
+		call(c, "GET", "/v1/audit/verify", "/v1/audit/verify?"+bad, nil).MustStatus(t, 400)
+	}
 	call(admin, "GET", "/v1/admin/consumers", "/v1/admin/consumers", nil).MustStatus(t, 200)
 	call(admin, "POST", "/v1/admin/consumers/{name}/pause", "/v1/admin/consumers/audit/pause", map[string]any{"for": "10m", "reason": "test"}).MustStatus(t, 200)
 	call(admin, "POST", "/v1/admin/consumers/{name}/pause", "/v1/admin/consumers/audit/pause", map[string]any{"for": "10 minutes"}).MustStatus(t, 400)

@@ -378,7 +378,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/events", tenant(s.handlePostEvents))
 	mux.Handle("GET /v1/analytics/rollups", tenant(s.handleListRollups, "from", "to", "type", "limit"))
 	mux.Handle("GET /v1/audit", tenant(s.handleListAudit, "limit", "cursor"))
-	mux.Handle("GET /v1/audit/verify", tenant(s.handleVerifyAudit))
+	mux.Handle("GET /v1/audit/verify", tenant(s.handleVerifyAudit, "from", "limit", "cursor"))
 	mux.Handle("PUT /v1/transfers/{id}/receipt", tenant(s.handlePutReceipt))
 	mux.Handle("GET /v1/receipts/{id}", tenant(s.handleGetReceipt))
 	mux.Handle("GET /v1/receipts/{id}/{variant}", tenant(s.handleGetReceiptVariant))

@@ -5,12 +5,14 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/holdfast/holdfast"
 )
@@ -143,56 +145,186 @@ func (s *AuditService) ListAudit(ctx context.Context, tenantID string, page hold
 	return list, next, nil
 }
 
-// VerifyAudit recomputes the tenant's whole chain from one snapshot,
-// streaming it, and reports the first record that does not follow from the
-// one before (a gap, a changed event, a changed link) or a head that does
-// not match the last record.
-func (s *AuditService) VerifyAudit(ctx context.Context, tenantID string) (*holdfast.AuditVerification, error) {
-	tx, err := s.db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+// VerifyAudit recomputes a page of the tenant's chain, at most req.Limit
+// records (default and most holdfast.MaxAuditVerifyPage): from the latest
+// checkpoint by default, from the checkpoint req.Cursor names, or from the
+// first record with req.FromStart. It reports the first record that does
+// not follow from the one before it (a gap, a changed event, a changed
+// link), a checkpoint whose record or hash changed since it was recorded,
+// or a head that does not match the last record; otherwise it records a
+// checkpoint at the last record it verified. One verification of a tenant
+// runs at a time: another waits up to a second, then gets ECONFLICT.
+// EINVALID for a bad cursor or limit.
+func (s *AuditService) VerifyAudit(ctx context.Context, tenantID string, req holdfast.AuditVerifyRequest) (*holdfast.AuditVerification, error) {
+	limit := req.Limit
+	if limit == 0 {
+		limit = holdfast.MaxAuditVerifyPage
+	}
+	if limit < 1 || limit > holdfast.MaxAuditVerifyPage {
+		return nil, holdfast.Errorf(holdfast.EINVALID, "limit must be between 1 and %d", holdfast.MaxAuditVerifyPage)
+	}
+	cursor := int64(-1)
+	if req.Cursor != "" {
+		if req.FromStart {
+			return nil, holdfast.Errorf(holdfast.EINVALID, "give a cursor or from=start, not both")
+		}
+		c, err := strconv.ParseInt(req.Cursor, 10, 64)
+		if err != nil || c < 0 || strconv.FormatInt(c, 10) != req.Cursor {
+			return nil, holdfast.Errorf(holdfast.EINVALID, "cursor is malformed")
+		}
+		cursor = c
+	}
+	if _, err := s.db.Pool.Exec(ctx, "INSERT INTO audit_verifications (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING", tenantID); err != nil {
+		return nil, fmt.Errorf("verify audit: %w", contextError(ctx, err))
+	}
+	// Read committed: after the lock, each statement sees what the
+	// verification before this one recorded. The head is read before the
+	// records: a record and its head move together, so every record up to
+	// the head read is there.
+	tx, err := s.db.Pool.Begin(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("verify audit: %w", err)
+		return nil, fmt.Errorf("verify audit: %w", contextError(ctx, err))
 	}
 	defer tx.Rollback(ctx)
-	v := &holdfast.AuditVerification{OK: true}
-	prev := genesis
-	rows, _ := tx.Query(ctx, `SELECT seq, event, prev_hash, hash FROM audit_records WHERE tenant_id = $1 ORDER BY seq`, tenantID)
+	if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = '1s'"); err != nil {
+		return nil, fmt.Errorf("verify audit: %w", contextError(ctx, err))
+	}
+	if _, err := tx.Exec(ctx, "SELECT 1 FROM audit_verifications WHERE tenant_id = $1 FOR UPDATE", tenantID); err != nil {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "55P03" { // lock_not_available
+			return nil, holdfast.Errorf(holdfast.ECONFLICT, "another verification of this tenant's audit trail is running; retry once it has finished")
+		}
+		return nil, fmt.Errorf("verify audit: %w", contextError(ctx, err))
+	}
+	v, err := verifyPage(ctx, tx, tenantID, cursor, req.FromStart, limit, s.db.now())
+	if err != nil {
+		return nil, fmt.Errorf("verify audit: %w", contextError(ctx, err))
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("verify audit: %w", contextError(ctx, err))
+	}
+	return v, nil
+}
+
+// verifyPage verifies up to limit records after the start: the checkpoint
+// at cursor (when not negative), the trail's first record (fromStart), or
+// the latest checkpoint. It records a checkpoint where it ends, unless it
+// found a break.
+func verifyPage(ctx context.Context, tx pgx.Tx, tenantID string, cursor int64, fromStart bool, limit int, now time.Time) (*holdfast.AuditVerification, error) {
+	v := &holdfast.AuditVerification{OK: true, Start: "start"}
+	from, prev := int64(0), genesis
+	if cursor > 0 || !fromStart && cursor < 0 {
+		var cp holdfast.AuditCheckpoint
+		var hash []byte
+		err := tx.QueryRow(ctx, `SELECT seq, hash, verified_at FROM audit_checkpoints WHERE tenant_id = $1 AND ($2 < 0 OR seq = $2)
+			ORDER BY seq DESC LIMIT 1`, tenantID, cursor).Scan(&cp.Seq, &hash, &cp.VerifiedAt)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows) && cursor > 0:
+			return nil, holdfast.Errorf(holdfast.EINVALID, "cursor names no checkpoint of this trail")
+		case errors.Is(err, pgx.ErrNoRows):
+			// no checkpoint yet: from the start
+		case err != nil:
+			return nil, err
+		default:
+			cp.Hash, cp.VerifiedAt = hex.EncodeToString(hash), cp.VerifiedAt.UTC()
+			v.Start, v.Checkpoint = "checkpoint", &cp
+			from, prev = cp.Seq, hash
+		}
+	}
+	var headHash []byte
+	err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1", tenantID).Scan(&v.HeadSeq, &headHash)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return nil, err
+	}
+	v.VerifiedThrough = from
+	fail := func(seq int64, reason string) {
+		v.OK, v.FirstBad, v.Reason, v.VerifiedThrough = false, seq, reason, seq-1
+	}
+	if from > v.HeadSeq {
+		fail(v.HeadSeq+1, fmt.Sprintf("the trail ends at record %d, before the checkpoint at %d (records were removed)", v.HeadSeq, from))
+		return v, nil
+	}
+	to := min(from+int64(limit), v.HeadSeq)
+
+	// Checkpoints recorded before inside the page: the hashes recomputed
+	// there must be theirs, or the trail changed after they were verified.
+	checkpoints := map[int64][]byte{}
+	rows, _ := tx.Query(ctx, "SELECT seq, hash FROM audit_checkpoints WHERE tenant_id = $1 AND seq > $2 AND seq <= $3", tenantID, from, to)
+	var cseq int64
+	var chash []byte
+	if _, err := pgx.ForEachRow(rows, []any{&cseq, &chash}, func() error {
+		checkpoints[cseq] = bytes.Clone(chash)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+
+	// The page, and the checkpoint's own record, whose hash must still be
+	// the one recorded.
+	rows, _ = tx.Query(ctx, `SELECT seq, event, prev_hash, hash FROM audit_records WHERE tenant_id = $1 AND seq >= $2 AND seq <= $3
+		ORDER BY seq`, tenantID, max(from, 1), to)
+	expect, sawFrom := from+1, from == 0
 	var seq int64
 	var event, prevHash, hash []byte
 	_, err = pgx.ForEachRow(rows, []any{&seq, &event, &prevHash, &hash}, func() error {
-		if !v.OK {
-			return nil
-		}
-		v.Records++
 		switch {
-		case seq != v.Records:
-			v.OK, v.FirstBad, v.Reason = false, v.Records, fmt.Sprintf("record %d is missing", v.Records)
+		case !v.OK:
+		case seq == from:
+			sawFrom = true
+			if !bytes.Equal(hash, prev) {
+				fail(from, "the record at the checkpoint no longer has the checkpoint's hash")
+			}
+		case !sawFrom:
+			fail(from, "the record at the checkpoint is missing")
+		case seq != expect:
+			fail(expect, fmt.Sprintf("record %d is missing", expect))
 		case !bytes.Equal(prevHash, prev):
-			v.OK, v.FirstBad, v.Reason = false, seq, "its prev_hash is not the hash of the record before it"
+			fail(seq, "its prev_hash is not the hash of the record before it")
 		case !bytes.Equal(hash, chain(prev, event)):
-			v.OK, v.FirstBad, v.Reason = false, seq, "its hash does not match its event"
+			fail(seq, "its hash does not match its event")
+		case checkpoints[seq] != nil && !bytes.Equal(hash, checkpoints[seq]):
+			fail(seq, "its hash is not the one a verification recorded for it: the trail was changed after it was verified")
+		default:
+			if v.FromSeq == 0 {
+				v.FromSeq = seq
+			}
+			v.ToSeq, v.Records, v.VerifiedThrough = seq, v.Records+1, seq
+			prev = bytes.Clone(hash)
+			expect++
 		}
-		prev = bytes.Clone(hash)
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("verify audit: %w", contextError(ctx, err))
+		return nil, err
 	}
-	if !v.OK {
-		v.HeadHash = ""
+	switch {
+	case !v.OK:
+		return v, nil
+	case !sawFrom:
+		fail(from, "the record at the checkpoint is missing")
+		return v, nil
+	case v.VerifiedThrough < to:
+		// Every record up to the head read is there (a record and its head
+		// move together), unless it was removed.
+		fail(v.VerifiedThrough+1, fmt.Sprintf("record %d is missing", v.VerifiedThrough+1))
 		return v, nil
 	}
-	var headSeq int64
-	var headHash []byte
-	err = tx.QueryRow(ctx, "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1", tenantID).Scan(&headSeq, &headHash)
-	if err != nil && err != pgx.ErrNoRows {
-		return nil, fmt.Errorf("verify audit: %w", contextError(ctx, err))
+	if to == v.HeadSeq {
+		if v.HeadSeq > 0 && !bytes.Equal(headHash, prev) {
+			fail(v.HeadSeq+1, "the head does not match the last record (records were removed)")
+			return v, nil
+		}
+		if v.HeadSeq > 0 {
+			v.HeadHash = hex.EncodeToString(prev)
+		}
+	} else {
+		v.More, v.NextCursor = true, strconv.FormatInt(to, 10)
 	}
-	if err == nil && (headSeq != v.Records || !bytes.Equal(headHash, prev)) {
-		v.OK, v.FirstBad, v.Reason = false, v.Records+1, "the head does not match the last record (records were removed)"
-		return v, nil
-	}
-	if v.Records > 0 {
-		v.HeadHash = hex.EncodeToString(prev)
+	if to > from {
+		if _, err := tx.Exec(ctx, `INSERT INTO audit_checkpoints (tenant_id, seq, hash, verified_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (tenant_id, seq) DO NOTHING`, tenantID, to, prev, now); err != nil {
+			return nil, err
+		}
 	}
 	return v, nil
 }

@@ -300,6 +300,9 @@ func (m *Main) drainEvents(ctx context.Context) error {
 			}
 			for _, g := range groups {
 				lag += g.LagMessages
+				if g.NATSError != "" {
+					lag++ // unknown while NATS cannot be read: not drained
+				}
 			}
 		}
 		if outbox == 0 && lag == 0 {

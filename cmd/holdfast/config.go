@@ -31,7 +31,7 @@ func (c *Config) settings() []setting {
 		{"metrics-addr", "HOLDFAST_METRICS_ADDR", (*listenAddr)(&c.MetricsAddr), "`host:port` to serve /metrics on, a listener of its own (the API address then answers it 404); a bare port means 127.0.0.1 only; empty keeps /metrics on --addr"},
 		{"data-dir", "HOLDFAST_DATA_DIR", &c.DataDir, "data directory: embedded NATS files, the dev PostgreSQL"},
 		{"database-url", "DATABASE_URL", &c.DatabaseURL, "PostgreSQL URL; required by serve, optional for dev"},
-		{"nats-url", "NATS_URL", &c.NATSURL, "external NATS URL; empty runs an embedded server"},
+		{"nats-url", "NATS_URL", &c.NATSURL, "external NATS URL; empty runs an embedded server in the data directory, which only one replica on a database may do: replicas share one NATS through this flag"},
 		{"nats-listen", "HOLDFAST_NATS_LISTEN", (*listenAddr)(&c.NATSListen), "`host:port` of the embedded NATS server's client port, for the nats CLI (no authentication: keep it on loopback); a bare port means 127.0.0.1 only, port 0 a free one; empty: no port (dev: 127.0.0.1:4223, or a free port if taken)"},
 		{"admin-token", "HOLDFAST_ADMIN_TOKEN", &c.AdminToken, "bearer token for /v1/admin, at least 32 characters; empty disables the admin API (dev generates one)"},
 		{"db-max-conns", "HOLDFAST_DB_MAX_CONNS", &c.DBMaxConns, "database pool size; 0 means 4 × cores, at least 8"},

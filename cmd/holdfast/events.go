@@ -1,14 +1,26 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"time"
+
+	njs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast/events"
 	holdfasthttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/jetstream"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/receipts"
 )
 
 // EventConfig configures the event log: the stream, the relay, the
@@ -34,24 +46,101 @@ func defaultEventConfig() EventConfig {
 
 // eventLog is the running event log of a Main.
 type eventLog struct {
+	embedded  *postgres.EmbeddedNATS // this replica's claim to run the database's embedded NATS
 	stream    events.StreamConfig
+	guard     *events.Guard
 	relay     *events.Relay
 	groups    []*events.Group
 	publisher *events.Publisher
 	admin     *events.Admin
 }
 
-// openEventLog ensures the stream, starts the relay and the consumer
-// groups, and sets the event services on the HTTP server.
+// groupNames are the consumer groups of the events stream.
+var groupNames = []string{"analytics", "audit"}
+
+// openNATS connects to the NATS at --nats-url, or starts the embedded one
+// in the data directory, which only one replica on the database may run:
+// replicas with a NATS each would each have a stream of their own. A NATS
+// connection set on m before Run is used as it is.
+func (m *Main) openNATS(ctx context.Context) error {
+	m.events = &eventLog{}
+	if m.NATS == nil {
+		c := m.Config
+		if c.NATSURL == "" {
+			host, _ := os.Hostname()
+			dir, _ := filepath.Abs(natsDir(c.DataDir))
+			claim, err := postgres.ClaimEmbeddedNATS(ctx, m.DB, fmt.Sprintf("host %s, pid %d, data dir %s", host, os.Getpid(), dir))
+			if err != nil {
+				return fmt.Errorf("embedded NATS: %w", err)
+			}
+			m.events.embedded = claim
+		}
+		nc := jetstream.Config{URL: c.NATSURL, StoreDir: natsDir(c.DataDir), Listen: c.NATSListen}
+		var err error
+		m.NATS, err = jetstream.Open(ctx, nc)
+		if errors.Is(err, syscall.EADDRINUSE) && c.Dev && c.NATSListen == devNATSListen {
+			// Another program has dev's usual port; the banner prints the one taken.
+			nc.Listen = "127.0.0.1:0"
+			m.NATS, err = jetstream.Open(ctx, nc)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if m.Registry != nil {
+		nc := m.NATS.NC // not m.NATS.NC at scrape time: Close clears it
+		m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "holdfast_nats_connected", Help: "1 while this replica is connected to NATS, else 0 (events then wait in the outbox)."},
+			func() float64 {
+				if nc.IsConnected() {
+					return 1
+				}
+				return 0
+			}))
+	}
+	return nil
+}
+
+// closeNATS closes the connection (and the embedded server), then gives up
+// the claim to it.
+func (m *Main) closeNATS() {
+	if m.NATS != nil {
+		m.NATS.Close()
+	}
+	if m.events != nil {
+		m.events.embedded.Release()
+	}
+}
+
+// openEventLog ensures the streams, bound to the database (the events
+// stream, and the jobs stream the relay also publishes into), starts the
+// relay and the consumer groups, and sets the event services on the HTTP
+// server.
 func (m *Main) openEventLog(ctx context.Context) error {
 	c := m.Config.Events
-	l := &eventLog{stream: events.StreamConfig{MaxBytes: c.MaxBytes, MaxAge: c.MaxAge, Duplicates: c.Duplicates}.WithDefaults()}
-	m.events = l
-	if _, err := events.EnsureStream(ctx, m.NATS.JS, l.stream); err != nil {
+	l := m.events
+	l.stream = events.StreamConfig{MaxBytes: c.MaxBytes, MaxAge: c.MaxAge, Duplicates: c.Duplicates}.WithDefaults()
+	states := postgres.NewConsumerStore(m.DB)
+	var err error
+	if l.guard, err = events.NewGuard(m.NATS.JS, states, events.GuardConfig{}); err != nil {
 		return err
 	}
-	var err error
-	l.publisher, err = events.NewPublisher(m.NATS.NC, events.PublisherConfig{Stream: l.stream, Window: c.Window, Logger: m.Logger, Registerer: m.Registry})
+	if _, err := l.guard.Ensure(ctx, l.stream.Name, func(ctx context.Context) error {
+		_, err := events.EnsureStream(ctx, m.NATS.JS, l.stream)
+		return err
+	}); err != nil {
+		return err
+	}
+	// The jobs streams exist before the relay may publish a job.
+	jobs := m.Config.Receipts.pipeline().WithDefaults()
+	if _, err := l.guard.Ensure(ctx, jobs.Stream, func(ctx context.Context) error {
+		_, err := receipts.EnsureStreams(ctx, m.NATS.JS, jobs)
+		return err
+	}); err != nil {
+		return err
+	}
+	l.publisher, err = events.NewPublisher(m.NATS.NC, events.PublisherConfig{Stream: l.stream, Guard: l.guard, Window: c.Window,
+		Logger: m.Logger, Registerer: m.Registry})
 	if err != nil {
 		return err
 	}
@@ -59,14 +148,13 @@ func (m *Main) openEventLog(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	states := postgres.NewConsumerStore(m.DB)
 	analytics, audit := postgres.NewAnalyticsService(m.DB), postgres.NewAuditService(m.DB)
 	for _, g := range []struct {
 		name    string
 		applier events.Applier
-	}{{"analytics", analytics}, {"audit", audit}} {
+	}{{groupNames[0], analytics}, {groupNames[1], audit}} {
 		group, err := events.NewGroup(m.NATS.JS, g.applier, states, metrics, events.GroupConfig{
-			Name: g.name, Stream: l.stream, MaxBatch: c.Batch, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending,
+			Name: g.name, Stream: l.stream, Guard: l.guard, MaxBatch: c.Batch, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending,
 			Workers: c.Workers, Cooldown: c.Cooldown, Delay: c.Delay, Logger: m.Logger, Yield: m.ledgerUnderPressure,
 		})
 		if err != nil {
@@ -77,7 +165,8 @@ func (m *Main) openEventLog(ctx context.Context) error {
 		}
 		l.groups = append(l.groups, group)
 	}
-	l.relay, err = events.NewRelay(m.DB, m.NATS.JS, events.RelayConfig{Stream: l.stream, Logger: m.Logger, Registerer: m.Registry})
+	l.relay, err = events.NewRelay(m.DB, m.NATS.JS, events.RelayConfig{Stream: l.stream, Guard: l.guard,
+		JobsSubject: jobs.Subject, JobsStream: jobs.Stream, Logger: m.Logger, Registerer: m.Registry})
 	if err != nil {
 		return err
 	}
@@ -116,4 +205,92 @@ func natsDir(dataDir string) string { return filepath.Join(dataDir, "nats") }
 func (m *Main) ledgerUnderPressure() bool {
 	d := m.Config.Events.YieldDepth
 	return d > 0 && m.writer != nil && m.writer.QueueDepth() >= d
+}
+
+// runAdoptStream binds the database's event log to the streams on a NATS
+// server, knowingly: the way back into service after the stream was lost.
+func runAdoptStream(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("holdfast adopt-stream", flag.ContinueOnError)
+	m := NewMain()
+	c := &m.Config
+	c.DataDir = cmp.Or(os.Getenv("HOLDFAST_DATA_DIR"), c.DataDir)
+	fs.StringVar(&c.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (env DATABASE_URL)")
+	fs.StringVar(&c.NATSURL, "nats-url", os.Getenv("NATS_URL"), "the NATS whose streams to adopt (env NATS_URL); empty: the embedded server's files in --data-dir")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "data directory of the embedded NATS, without --nats-url (env HOLDFAST_DATA_DIR)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: holdfast adopt-stream [flags]
+
+Bind the database's event log to the streams on this NATS ("events", and
+"jobs" of the receipt pipeline), creating those that are missing. A replica
+refuses to start on a stream that is not the one the database recorded:
+consumer progress is counted in stream sequences, and a stream that replaced
+the recorded one (another NATS server, a lost data directory) numbers its
+messages from 1 again. If the original stream is gone for good, adopt the
+new one: its identity is recorded and the consumer groups' progress in it is
+reset, so they apply every event it holds. Events of the old stream that
+were not yet consumed are lost, and jobs in it are not run. Stop every
+replica first; run it with the --nats-url (or --data-dir) the replicas will
+use. A stream bound already is left as it is.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	if err := parseArgs(fs, args, stdout, stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if c.DatabaseURL == "" {
+		return errors.New("adopt-stream needs DATABASE_URL (or --database-url)")
+	}
+	var err error
+	if m.DB, err = postgres.Open(ctx, postgres.Config{URL: c.DatabaseURL, MaxConns: 2}); err != nil {
+		return err
+	}
+	defer m.DB.Close()
+	if err := postgres.Migrate(ctx, m.DB); err != nil {
+		return err
+	}
+	if err := m.openNATS(ctx); err != nil {
+		return err
+	}
+	defer m.closeNATS()
+	stream := events.StreamConfig{MaxBytes: c.Events.MaxBytes, MaxAge: c.Events.MaxAge, Duplicates: c.Events.Duplicates}.WithDefaults()
+	jobs := c.Receipts.pipeline().WithDefaults()
+	store := postgres.NewConsumerStore(m.DB)
+	for _, s := range []struct {
+		name   string
+		groups []string
+		create func() error
+	}{
+		{stream.Name, groupNames, func() error { _, err := events.EnsureStream(ctx, m.NATS.JS, stream); return err }},
+		{jobs.Stream, nil, func() error { _, err := receipts.EnsureStreams(ctx, m.NATS.JS, jobs); return err }},
+	} {
+		if _, err := m.NATS.JS.Stream(ctx, s.name); errors.Is(err, njs.ErrStreamNotFound) {
+			if err := s.create(); err != nil {
+				return err
+			}
+		}
+		ad, err := events.AdoptStream(ctx, m.NATS.JS, store, s.name, s.groups)
+		if err != nil {
+			return err
+		}
+		switch {
+		case ad.Previous == ad.Identity:
+			fmt.Fprintf(stdout, "stream %s: bound already (identity %s); nothing changed\n", ad.Stream, ad.Identity)
+		default:
+			was := ad.Previous
+			if was == "" {
+				was = "none"
+			}
+			fmt.Fprintf(stdout, "stream %s: adopted identity %s (was %s)", ad.Stream, ad.Identity, was)
+			if len(ad.Groups) > 0 {
+				fmt.Fprintf(stdout, "; progress reset for %s: they apply the stream from its first message", strings.Join(ad.Groups, ", "))
+			}
+			fmt.Fprintln(stdout)
+		}
+	}
+	return nil
 }

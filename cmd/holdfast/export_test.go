@@ -10,3 +10,6 @@ var BatchStats = batchStats
 // DrainEvents is drainEvents: it waits until the outbox is empty and every
 // consumer group has caught up.
 func (m *Main) DrainEvents(ctx context.Context) error { return m.drainEvents(ctx) }
+
+// RunAdoptStream is runAdoptStream, the adopt-stream command.
+var RunAdoptStream = runAdoptStream

@@ -10,7 +10,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,7 +22,6 @@ import (
 	"github.com/holdfast/holdfast/jetstream"
 	"github.com/holdfast/holdfast/overload"
 	"github.com/holdfast/holdfast/postgres"
-	"github.com/holdfast/holdfast/receipts"
 )
 
 // Config is everything `serve` and `dev` can be told. Each field has a flag
@@ -83,7 +81,7 @@ type Main struct {
 	Registry *prometheus.Registry
 	Cluster  *pglocal.Cluster // dev only
 	DB       *postgres.DB
-	NATS     *jetstream.Conn
+	NATS     *jetstream.Conn // set before Run to share another Main's NATS (a second replica in the lab)
 	HTTP     *holdfasthttp.Server
 
 	// Lane runs CPU-bound work (image processing) within a few cores, so
@@ -224,14 +222,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 	}
 
-	nc := jetstream.Config{URL: c.NATSURL, StoreDir: natsDir(c.DataDir), Listen: c.NATSListen}
-	m.NATS, err = jetstream.Open(ctx, nc)
-	if errors.Is(err, syscall.EADDRINUSE) && c.Dev && c.NATSListen == devNATSListen {
-		// Another program has dev's usual port; the banner prints the one taken.
-		nc.Listen = "127.0.0.1:0"
-		m.NATS, err = jetstream.Open(ctx, nc)
-	}
-	if err != nil {
+	if err := m.openNATS(ctx); err != nil {
 		return err
 	}
 
@@ -285,21 +276,19 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.HTTP.ExportService = m.exports
-	// The jobs streams exist before the relay may publish a job.
-	if _, err := receipts.EnsureStreams(ctx, m.NATS.JS, c.Receipts.pipeline()); err != nil {
-		return err
-	}
 	if err := m.openEventLog(ctx); err != nil {
 		return err
 	}
 	if err := m.openReceipts(ctx, dbURL); err != nil {
 		return err
 	}
+	// Ready is PostgreSQL answering: without NATS the ledger still works
+	// (events wait in the outbox), so NATS goes to holdfast_nats_connected.
 	m.HTTP.Ready = func(ctx context.Context) error {
 		if err := m.DB.Ping(ctx); err != nil {
 			return fmt.Errorf("postgres: %w", err)
 		}
-		return m.NATS.Ping(ctx)
+		return nil
 	}
 	if err := m.HTTP.Open(); err != nil {
 		return err
@@ -331,9 +320,7 @@ func (m *Main) Close() error {
 	if m.writer != nil {
 		m.writer.Stop()
 	}
-	if m.NATS != nil {
-		m.NATS.Close()
-	}
+	m.closeNATS()
 	if m.redis != nil {
 		errs = append(errs, m.redis.Close())
 	}

@@ -237,6 +237,18 @@ func (e *labEnv) serve(ctx context.Context, dbURL string, opts lab.ServeOptions)
 	// otherwise log a warning per shed request.
 	m.Logger = slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	m.Stdout = io.Discard
+	// Replicas on one database share one NATS, as --nats-url makes them in
+	// production: the first one's embedded server.
+	e.mu.Lock()
+	for _, prev := range e.mains {
+		if prev.Config.DatabaseURL == dbURL && m.NATS == nil {
+			m.NATS, err = prev.NATS.Connect(ctx, fmt.Sprintf("holdfast-lab-%d", e.serves))
+		}
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
 	if err := m.Run(ctx); err != nil {
 		m.Close()
 		return "", err

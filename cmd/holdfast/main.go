@@ -33,6 +33,7 @@ Commands:
   serve     serve the API against DATABASE_URL (and NATS_URL, or an embedded NATS)
   dev       serve on 127.0.0.1 with a private PostgreSQL in the data directory and a demo tenant
   migrate   apply database migrations to DATABASE_URL and exit
+  adopt-stream  bind the event log to the streams on this NATS, knowingly (after the old stream was lost)
   seed      give an account a long history of entries quickly (for trying exports)
   bench     run a benchmark: Holdfast beside the naive way, in one run
   lab       run a scenario of the seed, naive beside Holdfast, and write its report and chart
@@ -146,6 +147,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, args, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, args, stdout, stderr)
+	case "adopt-stream":
+		return runAdoptStream(ctx, args, stdout, stderr)
 	case "seed":
 		return runSeed(ctx, args, stdout, stderr)
 	default:

@@ -17,6 +17,7 @@ import (
 
 	main "github.com/holdfast/holdfast/cmd/holdfast"
 	"github.com/holdfast/holdfast/internal/apitest"
+	"github.com/holdfast/holdfast/internal/natstest"
 	"github.com/holdfast/holdfast/internal/pgtest"
 	"github.com/holdfast/holdfast/postgres"
 )
@@ -117,11 +118,24 @@ func RunMainErr(tb testing.TB, configure func(*main.Config)) error {
 	return m.Run(context.Background())
 }
 
+// sharedNATS returns a configuration of replicas on one NATS, as
+// --nats-url gives them in production (each embedding its own is refused):
+// a nats-server of the test's own, or a skip without one.
+func sharedNATS(t *testing.T) func(*main.Config) {
+	t.Helper()
+	url := natstest.ExternalURL(t)
+	if url == natstest.DefaultURL {
+		t.Skip("needs a nats-server of its own (the shared one on 4222 may hold other tests' streams)")
+	}
+	return func(c *main.Config) { c.NATSURL = url }
+}
+
 // TestMain_ReplayAfterRestart: a key's stored response outlives the process.
 func TestMain_ReplayAfterRestart(t *testing.T) {
 	t.Parallel()
-	db := pgtest.NewDatabase(t)
-	first := MustRunMain(t, db)
+	db, dir := pgtest.NewDatabase(t), t.TempDir()
+	sameDir := func(c *main.Config) { c.DataDir = dir } // and so the same embedded NATS files
+	first := MustRunMain(t, db, sameDir)
 	c := admin(first).MustTenant(t, "restart")
 	house := c.MustAccount(t, "USD", true)
 	alice := c.MustAccount(t, "USD", false)
@@ -131,7 +145,7 @@ func TestMain_ReplayAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	second := MustRunMain(t, db)
+	second := MustRunMain(t, db, sameDir)
 	c.URL = second.HTTP.URL()
 	replay := c.Do(t, "POST", "/v1/transfers", body, "Idempotency-Key", "restart-1").MustStatus(t, 201)
 	if replay.Header.Get("Idempotent-Replayed") != "true" || string(replay.Body) != string(orig.Body) {
@@ -154,11 +168,13 @@ func TestBankInvariant_HTTP(t *testing.T) {
 }
 
 // TestBankInvariant_TwoReplicas runs the bank test against two servers
-// sharing one database: correctness may not rest on anything in-process.
+// sharing one database and, as replicas must, one NATS: correctness may not
+// rest on anything in-process.
 func TestBankInvariant_TwoReplicas(t *testing.T) {
 	t.Parallel()
+	nats := sharedNATS(t)
 	db := pgtest.NewDatabase(t)
-	runBank(t, db, MustRunMain(t, db), MustRunMain(t, db, func(c *main.Config) { c.Migrate = false }))
+	runBank(t, db, MustRunMain(t, db, nats), MustRunMain(t, db, nats, func(c *main.Config) { c.Migrate = false }))
 }
 
 func runBank(t *testing.T, dbURL string, servers ...*main.Main) {

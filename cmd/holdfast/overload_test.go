@@ -105,7 +105,8 @@ func TestMain_RedisRateLimitAcrossReplicas(t *testing.T) {
 	}
 	db := pgtest.NewDatabase(t)
 	limited := func(c *main.Config) { c.RateLimit, c.RateLimitBurst, c.RedisURL = 0.01, 4, url }
-	a, b := MustRunMain(t, db, limited), MustRunMain(t, db, limited)
+	nats := sharedNATS(t)
+	a, b := MustRunMain(t, db, limited, nats), MustRunMain(t, db, limited, nats)
 	var suffix [6]byte
 	rand.Read(suffix[:])
 	c := admin(a).MustTenant(t, "shared-"+hex.EncodeToString(suffix[:]))

@@ -23,8 +23,8 @@ const DefaultURL = "nats://127.0.0.1:4222"
 // server is available. A server it starts stops when tb ends.
 func ExternalURL(tb testing.TB) string {
 	tb.Helper()
-	if bin := binary(); bin != "" {
-		return start(tb, bin)
+	if binary() != "" {
+		return StartServer(tb).URL
 	}
 	if c, err := net.DialTimeout("tcp", "127.0.0.1:4222", time.Second); err == nil {
 		c.Close()
@@ -46,40 +46,76 @@ func binary() string {
 	return ""
 }
 
-func start(tb testing.TB, bin string) string {
+// Server is a nats-server process of a test's own, which the test may stop
+// and start again: on the same port, with the same JetStream files.
+type Server struct {
+	URL string
+
+	tb       testing.TB
+	bin, dir string
+	addr     string
+	cmd      *exec.Cmd
+	log      *os.File
+}
+
+// StartServer starts a nats-server with JetStream on a free port, or skips
+// tb, saying why, without a nats-server binary. It stops when tb ends.
+func StartServer(tb testing.TB) *Server {
 	tb.Helper()
+	bin := binary()
+	if bin == "" {
+		tb.Skip("no nats-server binary (apt-get install nats-server)")
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	dir := tb.TempDir()
-	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-js", "-sd", dir)
-	cmd.Stdout, cmd.Stderr = nil, nil
-	log, err := os.Create(filepath.Join(dir, "nats.log"))
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	s.URL = "nats://" + s.addr
+	tb.Cleanup(s.Stop)
+	s.Start()
+	return s
+}
+
+// Start starts the server again after Stop, and waits until it listens.
+func (s *Server) Start() {
+	s.tb.Helper()
+	if s.cmd != nil {
+		return
+	}
+	host, port, _ := net.SplitHostPort(s.addr)
+	cmd := exec.Command(s.bin, "-a", host, "-p", port, "-js", "-sd", s.dir)
+	log, err := os.OpenFile(filepath.Join(s.dir, "nats.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err == nil {
 		cmd.Stdout, cmd.Stderr = log, log
 	}
 	if err := cmd.Start(); err != nil {
-		tb.Fatalf("start %s: %v", bin, err)
+		s.tb.Fatalf("start %s: %v", s.bin, err)
 	}
-	tb.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if log != nil {
-			log.Close()
-		}
-	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	s.cmd, s.log = cmd, log
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		if c, err := net.DialTimeout("tcp", s.addr, time.Second); err == nil {
 			c.Close()
-			return "nats://" + addr
+			return
 		}
 		if time.Now().After(deadline) {
-			out, _ := os.ReadFile(filepath.Join(dir, "nats.log"))
-			tb.Fatalf("%s did not listen on %s: %s", bin, addr, out)
+			out, _ := os.ReadFile(filepath.Join(s.dir, "nats.log"))
+			s.tb.Fatalf("%s did not listen on %s: %s", s.bin, s.addr, out)
 		}
 	}
+}
+
+// Stop kills the server and waits for it to exit. Idempotent.
+func (s *Server) Stop() {
+	if s.cmd == nil {
+		return
+	}
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	if s.log != nil {
+		s.log.Close()
+	}
+	s.cmd, s.log = nil, nil
 }
