@@ -14,7 +14,7 @@ BUILD_TIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 COMMIT     := $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c-dirty; echo $$c; })
 LDFLAGS    := -X main.buildTime=$(BUILD_TIME) -X main.commit=$(COMMIT)
 
-.PHONY: run test build vet deps clean bench-transfers bench-export bench-events bench-receipts bench-overload lab
+.PHONY: run test build vet lint deps clean bench-transfers bench-export bench-events bench-receipts bench-overload lab
 
 ## run: build bin/holdfast and serve on 127.0.0.1:8080 with a private PostgreSQL and embedded NATS in
 ## .holdfast/, plus a demo tenant kept there (make clean, or make run ARGS=--reset, starts over).
@@ -24,8 +24,8 @@ LDFLAGS    := -X main.buildTime=$(BUILD_TIME) -X main.commit=$(COMMIT)
 run: deps
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast && exec bin/holdfast dev $(ARGS)
 
-## test: vet, then every test under the race detector (starts its own PostgreSQL and NATS)
-test: deps vet
+## test: vet, gofmt and staticcheck, then every test under the race detector (starts its own PostgreSQL and NATS)
+test: deps vet lint
 	$(GO) test $(TESTFLAGS) ./...
 
 ## bench-transfers: group commit vs one transaction per request vs the raw SQL ceiling (about 2.5 minutes)
@@ -58,6 +58,18 @@ build:
 
 vet:
 	$(GO) vet ./...
+
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK         := bin/tools/staticcheck
+
+## lint: every Go file gofmt-formatted, and staticcheck (installed into bin/tools on first use)
+lint: $(STATICCHECK)
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change:" $$unformatted >&2; exit 1; fi
+	$(STATICCHECK) ./...
+
+$(STATICCHECK):
+	GOBIN=$(CURDIR)/bin/tools $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 deps:
 	@scripts/ensure-postgres.sh

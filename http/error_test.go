@@ -113,7 +113,7 @@ func TestStoreUnavailable_Answers503AndRecovers(t *testing.T) {
 		t.Errorf("create tenant with the database down: %d %s", r.Status, r.Body)
 	}
 
-	cluster = startCluster(t, dir)
+	startCluster(t, dir)
 	for name, cl := range clients {
 		for _, cc := range calls {
 			want := 200

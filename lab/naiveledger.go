@@ -65,8 +65,6 @@ func (n *NaiveLedger) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(resp)
 }
 
-var errNaiveFunds = errors.New("insufficient funds")
-
 func (n *NaiveLedger) transfer(ctx context.Context, key string, body []byte, in naiveTransfer) (int, []byte, error) {
 	tx, err := n.Pool.Begin(ctx)
 	if err != nil {
