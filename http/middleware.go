@@ -31,7 +31,7 @@ const infoKey ctxKey = 0
 // shed it. One value in the request's context, filled in as the request
 // goes through, instead of a context (and a copy of the request) per
 // middleware: a transfer request is the hot path, and each copy is
-// garbage (docs/decisions.md, "One request state in the context").
+// garbage (docs/decisions/0011-one-request-state-in-the-context.md).
 type requestInfo struct {
 	id     string
 	tenant string

@@ -357,7 +357,7 @@ identical requests sent at once with one key, on POST /v1/transfers and on POST 
 			naive.Charges, naive.Stored, naive.ChargedTwice, naive.AmountCharged, naive.AmountExpected, keyed.Stored, keyed.Replayed),
 		fmt.Sprintf("bursts on POST /v1/accounts (key claimed up front): %s; %d/%d bursts created exactly one account (%d in all) — the seed's 409 for a request still in flight",
 			formatStatuses(as), aOnce, aRounds, ac),
-		fmt.Sprintf("bursts on POST /v1/transfers: %s; %d/%d bursts created exactly one transfer (%d in all). A documented deviation (docs/decisions.md): a transfer's duplicate waits for the batch committing the first and gets its response replayed, rather than a 409",
+		fmt.Sprintf("bursts on POST /v1/transfers: %s; %d/%d bursts created exactly one transfer (%d in all). A documented deviation (docs/decisions/0003-transfer-keys-claimed-inside-the-batch.md): a transfer's duplicate waits for the batch committing the first and gets its response replayed, rather than a 409",
 			formatStatuses(ts), tOnce, tRounds, tc),
 	}
 	return r, nil

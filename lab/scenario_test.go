@@ -242,7 +242,7 @@ func TestScenarioDoubleCharge(t *testing.T) {
 		}
 		for status := range d.Statuses {
 			// Transfers: a duplicate waits for the first's batch and is
-			// replayed (docs/decisions.md); accounts: 409 while in flight.
+			// replayed (docs/decisions/0003-transfer-keys-claimed-inside-the-batch.md); accounts: 409 while in flight.
 			if status != 201 && !(status == 409 && d.Route == "POST /v1/accounts") {
 				t.Errorf("%s: status %d in a burst: %v", d.Route, status, d.Statuses)
 			}

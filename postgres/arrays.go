@@ -236,7 +236,7 @@ func (e encodeBinaryArray) Encode(value any, buf []byte) ([]byte, error) {
 //     so every array regrew it from the size of those before: the eight
 //     arrays of the transfers' insert copied the first one seven times, the
 //     second six times, and so on (1 GB of the 4.8 GB a uniform benchmark
-//     run allocated, docs/decisions.md). Safe to reuse because pgx copies
+//     run allocated; docs/decisions/0008-array-parameters-encode-themselves.md). Safe to reuse because pgx copies
 //     each statement's parameters into the protocol message it sends (Bind)
 //     before it encodes the next statement's, in a batch or not.
 //   - send, for the messages of a batch (see presizeSend). pgx drops its

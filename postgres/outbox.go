@@ -299,7 +299,7 @@ func (db *DB) ListenOutbox(ctx context.Context, wake func()) error {
 // notifying transaction of the server waits for until it has committed
 // (PostgreSQL's async.c, PreCommit_Notify): the commits of two group-commit
 // batches, each inserting outbox rows, could not flush the WAL together
-// (docs/decisions.md). So a batch committed while a relay of this process
+// (docs/decisions/0017-no-notify-from-group-commit-batches.md). So a batch committed while a relay of this process
 // listens does not notify (holdfast.outbox_notify = 'off', migration 0009)
 // and wakes that relay itself once committed. Other replicas' relays find
 // its rows at their next sweep, should this one not relay them; every

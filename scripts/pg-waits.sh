@@ -5,7 +5,7 @@
 # It attaches to the newest private cluster `holdfast bench` started (its
 # socket is under /tmp/holdfast-bench-*/postgres), or to the socket
 # directory given as the first argument. Start it beside a benchmark to see
-# what the database waited on when a run stalled (docs/session-14.md):
+# what the database waited on when a run stalled:
 #   scripts/pg-waits.sh > waits.log & bin/holdfast bench transfers; kill %1
 # and summarise with: awk -F'|' '{print $2":"$3}' waits.log | sort | uniq -c | sort -rn
 set -euo pipefail

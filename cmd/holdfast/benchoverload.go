@@ -168,8 +168,8 @@ Flags:
 	// closed loop understates it (64 clients measured half of what 256 did).
 	// Every loop has Idempotency-Keys of its own (run − 1, run − 2, …; the
 	// loads use run + 1, …): each loop numbers its requests from 1, and a
-	// loop that reused the previous one's keys with other bodies got 422s
-	// for most of its run (this understated capacity until session 4).
+	// loop that reused the previous one's keys with other bodies would get
+	// 422s for most of its run and understate capacity.
 	closed := func(name string, clients int, send lab.Send) lab.Result {
 		return lab.ClosedLoop(ctx, name, clients, *capDuration, func(ctx context.Context, _ int, seq int64) (bool, error) {
 			status, err := send(ctx, seq)

@@ -12,26 +12,12 @@ import (
 )
 
 // defaultGCPercent is the garbage collector's target (GOGC) Holdfast runs
-// with when GOGC is not set. Its live heap is small (100–200 MB under full
-// load, most of it buffers the collector does not scan) and it allocates
-// fast (~13 KB a transfer in the benchmark's process, session 11, spread
-// over HTTP, the committers, the event consumers and NATS): at Go's default
-// of 100 it collected several times a second. Each cycle takes CPU from
-// requests on cores the database shares, and on a busy machine the queue a
-// cycle builds is the open loop's p99 (docs/decisions.md, "The open loop's
-// tail is the collector's").
-//
-// Not higher: the heap the target allows is memory the process must first
-// touch, and a fresh page costs a page fault and its zeroing, which on a
-// virtual machine whose host backs guest memory lazily (and takes freed
-// pages back) is the most expensive thing the process does. At 1,600
-// (sessions 12–13) the heap grew to 17× the live one, 3.3–4.5 GiB of
-// resident memory in `holdfast bench transfers`, and still grew during the
-// open loop, where page zeroing took 7–19% of the machine (perf, session
-// 13): growth comes with load, so the faults land on the busiest moments. At
-// 400 it stays near 1.4 GiB, reached in the first runs. The heap is also
-// bounded by defaultMemoryLimit; GOGC and GOMEMLIMIT override both as for
-// any Go program.
+// with when GOGC is not set. The live heap is small and allocation fast, so
+// at Go's default of 100 the collector ran several times a second, taking
+// CPU from requests on cores the database shares; higher targets cost more
+// in page faults as the heap grows than they save. The heap is also bounded
+// by defaultMemoryLimit; GOGC and GOMEMLIMIT override both as for any Go
+// program. The measurements are in docs/decisions/0013-gogc-400-and-a-memory-limit.md.
 const defaultGCPercent = 400
 
 // defaultMemoryLimit returns the soft memory limit Holdfast runs with when
