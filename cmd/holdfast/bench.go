@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/internal/pglocal"
 	"github.com/holdfast/holdfast/lab"
 	"github.com/holdfast/holdfast/postgres"
@@ -64,7 +65,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 // benchEnv is a fresh database with Holdfast serving it.
 type benchEnv struct {
-	main    *Main
+	main    *app.Main
 	cluster *pglocal.Cluster
 	dir     string
 	dbURL   string
@@ -73,7 +74,7 @@ type benchEnv struct {
 // startBenchEnv creates a fresh database (on DATABASE_URL's server, or in a
 // private cluster with durable settings) and runs Holdfast on it, its
 // configuration adjusted by configure.
-func startBenchEnv(ctx context.Context, serverURL string, poolSize int, stderr io.Writer, configure ...func(*Config)) (*benchEnv, error) {
+func startBenchEnv(ctx context.Context, serverURL string, poolSize int, stderr io.Writer, configure ...func(*app.Config)) (*benchEnv, error) {
 	env := &benchEnv{}
 	var err error
 	env.dir, err = os.MkdirTemp("", "holdfast-bench-")
@@ -110,7 +111,7 @@ func startBenchEnv(ctx context.Context, serverURL string, poolSize int, stderr i
 		u.Path = "/" + name
 		env.dbURL = u.String()
 	}
-	m := NewMain()
+	m := app.NewMain()
 	m.Config.Addr = "127.0.0.1:0"
 	m.Config.DatabaseURL = env.dbURL
 	m.Config.DataDir = env.dir + "/data"
@@ -122,7 +123,7 @@ func startBenchEnv(ctx context.Context, serverURL string, poolSize int, stderr i
 		f(&m.Config)
 	}
 	env.main = m
-	if err := m.Run(ctx); err != nil {
+	if err := m.Start(ctx); err != nil {
 		env.close()
 		return nil, err
 	}
@@ -136,7 +137,7 @@ func (e *benchEnv) tenant(ctx context.Context) (*holdfast.Tenant, *holdfast.APIK
 
 func (e *benchEnv) close() {
 	if e.main != nil {
-		e.main.Close()
+		e.main.Stop()
 	}
 	if e.cluster != nil {
 		e.cluster.Stop()
@@ -150,7 +151,7 @@ func machine(ctx context.Context, pool *pgxpool.Pool) string {
 	pool.QueryRow(ctx, "SHOW server_version").Scan(&pg)
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s, %d cores (GOMAXPROCS %d), %s/%s, %s (%s), PostgreSQL %s, load generator, server and database on the same machine",
-		host, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), gcSettings(), pg)
+		host, runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, runtime.Version(), app.GCSettings(), pg)
 }
 
 func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -238,7 +239,7 @@ Flags:
 	// Admission control off: this measures group commit's capacity; a closed
 	// loop of 256 clients past the adaptive limit would measure shedding
 	// (that is `holdfast bench overload`'s job).
-	env, err := startBenchEnv(ctx, *dbURL, *pool, stderr, func(c *Config) { c.Committers, c.Admission = *committers, *admission })
+	env, err := startBenchEnv(ctx, *dbURL, *pool, stderr, func(c *app.Config) { c.Committers, c.Admission = *committers, *admission })
 	if err != nil {
 		return err
 	}
@@ -272,48 +273,13 @@ Flags:
 		Pool: naivePool, Tenant: tenant.ID, HoldfastURL: m.HTTP.URL(), APIKey: key.Secret, NaiveURL: naiveURL,
 		Accounts: *accounts, Concurrency: concurrency, Duration: *duration, OpenRate: *openRate, OpenFractions: fractions, OpenWarmup: *openWarmup, Progress: stderr,
 		Workloads: strings.Split(*workloads, ","), SkipNaive: *skipNaive, ServerStats: batchStats(m),
-		Drain: m.drainEvents,
+		Drain: m.DrainEvents,
 	})
 	if err != nil {
 		return err
 	}
 	lab.PrintTransfers(stdout, results)
 	return verifyAfterBench(ctx, m, tenant.ID, stdout)
-}
-
-// drainEvents waits (at most 5 minutes) until the outbox is empty and every
-// consumer group has applied everything in the stream, so that a benchmark
-// run does not pay for the events of the one before.
-func (m *Main) drainEvents(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	for {
-		var outbox int64
-		if err := m.DB.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&outbox); err != nil {
-			return err
-		}
-		lag := uint64(0)
-		if m.events != nil {
-			groups, err := m.events.admin.ListConsumers(ctx)
-			if err != nil {
-				return err
-			}
-			for _, g := range groups {
-				lag += g.LagMessages
-				if g.NATSError != "" {
-					lag++ // unknown while NATS cannot be read: not drained
-				}
-			}
-		}
-		if outbox == 0 && lag == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("event log not drained: %d in the outbox, lag %d: %w", outbox, lag, ctx.Err())
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }
 
 // serveLoopback serves h on a free loopback port and returns its URL and
@@ -330,7 +296,7 @@ func serveLoopback(h http.Handler) (string, func() error, error) {
 
 // verifyAfterBench checks the tenant's ledger once a benchmark is done and
 // says so on stdout.
-func verifyAfterBench(ctx context.Context, m *Main, tenant string, stdout io.Writer) error {
+func verifyAfterBench(ctx context.Context, m *app.Main, tenant string, stdout io.Writer) error {
 	if err := postgres.VerifyLedger(ctx, m.DB, tenant); err != nil {
 		return fmt.Errorf("after the benchmark: %w", err)
 	}
@@ -352,7 +318,7 @@ func poolParam(u string, n int) string {
 // how many messages, and the events the consumer groups applied in how many
 // transactions (all groups together: a group yields to the requests while
 // they pile up, and catches up after).
-func batchStats(m *Main) func() string {
+func batchStats(m *app.Main) func() string {
 	var lastCount, lastSize, lastSeconds, lastWaits, lastWaited, lastRelayed, lastApplies, lastApplied float64
 	var lastSeq uint64
 	return func() string {
@@ -387,10 +353,10 @@ func batchStats(m *Main) func() string {
 		// and consumers did before it (the naive server's events) to be
 		// counted in that run's line.
 		var events string
-		if m.events != nil {
+		if m.EventStream().Name != "" {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			if st, err := m.NATS.JS.Stream(ctx, m.events.stream.Name); err == nil {
+			if st, err := m.NATS.JS.Stream(ctx, m.EventStream().Name); err == nil {
 				if info, err := st.Info(ctx); err == nil {
 					events += fmt.Sprintf("; relayed meanwhile: %.0f events in %d stream messages",
 						relayed-lastRelayed, info.State.LastSeq-lastSeq)

@@ -10,6 +10,7 @@ import (
 
 	njs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/events"
 	"github.com/holdfast/holdfast/lab"
 )
@@ -51,7 +52,7 @@ Flags:
 		return err
 	}
 
-	env, err := startBenchEnv(ctx, *dbURL, 16, stderr, func(c *Config) { c.Events.Delay = *delay })
+	env, err := startBenchEnv(ctx, *dbURL, 16, stderr, func(c *app.Config) { c.Events.Delay = *delay })
 	if err != nil {
 		return err
 	}
@@ -64,10 +65,10 @@ Flags:
 	fmt.Fprintf(stdout, "holdfast bench events — %s\n", machine(ctx, m.DB.Pool))
 	fmt.Fprintf(stdout, "NATS: embedded, file storage; consumer groups: analytics, audit (batch %d, 1 worker each)\n\n", m.Config.Events.Batch)
 
-	target := lab.AdminTarget(m.HTTP.URL(), k.Secret, m.events.admin, m.DB.Pool)
+	target := lab.AdminTarget(m.HTTP.URL(), k.Secret, m.Consumers(), m.DB.Pool)
 
 	// (a) Ingest, against a raw stream with the events stream's settings.
-	raw := m.events.stream
+	raw := m.EventStream()
 	raw.Name = "bench_raw"
 	if _, err := events.EnsureStream(ctx, m.NATS.JS, raw); err != nil {
 		return err
@@ -84,7 +85,7 @@ Flags:
 	lab.PrintIngest(stdout, ing)
 	fmt.Fprintln(stdout)
 	// The ingest runs' events are not the burst's: drop them from both streams.
-	if s, err := m.NATS.JS.Stream(ctx, m.events.stream.Name); err == nil {
+	if s, err := m.NATS.JS.Stream(ctx, m.EventStream().Name); err == nil {
 		if err := s.Purge(ctx); err != nil {
 			return fmt.Errorf("purge: %w", err)
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/lab"
 	"github.com/holdfast/holdfast/postgres"
 )
@@ -51,7 +52,7 @@ Flags:
 		return fmt.Errorf("psql not found (install PostgreSQL's client): %w", err)
 	}
 
-	env, err := startBenchEnv(ctx, *dbURL, 16, stderr, func(c *Config) {
+	env, err := startBenchEnv(ctx, *dbURL, 16, stderr, func(c *app.Config) {
 		c.ExportSlots, c.ExportSlotsPerTenant = *concurrent+2, *concurrent+2
 	})
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/lab"
 	"github.com/holdfast/holdfast/overload"
 )
@@ -95,7 +96,7 @@ Flags:
 	}()
 	for _, protect := range []bool{false, true} {
 		sd := &side{mode: map[bool]string{false: "off", true: "on"}[protect]}
-		env, err := startBenchEnv(ctx, *dbURL, *pool, stderr, func(c *Config) {
+		env, err := startBenchEnv(ctx, *dbURL, *pool, stderr, func(c *app.Config) {
 			if !protect {
 				c.Admission, c.CPULaneSize, c.DBAcquireTimeout = false, -1, -1
 			}
@@ -147,7 +148,7 @@ Flags:
 	settle := func() {
 		time.Sleep(time.Second)
 		for _, other := range sides {
-			if err := other.env.main.drainEvents(ctx); err != nil {
+			if err := other.env.main.DrainEvents(ctx); err != nil {
 				fmt.Fprintf(stderr, "drain: %v\n", err)
 			}
 		}
@@ -220,7 +221,7 @@ Flags:
 		fmt.Fprintf(stderr, "cost: transfers, 256 clients, closed loop, %v, then their events\n", *costDuration)
 		created := func(status int) bool { return status == http.StatusCreated }
 		t, err := lab.MeasureCost(ctx, "transfer (201; 256 clients)", 256, *costDuration,
-			lab.TransferSend(on.poster, on.key, run-3000, *goodWithin, on.pick), created, on.env.main.drainEvents)
+			lab.TransferSend(on.poster, on.key, run-3000, *goodWithin, on.pick), created, on.env.main.DrainEvents)
 		if err != nil {
 			return err
 		}
@@ -283,15 +284,15 @@ Flags:
 }
 
 // shedCounts describes the server's shed counters so far, by reason.
-func shedCounts(m *Main) string {
+func shedCounts(m *app.Main) string {
 	families, err := m.Registry.Gather()
 	if err != nil {
 		return err.Error()
 	}
 	var out []string
 	for _, f := range families {
-		if f.GetName() == "holdfast_ledger_shed_total" && len(f.GetMetric()) > 0 && m.writer != nil {
-			out = append(out, fmt.Sprintf("group-commit queue %.0f (admitted depth %d)", f.GetMetric()[0].GetCounter().GetValue(), m.writer.AdmitDepth()))
+		if f.GetName() == "holdfast_ledger_shed_total" && len(f.GetMetric()) > 0 && m.Writer() != nil {
+			out = append(out, fmt.Sprintf("group-commit queue %.0f (admitted depth %d)", f.GetMetric()[0].GetCounter().GetValue(), m.Writer().AdmitDepth()))
 		}
 		if f.GetName() != "holdfast_admission_shed_total" {
 			continue

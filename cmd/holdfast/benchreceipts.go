@@ -14,6 +14,7 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/lab"
 	"github.com/holdfast/holdfast/media"
 	"github.com/holdfast/holdfast/postgres"
@@ -91,7 +92,7 @@ Flags:
 }
 
 // spikeSetup starts Holdfast for a spike run and makes a tenant with n transfers.
-func spikeSetup(ctx context.Context, f spikeFlags, stderr io.Writer, configure func(*Config)) (*benchEnv, *spikeUploader, error) {
+func spikeSetup(ctx context.Context, f spikeFlags, stderr io.Writer, configure func(*app.Config)) (*benchEnv, *spikeUploader, error) {
 	// Uploads are not shed (admission off) in either run: both consumers get the same load.
 	env, err := startBenchEnv(ctx, f.dbURL, 16, stderr, configure)
 	if err != nil {
@@ -169,7 +170,7 @@ func outcome(db *postgres.DB) func(ctx context.Context) (int64, int64, error) {
 }
 
 func spikeHoldfast(ctx context.Context, f spikeFlags, images [][]byte, stderr io.Writer) (*lab.SpikeResult, string, error) {
-	env, up, err := spikeSetup(ctx, f, stderr, func(c *Config) { c.Receipts.Cap, c.Receipts.DBConns = f.cap, f.conns; c.Admission = false })
+	env, up, err := spikeSetup(ctx, f, stderr, func(c *app.Config) { c.Receipts.Cap, c.Receipts.DBConns = f.cap, f.conns; c.Admission = false })
 	if err != nil {
 		return nil, "", err
 	}
@@ -190,8 +191,8 @@ func spikeHoldfast(ctx context.Context, f spikeFlags, images [][]byte, stderr io
 	}
 	defer db2.Close()
 	store2 := postgres.NewReceiptStore(db2)
-	w2, err := receipts.NewWorker(nc2.JS, store2, m.receipts.blobs, receipts.WorkerConfig{
-		Config: m.Config.Receipts.pipeline(), Lane: m.Lane, Logger: m.Logger, Tenants: store2.TenantName})
+	w2, err := receipts.NewWorker(nc2.JS, store2, m.ReceiptBlobs(), receipts.WorkerConfig{
+		Config: m.Config.Receipts.Pipeline(), Lane: m.Lane, Logger: m.Logger, Tenants: store2.TenantName})
 	if err != nil {
 		return nil, "", err
 	}
@@ -211,7 +212,7 @@ func spikeHoldfast(ctx context.Context, f spikeFlags, images [][]byte, stderr io
 			if err != nil {
 				return 0, 0, 0, err
 			}
-			conns := int64(m.receipts.db.Pool.Stat().AcquiredConns() + db2.Pool.Stat().AcquiredConns())
+			conns := int64(m.ReceiptDB().Pool.Stat().AcquiredConns() + db2.Pool.Stat().AcquiredConns())
 			return int64(info.NumAckPending), int64(info.NumPending), conns, nil
 		},
 		Outcome: outcome(m.DB),
@@ -227,7 +228,7 @@ func spikeHoldfast(ctx context.Context, f spikeFlags, images [][]byte, stderr io
 }
 
 func spikeNaive(ctx context.Context, f spikeFlags, images [][]byte, stderr io.Writer) (*lab.SpikeResult, error) {
-	env, up, err := spikeSetup(ctx, f, stderr, func(c *Config) { c.Receipts.NoWorkers = true; c.Admission = false })
+	env, up, err := spikeSetup(ctx, f, stderr, func(c *app.Config) { c.Receipts.NoWorkers = true; c.Admission = false })
 	if err != nil {
 		return nil, err
 	}
@@ -244,7 +245,7 @@ func spikeNaive(ctx context.Context, f spikeFlags, images [][]byte, stderr io.Wr
 	if err != nil {
 		return nil, err
 	}
-	naive := &lab.NaiveWorkers{DBURL: env.dbURL, Blobs: m.receipts.blobs, Cons: cons}
+	naive := &lab.NaiveWorkers{DBURL: env.dbURL, Blobs: m.ReceiptBlobs(), Cons: cons}
 	if err := naive.Start(ctx); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,8 @@ import (
 	"net"
 	"strconv"
 	"time"
+
+	"github.com/holdfast/holdfast/app"
 )
 
 // A setting is one row of the configuration table of serve and dev: a flag,
@@ -24,8 +26,8 @@ type setting struct {
 }
 
 // settings is the configuration table of serve and dev, the one place each
-// flag is written. A new setting is a Config field and a row here.
-func (c *Config) settings() []setting {
+// flag is written. A new setting is an app.Config field and a row here.
+func settings(c *app.Config) []setting {
 	return []setting{
 		{"addr", "HOLDFAST_ADDR", (*listenAddr)(&c.Addr), "`host:port` the API listens on; a bare port means 127.0.0.1 only"},
 		{"metrics-addr", "HOLDFAST_METRICS_ADDR", (*listenAddr)(&c.MetricsAddr), "`host:port` to serve /metrics on, a listener of its own (the API address then answers it 404); a bare port means 127.0.0.1 only; empty keeps /metrics on --addr"},
@@ -63,7 +65,7 @@ func (c *Config) settings() []setting {
 		{"rate-limit", "HOLDFAST_RATE_LIMIT", &c.RateLimit, "requests per second per tenant, all its API keys together (429 beyond); 0 is no limit"},
 		{"rate-limit-burst", "HOLDFAST_RATE_LIMIT_BURST", &c.RateLimitBurst, "requests a tenant may send at once after a quiet spell; 0 means the rate"},
 		{"redis-url", "REDIS_URL", &c.RedisURL, "Redis URL: hold the per-tenant rate limit in Redis, shared by every replica; empty keeps it in this process"},
-		// The event log (events.go).
+		// The event log (app/events.go).
 		{"events-max-bytes", "HOLDFAST_EVENTS_MAX_BYTES", &c.Events.MaxBytes, "size cap of the events stream; past it, publishing is refused with 503"},
 		{"events-max-age", "HOLDFAST_EVENTS_MAX_AGE", &c.Events.MaxAge, "how long the events stream keeps events"},
 		{"events-duplicate-window", "HOLDFAST_EVENTS_DUPLICATE_WINDOW", &c.Events.Duplicates, "an event id (a relay's republish, a client's retry of POST /v1/events) is stored once within this window; the stream server keeps every id of the window in memory, ~140 bytes each"},
@@ -75,7 +77,7 @@ func (c *Config) settings() []setting {
 		{"consumer-cooldown", "HOLDFAST_CONSUMER_COOLDOWN", &c.Events.Cooldown, "how long a group pauses itself when its database times out or refuses connections"},
 		{"consumer-yield-depth", "HOLDFAST_CONSUMER_YIELD_DEPTH", &c.Events.YieldDepth, "while at least this many transfer requests wait for group commit, consumer groups wait 100ms before each batch: requests first, the log absorbs the events; 0 never"},
 		{"consumer-delay", "HOLDFAST_CONSUMER_DELAY", &c.Events.Delay, "added per event consumed, to simulate a slow downstream and watch lag"},
-		// The receipt pipeline (receipts.go).
+		// The receipt pipeline (app/receipts.go).
 		{"receipt-cap", "HOLDFAST_RECEIPT_CAP", &c.Receipts.Cap, "receipt jobs in flight at once across every replica (the work queue's MaxAckPending)"},
 		{"receipt-workers", "HOLDFAST_RECEIPT_WORKERS", &c.Receipts.Workers, "receipt jobs this replica works on at once; 0 means the cap"},
 		{"receipt-visibility-timeout", "HOLDFAST_RECEIPT_VISIBILITY_TIMEOUT", &c.Receipts.AckWait, "a job whose worker died is delivered again after this; live workers extend it with heartbeats"},

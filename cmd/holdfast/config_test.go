@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/holdfast/holdfast/app"
 )
 
 // TestParseFlags_BadEnvironmentRefusesToStart: a value of the wrong type in
@@ -27,8 +29,8 @@ func TestParseFlags_BadEnvironmentRefusesToStart(t *testing.T) {
 		t.Run(bad.env, func(t *testing.T) {
 			t.Setenv(bad.env, bad.value)
 			for _, cmd := range []string{"serve", "dev"} {
-				m := NewMain()
-				err := m.ParseFlags(cmd, []string{"--database-url", "postgres://x"}, io.Discard)
+				m := app.NewMain()
+				err := parseServe(cmd, []string{"--database-url", "postgres://x"}, &m.Config, m.Stdout, io.Discard)
 				if err == nil || !strings.Contains(err.Error(), bad.env) {
 					t.Errorf("%s with %s=%q: %v, want an error naming %s", cmd, bad.env, bad.value, err, bad.env)
 				}
@@ -40,9 +42,9 @@ func TestParseFlags_BadEnvironmentRefusesToStart(t *testing.T) {
 // TestParseFlags_EveryBadEnvironmentValueIsNamed: the same for every row of
 // the table whose type can be malformed.
 func TestParseFlags_EveryBadEnvironmentValueIsNamed(t *testing.T) {
-	var c Config
+	var c app.Config
 	n := 0
-	for _, s := range c.settings() {
+	for _, s := range settings(&c) {
 		bad := badValue(s.value)
 		if bad == "" {
 			continue
@@ -50,8 +52,8 @@ func TestParseFlags_EveryBadEnvironmentValueIsNamed(t *testing.T) {
 		n++
 		t.Run(s.env, func(t *testing.T) {
 			t.Setenv(s.env, bad)
-			m := NewMain()
-			err := m.ParseFlags("serve", []string{"--database-url", "postgres://x"}, io.Discard)
+			m := app.NewMain()
+			err := parseServe("serve", []string{"--database-url", "postgres://x"}, &m.Config, m.Stdout, io.Discard)
 			if err == nil || !strings.Contains(err.Error(), s.env) || !strings.Contains(err.Error(), "--"+s.flag) {
 				t.Errorf("%s=%q: %v, want an error naming %s and --%s", s.env, bad, err, s.env, s.flag)
 			}
@@ -85,15 +87,15 @@ func TestParseFlags_FlagWinsOverEnvironment(t *testing.T) {
 	t.Setenv("HOLDFAST_MAX_BATCH", "10")
 	t.Setenv("HOLDFAST_ADMISSION", "false")
 	t.Setenv("DATABASE_URL", "postgres://from-env")
-	m := NewMain()
-	if err := m.ParseFlags("serve", nil, io.Discard); err != nil {
+	m := app.NewMain()
+	if err := parseServe("serve", nil, &m.Config, m.Stdout, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if c := m.Config; c.MaxBatch != 10 || c.Admission || c.DatabaseURL != "postgres://from-env" {
 		t.Fatalf("from the environment: max batch %d, admission %v, database %q; want 10, false, postgres://from-env", c.MaxBatch, c.Admission, c.DatabaseURL)
 	}
-	m = NewMain()
-	if err := m.ParseFlags("serve", []string{"--max-batch", "20", "--admission", "--database-url", "postgres://from-flag"}, io.Discard); err != nil {
+	m = app.NewMain()
+	if err := parseServe("serve", []string{"--max-batch", "20", "--admission", "--database-url", "postgres://from-flag"}, &m.Config, m.Stdout, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if c := m.Config; c.MaxBatch != 20 || !c.Admission || c.DatabaseURL != "postgres://from-flag" {
@@ -104,16 +106,16 @@ func TestParseFlags_FlagWinsOverEnvironment(t *testing.T) {
 // TestParseFlags_HelpListsEveryFlagWithItsEnvironmentVariable: serve's and
 // dev's --help name each flag of the table with its variable.
 func TestParseFlags_HelpListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
-	var c Config
+	var c app.Config
 	for _, cmd := range []string{"serve", "dev"} {
 		var stdout bytes.Buffer
-		m := NewMain()
+		m := app.NewMain()
 		m.Stdout = &stdout
-		if err := m.ParseFlags(cmd, []string{"--help"}, io.Discard); exitCode(err, io.Discard) != 0 {
+		if err := parseServe(cmd, []string{"--help"}, &m.Config, m.Stdout, io.Discard); exitCode(err, io.Discard) != 0 {
 			t.Fatalf("%s --help: %v", cmd, err)
 		}
 		help := stdout.String()
-		for _, s := range c.settings() {
+		for _, s := range settings(&c) {
 			i := strings.Index(help, "\n  -"+s.flag+" ")
 			if i < 0 {
 				i = strings.Index(help, "\n  -"+s.flag+"\n")
@@ -134,11 +136,11 @@ func TestParseFlags_HelpListsEveryFlagWithItsEnvironmentVariable(t *testing.T) {
 // serves on 127.0.0.1 and opens the NATS client port there; serve keeps
 // :8080 and no NATS port unless asked.
 func TestParseFlags_DevListensOnLoopback(t *testing.T) {
-	dev, serve := NewMain(), NewMain()
-	if err := dev.ParseFlags("dev", nil, io.Discard); err != nil {
+	dev, serve := app.NewMain(), app.NewMain()
+	if err := parseServe("dev", nil, &dev.Config, dev.Stdout, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if err := serve.ParseFlags("serve", []string{"--database-url", "postgres://x"}, io.Discard); err != nil {
+	if err := parseServe("serve", []string{"--database-url", "postgres://x"}, &serve.Config, serve.Stdout, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if dev.Config.Addr != "127.0.0.1:8080" || dev.Config.NATSListen != "127.0.0.1:4223" {
@@ -152,18 +154,60 @@ func TestParseFlags_DevListensOnLoopback(t *testing.T) {
 // TestParseFlags_BarePortListensOnLoopback: --nats-listen 4223 (and --addr
 // 8081) mean loopback; a host or ":port" is taken as given.
 func TestParseFlags_BarePortListensOnLoopback(t *testing.T) {
-	m := NewMain()
-	if err := m.ParseFlags("serve", []string{"--database-url", "postgres://x", "--nats-listen", "4223", "--addr", "8081"}, io.Discard); err != nil {
+	m := app.NewMain()
+	if err := parseServe("serve", []string{"--database-url", "postgres://x", "--nats-listen", "4223", "--addr", "8081"}, &m.Config, m.Stdout, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if m.Config.NATSListen != "127.0.0.1:4223" || m.Config.Addr != "127.0.0.1:8081" {
 		t.Errorf("NATS listen %q, addr %q; want 127.0.0.1:4223 and 127.0.0.1:8081", m.Config.NATSListen, m.Config.Addr)
 	}
-	m = NewMain()
-	if err := m.ParseFlags("serve", []string{"--database-url", "postgres://x", "--nats-listen", ":4223"}, io.Discard); err != nil {
+	m = app.NewMain()
+	if err := parseServe("serve", []string{"--database-url", "postgres://x", "--nats-listen", ":4223"}, &m.Config, m.Stdout, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if m.Config.NATSListen != ":4223" {
 		t.Errorf("NATS listen %q, want :4223 as given", m.Config.NATSListen)
+	}
+}
+
+func TestParseFlags_Overload(t *testing.T) {
+	t.Parallel()
+	m := app.NewMain()
+	err := parseServe("serve", []string{"--database-url", "postgres://x", "--admission=false", "--cpu-lane-size", "3",
+		"--db-acquire-timeout", "250ms", "--rate-limit", "50", "--rate-limit-burst", "100", "--redis-url", "redis://127.0.0.1:6379/0"}, &m.Config, io.Discard, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := m.Config
+	if c.Admission || c.CPULaneSize != 3 || c.DBAcquireTimeout != 250*time.Millisecond || c.RateLimit != 50 || c.RateLimitBurst != 100 || c.RedisURL == "" {
+		t.Fatalf("parsed %+v", c)
+	}
+	d := app.NewMain().Config
+	if !d.Admission || d.RateLimit != 1000 || d.DBAcquireTimeout != time.Second || d.LedgerMaxWait != 60*time.Millisecond {
+		t.Fatalf("defaults %+v: want admission on, 1000/s per key, 1s acquire timeout, 60ms ledger max wait", d)
+	}
+}
+
+func TestParseFlags_EventDuplicateWindow(t *testing.T) {
+	t.Parallel()
+	if d := app.NewMain().Config.Events.Duplicates; d != 10*time.Minute {
+		t.Fatalf("default duplicate window %v, want 10m", d)
+	}
+	m := app.NewMain()
+	if err := parseServe("serve", []string{"--database-url", "postgres://x", "--events-duplicate-window", "2m"}, &m.Config, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if d := m.Config.Events.Duplicates; d != 2*time.Minute {
+		t.Fatalf("--events-duplicate-window 2m parsed as %v", d)
+	}
+}
+
+func TestParseFlags_MetricsAddr(t *testing.T) {
+	m := app.NewMain()
+	if err := parseServe("serve", []string{"--database-url", "postgres://x", "--metrics-addr", "127.0.0.1:9464"}, &m.Config, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if m.Config.MetricsAddr != "127.0.0.1:9464" || app.NewMain().Config.MetricsAddr != "" {
+		t.Fatalf("--metrics-addr parsed as %q, default %q", m.Config.MetricsAddr, app.NewMain().Config.MetricsAddr)
 	}
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/internal/pglocal"
 	"github.com/holdfast/holdfast/lab"
 	"github.com/holdfast/holdfast/media"
@@ -133,7 +134,7 @@ type labEnv struct {
 	mu      sync.Mutex
 	dir     string
 	cluster *pglocal.Cluster
-	mains   []*Main
+	mains   []*app.Main
 	serves  int
 	created []string // databases created on serverURL, dropped by close
 }
@@ -224,7 +225,7 @@ func (e *labEnv) serve(ctx context.Context, dbURL string, opts lab.ServeOptions)
 	if err != nil {
 		return "", err
 	}
-	m := NewMain()
+	m := app.NewMain()
 	m.Config.Addr = "127.0.0.1:0"
 	m.Config.DatabaseURL = dbURL
 	m.Config.DataDir = dataDir
@@ -249,8 +250,8 @@ func (e *labEnv) serve(ctx context.Context, dbURL string, opts lab.ServeOptions)
 	if err != nil {
 		return "", err
 	}
-	if err := m.Run(ctx); err != nil {
-		m.Close()
+	if err := m.Start(ctx); err != nil {
+		m.Stop()
 		return "", err
 	}
 	e.mu.Lock()
@@ -275,7 +276,7 @@ func (e *labEnv) stopServers() {
 	e.mains = nil
 	e.mu.Unlock()
 	for i := len(mains) - 1; i >= 0; i-- {
-		mains[i].Close()
+		mains[i].Stop()
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"runtime"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/holdfast/holdfast/app"
 )
 
 // Set at build time by the Makefile (-ldflags "-X main.buildTime=…"); the
@@ -123,24 +125,24 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	cmd, args := args[0], args[1:]
-	tuneGC()
+	app.TuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	switch cmd {
 	case "serve", "dev":
-		m := NewMain()
+		m := app.NewMain()
 		m.Stdout = stdout
-		if err := m.ParseFlags(cmd, args, stderr); err != nil {
+		if err := parseServe(cmd, args, &m.Config, stdout, stderr); err != nil {
 			return err
 		}
-		if err := m.Run(ctx); err != nil {
-			m.Close()
+		if err := m.Start(ctx); err != nil {
+			m.Stop()
 			return err
 		}
 		<-ctx.Done()
 		stop()
 		fmt.Fprintln(stdout, "holdfast: shutting down")
-		return m.Close()
+		return m.Stop()
 	case "lab":
 		return runLab(ctx, args, stdout, stderr)
 	case "bench":

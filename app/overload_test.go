@@ -1,10 +1,9 @@
-package main_test
+package app_test
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"io"
 	"os"
 	"strings"
 	"testing"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	main "github.com/holdfast/holdfast/cmd/holdfast"
+	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/internal/pgtest"
 )
 
@@ -21,7 +20,7 @@ import (
 // with 429 and RateLimit headers; /healthz is never limited.
 func TestMain_OverloadProtection(t *testing.T) {
 	t.Parallel()
-	m := MustRunMain(t, pgtest.NewDatabase(t), func(c *main.Config) { c.RateLimit, c.RateLimitBurst = 0.01, 3 })
+	m := MustRunMain(t, pgtest.NewDatabase(t), func(c *app.Config) { c.RateLimit, c.RateLimitBurst = 0.01, 3 })
 	if m.Admission == nil || m.Lane == nil {
 		t.Fatal("admission control and the CPU lane are not on by default")
 	}
@@ -51,38 +50,6 @@ func TestMain_OverloadProtection(t *testing.T) {
 	}
 }
 
-func TestParseFlags_Overload(t *testing.T) {
-	t.Parallel()
-	m := main.NewMain()
-	err := m.ParseFlags("serve", []string{"--database-url", "postgres://x", "--admission=false", "--cpu-lane-size", "3",
-		"--db-acquire-timeout", "250ms", "--rate-limit", "50", "--rate-limit-burst", "100", "--redis-url", "redis://127.0.0.1:6379/0"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := m.Config
-	if c.Admission || c.CPULaneSize != 3 || c.DBAcquireTimeout != 250*time.Millisecond || c.RateLimit != 50 || c.RateLimitBurst != 100 || c.RedisURL == "" {
-		t.Fatalf("parsed %+v", c)
-	}
-	d := main.NewMain().Config
-	if !d.Admission || d.RateLimit != 1000 || d.DBAcquireTimeout != time.Second || d.LedgerMaxWait != 60*time.Millisecond {
-		t.Fatalf("defaults %+v: want admission on, 1000/s per key, 1s acquire timeout, 60ms ledger max wait", d)
-	}
-}
-
-func TestParseFlags_EventDuplicateWindow(t *testing.T) {
-	t.Parallel()
-	if d := main.NewMain().Config.Events.Duplicates; d != 10*time.Minute {
-		t.Fatalf("default duplicate window %v, want 10m", d)
-	}
-	m := main.NewMain()
-	if err := m.ParseFlags("serve", []string{"--database-url", "postgres://x", "--events-duplicate-window", "2m"}, io.Discard); err != nil {
-		t.Fatal(err)
-	}
-	if d := m.Config.Events.Duplicates; d != 2*time.Minute {
-		t.Fatalf("--events-duplicate-window 2m parsed as %v", d)
-	}
-}
-
 // TestMain_RedisRateLimitAcrossReplicas: two replicas with --redis-url
 // share each key's limit. Skipped without a Redis (the suite needs none).
 func TestMain_RedisRateLimitAcrossReplicas(t *testing.T) {
@@ -104,7 +71,7 @@ func TestMain_RedisRateLimitAcrossReplicas(t *testing.T) {
 		t.Skipf("no Redis at %s (%v): the shared rate limit is not tested; set REDIS_URL or start redis-server", url, err)
 	}
 	db := pgtest.NewDatabase(t)
-	limited := func(c *main.Config) { c.RateLimit, c.RateLimitBurst, c.RedisURL = 0.01, 4, url }
+	limited := func(c *app.Config) { c.RateLimit, c.RateLimitBurst, c.RedisURL = 0.01, 4, url }
 	nats := sharedNATS(t)
 	a, b := MustRunMain(t, db, limited, nats), MustRunMain(t, db, limited, nats)
 	var suffix [6]byte
@@ -129,7 +96,7 @@ func TestMain_RedisRateLimitAcrossReplicas(t *testing.T) {
 
 func TestMain_RedisUnreachableFailsAtStart(t *testing.T) {
 	t.Parallel()
-	err := RunMainErr(t, func(c *main.Config) { c.RedisURL = "redis://127.0.0.1:1/0" })
+	err := RunMainErr(t, func(c *app.Config) { c.RedisURL = "redis://127.0.0.1:1/0" })
 	if err == nil || !strings.Contains(err.Error(), "redis") {
 		t.Fatalf("Run with an unreachable Redis: %v, want an error naming redis", err)
 	}

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"bufio"
@@ -73,9 +73,9 @@ func parseMemTotal(r io.Reader) (int64, bool) {
 	return 0, false
 }
 
-// tuneGC applies defaultGCPercent unless GOGC is set, and
+// TuneGC applies defaultGCPercent unless GOGC is set, and
 // defaultMemoryLimit unless GOMEMLIMIT is.
-func tuneGC() {
+func TuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
@@ -86,9 +86,9 @@ func tuneGC() {
 	}
 }
 
-// gcSettings describes the collector's target and memory limit as the
+// GCSettings describes the collector's target and memory limit as the
 // runtime has them, for benchmark headers.
-func gcSettings() string {
+func GCSettings() string {
 	samples := []metrics.Sample{{Name: "/gc/gogc:percent"}, {Name: "/gc/gomemlimit:bytes"}}
 	metrics.Read(samples)
 	percent := "off"

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"fmt"
@@ -15,10 +15,10 @@ func TestTuneGC(t *testing.T) {
 
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
-	tuneGC()
+	TuneGC()
 	// The benchmarks' header reports what the runtime runs with.
-	if got, want := gcSettings(), fmt.Sprintf("GOGC %d, memory limit ", defaultGCPercent); !strings.HasPrefix(got, want) || strings.HasSuffix(got, "none") && runtime.GOOS == "linux" {
-		t.Errorf("gcSettings %q, want %q and a limit", got, want)
+	if got, want := GCSettings(), fmt.Sprintf("GOGC %d, memory limit ", defaultGCPercent); !strings.HasPrefix(got, want) || strings.HasSuffix(got, "none") && runtime.GOOS == "linux" {
+		t.Errorf("GCSettings %q, want %q and a limit", got, want)
 	}
 	if got := debug.SetGCPercent(100); got != defaultGCPercent {
 		t.Errorf("GOGC unset: GC percent %d, want %d", got, defaultGCPercent)
@@ -34,12 +34,12 @@ func TestTuneGC(t *testing.T) {
 		t.Errorf("GOMEMLIMIT unset: memory limit %d, want %d", got, want)
 	}
 
-	// The runtime read them at start; tuneGC must leave the settings alone.
+	// The runtime read them at start; TuneGC must leave the settings alone.
 	t.Setenv("GOGC", "150")
 	t.Setenv("GOMEMLIMIT", "1GiB")
 	debug.SetGCPercent(150)
 	debug.SetMemoryLimit(1 << 30)
-	tuneGC()
+	TuneGC()
 	if got := debug.SetGCPercent(100); got != 150 {
 		t.Errorf("GOGC set: GC percent %d, want it untouched (150)", got)
 	}

@@ -1,4 +1,4 @@
-package main_test
+package app_test
 
 import (
 	"bytes"
@@ -16,33 +16,31 @@ import (
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 
-	main "github.com/holdfast/holdfast/cmd/holdfast"
+	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/postgres"
 )
 
 // startDev runs `holdfast dev` in-process in dataDir, as `make run` does but
 // on free ports, and returns it with its banner.
-func startDev(t *testing.T, dataDir string, configure ...func(*main.Config)) (*main.Main, string, error) {
+func startDev(t *testing.T, dataDir string, configure ...func(*app.Config)) (*app.Main, string, error) {
 	t.Helper()
-	m := main.NewMain()
-	if err := m.ParseFlags("dev", []string{"--data-dir", dataDir, "--addr", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"}, io.Discard); err != nil {
-		t.Fatal(err)
-	}
+	m := app.NewMain()
+	m.Config.Dev, m.Config.DataDir, m.Config.Addr, m.Config.NATSListen = true, dataDir, "127.0.0.1:0", "127.0.0.1:0"
 	var banner bytes.Buffer
 	m.Stdout = &banner
 	m.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	for _, f := range configure {
 		f(&m.Config)
 	}
-	err := m.Run(context.Background())
+	err := m.Start(context.Background())
 	if err != nil {
-		m.Close()
+		m.Stop()
 		return nil, "", err
 	}
 	return m, banner.String(), nil
 }
 
-func mustStartDev(t *testing.T, dataDir string, configure ...func(*main.Config)) (*main.Main, string) {
+func mustStartDev(t *testing.T, dataDir string, configure ...func(*app.Config)) (*app.Main, string) {
 	t.Helper()
 	m, banner, err := startDev(t, dataDir, configure...)
 	if err != nil {
@@ -110,7 +108,7 @@ func TestDev_TheFirstHour(t *testing.T) {
 	closed := false
 	defer func() {
 		if !closed {
-			first.Close()
+			first.Stop()
 		}
 	}()
 	key := bannerLine(t, banner1, `^\s+export KEY=(hf_\S+)$`)
@@ -157,7 +155,7 @@ func TestDev_TheFirstHour(t *testing.T) {
 
 	// A second dev on the same data directory: the reason and the fix only.
 	if second, _, err := startDev(t, dir); err == nil {
-		second.Close()
+		second.Stop()
 		t.Error("a second dev on the same data directory started")
 	} else if msg := err.Error(); !strings.Contains(msg, "another holdfast dev") || !strings.Contains(msg, "--data-dir") || strings.Contains(msg, "install") {
 		t.Errorf("a second dev on the same data directory: %q; want the reason (another holdfast dev) and the fix (stop it, or --data-dir), no install hint", msg)
@@ -166,7 +164,7 @@ func TestDev_TheFirstHour(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, "dev.json")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("dev.json: %v, mode %v; want a file of mode 0600", err, fi.Mode().Perm())
 	}
-	if err := first.Close(); err != nil {
+	if err := first.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	closed = true
@@ -174,7 +172,7 @@ func TestDev_TheFirstHour(t *testing.T) {
 	// A restart prints the same lines, with the same credentials, and
 	// pasting them again replays the transfer instead of making another.
 	restarted, banner2 := mustStartDev(t, dir)
-	defer restarted.Close()
+	defer restarted.Stop()
 	ports := regexp.MustCompile(`(http|nats)://127\.0\.0\.1:\d+`)
 	if a, b := ports.ReplaceAllString(banner1, "$1://PORT"), ports.ReplaceAllString(banner2, "$1://PORT"); a != b {
 		t.Errorf("the banner changed across a restart:\n%s\nthen:\n%s", a, b)
@@ -190,13 +188,13 @@ func TestDev_TheFirstHour(t *testing.T) {
 		t.Errorf("after a restart and pasting twice: %d demo tenants, %d transfers; want 1 and 1", tenants, transfers)
 	}
 	db.Close()
-	if err := restarted.Close(); err != nil {
+	if err := restarted.Stop(); err != nil {
 		t.Fatal(err)
 	}
 
 	// --reset starts over: a new database, a new key.
-	reset, banner3 := mustStartDev(t, dir, func(c *main.Config) { c.Reset = true })
-	defer reset.Close()
+	reset, banner3 := mustStartDev(t, dir, func(c *app.Config) { c.Reset = true })
+	defer reset.Stop()
 	if k := bannerLine(t, banner3, `^\s+export KEY=(hf_\S+)$`); k == key {
 		t.Errorf("--reset kept the API key %s", k)
 	}

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"context"
@@ -32,7 +32,7 @@ func defaultReceiptConfig() ReceiptConfig {
 }
 
 // pipeline returns the receipts package's configuration.
-func (c ReceiptConfig) pipeline() receipts.Config {
+func (c ReceiptConfig) Pipeline() receipts.Config {
 	return receipts.Config{Cap: c.Cap, Workers: c.Workers, AckWait: c.AckWait, MaxDeliveries: c.MaxDeliveries, BackoffBase: c.BackoffBase}
 }
 
@@ -49,7 +49,7 @@ type receiptPipeline struct {
 // event log, whose relay carries the jobs.
 func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 	c := m.Config.Receipts
-	cfg := c.pipeline()
+	cfg := c.Pipeline()
 	if c.GCInterval > 0 && c.GCGrace < 10*c.AckWait {
 		return fmt.Errorf("--blob-gc-grace %v is shorter than 10 × --receipt-visibility-timeout (%v): a job's variants could be swept before its receipt refers to them", c.GCGrace, 10*c.AckWait)
 	}

@@ -1,9 +1,13 @@
-package main
+// Package app assembles Holdfast from its adapters: Config says what to
+// run, and Main opens the database, NATS, the event log, the receipt
+// pipeline and the HTTP API in order (Start) and closes them in reverse
+// (Stop). The holdfast command turns flags and environment into a Config;
+// tests and benchmarks start a Main in-process.
+package app
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -25,8 +29,8 @@ import (
 )
 
 // Config is everything `serve` and `dev` can be told. Each field has a flag
-// and an environment variable, in the table of settings (config.go); the
-// flag wins.
+// and an environment variable in the settings table of cmd/holdfast, where
+// the flag wins; NewMain sets the defaults the comments give.
 type Config struct {
 	Dev                    bool          // run with a private PostgreSQL and a demo tenant
 	Addr                   string        // --addr, HOLDFAST_ADDR; default ":8080" (dev: 127.0.0.1:8080)
@@ -103,7 +107,7 @@ type Main struct {
 func NewMain() *Main {
 	m := &Main{
 		Config: Config{
-			Addr: defaultAddr, DataDir: ".holdfast", RequestTimeout: 30 * time.Second, BodyLimit: 1 << 20,
+			Addr: DefaultAddr, DataDir: ".holdfast", RequestTimeout: 30 * time.Second, BodyLimit: 1 << 20,
 			IdempotencyRetention: holdfast.DefaultIdempotencyRetention, IdempotencyLockTimeout: holdfast.DefaultIdempotencyLockTimeout,
 			GroupCommit: true, MaxBatch: 1000, Committers: 2, ShutdownTimeout: 30 * time.Second, LogLevel: "info", Migrate: true,
 			Admission: true, AdmissionMinLimit: 64, AdmissionWriteMin: 1000, LedgerMaxWait: 60 * time.Millisecond, DBAcquireTimeout: time.Second, DBStatementTimeout: 30 * time.Second, RateLimit: 1000,
@@ -118,51 +122,14 @@ func NewMain() *Main {
 // Listen addresses: serve's, and dev's, which prints an admin token and the
 // demo key and so listens on loopback only.
 const (
-	defaultAddr   = ":8080"
-	devAddr       = "127.0.0.1:8080"
-	devNATSListen = "127.0.0.1:4223"
+	DefaultAddr   = ":8080"
+	DevAddr       = "127.0.0.1:8080"
+	DevNATSListen = "127.0.0.1:4223"
 )
 
-// ParseFlags reads the command's flags, with environment variables as
-// defaults (see settings). --help prints the usage to m.Stdout and returns
-// flag.ErrHelp.
-func (m *Main) ParseFlags(cmd string, args []string, stderr io.Writer) error {
-	c := &m.Config
-	c.Dev = cmd == "dev"
-	if c.Dev {
-		if c.Addr == defaultAddr {
-			c.Addr = devAddr
-		}
-		if c.NATSListen == "" {
-			c.NATSListen = devNATSListen
-		}
-	}
-	fs := flag.NewFlagSet("holdfast "+cmd, flag.ContinueOnError)
-	fs.Usage = func() {
-		if c.Dev {
-			fmt.Fprint(fs.Output(), "Usage: holdfast dev [flags]\n\nServe the API for development on 127.0.0.1: a private PostgreSQL in the data directory\n(unless DATABASE_URL is set), an embedded NATS with its client port open, and a demo\ntenant with two accounts, whose API key and admin token are kept in the data directory\nand printed with commands to try.\n\nEach flag's environment variable sets it when the flag is not given; an empty variable\ncounts as unset, a malformed one stops the start.\n\nFlags:\n")
-		} else {
-			fmt.Fprint(fs.Output(), "Usage: holdfast serve [flags]\n\nServe the API against DATABASE_URL, with an embedded NATS unless NATS_URL is set.\n\nEach flag's environment variable sets it when the flag is not given; an empty variable\ncounts as unset, a malformed one stops the start.\n\nFlags:\n")
-		}
-		fs.PrintDefaults()
-	}
-	if c.Dev {
-		fs.BoolVar(&c.Reset, "reset", false, "start over: delete the data directory's PostgreSQL, NATS files, receipt images and demo credentials first (no environment variable)")
-	}
-	if err := parseSettings(fs, c.settings(), args, os.LookupEnv, m.Stdout, stderr); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	if !c.Dev && c.DatabaseURL == "" {
-		return errors.New("serve needs DATABASE_URL (or --database-url); 'holdfast dev' starts a private PostgreSQL instead")
-	}
-	return nil
-}
-
-// Run starts everything and returns once the API is listening.
-func (m *Main) Run(ctx context.Context) (err error) {
+// Start starts everything and returns once the API is listening. On an
+// error, what had started is left for Stop.
+func (m *Main) Start(ctx context.Context) (err error) {
 	c := m.Config
 	if m.Logger == nil {
 		var level slog.Level
@@ -300,9 +267,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	return nil
 }
 
-// Close shuts down in reverse order of start: stop accepting and drain
+// Stop shuts down in reverse order of start: stop accepting and drain
 // requests, stop the writer and reaper, close NATS, the pool, the cluster.
-func (m *Main) Close() error {
+// Safe after a failed Start.
+func (m *Main) Stop() error {
 	var errs []error
 	if m.HTTP != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
@@ -334,25 +302,4 @@ func (m *Main) Close() error {
 		m.devLock.Close()
 	}
 	return errors.Join(errs...)
-}
-
-func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("holdfast migrate", flag.ContinueOnError)
-	url := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (env DATABASE_URL)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), "Usage: holdfast migrate [flags]\n\nApply the database migrations that have not run yet, then exit.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
-	if err := parseArgs(fs, args, stdout, stderr); err != nil {
-		return err
-	}
-	if *url == "" {
-		return errors.New("migrate needs DATABASE_URL (or --database-url)")
-	}
-	db, err := postgres.Open(ctx, postgres.Config{URL: *url})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	return postgres.Migrate(ctx, db)
 }

@@ -1,4 +1,4 @@
-package main_test
+package app_test
 
 import (
 	"bytes"
@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	main "github.com/holdfast/holdfast/cmd/holdfast"
+	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/events"
 	"github.com/holdfast/holdfast/internal/apitest"
 	"github.com/holdfast/holdfast/internal/natstest"
@@ -21,9 +21,9 @@ import (
 
 // runMain runs the program on the database at dbURL with the data
 // directory dir and returns it, or Run's error (the Main then closed).
-func runMain(t *testing.T, dbURL, dir string) (*main.Main, error) {
+func runMain(t *testing.T, dbURL, dir string) (*app.Main, error) {
 	t.Helper()
-	m := main.NewMain()
+	m := app.NewMain()
 	m.Config.Addr = "127.0.0.1:0"
 	m.Config.DatabaseURL = dbURL
 	m.Config.DataDir = dir
@@ -32,11 +32,11 @@ func runMain(t *testing.T, dbURL, dir string) (*main.Main, error) {
 	m.Stdout = io.Discard
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := m.Run(ctx); err != nil {
-		m.Close()
+	if err := m.Start(ctx); err != nil {
+		m.Stop()
 		return nil, err
 	}
-	t.Cleanup(func() { m.Close() })
+	t.Cleanup(func() { m.Stop() })
 	return m, nil
 }
 
@@ -89,7 +89,7 @@ func TestAdoptStream_AfterTheNATSFilesAreLost(t *testing.T) {
 	if got := auditCount(t, db, c.Tenant); got != 3 {
 		t.Fatalf("audit holds %d, want 3", got)
 	}
-	first.Close()
+	first.Stop()
 	if err := os.RemoveAll(filepath.Join(dir, "nats")); err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestAdoptStream_AfterTheNATSFilesAreLost(t *testing.T) {
 		t.Fatalf("Run after the NATS files were lost = %v, want ErrStreamNotBound naming adopt-stream", err)
 	}
 	var out bytes.Buffer
-	if err := main.RunAdoptStream(t.Context(), []string{"--database-url", db, "--data-dir", dir}, &out, io.Discard); err != nil {
+	if err := app.AdoptStreams(t.Context(), adoptConfig(db, dir), &out); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "stream events: adopted") || !strings.Contains(out.String(), "analytics, audit") {
@@ -131,7 +131,7 @@ func TestMain_ReadyWhileNATSIsDown(t *testing.T) {
 	t.Parallel()
 	nats := natstest.StartServer(t)
 	db := pgtest.NewDatabase(t)
-	m := MustRunMain(t, db, func(c *main.Config) { c.NATSURL = nats.URL })
+	m := MustRunMain(t, db, func(c *app.Config) { c.NATSURL = nats.URL })
 	c := admin(m).MustTenant(t, "nats-down")
 	house, alice := c.MustAccount(t, "USD", true), c.MustAccount(t, "USD", false)
 	if err := m.DrainEvents(t.Context()); err != nil {
@@ -189,4 +189,12 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("never happened: %s", what)
 		}
 	}
+}
+
+// adoptConfig is what adopt-stream is given: the database, and the data
+// directory of the embedded NATS whose streams to adopt.
+func adoptConfig(dbURL, dataDir string) app.Config {
+	c := app.NewMain().Config
+	c.DatabaseURL, c.DataDir = dbURL, dataDir
+	return c
 }

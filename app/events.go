@@ -1,10 +1,8 @@
-package main
+package app
 
 import (
-	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -78,7 +76,7 @@ func (m *Main) openNATS(ctx context.Context) error {
 		nc := jetstream.Config{URL: c.NATSURL, StoreDir: natsDir(c.DataDir), Listen: c.NATSListen}
 		var err error
 		m.NATS, err = jetstream.Open(ctx, nc)
-		if errors.Is(err, syscall.EADDRINUSE) && c.Dev && c.NATSListen == devNATSListen {
+		if errors.Is(err, syscall.EADDRINUSE) && c.Dev && c.NATSListen == DevNATSListen {
 			// Another program has dev's usual port; the banner prints the one taken.
 			nc.Listen = "127.0.0.1:0"
 			m.NATS, err = jetstream.Open(ctx, nc)
@@ -132,7 +130,7 @@ func (m *Main) openEventLog(ctx context.Context) error {
 		return err
 	}
 	// The jobs streams exist before the relay may publish a job.
-	jobs := m.Config.Receipts.pipeline().WithDefaults()
+	jobs := m.Config.Receipts.Pipeline().WithDefaults()
 	if _, err := l.guard.Ensure(ctx, jobs.Stream, func(ctx context.Context) error {
 		_, err := receipts.EnsureStreams(ctx, m.NATS.JS, jobs)
 		return err
@@ -207,44 +205,15 @@ func (m *Main) ledgerUnderPressure() bool {
 	return d > 0 && m.writer != nil && m.writer.QueueDepth() >= d
 }
 
-// runAdoptStream binds the database's event log to the streams on a NATS
-// server, knowingly: the way back into service after the stream was lost.
-func runAdoptStream(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("holdfast adopt-stream", flag.ContinueOnError)
-	m := NewMain()
-	c := &m.Config
-	c.DataDir = cmp.Or(os.Getenv("HOLDFAST_DATA_DIR"), c.DataDir)
-	fs.StringVar(&c.DatabaseURL, "database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL (env DATABASE_URL)")
-	fs.StringVar(&c.NATSURL, "nats-url", os.Getenv("NATS_URL"), "the NATS whose streams to adopt (env NATS_URL); empty: the embedded server's files in --data-dir")
-	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "data directory of the embedded NATS, without --nats-url (env HOLDFAST_DATA_DIR)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: holdfast adopt-stream [flags]
-
-Bind the database's event log to the streams on this NATS ("events", and
-"jobs" of the receipt pipeline), creating those that are missing. A replica
-refuses to start on a stream that is not the one the database recorded:
-consumer progress is counted in stream sequences, and a stream that replaced
-the recorded one (another NATS server, a lost data directory) numbers its
-messages from 1 again. If the original stream is gone for good, adopt the
-new one: its identity is recorded and the consumer groups' progress in it is
-reset, so they apply every event it holds. Events of the old stream that
-were not yet consumed are lost, and jobs in it are not run. Stop every
-replica first; run it with the --nats-url (or --data-dir) the replicas will
-use. A stream bound already is left as it is.
-
-Flags:
-`)
-		fs.PrintDefaults()
-	}
-	if err := parseArgs(fs, args, stdout, stderr); err != nil {
-		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	if c.DatabaseURL == "" {
-		return errors.New("adopt-stream needs DATABASE_URL (or --database-url)")
-	}
+// AdoptStreams binds the database at c.DatabaseURL to the streams on the
+// NATS c names (c.NATSURL, or the embedded server's files in c.DataDir),
+// creating those that are missing, and resets the consumer groups'
+// progress in a stream it adopts: the way back into service, knowingly,
+// after the recorded stream was lost. It reports what it did on out.
+// Every replica must be stopped first.
+func AdoptStreams(ctx context.Context, c Config, out io.Writer) error {
+	m := &Main{Config: c}
+	stdout := out
 	var err error
 	if m.DB, err = postgres.Open(ctx, postgres.Config{URL: c.DatabaseURL, MaxConns: 2}); err != nil {
 		return err
@@ -258,7 +227,7 @@ Flags:
 	}
 	defer m.closeNATS()
 	stream := events.StreamConfig{MaxBytes: c.Events.MaxBytes, MaxAge: c.Events.MaxAge, Duplicates: c.Events.Duplicates}.WithDefaults()
-	jobs := c.Receipts.pipeline().WithDefaults()
+	jobs := c.Receipts.Pipeline().WithDefaults()
 	store := postgres.NewConsumerStore(m.DB)
 	for _, s := range []struct {
 		name   string

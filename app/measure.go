@@ -1,0 +1,64 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/holdfast/holdfast/blob"
+	"github.com/holdfast/holdfast/events"
+	"github.com/holdfast/holdfast/postgres"
+)
+
+// What tests and benchmarks may observe of a running Main beyond its
+// exported fields.
+
+// DrainEvents waits (at most 5 minutes) until the outbox is empty and every
+// consumer group has applied everything in the stream, so that a benchmark
+// run does not pay for the events of the one before.
+func (m *Main) DrainEvents(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	for {
+		var outbox int64
+		if err := m.DB.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox").Scan(&outbox); err != nil {
+			return err
+		}
+		lag := uint64(0)
+		if m.events != nil {
+			groups, err := m.events.admin.ListConsumers(ctx)
+			if err != nil {
+				return err
+			}
+			for _, g := range groups {
+				lag += g.LagMessages
+				if g.NATSError != "" {
+					lag++ // unknown while NATS cannot be read: not drained
+				}
+			}
+		}
+		if outbox == 0 && lag == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("event log not drained: %d in the outbox, lag %d: %w", outbox, lag, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// EventStream returns the configuration of the events stream.
+func (m *Main) EventStream() events.StreamConfig { return m.events.stream }
+
+// Consumers returns the consumer groups' administration (lag, pause).
+func (m *Main) Consumers() *events.Admin { return m.events.admin }
+
+// Writer returns the group-commit writer, nil with group commit off.
+func (m *Main) Writer() *postgres.Writer { return m.writer }
+
+// ReceiptBlobs returns the store of receipt images.
+func (m *Main) ReceiptBlobs() *blob.Store { return m.receipts.blobs }
+
+// ReceiptDB returns the receipt workers' own database pool.
+func (m *Main) ReceiptDB() *postgres.DB { return m.receipts.db }
