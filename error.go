@@ -21,6 +21,7 @@ const (
 	EIDEMPOTENCYREUSED = "idempotency-key-reused"                // the key was used for a different request
 	EOVERLOADED        = "overloaded"                            // shed to protect the service; retry later
 	EIMAGETOOLARGE     = "image-too-large"                       // an image whose header declares too many pixels
+	EQUOTA             = "quota-exceeded"                        // a tenant's stored bytes would pass its quota
 	EINTERNAL          = "internal"                              // a fault on our side
 )
 

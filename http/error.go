@@ -41,6 +41,7 @@ var problems = map[string]struct {
 	holdfast.EIDEMPOTENCYREUSED: {http.StatusUnprocessableEntity, "Idempotency key reused"},
 	holdfast.EOVERLOADED:        {http.StatusServiceUnavailable, "Overloaded"},
 	holdfast.EIMAGETOOLARGE:     {http.StatusUnprocessableEntity, "Image too large"},
+	holdfast.EQUOTA:             {http.StatusUnprocessableEntity, "Quota exceeded"},
 	holdfast.EINTERNAL:          {http.StatusInternalServerError, "Internal error"},
 	ETOOLARGE:                   {http.StatusRequestEntityTooLarge, "Payload too large"},
 	EMEDIATYPE:                  {http.StatusUnsupportedMediaType, "Unsupported media type"},

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/blob"
-	"github.com/holdfast/holdfast/media"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/receipts"
 )
@@ -23,12 +22,13 @@ type ReceiptConfig struct {
 	DBConns       int           // --receipt-db-conns: this replica's workers' database connections; default 4
 	GCInterval    time.Duration // --blob-gc-interval: pause between sweeps of unreferenced blobs; default 1h, 0 off
 	GCGrace       time.Duration // --blob-gc-grace: a blob stored within it is never swept; default 24h
+	QuotaMiB      int           // --receipt-quota-mib: a tenant's stored receipt images; default 10240 (10 GiB), 0 none
 	NoWorkers     bool          // run no workers in this process (benchmarks of another consumer); no flag
 }
 
 func defaultReceiptConfig() ReceiptConfig {
 	return ReceiptConfig{Cap: 50, AckWait: 60 * time.Second, MaxDeliveries: 5, BackoffBase: time.Second, DBConns: 4,
-		GCInterval: time.Hour, GCGrace: 24 * time.Hour}
+		GCInterval: time.Hour, GCGrace: 24 * time.Hour, QuotaMiB: receipts.DefaultQuota >> 20}
 }
 
 // pipeline returns the receipts package's configuration.
@@ -44,6 +44,7 @@ func receiptFlags(fs *flag.FlagSet, c *ReceiptConfig) {
 	fs.DurationVar(&c.BackoffBase, "receipt-backoff", envDuration("HOLDFAST_RECEIPT_BACKOFF", c.BackoffBase), "delay before the first retry of a failed job; it doubles each time, with jitter (env HOLDFAST_RECEIPT_BACKOFF)")
 	fs.DurationVar(&c.GCInterval, "blob-gc-interval", envDuration("HOLDFAST_BLOB_GC_INTERVAL", c.GCInterval), "pause between sweeps that delete the receipt images (originals and variants) no receipt refers to any more; 0 turns them off (env HOLDFAST_BLOB_GC_INTERVAL)")
 	fs.DurationVar(&c.GCGrace, "blob-gc-grace", envDuration("HOLDFAST_BLOB_GC_GRACE", c.GCGrace), "an image stored within this is never swept, referred to or not; at least 10 × the visibility timeout, so a job's variants are referred to before they can go (env HOLDFAST_BLOB_GC_GRACE)")
+	fs.IntVar(&c.QuotaMiB, "receipt-quota-mib", envInt("HOLDFAST_RECEIPT_QUOTA_MIB", c.QuotaMiB), "MiB of receipt images (the originals uploaded) one tenant may have stored, across every replica; an upload past it is refused (422 quota-exceeded); 0 means no quota (env HOLDFAST_RECEIPT_QUOTA_MIB)")
 	fs.IntVar(&c.DBConns, "receipt-db-conns", envInt("HOLDFAST_RECEIPT_DB_CONNS", c.DBConns), "database connections of this replica's receipt workers: replicas × this stays within the database's budget (env HOLDFAST_RECEIPT_DB_CONNS)")
 }
 
@@ -94,7 +95,11 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 	}
 	m.Registry.MustRegister(receipts.Collector(m.NATS.JS, cfg, p.db))
 	apiStore := postgres.NewReceiptStore(m.DB)
-	m.HTTP.ReceiptService = receipts.NewService(apiStore, blobs, media.Limits{})
+	quota := int64(c.QuotaMiB) << 20
+	if c.QuotaMiB <= 0 {
+		quota = -1 // none
+	}
+	m.HTTP.ReceiptService = receipts.NewService(apiStore, blobs, receipts.ServiceConfig{Quota: quota})
 	m.HTTP.DeadLetterService = receipts.NewDeadLetters(apiStore, m.NATS.JS, cfg)
 	p.blobs = blobs
 	if c.GCInterval > 0 {
