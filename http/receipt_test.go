@@ -170,7 +170,8 @@ func TestReceipts_UploadPastQuota(t *testing.T) {
 	call(other, "PUT", put, "/v1/transfers/"+mustTransferID(t, other)+"/receipt", second).MustStatus(t, 202)
 }
 
-// A poison image dead-letters; the admin lists and redrives it.
+// An image that cannot be decoded fails at its first try, with the reason
+// on the receipt, and dead-letters; the admin lists and redrives it.
 func TestReceipts_DeadLetterAdmin(t *testing.T) {
 	t.Parallel()
 	s := mustReceiptServer(t)
@@ -182,6 +183,9 @@ func TestReceipts_DeadLetterAdmin(t *testing.T) {
 	eventually(t, "the receipt fails", func() bool {
 		return c.Do(t, "GET", "/v1/receipts/"+id, nil).JSON(t)["status"] == "failed"
 	})
+	if got := c.Do(t, "GET", "/v1/receipts/"+id, nil).JSON(t); got["attempts"] != 1.0 || !strings.Contains(got["last_error"].(string), "not a readable jpeg") {
+		t.Fatalf("failed receipt: %v, want 1 attempt and the reason", got)
+	}
 	list := admin.Do(t, "GET", "/v1/admin/dead-letters?tenant="+c.Tenant, nil).MustStatus(t, 200).JSON(t)["data"].([]any)
 	if len(list) != 1 || list[0].(map[string]any)["receipt_id"] != id {
 		t.Fatalf("dead letters: %v", list)

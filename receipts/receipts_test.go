@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -404,10 +405,10 @@ func TestReceipt_ConcurrentUploadsNeverExceedQuota(t *testing.T) {
 	t.Logf("%d accepted, %d refused; %d of %d bytes stored", accepted.Load(), refused.Load(), sum, quota)
 }
 
-// A poison image (a valid header, corrupt data) is tried MaxDeliveries
-// times with growing gaps, then dead-lettered and its receipt marked
-// failed; a redrive queues it again.
-func TestReceipt_PoisonDeadLettersThenRedrive(t *testing.T) {
+// A job that keeps failing for a reason that may pass (here, a store that
+// is down) is tried MaxDeliveries times with growing gaps, then
+// dead-lettered and its receipt marked failed; a redrive queues it again.
+func TestReceipt_TransientFailureDeadLettersThenRedrive(t *testing.T) {
 	t.Parallel()
 	cfg := receipts.Config{BackoffBase: 100 * time.Millisecond, BackoffMax: 10 * time.Second, AckWait: 5 * time.Second}
 	e := setup(t, cfg)
@@ -422,7 +423,7 @@ func TestReceipt_PoisonDeadLettersThenRedrive(t *testing.T) {
 			if healed.Load() {
 				return media.ProcessContext(ctx, src, opts)
 			}
-			return media.ProcessContext(ctx, src[:len(src)/2], opts) // truncated pixel data: corrupt
+			return media.Variants{}, errors.New("scratch space unavailable")
 		}
 	})
 	tr := e.mustTransfer(t, e.tenant)
@@ -472,6 +473,87 @@ func TestReceipt_PoisonDeadLettersThenRedrive(t *testing.T) {
 	}
 	if info, _ := dead.Info(t.Context()); info.State.Msgs != 0 {
 		t.Fatalf("jobs-dead holds %d messages after the redrive", info.State.Msgs)
+	}
+}
+
+// corruptImages are uploads whose header is sound (they pass intake) but
+// whose pixels cannot be decoded, whichever decoder reads them.
+func corruptImages(t *testing.T) map[string][]byte {
+	t.Helper()
+	jpg := media.Generate(300, 200, 2)
+	sos := bytes.Index(jpg, []byte{0xff, 0xda}) // start of scan: the entropy-coded data follows
+	badJPEG := bytes.Clone(jpg)
+	copy(badJPEG[sos+200:], []byte{0xff, 0x01}) // a marker where only 0xff00 may be
+	src := image.NewRGBA(image.Rect(0, 0, 120, 80))
+	for i := range src.Pix {
+		src.Pix[i] = byte(i * 7)
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, src); err != nil {
+		t.Fatal(err)
+	}
+	pngb := buf.Bytes()
+	badPNG := bytes.Clone(pngb)
+	badPNG[bytes.Index(pngb, []byte("IDAT"))+40] ^= 0x55 // inside the compressed pixels
+	imgs := map[string][]byte{
+		"truncated jpeg": jpg[:len(jpg)*2/3], "corrupt jpeg": badJPEG,
+		"truncated png": pngb[:len(pngb)*2/3], "corrupt png": badPNG,
+	}
+	for name, b := range imgs {
+		if _, err := media.Inspect(b); err != nil {
+			t.Fatalf("%s is refused at intake: %v", name, err)
+		}
+	}
+	return imgs
+}
+
+// An image that cannot be decoded fails at once: one processing attempt,
+// the receipt failed with the reason, the job terminated (gone from the
+// work queue, so never delivered again) and listed as a dead letter.
+func TestReceipt_UndecodableImageFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	cfg := receipts.Config{BackoffBase: 100 * time.Millisecond, MaxDeliveries: 5}
+	e := setup(t, cfg)
+	var calls atomic.Int64
+	e.worker(t, e.nats, func(c *receipts.WorkerConfig) {
+		c.Process = func(ctx context.Context, src []byte, opts media.Options) (media.Variants, error) {
+			calls.Add(1)
+			return media.ProcessContext(ctx, src, opts)
+		}
+	})
+	ids := map[string]string{}
+	for name, img := range corruptImages(t) {
+		r, err := e.service.PutReceipt(t.Context(), e.tenant, e.mustTransfer(t, e.tenant), bytes.NewReader(img))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		ids[name] = r.ID
+	}
+	for name, id := range ids {
+		eventually(t, name+" fails", func() bool { return e.receipt(t, id).Status == holdfast.ReceiptFailed })
+		if got := e.receipt(t, id); got.Attempts != 1 || !strings.Contains(got.LastError, "not a readable") {
+			t.Errorf("%s: %d attempts, last error %q; want 1 attempt and the decoder's reason", name, got.Attempts, got.LastError)
+		}
+	}
+	jobs, err := e.nats.JS.Stream(t.Context(), e.cfg.WithDefaults().Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the jobs leave the work queue", func() bool {
+		info, err := jobs.Info(t.Context())
+		return err == nil && info.State.Msgs == 0
+	})
+	if n := calls.Load(); n != int64(len(ids)) {
+		t.Fatalf("%d processing attempts for %d undecodable images, want one each", n, len(ids))
+	}
+	list, _, err := receipts.NewDeadLetters(e.store, e.nats.JS, cfg).ListDeadLetters(t.Context(), e.tenant, holdfast.Page{})
+	if err != nil || len(list) != len(ids) {
+		t.Fatalf("%d dead letters (%v), want %d", len(list), err, len(ids))
+	}
+	for _, d := range list {
+		if d.Deliveries != 1 {
+			t.Errorf("dead letter of receipt %s after %d deliveries, want 1", d.ReceiptID, d.Deliveries)
+		}
 	}
 }
 
