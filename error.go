@@ -24,6 +24,7 @@ const (
 	EOUTCOMEUNKNOWN    = "outcome-unknown"                       // the database went away while a write committed: look before retrying
 	EIMAGETOOLARGE     = "image-too-large"                       // an image whose header declares too many pixels
 	EKEYLIMIT          = "api-key-limit"                         // the tenant holds as many active API keys as it may
+	EQUOTA             = "quota-exceeded"                        // a tenant's stored bytes would pass its quota
 	EINTERNAL          = "internal"                              // a fault on our side
 )
 

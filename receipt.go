@@ -2,6 +2,7 @@ package holdfast
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"time"
 )
@@ -65,11 +66,27 @@ type DeadLetter struct {
 	RedrivenAt *time.Time `json:"redriven_at,omitempty"`
 }
 
+// CheckReceiptQuota returns EQUOTA if a tenant storing an image of size
+// bytes, in place of an image of replaced bytes (0 for none), would take its
+// stored receipt bytes from used past quota; a negative quota is none. A
+// change that does not grow the total is always allowed, so a tenant over a
+// lowered quota can still replace an image with a smaller one.
+func CheckReceiptQuota(used, replaced, size, quota int64) error {
+	if quota < 0 || size <= replaced || used-replaced+size <= quota {
+		return nil
+	}
+	return &Error{Code: EQUOTA,
+		Message:    fmt.Sprintf("the tenant's receipt images would take %d bytes, past its quota of %d bytes", used-replaced+size, quota),
+		Extensions: map[string]any{"quota_bytes": quota, "used_bytes": used, "upload_bytes": size}}
+}
+
 // ReceiptService stores uploads and reads receipts.
 type ReceiptService interface {
 	// PutReceipt stores an uploaded image for a transfer and queues its
-	// processing. ENOTFOUND for an unknown transfer; EINVALID, ETOOLARGE
-	// (HTTP) or EIMAGETOOLARGE for images refused before decoding.
+	// processing. ENOTFOUND for an unknown transfer (before the body is
+	// read); EINVALID, ETOOLARGE (HTTP) or EIMAGETOOLARGE for images refused
+	// before decoding; EQUOTA when the tenant's stored receipt bytes would
+	// pass its quota. A refused upload stores nothing.
 	PutReceipt(ctx context.Context, tenantID, transferID string, body io.Reader) (*Receipt, error)
 	FindReceipt(ctx context.Context, tenantID, id string) (*Receipt, error)
 	// OpenVariant opens a stored rendition ("original", "thumbnail", "medium").

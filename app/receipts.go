@@ -8,7 +8,6 @@ import (
 
 	"github.com/holdfast/holdfast/blob"
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/media"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/receipts"
 )
@@ -23,15 +22,16 @@ type ReceiptConfig struct {
 	DBConns       int           // --receipt-db-conns: this replica's workers' database connections; default 4
 	GCInterval    time.Duration // --blob-gc-interval: pause between sweeps of unreferenced blobs; default 1h, 0 off
 	GCGrace       time.Duration // --blob-gc-grace: a blob stored within it is never swept; default 24h
+	QuotaMiB      int           // --receipt-quota-mib: a tenant's stored receipt images; default 10240 (10 GiB), 0 none
 	NoWorkers     bool          // run no workers in this process (benchmarks of another consumer); no flag
 }
 
 func defaultReceiptConfig() ReceiptConfig {
 	return ReceiptConfig{Cap: 50, AckWait: 60 * time.Second, MaxDeliveries: 5, BackoffBase: time.Second, DBConns: 4,
-		GCInterval: time.Hour, GCGrace: 24 * time.Hour}
+		GCInterval: time.Hour, GCGrace: 24 * time.Hour, QuotaMiB: receipts.DefaultQuota >> 20}
 }
 
-// pipeline returns the receipts package's configuration.
+// Pipeline returns the receipts package's configuration.
 func (c ReceiptConfig) Pipeline() receipts.Config {
 	return receipts.Config{Cap: c.Cap, Workers: c.Workers, AckWait: c.AckWait, MaxDeliveries: c.MaxDeliveries, BackoffBase: c.BackoffBase}
 }
@@ -83,7 +83,11 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 	}
 	m.Registry.MustRegister(holdfasthttp.NewCachedCollector(receipts.Collector(m.NATS.JS, cfg, p.db), 0)) // asks JetStream
 	apiStore := postgres.NewReceiptStore(m.DB)
-	m.HTTP.ReceiptService = receipts.NewService(apiStore, blobs, media.Limits{})
+	quota := int64(c.QuotaMiB) << 20
+	if c.QuotaMiB <= 0 {
+		quota = -1 // none
+	}
+	m.HTTP.ReceiptService = receipts.NewService(apiStore, blobs, receipts.ServiceConfig{Quota: quota})
 	m.HTTP.DeadLetterService = receipts.NewDeadLetters(apiStore, m.NATS.JS, cfg)
 	p.blobs = blobs
 	if c.GCInterval > 0 {

@@ -51,6 +51,7 @@ var problems = map[string]struct {
 	holdfast.EOUTCOMEUNKNOWN:    {http.StatusInternalServerError, "Outcome unknown"},
 	holdfast.EIMAGETOOLARGE:     {http.StatusUnprocessableEntity, "Image too large"},
 	holdfast.EKEYLIMIT:          {http.StatusConflict, "API key limit reached"},
+	holdfast.EQUOTA:             {http.StatusUnprocessableEntity, "Quota exceeded"},
 	holdfast.EINTERNAL:          {http.StatusInternalServerError, "Internal error"},
 	ETOOLARGE:                   {http.StatusRequestEntityTooLarge, "Payload too large"},
 	EMEDIATYPE:                  {http.StatusUnsupportedMediaType, "Unsupported media type"},

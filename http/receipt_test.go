@@ -20,11 +20,11 @@ type receiptServer struct {
 	receipts *apitest.Receipts
 }
 
-func mustReceiptServer(t *testing.T) *receiptServer {
+func mustReceiptServer(t *testing.T, configure ...func(*receipts.ServiceConfig)) *receiptServer {
 	t.Helper()
 	db := apitest.MustOpenDB(t)
 	l := apitest.MustEventLog(t, db)
-	rc := apitest.MustReceipts(t, db, l, receipts.Config{BackoffBase: 50 * time.Millisecond, MaxDeliveries: 2})
+	rc := apitest.MustReceipts(t, db, l, receipts.Config{BackoffBase: 50 * time.Millisecond, MaxDeliveries: 2}, configure...)
 	s := apitest.MustServeWith(t, db, func(s *holdfasthttp.Server) { l.Services(s); rc.Services(s) },
 		func(c *holdfasthttp.Config) { c.AdminToken = adminToken })
 	return &receiptServer{TestServer: &TestServer{Server: s, DB: db}, receipts: rc}
@@ -151,7 +151,27 @@ func TestReceipts_RefusedUploads(t *testing.T) {
 	}
 }
 
-// A poison image dead-letters; the admin lists and redrives it.
+// An upload past the tenant's quota is a 422 quota-exceeded problem that
+// gives the quota and the bytes in use; the quota is each tenant's own.
+func TestReceipts_UploadPastQuota(t *testing.T) {
+	t.Parallel()
+	first, second := media.Generate(320, 240, 21), media.Generate(320, 240, 22)
+	quota := len(first) + len(second)/2
+	s := mustReceiptServer(t, func(c *receipts.ServiceConfig) { c.Quota = int64(quota) })
+	call := loadOpenAPI(t).caller(t)
+	c, other := s.MustTenant(t), s.MustTenant(t)
+	const put = "/v1/transfers/{id}/receipt"
+	call(c, "PUT", put, "/v1/transfers/"+mustTransferID(t, c)+"/receipt", first).MustStatus(t, 202)
+	r := call(c, "PUT", put, "/v1/transfers/"+mustTransferID(t, c)+"/receipt", second).MustStatus(t, 422)
+	p := r.JSON(t)
+	if r.ProblemType(t) != "quota-exceeded" || p["quota_bytes"] != float64(quota) || p["used_bytes"] != float64(len(first)) {
+		t.Fatalf("past the quota: %s", r.Body)
+	}
+	call(other, "PUT", put, "/v1/transfers/"+mustTransferID(t, other)+"/receipt", second).MustStatus(t, 202)
+}
+
+// An image that cannot be decoded fails at its first try, with the reason
+// on the receipt, and dead-letters; the admin lists and redrives it.
 func TestReceipts_DeadLetterAdmin(t *testing.T) {
 	t.Parallel()
 	s := mustReceiptServer(t)
@@ -163,6 +183,9 @@ func TestReceipts_DeadLetterAdmin(t *testing.T) {
 	eventually(t, "the receipt fails", func() bool {
 		return c.Do(t, "GET", "/v1/receipts/"+id, nil).JSON(t)["status"] == "failed"
 	})
+	if got := c.Do(t, "GET", "/v1/receipts/"+id, nil).JSON(t); got["attempts"] != 1.0 || !strings.Contains(got["last_error"].(string), "not a readable jpeg") {
+		t.Fatalf("failed receipt: %v, want 1 attempt and the reason", got)
+	}
 	list := admin.Do(t, "GET", "/v1/admin/dead-letters?tenant="+c.Tenant, nil).MustStatus(t, 200).JSON(t)["data"].([]any)
 	if len(list) != 1 || list[0].(map[string]any)["receipt_id"] != id {
 		t.Fatalf("dead letters: %v", list)

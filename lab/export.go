@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/export"
+	"github.com/holdfast/holdfast/internal/lifecycle"
 	"github.com/holdfast/holdfast/internal/pglocal"
 	"github.com/holdfast/holdfast/postgres"
 )
@@ -84,27 +86,54 @@ func RSS() (int64, error) {
 	return 0, errors.New("lab: no VmRSS in /proc/self/status")
 }
 
-// RSSGrowth measures how far the process's RSS rises above its baseline
-// while something runs: StartRSSGrowth collects garbage, returns memory to
-// the OS, takes the baseline and samples every interval; Stop returns the
-// peak growth in bytes.
+// MemoryGrowth is how far this process's memory rose above a baseline
+// taken right after a collection, at its peak: the RSS; the Go heap's
+// objects, live or garbage not yet collected (what GOGC lets grow: at 400,
+// up to five times the live heap); and the heap a collection found live,
+// which is what the work being measured holds.
+type MemoryGrowth struct {
+	RSS      int64 `json:"rss"`       // VmRSS
+	Heap     int64 `json:"heap"`      // runtime/metrics /memory/classes/heap/objects:bytes
+	LiveHeap int64 `json:"live_heap"` // runtime/metrics /gc/heap/live:bytes
+}
+
+// RSSGrowth measures how far the process's memory rises above its
+// baseline while something runs: StartRSSGrowth collects garbage, returns
+// memory to the OS, takes the baseline and samples every interval; Stop
+// returns the peak growth.
 type RSSGrowth struct {
-	base, peak atomic.Int64
+	mu         sync.Mutex
+	base, peak MemoryGrowth
 	stop       chan struct{}
 	done       chan struct{}
+}
+
+// memorySamples are the runtime/metrics MemoryGrowth reads.
+var memorySamples = []string{"/memory/classes/heap/objects:bytes", "/gc/heap/live:bytes"}
+
+// readMemory returns the process's memory now.
+func readMemory() (MemoryGrowth, error) {
+	rss, err := RSS()
+	if err != nil {
+		return MemoryGrowth{}, err
+	}
+	s := make([]metrics.Sample, len(memorySamples))
+	for i, name := range memorySamples {
+		s[i].Name = name
+	}
+	metrics.Read(s)
+	return MemoryGrowth{RSS: rss, Heap: int64(s[0].Value.Uint64()), LiveHeap: int64(s[1].Value.Uint64())}, nil
 }
 
 // StartRSSGrowth starts sampling; see RSSGrowth.
 func StartRSSGrowth(interval time.Duration) (*RSSGrowth, error) {
 	runtime.GC()
 	debug.FreeOSMemory()
-	base, err := RSS()
+	base, err := readMemory()
 	if err != nil {
 		return nil, err
 	}
-	g := &RSSGrowth{stop: make(chan struct{}), done: make(chan struct{})}
-	g.base.Store(base)
-	g.peak.Store(base)
+	g := &RSSGrowth{base: base, peak: base, stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(g.done)
 		t := time.NewTicker(interval)
@@ -123,16 +152,30 @@ func StartRSSGrowth(interval time.Duration) (*RSSGrowth, error) {
 }
 
 func (g *RSSGrowth) sample() {
-	if n, err := RSS(); err == nil && n > g.peak.Load() {
-		g.peak.Store(n)
+	m, err := readMemory()
+	if err != nil {
+		return
 	}
+	g.mu.Lock()
+	g.peak = MemoryGrowth{RSS: max(g.peak.RSS, m.RSS), Heap: max(g.peak.Heap, m.Heap), LiveHeap: max(g.peak.LiveHeap, m.LiveHeap)}
+	g.mu.Unlock()
+}
+
+// Collect runs a collection and samples at once, so that the live heap
+// is read as of now: without it, a run shorter than a GC cycle would show
+// none of what it holds.
+func (g *RSSGrowth) Collect() {
+	runtime.GC()
+	g.sample()
 }
 
 // Stop ends the sampling and returns the peak growth over the baseline.
-func (g *RSSGrowth) Stop() int64 {
+func (g *RSSGrowth) Stop() MemoryGrowth {
 	close(g.stop)
 	<-g.done
-	return g.peak.Load() - g.base.Load()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return MemoryGrowth{RSS: g.peak.RSS - g.base.RSS, Heap: g.peak.Heap - g.base.Heap, LiveHeap: g.peak.LiveHeap - g.base.LiveHeap}
 }
 
 // Psql returns the path of the psql client: beside the PostgreSQL server
@@ -173,6 +216,7 @@ type ExportBenchConfig struct {
 	Clients     int           // closed-loop transfer clients; default 16
 	RSSInterval time.Duration // default 100ms
 	Progress    io.Writer     // progress lines; nil for none
+	Parts       string        // the parts to run, some of "abc"; default all
 }
 
 func (c ExportBenchConfig) withDefaults() ExportBenchConfig {
@@ -212,60 +256,85 @@ func (r ExportRun) MBPerSecond() float64   { return float64(r.Bytes) / 1e6 / r.E
 
 // ExportBench is what BenchExport measured.
 type ExportBench struct {
-	Config                   ExportBenchConfig
-	FastHoldfast, FastPsql   ExportRun // (a) whole file, read as fast as possible
-	SlowHoldfast, SlowNaive  ExportRun // (b) slow client, with RSS growth
-	ConcurrentRSSGrowth      int64     // (c) peak RSS growth, bytes
-	ConcurrentOK             int       // (c) exports that were answered 200 and streamed until cut
-	TransfersAlone, WithLoad Result    // (c) transfer closed loop without and with the exports
+	Config                  ExportBenchConfig
+	FastHoldfast, FastPsql  ExportRun // (a) whole file, read as fast as possible
+	SlowHoldfast, SlowNaive ExportRun // (b) slow client, with RSS growth
+	// (c) The slow exports alone, the transfer closed loop alone, then both
+	// at once, each with this process's memory growth. The exports' own
+	// share is ExportsAloneMemory; the transfer load's heap, up to five
+	// times its live heap at GOGC 400, is most of WithLoadMemory.
+	TransfersAlone, WithLoad                 Result
+	TransfersAloneMemory, ExportsAloneMemory MemoryGrowth
+	WithLoadMemory                           MemoryGrowth
+	ExportsAloneOK, ConcurrentOK             int // exports that were answered 200 and streamed until cut
+	GCPercent                                int // the collector's target (GOGC) the process ran with
 }
 
-// BenchExport runs the export benchmark's three parts one after the other.
+// runs reports whether part (a), (b) or (c) is to run.
+func (c ExportBenchConfig) runs(part byte) bool {
+	return c.Parts == "" || strings.IndexByte(c.Parts, part) >= 0
+}
+
+// BenchExport runs the export benchmark's parts (all three unless
+// cfg.Parts says otherwise) one after the other.
 func BenchExport(ctx context.Context, cfg ExportBenchConfig) (*ExportBench, error) {
 	cfg = cfg.withDefaults()
-	if cfg.Psql == "" {
+	if strings.Trim(cfg.Parts, "abc") != "" {
+		return nil, fmt.Errorf("lab: BenchExport parts %q: want some of a, b and c", cfg.Parts)
+	}
+	if cfg.Psql == "" && cfg.runs('a') {
 		p, err := Psql()
 		if err != nil {
 			return nil, fmt.Errorf("psql not found: %w", err)
 		}
 		cfg.Psql = p
 	}
-	if len(cfg.Transfers) < 2 {
+	if len(cfg.Transfers) < 2 && cfg.runs('c') {
 		return nil, errors.New("lab: BenchExport needs at least 2 transfer accounts")
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Concurrent + cfg.Clients + 4}}
 	defer client.CloseIdleConnections()
-	res := &ExportBench{Config: cfg}
+	gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(gogc)
+	res := &ExportBench{Config: cfg, GCPercent: int(gogc[0].Value.Uint64())}
 	holdfast := cfg.HoldfastURL + "/v1/accounts/" + cfg.Account + "/transactions.csv"
 	naive := cfg.BufferedURL + "/v1/accounts/" + cfg.Account + "/transactions.csv"
 	var err error
 
-	// A first read, not measured, so that neither measured one pays for a
-	// cold cache.
-	fmt.Fprintf(cfg.Progress, "(a) warming the cache: psql \\copy, not measured\n")
-	if _, err = runPsql(ctx, cfg); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(cfg.Progress, "(a) fast client: holdfast, %d rows\n", cfg.Rows)
-	if res.FastHoldfast, err = readExport(ctx, client, "holdfast GET .csv", holdfast, cfg.APIKey, 0, 0, cfg.RSSInterval); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(cfg.Progress, "(a) fast client: psql \\copy\n")
-	if res.FastPsql, err = runPsql(ctx, cfg); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(cfg.Progress, "(b) slow client: holdfast, %v at %d B/s, then fast\n", cfg.SlowFor, cfg.SlowRate)
-	if res.SlowHoldfast, err = readExport(ctx, client, "holdfast streaming", holdfast, cfg.APIKey, cfg.SlowRate, cfg.SlowFor, cfg.RSSInterval); err != nil {
-		return nil, err
-	}
-	fmt.Fprintf(cfg.Progress, "(b) slow client: naive buffered\n")
-	if res.SlowNaive, err = readExport(ctx, client, "naive buffered", naive, "", cfg.SlowRate, cfg.SlowFor, cfg.RSSInterval); err != nil {
-		return nil, err
-	}
-	for _, r := range []ExportRun{res.FastHoldfast, res.FastPsql, res.SlowHoldfast, res.SlowNaive} {
-		if r.Rows != cfg.Rows {
-			return nil, fmt.Errorf("%s: %d rows, want %d", r.Name, r.Rows, cfg.Rows)
+	if cfg.runs('a') {
+		// A first read, not measured, so that neither measured one pays for
+		// a cold cache.
+		fmt.Fprintf(cfg.Progress, "(a) warming the cache: psql \\copy, not measured\n")
+		if _, err = runPsql(ctx, cfg); err != nil {
+			return nil, err
 		}
+		fmt.Fprintf(cfg.Progress, "(a) fast client: holdfast, %d rows\n", cfg.Rows)
+		if res.FastHoldfast, err = readExport(ctx, client, "holdfast GET .csv", holdfast, cfg.APIKey, 0, 0, cfg.RSSInterval); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(cfg.Progress, "(a) fast client: psql \\copy\n")
+		if res.FastPsql, err = runPsql(ctx, cfg); err != nil {
+			return nil, err
+		}
+		if err := wantRows(cfg.Rows, res.FastHoldfast, res.FastPsql); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.runs('b') {
+		fmt.Fprintf(cfg.Progress, "(b) slow client: holdfast, %v at %d B/s, then fast\n", cfg.SlowFor, cfg.SlowRate)
+		if res.SlowHoldfast, err = readExport(ctx, client, "holdfast streaming", holdfast, cfg.APIKey, cfg.SlowRate, cfg.SlowFor, cfg.RSSInterval); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(cfg.Progress, "(b) slow client: naive buffered\n")
+		if res.SlowNaive, err = readExport(ctx, client, "naive buffered", naive, "", cfg.SlowRate, cfg.SlowFor, cfg.RSSInterval); err != nil {
+			return nil, err
+		}
+		if err := wantRows(cfg.Rows, res.SlowHoldfast, res.SlowNaive); err != nil {
+			return nil, err
+		}
+	}
+	if !cfg.runs('c') {
+		return res, nil
 	}
 
 	pick := func(rng *rand.Rand) (string, string) {
@@ -278,24 +347,46 @@ func BenchExport(ctx context.Context, cfg ExportBenchConfig) (*ExportBench, erro
 		return nil, err
 	}
 	defer poster.Close()
+	// The exports alone come first, while nothing else in the process
+	// works: after the transfers, the event relay and consumers would
+	// still be draining (and freeing) what they left.
+	fmt.Fprintf(cfg.Progress, "(c) %d slow exports alone\n", cfg.Concurrent)
+	if res.ExportsAloneMemory, res.ExportsAloneOK, err = concurrentExports(ctx, client, cfg, holdfast,
+		func() { lifecycle.Sleep(ctx, cfg.SlowFor) }); err != nil {
+		return nil, err
+	}
 	fmt.Fprintf(cfg.Progress, "(c) transfers alone: %d clients, %v\n", cfg.Clients, cfg.SlowFor)
+	growth, err := StartRSSGrowth(cfg.RSSInterval)
+	if err != nil {
+		return nil, err
+	}
 	res.TransfersAlone = ClosedLoop(ctx, "transfers alone", cfg.Clients, cfg.SlowFor, TransferCall(poster, cfg.APIKey, 1, pick))
+	res.TransfersAloneMemory = growth.Stop()
 	fmt.Fprintf(cfg.Progress, "(c) transfers with %d slow exports\n", cfg.Concurrent)
-	res.ConcurrentRSSGrowth, res.ConcurrentOK, res.WithLoad, err = concurrentExports(ctx, client, cfg, holdfast,
-		func() Result {
-			return ClosedLoop(ctx, fmt.Sprintf("transfers + %d exports", cfg.Concurrent), cfg.Clients, cfg.SlowFor,
-				TransferCall(poster, cfg.APIKey, 2, pick))
-		})
+	res.WithLoadMemory, res.ConcurrentOK, err = concurrentExports(ctx, client, cfg, holdfast, func() {
+		res.WithLoad = ClosedLoop(ctx, fmt.Sprintf("transfers + %d exports", cfg.Concurrent), cfg.Clients, cfg.SlowFor,
+			TransferCall(poster, cfg.APIKey, 2, pick))
+	})
 	return res, err
 }
 
+// wantRows checks that each run read every row.
+func wantRows(rows int64, runs ...ExportRun) error {
+	for _, r := range runs {
+		if r.Rows != rows {
+			return fmt.Errorf("%s: %d rows, want %d", r.Name, r.Rows, rows)
+		}
+	}
+	return nil
+}
+
 // concurrentExports starts cfg.Concurrent slow exports, runs load once all
-// are streaming, then disconnects them; it returns the peak RSS growth, how
-// many exports streamed until cut, and load's result.
-func concurrentExports(ctx context.Context, client *http.Client, cfg ExportBenchConfig, url string, load func() Result) (int64, int, Result, error) {
+// are streaming, then disconnects them; it returns the peak memory growth
+// and how many exports streamed until cut.
+func concurrentExports(ctx context.Context, client *http.Client, cfg ExportBenchConfig, url string, load func()) (MemoryGrowth, int, error) {
 	growth, err := StartRSSGrowth(cfg.RSSInterval)
 	if err != nil {
-		return 0, 0, Result{}, err
+		return MemoryGrowth{}, 0, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -318,10 +409,11 @@ func concurrentExports(ctx context.Context, client *http.Client, cfg ExportBench
 		})
 	}
 	started.Wait()
-	result := load()
+	load()
+	growth.Collect() // what the exports hold, while they still stream
 	cancel()
 	wg.Wait()
-	return growth.Stop(), int(ok.Load()), result, nil
+	return growth.Stop(), int(ok.Load()), nil
 }
 
 func get(ctx context.Context, client *http.Client, url, key string) (*http.Response, error) {
@@ -366,7 +458,7 @@ func readExport(ctx context.Context, client *http.Client, name, url, key string,
 		run.Bytes, lines = run.Bytes+lc.bytes, lines+lc.lines
 	}
 	run.Elapsed = time.Since(start)
-	run.RSSGrowth = growth.Stop()
+	run.RSSGrowth = growth.Stop().RSS
 	run.Rows = lines - 1 // the header
 	return run, err
 }
@@ -433,28 +525,52 @@ func PrintExport(w io.Writer, r *ExportBench) {
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(w, "\n(a) fast client: one account of %d entries, read whole as fast as possible\n", c.Rows)
-	fmt.Fprintln(tw, "\trows\tMB\tseconds\trows/s\tMB/s\t")
-	for _, run := range []ExportRun{r.FastHoldfast, r.FastPsql} {
-		fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.2f\t%.0f\t%.1f\t\n", run.Name, run.Rows, float64(run.Bytes)/1e6, run.Elapsed.Seconds(), run.RowsPerSecond(), run.MBPerSecond())
+	if c.runs('a') {
+		fmt.Fprintf(w, "\n(a) fast client: one account of %d entries, read whole as fast as possible\n", c.Rows)
+		fmt.Fprintln(tw, "\trows\tMB\tseconds\trows/s\tMB/s\t")
+		for _, run := range []ExportRun{r.FastHoldfast, r.FastPsql} {
+			fmt.Fprintf(tw, "%s\t%d\t%.1f\t%.2f\t%.0f\t%.1f\t\n", run.Name, run.Rows, float64(run.Bytes)/1e6, run.Elapsed.Seconds(), run.RowsPerSecond(), run.MBPerSecond())
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "holdfast / psql (rows/s): %.2f  (target ≥ 0.80)\n", ratio(r.FastHoldfast.RowsPerSecond(), r.FastPsql.RowsPerSecond()))
 	}
-	tw.Flush()
-	fmt.Fprintf(w, "holdfast / psql (rows/s): %.2f  (target ≥ 0.80)\n", ratio(r.FastHoldfast.RowsPerSecond(), r.FastPsql.RowsPerSecond()))
 
-	fmt.Fprintf(w, "\n(b) slow client: %s/s for %v, then as fast as possible; peak RSS growth of this process (server and client)\n",
-		mib(c.SlowRate), c.SlowFor)
-	fmt.Fprintln(tw, "\trows\tseconds\tpeak RSS growth\t")
-	for _, run := range []ExportRun{r.SlowHoldfast, r.SlowNaive} {
-		fmt.Fprintf(tw, "%s\t%d\t%.2f\t%s\t\n", run.Name, run.Rows, run.Elapsed.Seconds(), mib(run.RSSGrowth))
+	if c.runs('b') {
+		fmt.Fprintf(w, "\n(b) slow client: %s/s for %v, then as fast as possible; peak RSS growth of this process (server and client)\n",
+			mib(c.SlowRate), c.SlowFor)
+		fmt.Fprintln(tw, "\trows\tseconds\tpeak RSS growth\t")
+		for _, run := range []ExportRun{r.SlowHoldfast, r.SlowNaive} {
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%s\t\n", run.Name, run.Rows, run.Elapsed.Seconds(), mib(run.RSSGrowth))
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "naive / holdfast (RSS growth): %.1f×  (target: holdfast ≤ 32 MiB)\n",
+			ratio(float64(r.SlowNaive.RSSGrowth), float64(max(r.SlowHoldfast.RSSGrowth, 1))))
 	}
-	tw.Flush()
-	fmt.Fprintf(w, "naive / holdfast (RSS growth): %.1f×  (target: holdfast ≤ 32 MiB)\n",
-		ratio(float64(r.SlowNaive.RSSGrowth), float64(max(r.SlowHoldfast.RSSGrowth, 1))))
 
-	fmt.Fprintf(w, "\n(c) %d concurrent holdfast exports, each read at %s/s and cut off after %v, while %d clients send transfers\n",
+	if !c.runs('c') {
+		return
+	}
+	fmt.Fprintf(w, "\n(c) %d slow holdfast exports (each read at %s/s, cut off after %v) and %d clients sending transfers, alone and together;\n"+
+		"peak growth of this process's memory: RSS, the Go heap (garbage included: it may reach 1 + GOGC/100 times the live heap) and the live heap\n",
 		c.Concurrent, mib(c.SlowRate), c.SlowFor, c.Clients)
-	fmt.Fprintf(w, "exports streaming until cut off: %d/%d; peak RSS growth: %s  (target ≤ 64 MiB)\n",
-		r.ConcurrentOK, c.Concurrent, mib(r.ConcurrentRSSGrowth))
+	fmt.Fprintln(tw, "\tRSS\theap\tlive heap\texports streaming until cut off\t")
+	for _, m := range []struct {
+		name string
+		mem  MemoryGrowth
+		ok   string
+	}{
+		{fmt.Sprintf("%d exports alone", c.Concurrent), r.ExportsAloneMemory, fmt.Sprintf("%d/%d", r.ExportsAloneOK, c.Concurrent)},
+		{"transfers alone", r.TransfersAloneMemory, ""},
+		{fmt.Sprintf("transfers + %d exports", c.Concurrent), r.WithLoadMemory, fmt.Sprintf("%d/%d", r.ConcurrentOK, c.Concurrent)},
+	} {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", m.name, mib(m.mem.RSS), mib(m.mem.Heap), mib(m.mem.LiveHeap), m.ok)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "the exports' own share: %d exports alone grow RSS by %s  (target ≤ 64 MiB) and hold %s of live heap\n",
+		c.Concurrent, mib(r.ExportsAloneMemory.RSS), mib(r.ExportsAloneMemory.LiveHeap))
+	fmt.Fprintf(w, "(at GOGC %d the heap may grow to %d× the live heap: the exports' garbage fills that headroom over this process's own\n"+
+		"live heap when nothing else does; the transfers alone grow RSS by %s, most of the last row)\n",
+		r.GCPercent, 1+r.GCPercent/100, mib(r.TransfersAloneMemory.RSS))
 	fmt.Fprintln(tw, "\ttransfers/s\tp50\tp99\tp99.9\tfailed\terrors\t")
 	for _, t := range []Result{r.TransfersAlone, r.WithLoad} {
 		fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%s\t%d\t%d\t\n", t.Name, t.Throughput, ms(t.P50), ms(t.P99), ms(t.P999), t.Failed, t.Errors)

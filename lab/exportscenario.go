@@ -182,7 +182,8 @@ seconds, that single request has consumed 800MB of heap. A few concurrent export
 		Measured: fmt.Sprintf(`holdfast bench export's harness (lab.BenchExport), unchanged, on one account of %d entries:
 a fast client (Holdfast vs psql \copy), then a slow client reading %s/s for %v and then as fast as it can —
 Holdfast's streaming export, then a naive handler that builds the whole CSV in memory first
-(lab.BufferedExport) — then %d slow exports at once beside a transfer load. Server and clients run in this
+(lab.BufferedExport) — then %d slow exports at once, alone and beside a transfer load (and the load alone,
+so that the exports' share shows apart from the transfers' heap under GOGC). Server and clients run in this
 process; its RSS is sampled every 100 ms throughout (the chart; dashed lines mark each phase's start).`,
 			cfg.Rows, mib(cfg.SlowRate), cfg.SlowFor, cfg.Concurrent),
 		Columns:    []string{"export", "rows", "seconds", "peak RSS growth"},
@@ -192,8 +193,12 @@ process; its RSS is sampled every 100 ms throughout (the chart; dashed lines mar
 	for _, run := range []ExportRun{b.SlowNaive, b.SlowHoldfast} {
 		r.Rows = append(r.Rows, []string{run.Name + ", slow client", fmt.Sprint(run.Rows), fmt.Sprintf("%.2f", run.Elapsed.Seconds()), mib(run.RSSGrowth)})
 	}
-	r.Rows = append(r.Rows, []string{fmt.Sprintf("%d holdfast exports at once, slow clients", cfg.Concurrent), fmt.Sprintf("%d streaming until cut", b.ConcurrentOK),
-		fmt.Sprintf("%.2f", cfg.SlowFor.Seconds()), mib(b.ConcurrentRSSGrowth)})
+	r.Rows = append(r.Rows,
+		[]string{fmt.Sprintf("%d holdfast exports at once, slow clients", cfg.Concurrent), fmt.Sprintf("%d streaming until cut", b.ExportsAloneOK),
+			fmt.Sprintf("%.2f", cfg.SlowFor.Seconds()), mib(b.ExportsAloneMemory.RSS)},
+		[]string{"transfers alone (no export)", "", fmt.Sprintf("%.2f", cfg.SlowFor.Seconds()), mib(b.TransfersAloneMemory.RSS)},
+		[]string{fmt.Sprintf("%d holdfast exports at once beside the transfers", cfg.Concurrent), fmt.Sprintf("%d streaming until cut", b.ConcurrentOK),
+			fmt.Sprintf("%.2f", cfg.SlowFor.Seconds()), mib(b.WithLoadMemory.RSS)})
 	r.Findings = []string{
 		fmt.Sprintf("slow client: the buffered export grew RSS by %s for %d rows, the streamed one by %s (%.0f×)",
 			mib(b.SlowNaive.RSSGrowth), cfg.Rows, mib(b.SlowHoldfast.RSSGrowth), ratio(float64(b.SlowNaive.RSSGrowth), float64(max(b.SlowHoldfast.RSSGrowth, 1)))),

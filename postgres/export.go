@@ -36,6 +36,10 @@ func (c ExportConfig) validate() error {
 	return nil
 }
 
+// exportStatements is how many statements an export connection caches:
+// the ownership check and ExportQuery, with room to spare.
+const exportStatements = 4
+
 // ExportService streams an account's entries from one query. It has its own
 // pool, so long exports can never take the connections transfers need.
 type ExportService struct {
@@ -56,6 +60,10 @@ func NewExportService(db *DB, cfg ExportConfig) (*ExportService, error) {
 	pc.MinConns = 0
 	pc.ConnConfig.RuntimeParams["statement_timeout"] = "0"
 	pc.ConnConfig.RuntimeParams["application_name"] = "holdfast-export"
+	// An export runs two statements; pgx's caches of 512 preallocated
+	// entries each would be most of what each concurrent export holds.
+	pc.ConnConfig.StatementCacheCapacity = exportStatements
+	pc.ConnConfig.DescriptionCacheCapacity = exportStatements
 	pool, err := pgxpool.NewWithConfig(context.Background(), pc)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open export pool: %w", err)

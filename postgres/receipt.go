@@ -52,13 +52,34 @@ type storedVariant struct {
 	Size        int64  `json:"size"`
 }
 
+// ReceiptUsage returns the bytes of receipt images the tenant has stored
+// and the size of the image the transfer's receipt has now (0 for none),
+// for an upload to check before it stores anything. ENOTFOUND if the
+// transfer is not the tenant's.
+func (s *ReceiptStore) ReceiptUsage(ctx context.Context, tenantID, transferID string) (used, current int64, err error) {
+	var exists bool
+	err = s.db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM transfers WHERE tenant_id = $1 AND id = $2),
+		coalesce((SELECT bytes FROM receipt_usage WHERE tenant_id = $1), 0),
+		coalesce((SELECT size FROM receipts WHERE tenant_id = $1 AND transfer_id = $2), 0)`,
+		tenantID, transferID).Scan(&exists, &used, &current)
+	if err != nil {
+		return 0, 0, fmt.Errorf("receipt usage: %w", contextError(ctx, err))
+	}
+	if !exists {
+		return 0, 0, holdfast.Errorf(holdfast.ENOTFOUND, "transfer not found")
+	}
+	return used, current, nil
+}
+
 // QueueReceipt records an upload for a transfer and its processing job,
 // in one transaction with its receipt.stored event: a receipt is never
 // without its job. A different image for a transfer replaces the previous
 // one (same receipt id) and is queued; the same image again changes
 // nothing (unless it had failed) and returns the receipt as it is.
-// ENOTFOUND for an unknown transfer.
-func (s *ReceiptStore) QueueReceipt(ctx context.Context, r *holdfast.Receipt) (*holdfast.Receipt, error) {
+// The tenant's stored bytes change by the difference in size, checked
+// against quota (holdfast.CheckReceiptQuota) in the same transaction.
+// ENOTFOUND for an unknown transfer; EQUOTA past the quota.
+func (s *ReceiptStore) QueueReceipt(ctx context.Context, r *holdfast.Receipt, quota int64) (*holdfast.Receipt, error) {
 	now := s.db.now()
 	var out *holdfast.Receipt
 	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
@@ -69,6 +90,9 @@ func (s *ReceiptStore) QueueReceipt(ctx context.Context, r *holdfast.Receipt) (*
 		}
 		if !exists {
 			return holdfast.Errorf(holdfast.ENOTFOUND, "transfer not found")
+		}
+		if err := chargeReceipt(ctx, tx, r, quota); err != nil {
+			return err
 		}
 		rows, _ := tx.Query(ctx, `INSERT INTO receipts (id, tenant_id, transfer_id, status, original_key, format, width, height, size, created_at, updated_at)
 			VALUES ($1, $2, $3, 'queued', $4, $5, $6, $7, $8, $9, $9)
@@ -98,6 +122,37 @@ func (s *ReceiptStore) QueueReceipt(ctx context.Context, r *holdfast.Receipt) (*
 		return nil, fmt.Errorf("queue receipt: %w", contextError(ctx, err))
 	}
 	return out, nil
+}
+
+// chargeReceipt adds to the tenant's stored bytes what r's image takes
+// beyond the image it replaces, if the quota allows. The tenant's row stays
+// locked until the transaction ends, so the uploads of one tenant, in any
+// replica, are checked one after the other against every byte committed.
+func chargeReceipt(ctx context.Context, tx pgx.Tx, r *holdfast.Receipt, quota int64) error {
+	var used int64
+	if err := tx.QueryRow(ctx, `INSERT INTO receipt_usage (tenant_id, bytes) VALUES ($1, 0)
+		ON CONFLICT (tenant_id) DO UPDATE SET bytes = receipt_usage.bytes RETURNING bytes`, r.TenantID).Scan(&used); err != nil {
+		return err
+	}
+	var key string
+	var size int64
+	err := tx.QueryRow(ctx, "SELECT original_key, size FROM receipts WHERE tenant_id = $1 AND transfer_id = $2",
+		r.TenantID, r.TransferID).Scan(&key, &size)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+	case err != nil:
+		return err
+	case key == r.OriginalKey:
+		return nil // the same image: the same bytes
+	}
+	if err := holdfast.CheckReceiptQuota(used, size, r.Size, quota); err != nil {
+		return err
+	}
+	if r.Size == size {
+		return nil
+	}
+	_, err = tx.Exec(ctx, "UPDATE receipt_usage SET bytes = bytes + $2 WHERE tenant_id = $1", r.TenantID, r.Size-size)
+	return err
 }
 
 // receiptEvents are a queued receipt's job and its receipt.stored event.

@@ -11,7 +11,9 @@
 // only a dead worker's job is delivered again. Failures are retried with
 // exponential backoff and jitter; after MaxDeliveries the job goes to the
 // dead-letter stream "jobs-dead" and its receipt is marked failed, until an
-// operator redrives it.
+// operator redrives it. An image that cannot be decoded would fail every
+// retry the same way: its job goes to the dead-letter stream at its first
+// failure, terminated rather than acknowledged.
 package receipts
 
 import (
@@ -43,7 +45,8 @@ type Config struct {
 	// extended by a heartbeat, for this long is delivered again. Default 60s.
 	AckWait time.Duration
 	// MaxDeliveries is how many times a job is tried before it is
-	// dead-lettered. Default 5.
+	// dead-lettered; a job whose image cannot be decoded is tried once.
+	// Default 5.
 	MaxDeliveries int
 	// BackoffBase is the retry delay after the first failure; it doubles
 	// with each delivery, with jitter, up to BackoffMax. Default 1s.

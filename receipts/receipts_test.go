@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -79,7 +80,7 @@ func setup(t *testing.T, cfg receipts.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{db: db, nats: nc, blobs: blobs, store: store, service: receipts.NewService(store, blobs, media.Limits{}),
+	return &env{db: db, nats: nc, blobs: blobs, store: store, service: receipts.NewService(store, blobs, receipts.ServiceConfig{}),
 		cfg: cfg, tenant: tn.ID, lane: lane}
 }
 
@@ -259,10 +260,155 @@ func TestReceipt_RefusedUploadsStoreNothing(t *testing.T) {
 	}
 }
 
-// A poison image (a valid header, corrupt data) is tried MaxDeliveries
-// times with growing gaps, then dead-lettered and its receipt marked
-// failed; a redrive queues it again.
-func TestReceipt_PoisonDeadLettersThenRedrive(t *testing.T) {
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// An upload to an unknown transfer, or to another tenant's, is refused
+// before its body is read: no blob is stored.
+func TestReceipt_UploadToAnotherTenantsTransferStoresNoBlob(t *testing.T) {
+	t.Parallel()
+	e := setup(t, receipts.Config{})
+	other, _, err := postgres.NewTenantService(e.db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: "Other Ltd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tr := range []string{e.mustTransfer(t, other.ID), "0190a8a0-0000-7000-8000-000000000000"} {
+		img := media.Generate(200, 100, int64(100+i))
+		body := &countingReader{r: bytes.NewReader(img)}
+		if _, err := e.service.PutReceipt(t.Context(), e.tenant, tr, body); !holdfast.IsCode(err, holdfast.ENOTFOUND) {
+			t.Fatalf("upload %d: %v, want %s", i, err, holdfast.ENOTFOUND)
+		}
+		if body.n != 0 {
+			t.Errorf("upload %d: %d bytes of the body read for a transfer not the tenant's", i, body.n)
+		}
+		if ok, err := e.blobs.Exists(t.Context(), blob.Key(img)); ok || err != nil {
+			t.Fatalf("upload %d: its image was stored (%v)", i, err)
+		}
+	}
+}
+
+// storedBytes returns the sum of the sizes of the tenant's receipts and the
+// total the database keeps for its quota.
+func storedBytes(t *testing.T, e *env) (sum, kept int64) {
+	t.Helper()
+	if err := e.db.Pool.QueryRow(t.Context(), "SELECT coalesce(sum(size), 0) FROM receipts WHERE tenant_id = $1", e.tenant).Scan(&sum); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.db.Pool.QueryRow(t.Context(), "SELECT coalesce((SELECT bytes FROM receipt_usage WHERE tenant_id = $1), 0)", e.tenant).Scan(&kept); err != nil {
+		t.Fatal(err)
+	}
+	return sum, kept
+}
+
+// An upload that would take the tenant past its quota is refused with
+// EQUOTA and stores nothing; a replacement that does not grow the total is
+// accepted, and frees what it no longer takes.
+func TestReceipt_UploadPastQuotaStoresNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t, receipts.Config{})
+	big, other, small := media.Generate(400, 300, 11), media.Generate(400, 300, 12), media.Generate(80, 60, 13)
+	if len(small) >= len(other) || len(small) >= len(big) {
+		t.Fatalf("images of %d, %d and %d bytes: the small one is not the smallest", len(big), len(other), len(small))
+	}
+	quota := int64(len(big) + len(small))
+	svc := receipts.NewService(e.store, e.blobs, receipts.ServiceConfig{Quota: quota})
+	tr1, tr2 := e.mustTransfer(t, e.tenant), e.mustTransfer(t, e.tenant)
+	put := func(tr string, img []byte) error {
+		_, err := svc.PutReceipt(t.Context(), e.tenant, tr, bytes.NewReader(img))
+		return err
+	}
+	if err := put(tr1, big); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(tr2, other); !holdfast.IsCode(err, holdfast.EQUOTA) {
+		t.Fatalf("an upload past the quota: %v, want %s", err, holdfast.EQUOTA)
+	}
+	if ok, err := e.blobs.Exists(t.Context(), blob.Key(other)); ok || err != nil {
+		t.Fatalf("the refused image was stored (%v)", err)
+	}
+	if n := countRows(t, e.db, "SELECT count(*) FROM receipts WHERE transfer_id = $1", tr2); n != 0 {
+		t.Fatalf("a receipt was recorded for the refused upload")
+	}
+	if err := put(tr2, small); err != nil {
+		t.Fatalf("an upload that reaches the quota exactly: %v", err)
+	}
+	if err := put(tr1, big); err != nil {
+		t.Fatalf("the same image again at the quota: %v", err)
+	}
+	if sum, kept := storedBytes(t, e); sum != quota || kept != quota {
+		t.Fatalf("stored %d bytes, kept %d, want %d", sum, kept, quota)
+	}
+	// Replacing the big image with the small one frees the difference.
+	if err := put(tr1, small); err != nil {
+		t.Fatalf("a smaller replacement at the quota: %v", err)
+	}
+	if sum, kept := storedBytes(t, e); sum != 2*int64(len(small)) || kept != sum {
+		t.Fatalf("after the replacement: stored %d bytes, kept %d, want %d", sum, kept, 2*len(small))
+	}
+}
+
+// Concurrent uploads near the quota, new ones and replacements, never take
+// the tenant's stored bytes past it, and the total kept for the quota is
+// the sum of its receipts' sizes.
+func TestReceipt_ConcurrentUploadsNeverExceedQuota(t *testing.T) {
+	t.Parallel()
+	e := setup(t, receipts.Config{})
+	const uploads, transfers = 32, 12
+	imgs := make([][]byte, uploads)
+	for i := range imgs {
+		imgs[i] = media.Generate(160+i, 120, int64(1000+i))
+	}
+	var quota int64
+	for _, img := range imgs[:transfers/2] {
+		quota += int64(len(img))
+	}
+	trs := make([]string, transfers)
+	for i := range trs {
+		trs[i] = e.mustTransfer(t, e.tenant)
+	}
+	svc := receipts.NewService(e.store, e.blobs, receipts.ServiceConfig{Quota: quota})
+	var wg sync.WaitGroup
+	var accepted, refused atomic.Int64
+	start := make(chan struct{})
+	for i, img := range imgs {
+		wg.Go(func() {
+			<-start
+			_, err := svc.PutReceipt(context.Background(), e.tenant, trs[i%transfers], bytes.NewReader(img))
+			switch {
+			case err == nil:
+				accepted.Add(1)
+			case holdfast.IsCode(err, holdfast.EQUOTA):
+				refused.Add(1)
+			default:
+				t.Errorf("upload %d: %v", i, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	sum, kept := storedBytes(t, e)
+	if sum > quota || kept != sum {
+		t.Fatalf("stored %d bytes against a quota of %d; %d kept for the quota", sum, quota, kept)
+	}
+	if accepted.Load() == 0 || refused.Load() == 0 {
+		t.Fatalf("%d accepted, %d refused: the test did not reach the quota", accepted.Load(), refused.Load())
+	}
+	t.Logf("%d accepted, %d refused; %d of %d bytes stored", accepted.Load(), refused.Load(), sum, quota)
+}
+
+// A job that keeps failing for a reason that may pass (here, a store that
+// is down) is tried MaxDeliveries times with growing gaps, then
+// dead-lettered and its receipt marked failed; a redrive queues it again.
+func TestReceipt_TransientFailureDeadLettersThenRedrive(t *testing.T) {
 	t.Parallel()
 	cfg := receipts.Config{BackoffBase: 100 * time.Millisecond, BackoffMax: 10 * time.Second, AckWait: 5 * time.Second}
 	e := setup(t, cfg)
@@ -277,7 +423,7 @@ func TestReceipt_PoisonDeadLettersThenRedrive(t *testing.T) {
 			if healed.Load() {
 				return media.ProcessContext(ctx, src, opts)
 			}
-			return media.ProcessContext(ctx, src[:len(src)/2], opts) // truncated pixel data: corrupt
+			return media.Variants{}, errors.New("scratch space unavailable")
 		}
 	})
 	tr := e.mustTransfer(t, e.tenant)
@@ -327,6 +473,87 @@ func TestReceipt_PoisonDeadLettersThenRedrive(t *testing.T) {
 	}
 	if info, _ := dead.Info(t.Context()); info.State.Msgs != 0 {
 		t.Fatalf("jobs-dead holds %d messages after the redrive", info.State.Msgs)
+	}
+}
+
+// corruptImages are uploads whose header is sound (they pass intake) but
+// whose pixels cannot be decoded, whichever decoder reads them.
+func corruptImages(t *testing.T) map[string][]byte {
+	t.Helper()
+	jpg := media.Generate(300, 200, 2)
+	sos := bytes.Index(jpg, []byte{0xff, 0xda}) // start of scan: the entropy-coded data follows
+	badJPEG := bytes.Clone(jpg)
+	copy(badJPEG[sos+200:], []byte{0xff, 0x01}) // a marker where only 0xff00 may be
+	src := image.NewRGBA(image.Rect(0, 0, 120, 80))
+	for i := range src.Pix {
+		src.Pix[i] = byte(i * 7)
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, src); err != nil {
+		t.Fatal(err)
+	}
+	pngb := buf.Bytes()
+	badPNG := bytes.Clone(pngb)
+	badPNG[bytes.Index(pngb, []byte("IDAT"))+40] ^= 0x55 // inside the compressed pixels
+	imgs := map[string][]byte{
+		"truncated jpeg": jpg[:len(jpg)*2/3], "corrupt jpeg": badJPEG,
+		"truncated png": pngb[:len(pngb)*2/3], "corrupt png": badPNG,
+	}
+	for name, b := range imgs {
+		if _, err := media.Inspect(b); err != nil {
+			t.Fatalf("%s is refused at intake: %v", name, err)
+		}
+	}
+	return imgs
+}
+
+// An image that cannot be decoded fails at once: one processing attempt,
+// the receipt failed with the reason, the job terminated (gone from the
+// work queue, so never delivered again) and listed as a dead letter.
+func TestReceipt_UndecodableImageFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	cfg := receipts.Config{BackoffBase: 100 * time.Millisecond, MaxDeliveries: 5}
+	e := setup(t, cfg)
+	var calls atomic.Int64
+	e.worker(t, e.nats, func(c *receipts.WorkerConfig) {
+		c.Process = func(ctx context.Context, src []byte, opts media.Options) (media.Variants, error) {
+			calls.Add(1)
+			return media.ProcessContext(ctx, src, opts)
+		}
+	})
+	ids := map[string]string{}
+	for name, img := range corruptImages(t) {
+		r, err := e.service.PutReceipt(t.Context(), e.tenant, e.mustTransfer(t, e.tenant), bytes.NewReader(img))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		ids[name] = r.ID
+	}
+	for name, id := range ids {
+		eventually(t, name+" fails", func() bool { return e.receipt(t, id).Status == holdfast.ReceiptFailed })
+		if got := e.receipt(t, id); got.Attempts != 1 || !strings.Contains(got.LastError, "not a readable") {
+			t.Errorf("%s: %d attempts, last error %q; want 1 attempt and the decoder's reason", name, got.Attempts, got.LastError)
+		}
+	}
+	jobs, err := e.nats.JS.Stream(t.Context(), e.cfg.WithDefaults().Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the jobs leave the work queue", func() bool {
+		info, err := jobs.Info(t.Context())
+		return err == nil && info.State.Msgs == 0
+	})
+	if n := calls.Load(); n != int64(len(ids)) {
+		t.Fatalf("%d processing attempts for %d undecodable images, want one each", n, len(ids))
+	}
+	list, _, err := receipts.NewDeadLetters(e.store, e.nats.JS, cfg).ListDeadLetters(t.Context(), e.tenant, holdfast.Page{})
+	if err != nil || len(list) != len(ids) {
+		t.Fatalf("%d dead letters (%v), want %d", len(list), err, len(ids))
+	}
+	for _, d := range list {
+		if d.Deliveries != 1 {
+			t.Errorf("dead letter of receipt %s after %d deliveries, want 1", d.ReceiptID, d.Deliveries)
+		}
 	}
 }
 

@@ -16,41 +16,77 @@ import (
 // limit (errors.Is); the HTTP layer answers it with 413.
 var ErrTooLarge = media.ErrTooLarge
 
+// DefaultQuota is a tenant's receipt quota unless configured: 10 GiB.
+const DefaultQuota = 10 << 30
+
+// ServiceConfig configures the intake of uploads.
+type ServiceConfig struct {
+	// Limits bound each upload. Zero fields: media's defaults (10 MiB,
+	// 40 megapixels).
+	Limits media.Limits
+	// Quota is the most bytes of receipt images (the originals uploaded)
+	// one tenant may have stored, across every replica. Default
+	// DefaultQuota; negative: no quota.
+	Quota int64
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c ServiceConfig) WithDefaults() ServiceConfig {
+	c.Limits = c.Limits.WithDefaults()
+	if c.Quota == 0 {
+		c.Quota = DefaultQuota
+	}
+	return c
+}
+
 // Service stores uploads and reads receipts; it implements
 // holdfast.ReceiptService.
 type Service struct {
-	store  *postgres.ReceiptStore
-	blobs  *blob.Store
-	limits media.Limits
+	store *postgres.ReceiptStore
+	blobs *blob.Store
+	cfg   ServiceConfig
 }
 
 var _ holdfast.ReceiptService = (*Service)(nil)
 
-// NewService returns the service; limits bound uploads (zero: media's defaults).
-func NewService(store *postgres.ReceiptStore, blobs *blob.Store, limits media.Limits) *Service {
-	return &Service{store: store, blobs: blobs, limits: limits.WithDefaults()}
+// NewService returns the service.
+func NewService(store *postgres.ReceiptStore, blobs *blob.Store, cfg ServiceConfig) *Service {
+	return &Service{store: store, blobs: blobs, cfg: cfg.WithDefaults()}
 }
 
-// PutReceipt reads at most the size limit, checks the format and the
+// PutReceipt checks that the transfer is the tenant's before it reads the
+// body, then reads at most the size limit, checks the format and the
 // dimensions from the header alone (a decompression bomb is refused without
-// allocating its pixels), stores the original and queues its processing.
-// Errors: EINVALID for a format that is not JPEG, PNG or WebP or a
-// corrupt header (media.ErrFormat, media.ErrCorrupt); ErrTooLarge in the
-// chain past the size limit; EIMAGETOOLARGE past the pixel limit;
-// ENOTFOUND for an unknown transfer.
+// allocating its pixels) and the tenant's quota, stores the original and
+// queues its processing.
+// Errors: ENOTFOUND for an unknown transfer or another tenant's; EINVALID
+// for a format that is not JPEG, PNG or WebP or a corrupt header
+// (media.ErrFormat, media.ErrCorrupt); ErrTooLarge in the chain past the
+// size limit; EIMAGETOOLARGE past the pixel limit; EQUOTA past the quota.
 func (s *Service) PutReceipt(ctx context.Context, tenantID, transferID string, body io.Reader) (*holdfast.Receipt, error) {
 	if holdfast.ValidID("transfer id", transferID) != nil {
 		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "transfer not found")
 	}
-	b, err := s.limits.ReadAll(body)
+	transferID = holdfast.CanonicalID(transferID)
+	used, current, err := s.store.ReceiptUsage(ctx, tenantID, transferID)
 	if err != nil {
 		return nil, err
 	}
-	info, err := s.limits.Inspect(b)
+	b, err := s.cfg.Limits.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.cfg.Limits.Inspect(b)
 	if err != nil {
 		if errors.Is(err, media.ErrTooManyPixels) {
 			return nil, &holdfast.Error{Code: holdfast.EIMAGETOOLARGE, Message: holdfast.ErrorMessage(err), Err: err}
 		}
+		return nil, err
+	}
+	// Refused here, nothing is stored. Two uploads may both pass this check;
+	// the transaction that records the receipt checks again, atomically,
+	// and a blob it then refuses is left to the blob collector.
+	if err := holdfast.CheckReceiptQuota(used, current, int64(len(b)), s.cfg.Quota); err != nil {
 		return nil, err
 	}
 	key, err := s.blobs.PutBytes(ctx, b)
@@ -58,9 +94,9 @@ func (s *Service) PutReceipt(ctx context.Context, tenantID, transferID string, b
 		return nil, fmt.Errorf("store receipt image: %w", err)
 	}
 	r, err := s.store.QueueReceipt(ctx, &holdfast.Receipt{
-		TenantID: tenantID, TransferID: holdfast.CanonicalID(transferID), OriginalKey: key,
+		TenantID: tenantID, TransferID: transferID, OriginalKey: key,
 		Format: string(info.Format), Width: info.Width, Height: info.Height, Size: int64(len(b)),
-	})
+	}, s.cfg.Quota)
 	if err != nil {
 		return nil, err
 	}

@@ -110,8 +110,10 @@ func (w *Worker) work(ctx context.Context) {
 }
 
 // handle works one job to its end: processed and acknowledged, given back
-// for a retry after a backoff, or dead-lettered. A stop does not cut a job
-// short; a kill does, and the job comes back after the visibility timeout.
+// for a retry after a backoff, or dead-lettered: after MaxDeliveries, or at
+// once when its image cannot be decoded (a retry would fail the same way).
+// A stop does not cut a job short; a kill does, and the job comes back
+// after the visibility timeout.
 func (w *Worker) handle(stopping context.Context, m njs.Msg) {
 	if w.cfg.OnStart != nil {
 		w.cfg.OnStart()
@@ -151,8 +153,13 @@ func (w *Worker) handle(stopping context.Context, m njs.Msg) {
 	}
 	deliveries := int(meta.NumDelivered)
 	w.cfg.Metrics.failed()
+	if permanent(err) {
+		w.cfg.Metrics.permanentFailure()
+		w.deadLetter(ctx, m, job, err, deliveries, true)
+		return
+	}
 	if deliveries >= w.cfg.MaxDeliveries {
-		w.deadLetter(ctx, m, job, err, deliveries)
+		w.deadLetter(ctx, m, job, err, deliveries, false)
 		return
 	}
 	delay := Backoff(w.cfg.Config, deliveries, nil)
@@ -215,14 +222,27 @@ func (w *Worker) process(ctx context.Context, job holdfast.ReceiptJob) error {
 	return w.store.FinishJob(ctx, job, out)
 }
 
-// deadLetter moves a job that failed its last delivery to the dead-letter
-// stream, marks its receipt failed and acknowledges it (which removes it
-// from the work queue). If any step fails, the job is given back and tried
-// again later: it is never lost between the two streams.
-func (w *Worker) deadLetter(ctx context.Context, m njs.Msg, job holdfast.ReceiptJob, cause error, deliveries int) {
+// permanent reports whether a job's error would recur on every delivery:
+// the original's pixels cannot be decoded, or it breaks a limit. Anything
+// else (the blob store, the database, a deadline, a busy lane) may succeed
+// later and is retried.
+func permanent(err error) bool {
+	return errors.Is(err, media.ErrCorrupt) || errors.Is(err, media.ErrFormat) ||
+		errors.Is(err, media.ErrTooManyPixels) || errors.Is(err, media.ErrTooLarge)
+}
+
+// deadLetter moves a job that failed its last delivery, or failed for good
+// (permanent), to the dead-letter stream, marks its receipt failed, and
+// acknowledges it, or terminates it if it failed for good; either removes
+// it from the work queue. If any step fails, the job is given back and
+// tried again later: it is never lost between the two streams.
+func (w *Worker) deadLetter(ctx context.Context, m njs.Msg, job holdfast.ReceiptJob, cause error, deliveries int, permanent bool) {
 	msg := &nats.Msg{Subject: w.cfg.DeadStream + ".receipts", Data: m.Data(), Header: nats.Header{}}
 	msg.Header.Set("Holdfast-Error", truncate(cause.Error(), 1000))
 	msg.Header.Set("Holdfast-Deliveries", strconv.Itoa(deliveries))
+	if permanent {
+		msg.Header.Set("Holdfast-Permanent", "true")
+	}
 	// The same job dead-lettered twice (a crash after publishing) is stored once.
 	ack, err := w.js.PublishMsg(ctx, msg, njs.WithMsgID("dead-"+job.ID+"-"+strconv.Itoa(deliveries)))
 	if err == nil {
@@ -233,8 +253,12 @@ func (w *Worker) deadLetter(ctx context.Context, m njs.Msg, job holdfast.Receipt
 		m.NakWithDelay(Backoff(w.cfg.Config, deliveries, nil))
 		return
 	}
-	w.cfg.Logger.Warn("receipt job dead-lettered", "receipt", job.ReceiptID, "deliveries", deliveries, "err", cause)
+	w.cfg.Logger.Warn("receipt job dead-lettered", "receipt", job.ReceiptID, "deliveries", deliveries, "permanent", permanent, "err", cause)
 	w.cfg.Metrics.deadLettered()
+	if permanent {
+		m.TermWithReason("permanent failure: " + truncate(cause.Error(), 200))
+		return
+	}
 	m.Ack()
 }
 
@@ -247,8 +271,8 @@ func truncate(s string, n int) string {
 
 // Metrics are the pipeline's counters; a nil *Metrics records nothing.
 type Metrics struct {
-	processedTotal, failedTotal, deadTotal prometheus.Counter
-	seconds                                prometheus.Histogram
+	processedTotal, failedTotal, deadTotal, permanentTotal prometheus.Counter
+	seconds                                                prometheus.Histogram
 }
 
 // NewMetrics registers the pipeline's counters on reg (none when nil).
@@ -257,11 +281,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		processedTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "holdfast_receipt_jobs_processed_total", Help: "Receipt jobs processed."}),
 		failedTotal:    prometheus.NewCounter(prometheus.CounterOpts{Name: "holdfast_receipt_jobs_failed_total", Help: "Receipt job deliveries that failed (retried or dead-lettered)."}),
 		deadTotal:      prometheus.NewCounter(prometheus.CounterOpts{Name: "holdfast_receipt_jobs_dead_lettered_total", Help: "Receipt jobs moved to the dead-letter stream."}),
+		permanentTotal: prometheus.NewCounter(prometheus.CounterOpts{Name: "holdfast_receipt_jobs_permanent_failures_total", Help: "Receipt jobs dead-lettered at their first failure because the image cannot be decoded (not retried)."}),
 		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "holdfast_receipt_job_seconds", Help: "Time to process one receipt job.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.processedTotal, m.failedTotal, m.deadTotal, m.seconds} {
+		for _, c := range []prometheus.Collector{m.processedTotal, m.failedTotal, m.deadTotal, m.permanentTotal, m.seconds} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -280,6 +305,12 @@ func (m *Metrics) processed(d time.Duration) {
 func (m *Metrics) failed() {
 	if m != nil {
 		m.failedTotal.Inc()
+	}
+}
+
+func (m *Metrics) permanentFailure() {
+	if m != nil {
+		m.permanentTotal.Inc()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/holdfast/holdfast"
@@ -22,6 +23,7 @@ func benchExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	slowRate := fs.Int64("slow-rate", 1<<20, "bytes per second a slow client reads")
 	concurrent := fs.Int("concurrent", 16, "slow exports at once while transfers run")
 	clients := fs.Int("clients", 16, "closed-loop transfer clients")
+	parts := fs.String("parts", "abc", "the parts to run, some of a, b and c (the psql client is needed for (a) only)")
 	fs.Usage = func() {
 		fmt.Fprint(fs.Output(), `Usage: holdfast bench export [flags]
 
@@ -31,8 +33,10 @@ One account with a long history (seeded by COPY), exported as CSV:
  (b) a slow client (1 MiB/s for 20 s, then as fast as possible): peak RSS
      growth of this process for Holdfast's streaming export against a naive
      export that builds the whole file in memory first;
- (c) 16 slow exports at once, cut off after 20 s, while transfers run in a
-     closed loop: peak RSS growth and the transfers' p99 with and without them.
+ (c) 16 slow exports (cut off after 20 s) alone, transfers in a closed loop
+     alone, then both at once: the peak growth of this process's RSS, Go heap
+     and live heap in each, so the exports' own share shows apart from the
+     transfer load's, and the transfers' p99 with and without the exports.
 Holdfast, the naive server and the clients run in this process; PostgreSQL
 and psql beside it.
 
@@ -47,9 +51,15 @@ Flags:
 	if *entries < 1 || slowFor <= 0 || *slowRate < 1 || *concurrent < 1 || *clients < 1 {
 		return fmt.Errorf("--entries, --slow-seconds, --slow-rate, --concurrent and --clients must be positive")
 	}
-	psql, err := lab.Psql()
-	if err != nil {
-		return fmt.Errorf("psql not found (install PostgreSQL's client): %w", err)
+	if *parts == "" || strings.Trim(*parts, "abc") != "" {
+		return fmt.Errorf("--parts %q: want some of a, b and c", *parts)
+	}
+	var psql string
+	if strings.Contains(*parts, "a") {
+		var err error
+		if psql, err = lab.Psql(); err != nil {
+			return fmt.Errorf("psql not found (install PostgreSQL's client): %w", err)
+		}
 	}
 
 	env, err := startBenchEnv(ctx, *dbURL, 16, stderr, func(c *app.Config) {
@@ -104,7 +114,7 @@ Flags:
 		DatabaseURL: env.dbURL, Psql: psql, Tenant: tenant.ID, Account: account.ID, Rows: int64(*entries),
 		HoldfastURL: m.HTTP.URL(), APIKey: key.Secret, BufferedURL: naiveURL,
 		SlowRate: *slowRate, SlowFor: slowFor, Concurrent: *concurrent, Transfers: transferAccounts, Clients: *clients,
-		Progress: stderr,
+		Progress: stderr, Parts: *parts,
 	})
 	if err != nil {
 		return err

@@ -81,10 +81,11 @@ func settings(c *app.Config) []setting {
 		{"receipt-cap", "HOLDFAST_RECEIPT_CAP", &c.Receipts.Cap, "receipt jobs in flight at once across every replica (the work queue's MaxAckPending)"},
 		{"receipt-workers", "HOLDFAST_RECEIPT_WORKERS", &c.Receipts.Workers, "receipt jobs this replica works on at once; 0 means the cap"},
 		{"receipt-visibility-timeout", "HOLDFAST_RECEIPT_VISIBILITY_TIMEOUT", &c.Receipts.AckWait, "a job whose worker died is delivered again after this; live workers extend it with heartbeats"},
-		{"receipt-max-deliveries", "HOLDFAST_RECEIPT_MAX_DELIVERIES", &c.Receipts.MaxDeliveries, "tries of a receipt job before it goes to the dead-letter stream"},
+		{"receipt-max-deliveries", "HOLDFAST_RECEIPT_MAX_DELIVERIES", &c.Receipts.MaxDeliveries, "tries of a receipt job before it goes to the dead-letter stream; a job whose image cannot be decoded goes there at its first failure"},
 		{"receipt-backoff", "HOLDFAST_RECEIPT_BACKOFF", &c.Receipts.BackoffBase, "delay before the first retry of a failed job; it doubles each time, with jitter"},
 		{"blob-gc-interval", "HOLDFAST_BLOB_GC_INTERVAL", &c.Receipts.GCInterval, "pause between sweeps that delete the receipt images (originals and variants) no receipt refers to any more; 0 turns them off"},
 		{"blob-gc-grace", "HOLDFAST_BLOB_GC_GRACE", &c.Receipts.GCGrace, "an image stored within this is never swept, referred to or not; at least 10 × the visibility timeout, so a job's variants are referred to before they can go"},
+		{"receipt-quota-mib", "HOLDFAST_RECEIPT_QUOTA_MIB", &c.Receipts.QuotaMiB, "MiB of receipt images (the originals uploaded) one tenant may have stored, across every replica; an upload past it is refused (422 quota-exceeded); 0 means no quota"},
 		{"receipt-db-conns", "HOLDFAST_RECEIPT_DB_CONNS", &c.Receipts.DBConns, "database connections of this replica's receipt workers: replicas × this stays within the database's budget"},
 	}
 }

@@ -211,3 +211,16 @@ func TestParseFlags_MetricsAddr(t *testing.T) {
 		t.Fatalf("--metrics-addr parsed as %q, default %q", m.Config.MetricsAddr, app.NewMain().Config.MetricsAddr)
 	}
 }
+
+func TestParseFlags_ReceiptQuota(t *testing.T) {
+	if q := app.NewMain().Config.Receipts.QuotaMiB; q != 10<<10 {
+		t.Fatalf("default receipt quota %d MiB, want 10 GiB", q)
+	}
+	m := app.NewMain()
+	if err := parseServe("serve", []string{"--database-url", "postgres://x", "--receipt-quota-mib", "512"}, &m.Config, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if q := m.Config.Receipts.QuotaMiB; q != 512 {
+		t.Fatalf("--receipt-quota-mib 512 parsed as %d", q)
+	}
+}

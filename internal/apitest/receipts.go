@@ -7,7 +7,6 @@ import (
 
 	"github.com/holdfast/holdfast/blob"
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/media"
 	"github.com/holdfast/holdfast/overload"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/receipts"
@@ -23,7 +22,8 @@ type Receipts struct {
 
 // MustReceipts starts the receipt pipeline on db and the event log l (whose
 // relay carries the jobs), with one worker replica; stopped when tb ends.
-func MustReceipts(tb testing.TB, db *postgres.DB, l *EventLog, cfg receipts.Config) *Receipts {
+// configure, if given, adjusts the intake's configuration.
+func MustReceipts(tb testing.TB, db *postgres.DB, l *EventLog, cfg receipts.Config, configure ...func(*receipts.ServiceConfig)) *Receipts {
 	tb.Helper()
 	ctx := context.Background()
 	if _, err := receipts.EnsureStreams(ctx, l.NATS.JS, cfg); err != nil {
@@ -47,7 +47,11 @@ func MustReceipts(tb testing.TB, db *postgres.DB, l *EventLog, cfg receipts.Conf
 		tb.Fatal(err)
 	}
 	tb.Cleanup(w.Stop)
-	return &Receipts{Service: receipts.NewService(store, blobs, media.Limits{}), DeadLetters: receipts.NewDeadLetters(store, l.NATS.JS, cfg),
+	var intake receipts.ServiceConfig
+	for _, f := range configure {
+		f(&intake)
+	}
+	return &Receipts{Service: receipts.NewService(store, blobs, intake), DeadLetters: receipts.NewDeadLetters(store, l.NATS.JS, cfg),
 		Worker: w, Config: cfg.WithDefaults()}
 }
 
