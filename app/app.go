@@ -129,7 +129,44 @@ const (
 
 // Start starts everything and returns once the API is listening. On an
 // error, what had started is left for Stop.
-func (m *Main) Start(ctx context.Context) (err error) {
+func (m *Main) Start(ctx context.Context) error {
+	if err := m.prepare(); err != nil {
+		return err
+	}
+	dbURL, err := m.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	if err := m.openNATS(ctx); err != nil {
+		return err
+	}
+	transfers, err := m.openLedger(ctx)
+	if err != nil {
+		return err
+	}
+	if err := m.openHTTP(ctx, transfers); err != nil {
+		return err
+	}
+	if err := m.openEventLog(ctx); err != nil {
+		return err
+	}
+	if err := m.openReceipts(ctx, dbURL); err != nil {
+		return err
+	}
+	if err := m.HTTP.Open(); err != nil {
+		return err
+	}
+	m.Logger.Info("holdfast listening", "addr", m.HTTP.Addr(), "group_commit", m.Config.GroupCommit, "embedded_nats", m.NATS.Embedded())
+	if m.Config.Dev {
+		m.printDevBanner(dbURL)
+	}
+	return nil
+}
+
+// prepare sets the logger and registry a test or benchmark did not set,
+// makes the data directory (locking and, with --reset, emptying it for dev)
+// and fails before anything starts if the listen address is taken.
+func (m *Main) prepare() (err error) {
 	c := m.Config
 	if m.Logger == nil {
 		var level slog.Level
@@ -155,7 +192,6 @@ func (m *Main) Start(ctx context.Context) (err error) {
 			}
 		}
 	}
-	// Fail before anything starts if the address is taken.
 	if c.Addr != "" {
 		ln, err := net.Listen("tcp", c.Addr)
 		if err != nil {
@@ -163,37 +199,44 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		}
 		ln.Close()
 	}
+	return nil
+}
 
-	dbURL := c.DatabaseURL
+// openStore opens the database (dev's private cluster, without a
+// DATABASE_URL) and applies the migrations; it returns the database's URL.
+func (m *Main) openStore(ctx context.Context) (dbURL string, err error) {
+	c := m.Config
+	dbURL = c.DatabaseURL
 	if dbURL == "" && c.Dev {
 		m.Cluster, err = pglocal.Start(ctx, pglocal.Config{Dir: filepath.Join(c.DataDir, "postgres")})
 		if errors.Is(err, pglocal.ErrNotInstalled) {
-			return fmt.Errorf("start private PostgreSQL: %w; or set DATABASE_URL to use a server of yours", err)
+			return "", fmt.Errorf("start private PostgreSQL: %w; or set DATABASE_URL to use a server of yours", err)
 		} else if err != nil {
-			return fmt.Errorf("start private PostgreSQL: %w", err)
+			return "", fmt.Errorf("start private PostgreSQL: %w", err)
 		}
 		if err := m.Cluster.CreateDatabase(ctx, "holdfast"); err != nil {
-			return err
+			return "", err
 		}
 		dbURL = m.Cluster.URL("holdfast")
 	}
 	m.DB, err = postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(c.DBMaxConns),
 		AcquireTimeout: c.DBAcquireTimeout, StatementTimeout: c.DBStatementTimeout})
 	if err != nil {
-		return err
+		return "", err
 	}
 	m.Registry.MustRegister(m.DB.Collector())
 	if c.Migrate {
 		if err := postgres.Migrate(ctx, m.DB); err != nil {
-			return err
+			return "", err
 		}
 	}
+	return dbURL, nil
+}
 
-	if err := m.openNATS(ctx); err != nil {
-		return err
-	}
-
-	tenants := postgres.NewTenantService(m.DB)
+// openLedger starts the transfer service, with its group-commit writer,
+// and the reaper of expired Idempotency-Keys.
+func (m *Main) openLedger(ctx context.Context) (_ *postgres.TransferService, err error) {
+	c := m.Config
 	transfers := postgres.NewTransferService(m.DB)
 	if c.GroupCommit {
 		wc := postgres.WriterConfig{MaxBatch: c.MaxBatch, Committers: c.Committers, Registerer: m.Registry}
@@ -202,24 +245,29 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		}
 		m.writer, err = postgres.NewWriter(transfers, wc)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if err := m.writer.Start(ctx); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	m.reaper = postgres.NewReaper(m.DB, postgres.ReaperConfig{
 		Retention: c.IdempotencyRetention, LockTimeout: c.IdempotencyLockTimeout, Logger: m.Logger})
 	if err := m.reaper.Start(ctx); err != nil {
-		return err
+		return nil, err
 	}
+	return transfers, nil
+}
 
-	if c.Dev {
+// openHTTP makes the API server (not yet listening) with overload
+// protection and the ledger's services, and dev's demo tenant.
+func (m *Main) openHTTP(ctx context.Context, transfers *postgres.TransferService) (err error) {
+	if m.Config.Dev {
 		if err := m.openDev(ctx); err != nil {
 			return err
 		}
-		c.AdminToken = m.Config.AdminToken
 	}
+	c := m.Config
 	rateLimiter, err := m.openProtection(ctx)
 	if err != nil {
 		return err
@@ -233,7 +281,7 @@ func (m *Main) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	m.HTTP.TenantService = tenants
+	m.HTTP.TenantService = postgres.NewTenantService(m.DB)
 	m.HTTP.AccountService = postgres.NewAccountService(m.DB)
 	m.HTTP.TransferService = transfers
 	m.HTTP.IdempotencyService = postgres.NewIdempotencyService(m.DB, c.IdempotencyLockTimeout)
@@ -243,12 +291,6 @@ func (m *Main) Start(ctx context.Context) (err error) {
 		return err
 	}
 	m.HTTP.ExportService = m.exports
-	if err := m.openEventLog(ctx); err != nil {
-		return err
-	}
-	if err := m.openReceipts(ctx, dbURL); err != nil {
-		return err
-	}
 	// Ready is PostgreSQL answering: without NATS the ledger still works
 	// (events wait in the outbox), so NATS goes to holdfast_nats_connected.
 	m.HTTP.Ready = func(ctx context.Context) error {
@@ -256,13 +298,6 @@ func (m *Main) Start(ctx context.Context) (err error) {
 			return fmt.Errorf("postgres: %w", err)
 		}
 		return nil
-	}
-	if err := m.HTTP.Open(); err != nil {
-		return err
-	}
-	m.Logger.Info("holdfast listening", "addr", m.HTTP.Addr(), "group_commit", c.GroupCommit, "embedded_nats", m.NATS.Embedded())
-	if c.Dev {
-		m.printDevBanner(dbURL)
 	}
 	return nil
 }

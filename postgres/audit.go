@@ -211,108 +211,45 @@ func (s *AuditService) VerifyAudit(ctx context.Context, tenantID string, req hol
 // the latest checkpoint. It records a checkpoint where it ends, unless it
 // found a break.
 func verifyPage(ctx context.Context, tx pgx.Tx, tenantID string, cursor int64, fromStart bool, limit int, now time.Time) (*holdfast.AuditVerification, error) {
-	v := &holdfast.AuditVerification{OK: true, Start: "start"}
-	from, prev := int64(0), genesis
-	if cursor > 0 || !fromStart && cursor < 0 {
-		var cp holdfast.AuditCheckpoint
-		var hash []byte
-		err := tx.QueryRow(ctx, `SELECT seq, hash, verified_at FROM audit_checkpoints WHERE tenant_id = $1 AND ($2 < 0 OR seq = $2)
-			ORDER BY seq DESC LIMIT 1`, tenantID, cursor).Scan(&cp.Seq, &hash, &cp.VerifiedAt)
-		switch {
-		case errors.Is(err, pgx.ErrNoRows) && cursor > 0:
-			return nil, holdfast.Errorf(holdfast.EINVALID, "cursor names no checkpoint of this trail")
-		case errors.Is(err, pgx.ErrNoRows):
-			// no checkpoint yet: from the start
-		case err != nil:
-			return nil, err
-		default:
-			cp.Hash, cp.VerifiedAt = hex.EncodeToString(hash), cp.VerifiedAt.UTC()
-			v.Start, v.Checkpoint = "checkpoint", &cp
-			from, prev = cp.Seq, hash
-		}
+	v, from, prev, err := verifyStart(ctx, tx, tenantID, cursor, fromStart)
+	if err != nil {
+		return nil, err
 	}
 	var headHash []byte
-	err := tx.QueryRow(ctx, "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1", tenantID).Scan(&v.HeadSeq, &headHash)
+	err = tx.QueryRow(ctx, "SELECT seq, hash FROM audit_heads WHERE tenant_id = $1", tenantID).Scan(&v.HeadSeq, &headHash)
 	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 		return nil, err
 	}
 	v.VerifiedThrough = from
-	fail := func(seq int64, reason string) {
-		v.OK, v.FirstBad, v.Reason, v.VerifiedThrough = false, seq, reason, seq-1
-	}
 	if from > v.HeadSeq {
-		fail(v.HeadSeq+1, fmt.Sprintf("the trail ends at record %d, before the checkpoint at %d (records were removed)", v.HeadSeq, from))
-		return v, nil
+		v.fail(v.HeadSeq+1, fmt.Sprintf("the trail ends at record %d, before the checkpoint at %d (records were removed)", v.HeadSeq, from))
+		return v.AuditVerification, nil
 	}
 	to := min(from+int64(limit), v.HeadSeq)
-
-	// Checkpoints recorded before inside the page: the hashes recomputed
-	// there must be theirs, or the trail changed after they were verified.
-	checkpoints := map[int64][]byte{}
-	rows, _ := tx.Query(ctx, "SELECT seq, hash FROM audit_checkpoints WHERE tenant_id = $1 AND seq > $2 AND seq <= $3", tenantID, from, to)
-	var cseq int64
-	var chash []byte
-	if _, err := pgx.ForEachRow(rows, []any{&cseq, &chash}, func() error {
-		checkpoints[cseq] = bytes.Clone(chash)
-		return nil
-	}); err != nil {
+	checkpoints, err := recordedCheckpoints(ctx, tx, tenantID, from, to)
+	if err != nil {
 		return nil, err
 	}
-
-	// The page, and the checkpoint's own record, whose hash must still be
-	// the one recorded.
-	rows, _ = tx.Query(ctx, `SELECT seq, event, prev_hash, hash FROM audit_records WHERE tenant_id = $1 AND seq >= $2 AND seq <= $3
-		ORDER BY seq`, tenantID, max(from, 1), to)
-	expect, sawFrom := from+1, from == 0
-	var seq int64
-	var event, prevHash, hash []byte
-	_, err = pgx.ForEachRow(rows, []any{&seq, &event, &prevHash, &hash}, func() error {
-		switch {
-		case !v.OK:
-		case seq == from:
-			sawFrom = true
-			if !bytes.Equal(hash, prev) {
-				fail(from, "the record at the checkpoint no longer has the checkpoint's hash")
-			}
-		case !sawFrom:
-			fail(from, "the record at the checkpoint is missing")
-		case seq != expect:
-			fail(expect, fmt.Sprintf("record %d is missing", expect))
-		case !bytes.Equal(prevHash, prev):
-			fail(seq, "its prev_hash is not the hash of the record before it")
-		case !bytes.Equal(hash, chain(prev, event)):
-			fail(seq, "its hash does not match its event")
-		case checkpoints[seq] != nil && !bytes.Equal(hash, checkpoints[seq]):
-			fail(seq, "its hash is not the one a verification recorded for it: the trail was changed after it was verified")
-		default:
-			if v.FromSeq == 0 {
-				v.FromSeq = seq
-			}
-			v.ToSeq, v.Records, v.VerifiedThrough = seq, v.Records+1, seq
-			prev = bytes.Clone(hash)
-			expect++
-		}
-		return nil
-	})
+	sawFrom, prev, err := v.walk(ctx, tx, tenantID, from, to, prev, checkpoints)
 	if err != nil {
 		return nil, err
 	}
 	switch {
 	case !v.OK:
-		return v, nil
+		return v.AuditVerification, nil
 	case !sawFrom:
-		fail(from, "the record at the checkpoint is missing")
-		return v, nil
+		v.fail(from, "the record at the checkpoint is missing")
+		return v.AuditVerification, nil
 	case v.VerifiedThrough < to:
 		// Every record up to the head read is there (a record and its head
 		// move together), unless it was removed.
-		fail(v.VerifiedThrough+1, fmt.Sprintf("record %d is missing", v.VerifiedThrough+1))
-		return v, nil
+		v.fail(v.VerifiedThrough+1, fmt.Sprintf("record %d is missing", v.VerifiedThrough+1))
+		return v.AuditVerification, nil
 	}
 	if to == v.HeadSeq {
 		if v.HeadSeq > 0 && !bytes.Equal(headHash, prev) {
-			fail(v.HeadSeq+1, "the head does not match the last record (records were removed)")
-			return v, nil
+			v.fail(v.HeadSeq+1, "the head does not match the last record (records were removed)")
+			return v.AuditVerification, nil
 		}
 		if v.HeadSeq > 0 {
 			v.HeadHash = hex.EncodeToString(prev)
@@ -326,5 +263,94 @@ func verifyPage(ctx context.Context, tx pgx.Tx, tenantID string, cursor int64, f
 			return nil, err
 		}
 	}
-	return v, nil
+	return v.AuditVerification, nil
+}
+
+// verification is a verification in progress.
+type verification struct{ *holdfast.AuditVerification }
+
+// fail records the first break: the record at seq.
+func (v verification) fail(seq int64, reason string) {
+	v.OK, v.FirstBad, v.Reason, v.VerifiedThrough = false, seq, reason, seq-1
+}
+
+// verifyStart returns where a verification starts: the checkpoint at cursor
+// (when positive), the latest checkpoint (cursor negative, not fromStart),
+// or the trail's start; and the hash the chain continues from.
+func verifyStart(ctx context.Context, tx pgx.Tx, tenantID string, cursor int64, fromStart bool) (verification, int64, []byte, error) {
+	v := verification{&holdfast.AuditVerification{OK: true, Start: "start"}}
+	if cursor <= 0 && (fromStart || cursor >= 0) {
+		return v, 0, genesis, nil
+	}
+	var cp holdfast.AuditCheckpoint
+	var hash []byte
+	err := tx.QueryRow(ctx, `SELECT seq, hash, verified_at FROM audit_checkpoints WHERE tenant_id = $1 AND ($2 < 0 OR seq = $2)
+		ORDER BY seq DESC LIMIT 1`, tenantID, cursor).Scan(&cp.Seq, &hash, &cp.VerifiedAt)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows) && cursor > 0:
+		return v, 0, nil, holdfast.Errorf(holdfast.EINVALID, "cursor names no checkpoint of this trail")
+	case errors.Is(err, pgx.ErrNoRows):
+		return v, 0, genesis, nil // no checkpoint yet: from the start
+	case err != nil:
+		return v, 0, nil, err
+	}
+	cp.Hash, cp.VerifiedAt = hex.EncodeToString(hash), cp.VerifiedAt.UTC()
+	v.Start, v.Checkpoint = "checkpoint", &cp
+	return v, cp.Seq, hash, nil
+}
+
+// recordedCheckpoints returns the checkpoints recorded before in (from, to]:
+// the hashes recomputed there must be theirs, or the trail changed after
+// they were verified.
+func recordedCheckpoints(ctx context.Context, tx pgx.Tx, tenantID string, from, to int64) (map[int64][]byte, error) {
+	checkpoints := map[int64][]byte{}
+	rows, _ := tx.Query(ctx, "SELECT seq, hash FROM audit_checkpoints WHERE tenant_id = $1 AND seq > $2 AND seq <= $3", tenantID, from, to)
+	var seq int64
+	var hash []byte
+	_, err := pgx.ForEachRow(rows, []any{&seq, &hash}, func() error {
+		checkpoints[seq] = bytes.Clone(hash)
+		return nil
+	})
+	return checkpoints, err
+}
+
+// walk recomputes the chain over the records (from, to], and reads the
+// checkpoint's own record at from, whose hash must still be the one
+// recorded. It returns whether that record was there and the chain's last
+// hash.
+func (v verification) walk(ctx context.Context, tx pgx.Tx, tenantID string, from, to int64, prev []byte, checkpoints map[int64][]byte) (bool, []byte, error) {
+	rows, _ := tx.Query(ctx, `SELECT seq, event, prev_hash, hash FROM audit_records WHERE tenant_id = $1 AND seq >= $2 AND seq <= $3
+		ORDER BY seq`, tenantID, max(from, 1), to)
+	expect, sawFrom := from+1, from == 0
+	var seq int64
+	var event, prevHash, hash []byte
+	_, err := pgx.ForEachRow(rows, []any{&seq, &event, &prevHash, &hash}, func() error {
+		switch {
+		case !v.OK:
+		case seq == from:
+			sawFrom = true
+			if !bytes.Equal(hash, prev) {
+				v.fail(from, "the record at the checkpoint no longer has the checkpoint's hash")
+			}
+		case !sawFrom:
+			v.fail(from, "the record at the checkpoint is missing")
+		case seq != expect:
+			v.fail(expect, fmt.Sprintf("record %d is missing", expect))
+		case !bytes.Equal(prevHash, prev):
+			v.fail(seq, "its prev_hash is not the hash of the record before it")
+		case !bytes.Equal(hash, chain(prev, event)):
+			v.fail(seq, "its hash does not match its event")
+		case checkpoints[seq] != nil && !bytes.Equal(hash, checkpoints[seq]):
+			v.fail(seq, "its hash is not the one a verification recorded for it: the trail was changed after it was verified")
+		default:
+			if v.FromSeq == 0 {
+				v.FromSeq = seq
+			}
+			v.ToSeq, v.Records, v.VerifiedThrough = seq, v.Records+1, seq
+			prev = bytes.Clone(hash)
+			expect++
+		}
+		return nil
+	})
+	return sawFrom, prev, err
 }

@@ -214,7 +214,23 @@ func (db *DB) RelayOutbox(ctx context.Context, after int64, limit int, publish f
 		return 0, 0, false, nil
 	}
 	more := locked > len(seqs) || locked == limit
-	rows, _ = tx.Query(ctx, `DELETE FROM outbox WHERE seq = ANY($1)
+	msgs, last, err := deleteClaimed(ctx, tx, seqs)
+	if err != nil {
+		return 0, 0, false, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
+	}
+	if err := publish(ctx, msgs); err != nil {
+		return 0, 0, false, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, 0, false, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
+	}
+	return events, last, more, nil
+}
+
+// deleteClaimed deletes the claimed outbox rows seqs inside tx and returns
+// their messages in sequence order, and the last sequence.
+func deleteClaimed(ctx context.Context, tx pgx.Tx, seqs []int64) ([]holdfast.OutboxMessage, int64, error) {
+	rows, _ := tx.Query(ctx, `DELETE FROM outbox WHERE seq = ANY($1)
 		RETURNING seq, id, tenant_id, type, occurred_at, data, topic, event_ids, event_data`, Int8Array(seqs))
 	type claimed struct {
 		seq int64
@@ -244,7 +260,7 @@ func (db *DB) RelayOutbox(ctx context.Context, after int64, limit int, publish f
 		return c, nil
 	})
 	if err != nil {
-		return 0, 0, false, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
+		return nil, 0, err
 	}
 	// DELETE … RETURNING does not promise any order: publish in seq order.
 	sort.Slice(list, func(i, j int) bool { return list[i].seq < list[j].seq })
@@ -252,13 +268,7 @@ func (db *DB) RelayOutbox(ctx context.Context, after int64, limit int, publish f
 	for i, c := range list {
 		msgs[i] = c.m
 	}
-	if err := publish(ctx, msgs); err != nil {
-		return 0, 0, false, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, 0, false, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
-	}
-	return events, list[len(list)-1].seq, more, nil
+	return msgs, list[len(list)-1].seq, nil
 }
 
 // ListenOutbox calls wake whenever an insert into the outbox commits, until
