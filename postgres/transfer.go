@@ -252,22 +252,6 @@ func isStale(err error) bool {
 	return errors.As(err, &pe) && pe.Code == "40001"
 }
 
-// account is a locked account row, updated in memory while a batch applies.
-type account struct {
-	tenantID       string
-	currency       string
-	allowOverdraft bool
-	balance        int64
-	changed        bool
-}
-
-// entry is a row of the entries table, pending insertion.
-type entry struct {
-	accountID, transferID string
-	amount, balanceAfter  int64
-	createdAt             time.Time
-}
-
 // tryBatch applies reqs in one transaction of two round trips: the first
 // begins, reads the requests' Idempotency-Keys, locks the touched accounts
 // in id order and reads transfers that exist under client-supplied ids; the
@@ -331,14 +315,14 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	}
 
 	keys.resolve(reqs)
-	var expected map[string]account // what a pipelined batch applies against
+	var expected map[string]holdfast.AccountState // what a pipelined batch applies against
 	if pipelined {
 		for id, before := range f.after {
 			if a, v := accounts[id], before.final[id]; a != nil && v != nil {
-				a.balance, a.allowOverdraft = v.balance, v.allowOverdraft
+				a.Balance, a.AllowOverdraft = v.Balance, v.AllowOverdraft
 			}
 		}
-		expected = make(map[string]account, len(accounts))
+		expected = make(map[string]holdfast.AccountState, len(accounts))
 		for id, a := range accounts {
 			expected[id] = *a
 		}
@@ -346,22 +330,23 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 
 	// Apply each request in arrival order, in memory.
 	now := s.db.now()
+	book := holdfast.Book{Accounts: accounts, Transfers: existing, Now: now, NewID: newTransferID}
 	var transfers []*holdfast.Transfer
-	var entries []entry
+	var entries []holdfast.Entry
 	var rejected []*transferRequest
 	for _, r := range reqs {
 		if r.err != nil || r.claim != nil && !r.owner {
 			continue // refused, replayed, or a duplicate of a key another request of the batch holds
 		}
-		out, newTransfers, newEntries, err := apply(r, accounts, existing, now)
+		p, err := book.Post(r.tenantID, r.in, r.linked)
 		if err != nil {
 			r.err = err
 			rejected = append(rejected, r)
 			continue
 		}
-		r.out = out
-		transfers = append(transfers, newTransfers...)
-		entries = append(entries, newEntries...)
+		r.out = p.Transfers
+		transfers = append(transfers, p.Created...)
+		entries = append(entries, p.Entries...)
 	}
 	events, err := transferEvents(transfers, rejected, now)
 	if err != nil {
@@ -539,16 +524,16 @@ func accountArrays(owned map[accountKey]struct{}) (tenants, ids UUIDArray) {
 // returned map by id (filled when the batch runs), locking them in id order
 // if lock. An id named by a tenant that does not own it reads nothing and
 // locks nothing: the request naming it fails with ENOTFOUND.
-func queueReadAccounts(b *pgx.Batch, tenants, ids UUIDArray, lock bool) map[string]*account {
-	accounts := make(map[string]*account, len(ids))
+func queueReadAccounts(b *pgx.Batch, tenants, ids UUIDArray, lock bool) map[string]*holdfast.AccountState {
+	accounts := make(map[string]*holdfast.AccountState, len(ids))
 	sql := readAccountsSQL
 	if lock {
 		sql = lockAccountsSQL
 	}
 	b.Queue(sql, tenants, ids).Query(func(rows pgx.Rows) error {
 		var id string
-		var a account
-		_, err := pgx.ForEachRow(rows, []any{&id, &a.tenantID, &a.currency, &a.allowOverdraft, &a.balance}, func() error {
+		var a holdfast.AccountState
+		_, err := pgx.ForEachRow(rows, []any{&id, &a.TenantID, &a.Currency, &a.AllowOverdraft, &a.Balance}, func() error {
 			acct := a
 			accounts[id] = &acct
 			return nil
@@ -571,23 +556,21 @@ const (
 // queueExpect fails the transaction with a serialization failure unless
 // every account has the balance and overdraft permission a pipelined batch
 // applied against (ledger_expect, migration 0007).
-func queueExpect(b *pgx.Batch, want map[string]account) *pgx.QueuedQuery {
+func queueExpect(b *pgx.Batch, want map[string]holdfast.AccountState) *pgx.QueuedQuery {
 	n := len(want)
 	ids, balances, overdraft := make([]string, 0, n), make([]int64, 0, n), make([]bool, 0, n)
 	for id, a := range want {
-		ids, balances, overdraft = append(ids, id), append(balances, a.balance), append(overdraft, a.allowOverdraft)
+		ids, balances, overdraft = append(ids, id), append(balances, a.Balance), append(overdraft, a.AllowOverdraft)
 	}
 	return b.Queue(`SELECT ledger_expect(count(*) = $4) FROM accounts a
 		JOIN unnest($1::uuid[], $2::bigint[], $3::bool[]) AS v(id, balance, overdraft)
 			ON a.id = v.id AND a.balance = v.balance AND a.allow_overdraft = v.overdraft`, UUIDArray(ids), Int8Array(balances), BoolArray(overdraft), n)
 }
 
-type transferKey struct{ tenant, id string }
-
 // queueFindExisting reads the transfers that already have one of the given
 // ids into the returned map (filled when the batch runs).
-func queueFindExisting(b *pgx.Batch, tenants, ids []string) map[transferKey]*holdfast.Transfer {
-	existing := make(map[transferKey]*holdfast.Transfer)
+func queueFindExisting(b *pgx.Batch, tenants, ids []string) map[holdfast.TransferKey]*holdfast.Transfer {
+	existing := make(map[holdfast.TransferKey]*holdfast.Transfer)
 	if len(ids) == 0 {
 		return existing
 	}
@@ -595,96 +578,16 @@ func queueFindExisting(b *pgx.Batch, tenants, ids []string) map[transferKey]*hol
 		JOIN unnest($1::uuid[], $2::uuid[]) AS c(tenant_id, id) USING (tenant_id, id)`, UUIDArray(tenants), UUIDArray(ids)).Query(func(rows pgx.Rows) error {
 		list, err := pgx.CollectRows(rows, scanTransfer)
 		for _, t := range list {
-			existing[transferKey{t.TenantID, t.ID}] = t
+			existing[holdfast.TransferKey{TenantID: t.TenantID, ID: t.ID}] = t
 		}
 		return err
 	})
 	return existing
 }
 
-// apply checks and applies one request's transfers to the locked accounts.
-// On failure it leaves the accounts as they were and returns the request's
-// error: the cause itself, or for a linked set the same code with the member's index.
-func apply(r *transferRequest, accounts map[string]*account, existing map[transferKey]*holdfast.Transfer, now time.Time) (out, created []*holdfast.Transfer, entries []entry, err error) {
-	type saved struct {
-		a       *account
-		balance int64
-		changed bool
-	}
-	var undo []saved
-	var newKeys []transferKey
-	fail := func(i int, err error) ([]*holdfast.Transfer, []*holdfast.Transfer, []entry, error) {
-		for j := len(undo) - 1; j >= 0; j-- {
-			undo[j].a.balance, undo[j].a.changed = undo[j].balance, undo[j].changed
-		}
-		for _, k := range newKeys {
-			delete(existing, k)
-		}
-		if !r.linked {
-			return nil, nil, nil, err
-		}
-		// A linked set fails with its member's error, naming the member.
-		var cause *holdfast.Error
-		errors.As(err, &cause) // every error here is a *holdfast.Error
-		return nil, nil, nil, &holdfast.Error{
-			Code:       cause.Code,
-			Message:    fmt.Sprintf("transfers[%d] failed, so none was applied: %s", i, cause.Message),
-			Extensions: map[string]any{"index": i},
-		}
-	}
-	for i, in := range r.in {
-		if in.ID != "" {
-			if t, ok := existing[transferKey{r.tenantID, in.ID}]; ok {
-				if !in.Matches(t) {
-					return fail(i, holdfast.Errorf(holdfast.ETRANSFEREXISTS,
-						"a transfer with id %s already exists with different fields", in.ID))
-				}
-				out = append(out, t)
-				continue
-			}
-		}
-		debit, credit := accounts[in.DebitAccountID], accounts[in.CreditAccountID]
-		if debit == nil || debit.tenantID != r.tenantID {
-			return fail(i, holdfast.Errorf(holdfast.ENOTFOUND, "account %s not found", in.DebitAccountID))
-		}
-		if credit == nil || credit.tenantID != r.tenantID {
-			return fail(i, holdfast.Errorf(holdfast.ENOTFOUND, "account %s not found", in.CreditAccountID))
-		}
-		if debit.currency != in.Currency || credit.currency != in.Currency {
-			return fail(i, holdfast.Errorf(holdfast.ECURRENCY,
-				"transfer currency %s does not match the accounts (%s debit, %s credit)", in.Currency, debit.currency, credit.currency))
-		}
-		if !debit.allowOverdraft && debit.balance < in.Amount {
-			return fail(i, holdfast.Errorf(holdfast.EINSUFFICIENT, "account %s has insufficient funds", in.DebitAccountID))
-		}
-		if debit.balance < math.MinInt64+in.Amount || credit.balance > math.MaxInt64-in.Amount {
-			return fail(i, holdfast.Errorf(holdfast.ELIMIT, "the transfer would overflow a balance"))
-		}
-		undo = append(undo, saved{debit, debit.balance, debit.changed}, saved{credit, credit.balance, credit.changed})
-		debit.balance -= in.Amount
-		credit.balance += in.Amount
-		debit.changed, credit.changed = true, true
-
-		t := &holdfast.Transfer{
-			ID: in.ID, TenantID: r.tenantID, DebitAccountID: in.DebitAccountID, CreditAccountID: in.CreditAccountID,
-			Amount: in.Amount, Currency: in.Currency, Description: in.Description, CreatedAt: now,
-		}
-		if t.ID == "" {
-			t.ID = uuid.Must(uuid.NewV7()).String()
-		} else {
-			// A later request in the same batch with this id sees it as existing.
-			k := transferKey{r.tenantID, t.ID}
-			existing[k] = t
-			newKeys = append(newKeys, k)
-		}
-		out = append(out, t)
-		created = append(created, t)
-		entries = append(entries,
-			entry{in.DebitAccountID, t.ID, -in.Amount, debit.balance, now},
-			entry{in.CreditAccountID, t.ID, in.Amount, credit.balance, now})
-	}
-	return out, created, entries, nil
-}
+// newTransferID returns the id of a transfer whose client gave none: a
+// UUIDv7, so that ids sort by creation time.
+func newTransferID() string { return uuid.Must(uuid.NewV7()).String() }
 
 // queueInsertTransfers inserts the new transfers. A client-supplied id that
 // a concurrent batch inserted first violates the primary key, which fails
@@ -705,27 +608,27 @@ func queueInsertTransfers(b *pgx.Batch, ts []*holdfast.Transfer) {
 		UUIDArray(tenant), UUIDArray(id), UUIDArray(debit), UUIDArray(credit), Int8Array(amount), TextArray(currency), TextArray(desc), TimestamptzArray(at))
 }
 
-func queueInsertEntries(b *pgx.Batch, es []entry) {
+func queueInsertEntries(b *pgx.Batch, es []holdfast.Entry) {
 	if len(es) == 0 {
 		return
 	}
 	n := len(es)
 	acct, tr, amount, after, at := make([]string, n), make([]string, n), make([]int64, n), make([]int64, n), make([]time.Time, n)
 	for i, e := range es {
-		acct[i], tr[i], amount[i], after[i], at[i] = e.accountID, e.transferID, e.amount, e.balanceAfter, e.createdAt
+		acct[i], tr[i], amount[i], after[i], at[i] = e.AccountID, e.TransferID, e.Amount, e.BalanceAfter, e.CreatedAt
 	}
 	b.Queue(`INSERT INTO entries (account_id, transfer_id, amount, balance_after, created_at)
 		SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::timestamptz[])`,
 		UUIDArray(acct), UUIDArray(tr), Int8Array(amount), Int8Array(after), TimestamptzArray(at))
 }
 
-func queueUpdateBalances(b *pgx.Batch, accounts map[string]*account) {
+func queueUpdateBalances(b *pgx.Batch, accounts map[string]*holdfast.AccountState) {
 	var ids []string
 	var balances []int64
 	for id, a := range accounts {
-		if a.changed {
+		if a.Changed {
 			ids = append(ids, id)
-			balances = append(balances, a.balance)
+			balances = append(balances, a.Balance)
 		}
 	}
 	if len(ids) == 0 {
