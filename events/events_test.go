@@ -806,11 +806,12 @@ func TestGroup_YieldsUnderPressure(t *testing.T) {
 func TestLog_BatchedEvents(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	w, err := postgres.NewWriter(e.transfers, postgres.WriterConfig{MaxBatch: 500})
+	var err error
+	e.transfers, err = postgres.NewTransferServiceWith(e.db, postgres.TransferConfig{GroupCommit: true, Writer: postgres.WriterConfig{MaxBatch: 500}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.start(t, w)
+	e.start(t, e.transfers)
 	a, b, c := e.mustAccount(t, true), e.mustAccount(t, false), e.mustAccount(t, false)
 
 	// Hold a's row so that the first transfer's batch waits in the database
@@ -845,7 +846,7 @@ func TestLog_BatchedEvents(t *testing.T) {
 	for i := 0; i < rejected; i++ {
 		go send(c, a, 5) // c has nothing and no overdraft: refused
 	}
-	eventually(t, "the rest queued", func() bool { return w.QueueDepth() == posted-1+rejected })
+	eventually(t, "the rest queued", func() bool { return e.transfers.QueueDepth() == posted-1+rejected })
 	lock.Rollback(t.Context())
 	var refused int
 	for i := 0; i < posted+rejected; i++ {

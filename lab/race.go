@@ -305,8 +305,8 @@ func Race(ctx context.Context, url string, cfg RaceConfig, progress func(string,
 	return append(runs, run), version, nil
 }
 
-// raceHoldfast runs the same load through Holdfast's TransferService and
-// group-commit Writer (in process, no HTTP, like the other ways), then
+// raceHoldfast runs the same load through Holdfast's TransferService with
+// group commit (in process, no HTTP, like the other ways), then
 // audits the ledger.
 func raceHoldfast(ctx context.Context, db *postgres.DB, cfg RaceConfig) (RaceRun, error) {
 	tenant, _, err := postgres.NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "lab race"})
@@ -317,15 +317,14 @@ func raceHoldfast(ctx context.Context, db *postgres.DB, cfg RaceConfig) (RaceRun
 	if err != nil {
 		return RaceRun{}, err
 	}
-	svc := postgres.NewTransferService(db)
-	writer, err := postgres.NewWriter(svc, postgres.WriterConfig{})
+	svc, err := postgres.NewTransferServiceWith(db, postgres.TransferConfig{GroupCommit: true})
 	if err != nil {
 		return RaceRun{}, err
 	}
-	if err := writer.Start(ctx); err != nil {
+	if err := svc.Start(ctx); err != nil {
 		return RaceRun{}, err
 	}
-	defer writer.Stop()
+	defer svc.Stop()
 	run := raceLoad(ctx, "Holdfast group commit", cfg, func(ctx context.Context, from, to int, amount int64) (bool, int, error) {
 		_, err := svc.CreateTransfers(ctx, tenant.ID, []holdfast.TransferCreate{{
 			DebitAccountID: ids[from-1], CreditAccountID: ids[to-1], Amount: amount, Currency: "USD"}}, false)

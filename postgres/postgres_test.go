@@ -36,6 +36,21 @@ func MustAccount(tb testing.TB, db *postgres.DB, tenant, currency string, overdr
 	return a
 }
 
+// MustTransfers returns a started transfer service on db, stopped when the
+// test ends.
+func MustTransfers(tb testing.TB, db *postgres.DB, cfg postgres.TransferConfig) *postgres.TransferService {
+	tb.Helper()
+	svc, err := postgres.NewTransferServiceWith(db, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := svc.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(svc.Stop)
+	return svc
+}
+
 func TestMigrate_Twice(t *testing.T) {
 	t.Parallel()
 	db := MustOpenDB(t)

@@ -27,18 +27,8 @@ type ledger struct {
 func setup(t *testing.T, groupCommit bool) *ledger {
 	t.Helper()
 	db := MustOpenDB(t)
-	l := &ledger{db: db, tenant: MustTenant(t, db), transfers: postgres.NewTransferService(db), accounts: postgres.NewAccountService(db)}
-	if groupCommit {
-		w, err := postgres.NewWriter(l.transfers, postgres.WriterConfig{MaxBatch: 64})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(w.Stop)
-	}
-	return l
+	return &ledger{db: db, tenant: MustTenant(t, db), accounts: postgres.NewAccountService(db),
+		transfers: MustTransfers(t, db, postgres.TransferConfig{GroupCommit: groupCommit, Writer: postgres.WriterConfig{MaxBatch: 64}})}
 }
 
 func (l *ledger) transfer(from, to *holdfast.Account, amount int64) (*holdfast.Transfer, error) {
@@ -615,19 +605,12 @@ func TestTransfer_CommitCutOffIsAnsweredWithItsOutcome(t *testing.T) {
 		t.Run(fmt.Sprintf("group_commit=%v", gc), func(t *testing.T) {
 			t.Parallel()
 			db := MustOpenDB(t)
-			l := &ledger{db: db, tenant: MustTenant(t, db), transfers: postgres.NewTransferService(db), accounts: postgres.NewAccountService(db)}
+			l := &ledger{db: db, tenant: MustTenant(t, db), accounts: postgres.NewAccountService(db),
+				transfers: MustTransfers(t, db, postgres.TransferConfig{GroupCommit: gc, Writer: postgres.WriterConfig{BatchTimeout: 200 * time.Millisecond}})}
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
 			if gc {
 				ctx = context.Background() // a batch, once taken, is the writer's: its own timeout cuts it off
-				w, err := postgres.NewWriter(l.transfers, postgres.WriterConfig{BatchTimeout: 200 * time.Millisecond})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := w.Start(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(w.Stop)
 			}
 			house := MustAccount(t, db, l.tenant, "USD", true)
 			alice := MustAccount(t, db, l.tenant, "USD", false)

@@ -290,8 +290,8 @@ func shedCounts(m *Main) string {
 	}
 	var out []string
 	for _, f := range families {
-		if f.GetName() == "holdfast_ledger_shed_total" && len(f.GetMetric()) > 0 && m.writer != nil {
-			out = append(out, fmt.Sprintf("group-commit queue %.0f (admitted depth %d)", f.GetMetric()[0].GetCounter().GetValue(), m.writer.AdmitDepth()))
+		if f.GetName() == "holdfast_ledger_shed_total" && len(f.GetMetric()) > 0 && m.transfers != nil {
+			out = append(out, fmt.Sprintf("group-commit queue %.0f (admitted depth %d)", f.GetMetric()[0].GetCounter().GetValue(), m.transfers.AdmitDepth()))
 		}
 		if f.GetName() != "holdfast_admission_shed_total" {
 			continue

@@ -91,14 +91,14 @@ type Main struct {
 	Lane      *overload.Lane
 	Admission *overload.Admission // nil with --admission=false
 
-	redis    *redis.Client
-	dev      *devState // dev's demo tenant, key and accounts
-	devLock  *os.File  // held while dev runs on the data directory
-	events   *eventLog
-	receipts *receiptPipeline
-	writer   *postgres.Writer
-	reaper   *postgres.Reaper
-	exports  *postgres.ExportService
+	redis     *redis.Client
+	dev       *devState // dev's demo tenant, key and accounts
+	devLock   *os.File  // held while dev runs on the data directory
+	events    *eventLog
+	receipts  *receiptPipeline
+	transfers *postgres.TransferService
+	reaper    *postgres.Reaper
+	exports   *postgres.ExportService
 }
 
 // NewMain returns a Main with the default configuration.
@@ -236,19 +236,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 
 	tenants := postgres.NewTenantService(m.DB)
-	transfers := postgres.NewTransferService(m.DB)
-	if c.GroupCommit {
-		wc := postgres.WriterConfig{MaxBatch: c.MaxBatch, Committers: c.Committers, Registerer: m.Registry}
-		if c.Admission {
-			wc.MaxWait = c.LedgerMaxWait
-		}
-		m.writer, err = postgres.NewWriter(transfers, wc)
-		if err != nil {
-			return err
-		}
-		if err := m.writer.Start(ctx); err != nil {
-			return err
-		}
+	wc := postgres.WriterConfig{MaxBatch: c.MaxBatch, Committers: c.Committers, Registerer: m.Registry}
+	if c.Admission {
+		wc.MaxWait = c.LedgerMaxWait
+	}
+	m.transfers, err = postgres.NewTransferServiceWith(m.DB, postgres.TransferConfig{GroupCommit: c.GroupCommit, Writer: wc})
+	if err != nil {
+		return err
+	}
+	if err := m.transfers.Start(ctx); err != nil {
+		return err
 	}
 	m.reaper = postgres.NewReaper(m.DB, postgres.ReaperConfig{
 		Retention: c.IdempotencyRetention, LockTimeout: c.IdempotencyLockTimeout, Logger: m.Logger})
@@ -277,7 +274,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.HTTP.TenantService = tenants
 	m.HTTP.AccountService = postgres.NewAccountService(m.DB)
-	m.HTTP.TransferService = transfers
+	m.HTTP.TransferService = m.transfers
 	m.HTTP.IdempotencyService = postgres.NewIdempotencyService(m.DB, c.IdempotencyLockTimeout)
 	// The export pool gets one connection per export slot (both default to 4 × GOMAXPROCS).
 	m.exports, err = postgres.NewExportService(m.DB, postgres.ExportConfig{MaxConns: int32(c.ExportSlots)})
@@ -312,7 +309,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 }
 
 // Close shuts down in reverse order of start: stop accepting and drain
-// requests, stop the writer and reaper, close NATS, the pool, the cluster.
+// requests, stop the reaper and the transfers' group commit, close NATS, the pool, the cluster.
 func (m *Main) Close() error {
 	var errs []error
 	if m.HTTP != nil {
@@ -328,8 +325,8 @@ func (m *Main) Close() error {
 	if m.reaper != nil {
 		m.reaper.Stop()
 	}
-	if m.writer != nil {
-		m.writer.Stop()
+	if m.transfers != nil {
+		m.transfers.Stop()
 	}
 	if m.NATS != nil {
 		m.NATS.Close()
