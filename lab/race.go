@@ -309,7 +309,7 @@ func Race(ctx context.Context, url string, cfg RaceConfig, progress func(string,
 // group commit (in process, no HTTP, like the other ways), then
 // audits the ledger.
 func raceHoldfast(ctx context.Context, db *postgres.DB, cfg RaceConfig) (RaceRun, error) {
-	tenant, _, err := postgres.NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "lab race"})
+	tenant, _, err := postgres.NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "lab race"}, nil)
 	if err != nil {
 		return RaceRun{}, err
 	}
@@ -326,8 +326,8 @@ func raceHoldfast(ctx context.Context, db *postgres.DB, cfg RaceConfig) (RaceRun
 	}
 	defer svc.Stop()
 	run := raceLoad(ctx, "Holdfast group commit", cfg, func(ctx context.Context, from, to int, amount int64) (bool, int, error) {
-		_, err := svc.CreateTransfers(ctx, tenant.ID, []holdfast.TransferCreate{{
-			DebitAccountID: ids[from-1], CreditAccountID: ids[to-1], Amount: amount, Currency: "USD"}}, false)
+		_, _, err := svc.CreateTransfers(ctx, holdfast.TransferRequest{TenantID: tenant.ID, Transfers: []holdfast.TransferCreate{{
+			DebitAccountID: ids[from-1], CreditAccountID: ids[to-1], Amount: amount, Currency: "USD"}}})
 		if holdfast.IsCode(err, holdfast.EINSUFFICIENT) {
 			return false, 0, nil
 		}

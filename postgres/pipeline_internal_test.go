@@ -88,15 +88,15 @@ func houseAndShop(t *testing.T, name string) (db *DB, tn *holdfast.Tenant, house
 	t.Helper()
 	ctx := context.Background()
 	db = openMigrated(t)
-	tn, _, err := NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: name})
+	tn, _, err := NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: name}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	accts := NewAccountService(db)
-	if house, err = accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true}); err != nil {
+	if house, err = accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if shop, err = accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD"}); err != nil {
+	if shop, err = accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	return db, tn, house, shop

@@ -18,7 +18,7 @@ func MustOpenDB(tb testing.TB) *postgres.DB { return apitest.MustOpenDB(tb) }
 // MustTenant creates a tenant and returns its id.
 func MustTenant(tb testing.TB, db *postgres.DB) string {
 	tb.Helper()
-	t, _, err := postgres.NewTenantService(db).CreateTenant(context.Background(), holdfast.TenantCreate{Name: tb.Name()})
+	t, _, err := postgres.NewTenantService(db).CreateTenant(context.Background(), holdfast.TenantCreate{Name: tb.Name()}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func MustTenant(tb testing.TB, db *postgres.DB) string {
 func MustAccount(tb testing.TB, db *postgres.DB, tenant, currency string, overdraft bool) *holdfast.Account {
 	tb.Helper()
 	a, err := postgres.NewAccountService(db).CreateAccount(context.Background(), tenant,
-		holdfast.AccountCreate{Currency: currency, AllowOverdraft: overdraft})
+		holdfast.AccountCreate{Currency: currency, AllowOverdraft: overdraft}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -115,8 +115,8 @@ type transferRequest struct {
 
 	out    []*holdfast.Transfer // the result, once applied
 	err    error                // a request's own failure; nil when applied
-	resp   *holdfast.Response   // the idempotent response stored with the effects
-	replay *holdfast.Response   // the earlier response of a completed key: nothing ran
+	stored []byte               // the outcome stored with the effects (JSON), under the key this request claimed
+	replay *holdfast.Outcome    // the earlier outcome of a completed key: nothing ran
 	owner  bool                 // this request claimed its key in this batch
 	done   chan struct{}        // closed when out/err are final (writer path)
 	queued time.Time            // when the writer queued it
@@ -133,54 +133,52 @@ const (
 	abandoned
 )
 
-// CreateTransfers validates and applies the transfers.
-func (s *TransferService) CreateTransfers(ctx context.Context, tenantID string, in []holdfast.TransferCreate, linked bool) ([]*holdfast.Transfer, error) {
+// CreateTransfers validates and applies the request's transfers, and with
+// an Idempotency-Key claims it and stores their outcome in the same
+// transaction.
+func (s *TransferService) CreateTransfers(ctx context.Context, req holdfast.TransferRequest) ([]*holdfast.Transfer, *holdfast.Outcome, error) {
+	in, linked := req.Transfers, req.Linked
 	if len(in) == 0 {
-		return nil, holdfast.Errorf(holdfast.EINVALID, "no transfers given")
+		return nil, nil, holdfast.Errorf(holdfast.EINVALID, "no transfers given")
 	}
 	if !linked && len(in) != 1 {
-		return nil, holdfast.Errorf(holdfast.EINVALID, "several transfers must be linked")
+		return nil, nil, holdfast.Errorf(holdfast.EINVALID, "several transfers must be linked")
 	}
 	if len(in) > holdfast.MaxLinked {
-		return nil, holdfast.Errorf(holdfast.EINVALID, "at most %d linked transfers", holdfast.MaxLinked)
+		return nil, nil, holdfast.Errorf(holdfast.EINVALID, "at most %d linked transfers", holdfast.MaxLinked)
 	}
 	in = slices.Clone(in) // canonicalized below; the caller's slice is theirs
 	for i, t := range in {
 		if err := t.Validate(); err != nil {
 			if linked {
-				return nil, indexed(err, i)
+				return nil, nil, indexed(err, i)
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		in[i].ID = holdfast.CanonicalID(t.ID)
 		in[i].DebitAccountID = holdfast.CanonicalID(t.DebitAccountID)
 		in[i].CreditAccountID = holdfast.CanonicalID(t.CreditAccountID)
 	}
-	r := &transferRequest{ctx: ctx, tenantID: tenantID, in: in, linked: linked, claim: holdfast.ClaimFromContext(ctx)}
+	r := &transferRequest{ctx: ctx, tenantID: req.TenantID, in: in, linked: linked, claim: req.Idempotency}
 	if s.grouped.Load() {
 		return s.writer.submit(ctx, r)
 	}
 	if err := s.applyBatch(ctx, s.db.Pool, []*transferRequest{r}, nil); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return r.finish()
 }
 
-// finish returns the request's outcome and, on success, records its stored
-// idempotent response on the claim.
-func (r *transferRequest) finish() ([]*holdfast.Transfer, error) {
-	if r.claim != nil {
-		switch {
-		case r.replay != nil:
-			r.claim.SetReplayed(*r.replay)
-		case r.resp != nil:
-			r.claim.SetStored(*r.resp)
-		}
+// finish returns the request's outcome: its transfers, the earlier outcome
+// of its key to replay, or its error.
+func (r *transferRequest) finish() ([]*holdfast.Transfer, *holdfast.Outcome, error) {
+	switch {
+	case r.replay != nil:
+		return nil, r.replay, nil
+	case r.err != nil:
+		return nil, nil, r.err
 	}
-	if r.err != nil {
-		return nil, r.err
-	}
-	return r.out, nil
+	return r.out, nil, nil
 }
 
 // indexed adds the index of the failing transfer to a validation error.

@@ -157,7 +157,7 @@ func isStale(err error) bool {
 // the commit.
 func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs []*transferRequest, f *flight, pipelined bool) (err error) {
 	for _, r := range reqs {
-		r.out, r.err, r.resp, r.replay, r.owner = nil, nil, nil, nil, false
+		r.out, r.err, r.stored, r.replay, r.owner = nil, nil, nil, nil, false
 	}
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -210,6 +210,7 @@ type attempt struct {
 	transfers []*holdfast.Transfer
 	entries   []holdfast.Entry
 	events    []outboxEvent
+	stored    storedKeys // the keys claimed, with their outcomes
 }
 
 // queueReads queues round trip 1: begin, set the batch's planner settings,
@@ -242,7 +243,8 @@ func (a *attempt) queueReads(b *pgx.Batch) {
 
 // apply settles each request's Idempotency-Key and applies the requests
 // that run, in arrival order, to what round trip 1 read: a request the
-// ledger refuses keeps its error and becomes a transfer.rejected event.
+// ledger refuses keeps its error and becomes a transfer.rejected event; the
+// outcomes of the keys claimed are encoded for storing.
 // Pipelined, the accounts a batch still committing holds are taken at the
 // balances it will commit.
 func (a *attempt) apply(now time.Time) error {
@@ -259,6 +261,11 @@ func (a *attempt) apply(now time.Time) error {
 		}
 	}
 	book := holdfast.Book{Accounts: a.accounts, Transfers: a.existing, Now: now, NewID: newTransferID}
+	n := 0
+	for _, r := range a.reqs {
+		n += len(r.in)
+	}
+	a.transfers, a.entries = make([]*holdfast.Transfer, 0, n), make([]holdfast.Entry, 0, 2*n)
 	var rejected []*transferRequest
 	for _, r := range a.reqs {
 		if r.err != nil || r.claim != nil && !r.owner {
@@ -275,6 +282,9 @@ func (a *attempt) apply(now time.Time) error {
 		a.entries = append(a.entries, p.Entries...)
 	}
 	var err error
+	if a.stored, err = storeOutcomes(a.reqs, a.keys); err != nil {
+		return err
+	}
 	a.events, err = transferEvents(a.transfers, rejected, now)
 	return err
 }
@@ -287,7 +297,7 @@ func (a *attempt) queueWrites(b *pgx.Batch) {
 	queueInsertTransfers(b, a.transfers)
 	if a.pipelined {
 		queueOutbox(b, a.events)
-		queueStoreResponses(b, a.reqs, a.keys)
+		queueStoreOutcomes(b, a.stored)
 		b.Queue(lockAccountsSQL, a.accountTenants, a.accountIDs)
 		queueExpect(b, a.expected).Exec(func(pgconn.CommandTag) error {
 			a.f.ready(a.accounts) // locked, and applied against the balances they have
@@ -300,7 +310,7 @@ func (a *attempt) queueWrites(b *pgx.Batch) {
 		queueInsertEntries(b, a.entries)
 		queueUpdateBalances(b, a.accounts)
 		queueOutbox(b, a.events)
-		queueStoreResponses(b, a.reqs, a.keys)
+		queueStoreOutcomes(b, a.stored)
 	}
 	b.Queue("COMMIT")
 }

@@ -136,7 +136,7 @@ type writer struct {
 	wg         sync.WaitGroup
 
 	gate   sync.RWMutex // held shared to enqueue, exclusively to close
-	closed bool         // after Stop: submit refuses at once
+	closed bool         // after stop: submit refuses at once
 
 	// Conflict-aware batching: a batch being formed leaves out the requests
 	// whose accounts a committing batch holds, until that batch is ready
@@ -256,19 +256,19 @@ func (w *writer) stop() {
 }
 
 // submit queues r and waits for its batch, or for ctx.
-func (w *writer) submit(ctx context.Context, r *transferRequest) ([]*holdfast.Transfer, error) {
+func (w *writer) submit(ctx context.Context, r *transferRequest) ([]*holdfast.Transfer, *holdfast.Outcome, error) {
 	r.done = make(chan struct{})
 	r.queued = time.Now()
 	w.gate.RLock()
 	if w.closed {
 		w.gate.RUnlock()
-		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the service is shutting down; retry")
+		return nil, nil, holdfast.Errorf(holdfast.EOVERLOADED, "the service is shutting down; retry")
 	}
 	if w.waiting.Add(1) > w.admitDepth.Load() {
 		w.waiting.Add(-1)
 		w.gate.RUnlock()
 		w.shed.Inc()
-		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the transfer queue is longer than the ledger commits in its maximum wait; retry shortly")
+		return nil, nil, holdfast.Errorf(holdfast.EOVERLOADED, "the transfer queue is longer than the ledger commits in its maximum wait; retry shortly")
 	}
 	select {
 	case w.queue <- r:
@@ -277,13 +277,13 @@ func (w *writer) submit(ctx context.Context, r *transferRequest) ([]*holdfast.Tr
 		w.waiting.Add(-1)
 		w.gate.RUnlock()
 		w.shed.Inc()
-		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the transfer queue is full; retry shortly")
+		return nil, nil, holdfast.Errorf(holdfast.EOVERLOADED, "the transfer queue is full; retry shortly")
 	}
 	select {
 	case <-r.done:
 	case <-ctx.Done():
 		if r.state.CompareAndSwap(queued, abandoned) {
-			return nil, ctx.Err() // still queued: no batch will apply it
+			return nil, nil, ctx.Err() // still queued: no batch will apply it
 		}
 		// A batch has taken it: its outcome, not the deadline, is the
 		// answer, and the batch's own timeout bounds the wait.

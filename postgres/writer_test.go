@@ -49,7 +49,7 @@ func setupStuck(t *testing.T, cfg postgres.WriterConfig) *stuck {
 func (s *stuck) submit(ctx context.Context) <-chan error {
 	done := make(chan error, 1)
 	go func() {
-		_, err := s.transfers.CreateTransfers(ctx, s.tenant, s.in, false)
+		_, _, err := s.transfers.CreateTransfers(ctx, holdfast.TransferRequest{TenantID: s.tenant, Transfers: s.in})
 		done <- err
 	}()
 	return done
@@ -80,7 +80,7 @@ func TestWriter_Backpressure(t *testing.T) {
 	waitFor(t, func() bool { return s.transfers.QueueDepth() == 2 })
 
 	// The queue is full: refused at once.
-	if _, err := s.transfers.CreateTransfers(context.Background(), s.tenant, s.in, false); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
+	if _, _, err := s.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: s.tenant, Transfers: s.in}); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
 		t.Fatalf("full queue: err = %v, want %s", err, holdfast.EOVERLOADED)
 	}
 	// Release the lock: everything queued commits.
@@ -150,7 +150,7 @@ func TestWriter_RefusesAfterStop(t *testing.T) {
 		t.Fatalf("before Stop: %v", err)
 	}
 	s.transfers.Stop()
-	if _, err := s.transfers.CreateTransfers(context.Background(), s.tenant, s.in, false); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
+	if _, _, err := s.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: s.tenant, Transfers: s.in}); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
 		t.Fatalf("after Stop: err = %v, want %s", err, holdfast.EOVERLOADED)
 	}
 }
@@ -171,7 +171,7 @@ func TestWriter_ConflictAwareBatching(t *testing.T) {
 	c := MustAccount(t, s.db, s.tenant, "USD", true)
 	d := MustAccount(t, s.db, s.tenant, "USD", true)
 	other := []holdfast.TransferCreate{{DebitAccountID: c.ID, CreditAccountID: d.ID, Amount: 5, Currency: "USD"}}
-	if _, err := s.transfers.CreateTransfers(context.Background(), s.tenant, other, false); err != nil {
+	if _, _, err := s.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: s.tenant, Transfers: other}); err != nil {
 		t.Fatalf("transfer between other accounts while a batch is stuck: %v", err)
 	}
 	if n := lockWaiters(t, s.db); n != 1 {
@@ -216,7 +216,7 @@ func TestWriter_ShedsByQueueDelay(t *testing.T) {
 		errs := make(chan error, 20)
 		for range 20 {
 			go func() {
-				_, err := s.transfers.CreateTransfers(context.Background(), s.tenant, other, false)
+				_, _, err := s.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: s.tenant, Transfers: other})
 				errs <- err
 			}()
 		}
@@ -236,7 +236,7 @@ func TestWriter_ShedsByQueueDelay(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := s.transfers.CreateTransfers(ctx, s.tenant, s.in, false); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
+	if _, _, err := s.transfers.CreateTransfers(ctx, holdfast.TransferRequest{TenantID: s.tenant, Transfers: s.in}); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
 		t.Fatalf("past the admitted depth: err = %v, want %s at once", err, holdfast.EOVERLOADED)
 	}
 	s.release()
@@ -268,7 +268,7 @@ func TestWriter_FewWaitForTheYoungBatch(t *testing.T) {
 	done := make(chan error, 3)
 	for range 3 {
 		go func() {
-			_, err := s.transfers.CreateTransfers(context.Background(), s.tenant, other, false)
+			_, _, err := s.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: s.tenant, Transfers: other})
 			done <- err
 		}()
 	}
@@ -318,8 +318,8 @@ func TestWriter_PipelinesAHotAccount(t *testing.T) {
 		customers = append(customers, MustAccount(t, db, tenant, "USD", false))
 	}
 	move := func(from, to *holdfast.Account, amount int64) error {
-		_, err := svc.CreateTransfers(context.Background(), tenant, []holdfast.TransferCreate{
-			{DebitAccountID: from.ID, CreditAccountID: to.ID, Amount: amount, Currency: "USD"}}, false)
+		_, _, err := svc.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: tenant, Transfers: []holdfast.TransferCreate{
+			{DebitAccountID: from.ID, CreditAccountID: to.ID, Amount: amount, Currency: "USD"}}})
 		return err
 	}
 	for _, c := range customers {
@@ -396,8 +396,8 @@ func TestTransferService_StartsAndStopsItsGroupCommit(t *testing.T) {
 	house := MustAccount(t, db, tenant, "USD", true)
 	alice := MustAccount(t, db, tenant, "USD", false)
 	move := func() error {
-		_, err := svc.CreateTransfers(context.Background(), tenant, []holdfast.TransferCreate{
-			{DebitAccountID: house.ID, CreditAccountID: alice.ID, Amount: 1, Currency: "USD"}}, false)
+		_, _, err := svc.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: tenant, Transfers: []holdfast.TransferCreate{
+			{DebitAccountID: house.ID, CreditAccountID: alice.ID, Amount: 1, Currency: "USD"}}})
 		return err
 	}
 	batches := func() uint64 {
