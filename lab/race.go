@@ -367,7 +367,7 @@ Locks are a tax on concurrency. The bigger the lock, the higher the tax.`,
 		Measured: fmt.Sprintf(`%d goroutines each make %d transfers of 1–100 between random wallets among %d (each starts
 with %d; a transfer that would overdraw is refused), on a 16-connection pool, six ways. The first five run on
 a bare table (id, balance, version) with no constraint, so each way's own correctness shows; Holdfast's runs the
-same load through its TransferService and group-commit Writer, in process like the others (no HTTP), on its
+same load through its TransferService with group commit, in process like the others (no HTTP), on its
 own schema, and the ledger is audited after (postgres.VerifyLedger). Money delta = final total − initial total.`,
 			cfg.Workers, cfg.Transfers, cfg.Wallets, cfg.Balance),
 		Columns:    []string{"way", "moved", "refused", "errors", "retries", "transfers/s", "money delta", "negative balances", "correct"},
