@@ -63,8 +63,11 @@ func (c AccountCreate) MetadataJSON() []byte {
 // AccountService creates and reads accounts. Reads are snapshots that never
 // wait for writers.
 type AccountService interface {
-	// CreateAccount creates an account with a zero balance.
-	CreateAccount(ctx context.Context, tenantID string, in AccountCreate) (*Account, error)
+	// CreateAccount creates an account with a zero balance. With a claim
+	// (taken up front), the account is stored as the claim's Outcome in the
+	// same transaction; EIDEMPOTENCYINUSE if the claim was taken over
+	// (nothing is created). claim may be nil.
+	CreateAccount(ctx context.Context, tenantID string, in AccountCreate, claim *IdempotencyClaim) (*Account, error)
 	// FindAccount returns ENOTFOUND for an unknown account or one of another tenant.
 	FindAccount(ctx context.Context, tenantID, id string) (*Account, error)
 	// ListAccounts lists the tenant's accounts, oldest first.

@@ -30,12 +30,13 @@ const (
 
 // Error is an application error: a code for machines and a message for people.
 // Extensions carry structured detail (e.g. the index of a failed linked
-// transfer) and are rendered as problem extension members.
+// transfer) and are rendered as problem extension members. Its JSON (in a
+// stored Outcome) leaves the cause out.
 type Error struct {
-	Code       string
-	Message    string
-	Extensions map[string]any
-	Err        error // optional cause, never shown to clients
+	Code       string         `json:"code"`
+	Message    string         `json:"message"`
+	Extensions map[string]any `json:"extensions,omitempty"`
+	Err        error          `json:"-"` // optional cause, never shown to clients
 }
 
 func (e *Error) Error() string {
@@ -78,3 +79,18 @@ func ErrorMessage(err error) string {
 
 // IsCode reports whether err carries the application code.
 func IsCode(err error, code string) bool { return err != nil && ErrorCode(err) == code }
+
+// IsFinal reports whether err is a final answer to its request: one a
+// retry of the same request would only get again (an unknown account,
+// insufficient funds, a client id reused for another transfer, ...), so an
+// Idempotency-Key keeps it, like a success, and replays it. Invalid input
+// (which the client may correct and send under the same key), a state that
+// passes (a key in use, the API key limit), an overload, a fault, a
+// cancellation or an unknown outcome is not: the key is released for a retry.
+func IsFinal(err error) bool {
+	switch ErrorCode(err) {
+	case ENOTFOUND, EINSUFFICIENT, ECURRENCY, ELIMIT, ETRANSFEREXISTS, EIDEMPOTENCYREUSED, EIMAGETOOLARGE:
+		return true
+	}
+	return false
+}

@@ -24,6 +24,14 @@ type APIKey struct {
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
 }
 
+// Redacted returns a copy of k without its secret: the form a key may be
+// stored in (an Idempotency-Key's outcome), since a secret is never at rest.
+func (k *APIKey) Redacted() *APIKey {
+	c := *k
+	c.Secret = ""
+	return &c
+}
+
 // APIKeyPrefix starts every API key secret, so that a leaked key is
 // recognisable (secret scanners); the rest is APIKeyRandomLen characters of
 // unpadded base32 (A-Z, 2-7) encoding 160 random bits.
@@ -70,11 +78,16 @@ func (c TenantCreate) Validate() error {
 // TenantService manages tenants and their API keys.
 type TenantService interface {
 	// CreateTenant creates a tenant and its first API key (with Secret set).
-	CreateTenant(ctx context.Context, in TenantCreate) (*Tenant, *APIKey, error)
-	// CreateAPIKey adds a key to a tenant. Returns ENOTFOUND for an unknown
-	// tenant, EKEYLIMIT when the tenant already holds as many unrevoked keys
-	// as it may (nothing is created).
-	CreateAPIKey(ctx context.Context, tenantID string) (*APIKey, error)
+	// With a claim (taken up front), the NewTenant, its key redacted, is
+	// stored as the claim's Outcome with them; EIDEMPOTENCYINUSE if the
+	// claim was taken over (nothing is created). claim may be nil.
+	CreateTenant(ctx context.Context, in TenantCreate, claim *IdempotencyClaim) (*Tenant, *APIKey, error)
+	// CreateAPIKey adds a key to a tenant. With a claim, the key, redacted,
+	// is stored as the claim's Outcome with it. Returns ENOTFOUND for an
+	// unknown tenant, EKEYLIMIT when the tenant already holds as many
+	// unrevoked keys as it may, EIDEMPOTENCYINUSE if the claim was taken
+	// over (nothing is created).
+	CreateAPIKey(ctx context.Context, tenantID string, claim *IdempotencyClaim) (*APIKey, error)
 	// ListAPIKeys lists one page of a tenant's keys, revoked ones included,
 	// newest first, and the cursor of the next page ("" on the last).
 	ListAPIKeys(ctx context.Context, tenantID string, page Page) ([]*APIKey, string, error)

@@ -80,21 +80,37 @@ func (c TransferCreate) Matches(t *Transfer) bool {
 		c.Amount == t.Amount && c.Currency == t.Currency && c.Description == t.Description
 }
 
+// TransferRequest is one call of TransferService.CreateTransfers.
+type TransferRequest struct {
+	TenantID  string
+	Transfers []TransferCreate
+	// Linked applies Transfers all or nothing; without it, exactly one
+	// transfer is expected.
+	Linked bool
+	// Idempotency is the request's Idempotency-Key, unclaimed (no Token),
+	// or nil. The service claims the key in the transaction that applies
+	// the transfers and stores their Outcome there.
+	Idempotency *IdempotencyClaim
+}
+
 // TransferService moves money. Writes serialize on the rows they touch (never
 // on a process-wide lock) and are safe with many replicas on one database.
 type TransferService interface {
-	// CreateTransfers applies transfers. With linked set they are applied
-	// all-or-nothing, and a failure carries the code of the failing member and
-	// its index (Extensions["index"]); otherwise exactly one transfer is expected. Errors: ENOTFOUND
-	// (an account unknown to the tenant), ECURRENCY, EINSUFFICIENT, ELIMIT,
-	// ETRANSFEREXISTS, EIDEMPOTENCYINUSE (the request's claim was taken over),
-	// EOVERLOADED, EUNAVAILABLE (the database cannot be reached), ctx's error
-	// (its deadline passed before the transfers began to be applied), all of
-	// which mean nothing was applied; and EOUTCOMEUNKNOWN, when the
-	// connection failed while they committed and the database could not be
-	// asked. Once the transfers have begun to be applied, the call returns
-	// their outcome even after ctx ends.
-	CreateTransfers(ctx context.Context, tenantID string, in []TransferCreate, linked bool) ([]*Transfer, error)
+	// CreateTransfers applies the request's transfers. Linked, they are
+	// applied all-or-nothing, and a failure carries the code of the failing
+	// member and its index (Extensions["index"]). With an Idempotency-Key
+	// that already completed with the same fingerprint, nothing is applied
+	// and the first request's Outcome is returned as replayed instead.
+	// Errors: ENOTFOUND (an account unknown to the tenant), ECURRENCY,
+	// EINSUFFICIENT, ELIMIT, ETRANSFEREXISTS, EIDEMPOTENCYINUSE (the key's
+	// first request is still running), EIDEMPOTENCYREUSED (the key was used
+	// for another request), EOVERLOADED, EUNAVAILABLE (the database cannot
+	// be reached), ctx's error (its deadline passed before the transfers
+	// began to be applied), all of which mean nothing was applied; and
+	// EOUTCOMEUNKNOWN, when the connection failed while they committed and
+	// the database could not be asked. Once the transfers have begun to be
+	// applied, the call returns their outcome even after ctx ends.
+	CreateTransfers(ctx context.Context, req TransferRequest) (out []*Transfer, replayed *Outcome, err error)
 	// FindTransfer returns ENOTFOUND for an unknown transfer or one of another tenant.
 	FindTransfer(ctx context.Context, tenantID, id string) (*Transfer, error)
 	// ListTransfers lists the transfers touching an account, newest first.

@@ -1,7 +1,6 @@
 package holdfast_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -310,35 +309,4 @@ func TestTenantCreateValidate(t *testing.T) {
 		{"invalid UTF-8", "\xff", "name is not valid UTF-8"},
 		{"control character", "Acme\x00", "name contains a control character"},
 	})
-}
-
-func TestIdempotencyClaimStored(t *testing.T) {
-	t.Parallel()
-	claim := &holdfast.IdempotencyClaim{TenantID: idA, Key: "order-1", Token: "t1"}
-	if got := claim.Stored(); got != nil {
-		t.Fatalf("Stored() before SetStored = %+v, want nil", got)
-	}
-	claim.SetStored(holdfast.Response{Status: 201, ContentType: "application/json", Body: []byte(`{"id":"x"}`)})
-	claim.SetStored(holdfast.Response{Status: 200, ContentType: "application/json", Body: []byte(`{}`)})
-	got := claim.Stored()
-	if got == nil || got.Status != 200 || string(got.Body) != "{}" {
-		t.Fatalf("Stored() = %+v, want the last response set", got)
-	}
-}
-
-func TestClaimFromContext(t *testing.T) {
-	t.Parallel()
-	if got := holdfast.ClaimFromContext(context.Background()); got != nil {
-		t.Fatalf("ClaimFromContext(no claim) = %+v, want nil", got)
-	}
-	claim := &holdfast.IdempotencyClaim{Key: "order-1"}
-	ctx := holdfast.NewContextWithClaim(context.Background(), claim)
-	if got := holdfast.ClaimFromContext(ctx); got != claim {
-		t.Fatalf("ClaimFromContext() = %p, want the claim put in (%p)", got, claim)
-	}
-	child, cancel := context.WithCancel(ctx)
-	defer cancel()
-	if got := holdfast.ClaimFromContext(child); got != claim {
-		t.Fatalf("ClaimFromContext(derived context) = %p, want %p", got, claim)
-	}
 }

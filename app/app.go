@@ -93,14 +93,14 @@ type Main struct {
 	Lane      *overload.Lane
 	Admission *overload.Admission // nil with --admission=false
 
-	redis    *redis.Client
-	dev      *devState // dev's demo tenant, key and accounts
-	devLock  *os.File  // held while dev runs on the data directory
-	events   *eventLog
-	receipts *receiptPipeline
-	writer   *postgres.Writer
-	reaper   *postgres.Reaper
-	exports  *postgres.ExportService
+	redis     *redis.Client
+	dev       *devState // dev's demo tenant, key and accounts
+	devLock   *os.File  // held while dev runs on the data directory
+	events    *eventLog
+	receipts  *receiptPipeline
+	transfers *postgres.TransferService
+	reaper    *postgres.Reaper
+	exports   *postgres.ExportService
 }
 
 // NewMain returns a Main with the default configuration.
@@ -140,11 +140,10 @@ func (m *Main) Start(ctx context.Context) error {
 	if err := m.openNATS(ctx); err != nil {
 		return err
 	}
-	transfers, err := m.openLedger(ctx)
-	if err != nil {
+	if err := m.openLedger(ctx); err != nil {
 		return err
 	}
-	if err := m.openHTTP(ctx, transfers); err != nil {
+	if err := m.openHTTP(ctx); err != nil {
 		return err
 	}
 	if err := m.openEventLog(ctx); err != nil {
@@ -235,33 +234,27 @@ func (m *Main) openStore(ctx context.Context) (dbURL string, err error) {
 
 // openLedger starts the transfer service, with its group-commit writer,
 // and the reaper of expired Idempotency-Keys.
-func (m *Main) openLedger(ctx context.Context) (_ *postgres.TransferService, err error) {
+func (m *Main) openLedger(ctx context.Context) (err error) {
 	c := m.Config
-	transfers := postgres.NewTransferService(m.DB)
-	if c.GroupCommit {
-		wc := postgres.WriterConfig{MaxBatch: c.MaxBatch, Committers: c.Committers, Registerer: m.Registry}
-		if c.Admission {
-			wc.MaxWait = c.LedgerMaxWait
-		}
-		m.writer, err = postgres.NewWriter(transfers, wc)
-		if err != nil {
-			return nil, err
-		}
-		if err := m.writer.Start(ctx); err != nil {
-			return nil, err
-		}
+	wc := postgres.WriterConfig{MaxBatch: c.MaxBatch, Committers: c.Committers, Registerer: m.Registry}
+	if c.Admission {
+		wc.MaxWait = c.LedgerMaxWait
+	}
+	m.transfers, err = postgres.NewTransferServiceWith(m.DB, postgres.TransferConfig{GroupCommit: c.GroupCommit, Writer: wc})
+	if err != nil {
+		return err
+	}
+	if err := m.transfers.Start(ctx); err != nil {
+		return err
 	}
 	m.reaper = postgres.NewReaper(m.DB, postgres.ReaperConfig{
 		Retention: c.IdempotencyRetention, LockTimeout: c.IdempotencyLockTimeout, Logger: m.Logger})
-	if err := m.reaper.Start(ctx); err != nil {
-		return nil, err
-	}
-	return transfers, nil
+	return m.reaper.Start(ctx)
 }
 
 // openHTTP makes the API server (not yet listening) with overload
 // protection and the ledger's services, and dev's demo tenant.
-func (m *Main) openHTTP(ctx context.Context, transfers *postgres.TransferService) (err error) {
+func (m *Main) openHTTP(ctx context.Context) (err error) {
 	if m.Config.Dev {
 		if err := m.openDev(ctx); err != nil {
 			return err
@@ -283,7 +276,7 @@ func (m *Main) openHTTP(ctx context.Context, transfers *postgres.TransferService
 	}
 	m.HTTP.TenantService = postgres.NewTenantService(m.DB)
 	m.HTTP.AccountService = postgres.NewAccountService(m.DB)
-	m.HTTP.TransferService = transfers
+	m.HTTP.TransferService = m.transfers
 	m.HTTP.IdempotencyService = postgres.NewIdempotencyService(m.DB, c.IdempotencyLockTimeout)
 	// The export pool gets one connection per export slot (both default to 4 × GOMAXPROCS).
 	m.exports, err = postgres.NewExportService(m.DB, postgres.ExportConfig{MaxConns: int32(c.ExportSlots)})
@@ -303,7 +296,8 @@ func (m *Main) openHTTP(ctx context.Context, transfers *postgres.TransferService
 }
 
 // Stop shuts down in reverse order of start: stop accepting and drain
-// requests, stop the writer and reaper, close NATS, the pool, the cluster.
+// requests, stop the reaper and the transfers' group commit, close NATS,
+// the pool, the cluster.
 // Safe after a failed Start.
 func (m *Main) Stop() error {
 	var errs []error
@@ -320,8 +314,8 @@ func (m *Main) Stop() error {
 	if m.reaper != nil {
 		m.reaper.Stop()
 	}
-	if m.writer != nil {
-		m.writer.Stop()
+	if m.transfers != nil {
+		m.transfers.Stop()
 	}
 	m.closeNATS()
 	if m.redis != nil {

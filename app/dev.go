@@ -99,15 +99,15 @@ func (m *Main) openDev(ctx context.Context) error {
 	if ok, err := m.devTenantExists(ctx, st); err != nil {
 		return err
 	} else if !ok {
-		t, k, err := tenants.CreateTenant(ctx, holdfast.TenantCreate{Name: "demo"})
+		t, k, err := tenants.CreateTenant(ctx, holdfast.TenantCreate{Name: "demo"}, nil)
 		if err != nil {
 			return fmt.Errorf("demo tenant: %w", err)
 		}
-		house, err := accounts.CreateAccount(ctx, t.ID, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true, Metadata: map[string]string{"name": "house"}})
+		house, err := accounts.CreateAccount(ctx, t.ID, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true, Metadata: map[string]string{"name": "house"}}, nil)
 		if err != nil {
 			return fmt.Errorf("demo account: %w", err)
 		}
-		customer, err := accounts.CreateAccount(ctx, t.ID, holdfast.AccountCreate{Currency: "USD", Metadata: map[string]string{"name": "customer"}})
+		customer, err := accounts.CreateAccount(ctx, t.ID, holdfast.AccountCreate{Currency: "USD", Metadata: map[string]string{"name": "customer"}}, nil)
 		if err != nil {
 			return fmt.Errorf("demo account: %w", err)
 		}

@@ -202,7 +202,7 @@ func natsDir(dataDir string) string { return filepath.Join(dataDir, "nats") }
 // consumer groups then give the cores to the requests.
 func (m *Main) ledgerUnderPressure() bool {
 	d := m.Config.Events.YieldDepth
-	return d > 0 && m.writer != nil && m.writer.QueueDepth() >= d
+	return d > 0 && m.transfers != nil && m.transfers.QueueDepth() >= d
 }
 
 // AdoptStreams binds the database at c.DatabaseURL to the streams on the

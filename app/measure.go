@@ -54,8 +54,9 @@ func (m *Main) EventStream() events.StreamConfig { return m.events.stream }
 // Consumers returns the consumer groups' administration (lag, pause).
 func (m *Main) Consumers() *events.Admin { return m.events.admin }
 
-// Writer returns the group-commit writer, nil with group commit off.
-func (m *Main) Writer() *postgres.Writer { return m.writer }
+// Transfers returns the transfer service (its group-commit queue's depth
+// and admitted depth among what it tells).
+func (m *Main) Transfers() *postgres.TransferService { return m.transfers }
 
 // ReceiptBlobs returns the store of receipt images.
 func (m *Main) ReceiptBlobs() *blob.Store { return m.receipts.blobs }

@@ -67,7 +67,7 @@ func setup(t *testing.T, natsCfg ...jetstream.Config) *env {
 	if _, err := events.EnsureStream(t.Context(), nc.JS, e.stream); err != nil {
 		t.Fatal(err)
 	}
-	tn, _, err := postgres.NewTenantService(db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: t.Name()})
+	tn, _, err := postgres.NewTenantService(db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: t.Name()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +77,7 @@ func setup(t *testing.T, natsCfg ...jetstream.Config) *env {
 
 func (e *env) mustAccount(t *testing.T, overdraft bool) string {
 	t.Helper()
-	a, err := e.accounts.CreateAccount(t.Context(), e.tenant, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: overdraft})
+	a, err := e.accounts.CreateAccount(t.Context(), e.tenant, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: overdraft}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +86,8 @@ func (e *env) mustAccount(t *testing.T, overdraft bool) string {
 
 func (e *env) mustTransfer(t *testing.T, from, to string, amount int64) {
 	t.Helper()
-	_, err := e.transfers.CreateTransfers(t.Context(), e.tenant, []holdfast.TransferCreate{
-		{DebitAccountID: from, CreditAccountID: to, Amount: amount, Currency: "USD"}}, false)
+	_, _, err := e.transfers.CreateTransfers(t.Context(), holdfast.TransferRequest{TenantID: e.tenant, Transfers: []holdfast.TransferCreate{
+		{DebitAccountID: from, CreditAccountID: to, Amount: amount, Currency: "USD"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,8 +203,8 @@ func TestOutbox_AtomicWithTheChange(t *testing.T) {
 	a, b := e.mustAccount(t, true), e.mustAccount(t, false)
 	e.mustTransfer(t, a, b, 100)
 	// A refused transfer (insufficient funds) is recorded as rejected.
-	_, err := e.transfers.CreateTransfers(t.Context(), e.tenant, []holdfast.TransferCreate{
-		{DebitAccountID: b, CreditAccountID: a, Amount: 1000, Currency: "USD"}}, false)
+	_, _, err := e.transfers.CreateTransfers(t.Context(), holdfast.TransferRequest{TenantID: e.tenant, Transfers: []holdfast.TransferCreate{
+		{DebitAccountID: b, CreditAccountID: a, Amount: 1000, Currency: "USD"}}})
 	if !holdfast.IsCode(err, holdfast.EINSUFFICIENT) {
 		t.Fatalf("err = %v, want insufficient funds", err)
 	}
@@ -219,8 +219,8 @@ func TestOutbox_AtomicWithTheChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-	_, err = e.transfers.CreateTransfers(ctx, e.tenant, []holdfast.TransferCreate{
-		{DebitAccountID: a, CreditAccountID: b, Amount: 7, Currency: "USD"}}, false)
+	_, _, err = e.transfers.CreateTransfers(ctx, holdfast.TransferRequest{TenantID: e.tenant, Transfers: []holdfast.TransferCreate{
+		{DebitAccountID: a, CreditAccountID: b, Amount: 7, Currency: "USD"}}})
 	cancel()
 	tx.Rollback(t.Context())
 	if err == nil {
@@ -808,11 +808,12 @@ func TestGroup_YieldsUnderPressure(t *testing.T) {
 func TestLog_BatchedEvents(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	w, err := postgres.NewWriter(e.transfers, postgres.WriterConfig{MaxBatch: 500})
+	var err error
+	e.transfers, err = postgres.NewTransferServiceWith(e.db, postgres.TransferConfig{GroupCommit: true, Writer: postgres.WriterConfig{MaxBatch: 500}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.start(t, w)
+	e.start(t, e.transfers)
 	a, b, c := e.mustAccount(t, true), e.mustAccount(t, false), e.mustAccount(t, false)
 
 	// Hold a's row so that the first transfer's batch waits in the database
@@ -828,8 +829,8 @@ func TestLog_BatchedEvents(t *testing.T) {
 	const posted, rejected = 120, 10
 	errs := make(chan error, posted+rejected)
 	send := func(from, to string, amount int64) {
-		_, err := e.transfers.CreateTransfers(context.Background(), e.tenant, []holdfast.TransferCreate{
-			{DebitAccountID: from, CreditAccountID: to, Amount: amount, Currency: "USD"}}, false)
+		_, _, err := e.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: e.tenant, Transfers: []holdfast.TransferCreate{
+			{DebitAccountID: from, CreditAccountID: to, Amount: amount, Currency: "USD"}}})
 		errs <- err
 	}
 	go send(a, b, 1)
@@ -847,7 +848,7 @@ func TestLog_BatchedEvents(t *testing.T) {
 	for i := 0; i < rejected; i++ {
 		go send(c, a, 5) // c has nothing and no overdraft: refused
 	}
-	eventually(t, "the rest queued", func() bool { return w.QueueDepth() == posted-1+rejected })
+	eventually(t, "the rest queued", func() bool { return e.transfers.QueueDepth() == posted-1+rejected })
 	lock.Rollback(t.Context())
 	var refused int
 	for i := 0; i < posted+rejected; i++ {
@@ -925,7 +926,7 @@ func TestLog_BatchedEvents(t *testing.T) {
 func TestPublisher_SameIDInTwoTenantsStoresBoth(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	other, _, err := postgres.NewTenantService(e.db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: t.Name() + " other"})
+	other, _, err := postgres.NewTenantService(e.db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: t.Name() + " other"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,23 +6,20 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
+// accountView shows an account created by POST /v1/accounts.
+var accountView = viewOf(http.StatusCreated, func(a *holdfast.Account) any { return a })
+
 func (s *Server) handleCreateAccount(w http.ResponseWriter, r *http.Request) {
-	var in holdfast.AccountCreate
-	if err := decode(r, &in); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	if err := in.Validate(); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	setRender(r, http.StatusCreated, func(v any) any { return v })
-	a, err := s.AccountService.CreateAccount(r.Context(), tenantFrom(r.Context()), in)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	s.respond(w, r, http.StatusCreated, a)
+	s.idempotent(w, r, accountView, storedByWrite, func(claim *holdfast.IdempotencyClaim) (any, error) {
+		var in holdfast.AccountCreate
+		if err := decode(r, &in); err != nil {
+			return nil, err
+		}
+		if err := in.Validate(); err != nil {
+			return nil, err
+		}
+		return s.AccountService.CreateAccount(r.Context(), tenantFrom(r.Context()), in, claim)
+	})
 }
 
 func (s *Server) handleGetAccount(w http.ResponseWriter, r *http.Request) {

@@ -172,7 +172,7 @@ func TestAuth_LookupIsUnderAdmission(t *testing.T) {
 	})
 	cached := s.MustTenant(t)
 	cached.Do(t, "GET", "/v1/accounts", nil).MustStatus(t, 200)
-	k, err := postgres.NewTenantService(s.DB).CreateAPIKey(context.Background(), cached.Tenant)
+	k, err := postgres.NewTenantService(s.DB).CreateAPIKey(context.Background(), cached.Tenant, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func TestAuthCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := &countingTenants{TenantService: postgres.NewTenantService(db)}
-	tenant, key, err := svc.CreateTenant(ctx, holdfast.TenantCreate{Name: "cache"})
+	tenant, key, err := svc.CreateTenant(ctx, holdfast.TenantCreate{Name: "cache"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

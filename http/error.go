@@ -65,9 +65,10 @@ var problems = map[string]struct {
 }
 
 // problemFor returns the RFC 9457 problem document and status for err: type,
-// title, status, detail, instance and request_id, plus the error's extension
+// title, status, detail, instance and request_id (requestID, the request's
+// own, or for a replay the first request's), plus the error's extension
 // members (such as the index of a failed linked transfer).
-func problemFor(r *http.Request, err error) (int, []byte) {
+func problemFor(r *http.Request, err error, requestID string) (int, []byte) {
 	code := holdfast.ErrorCode(err)
 	msg := holdfast.ErrorMessage(err)
 	switch {
@@ -98,8 +99,8 @@ func problemFor(r *http.Request, err error) (int, []byte) {
 	doc["status"] = p.status
 	doc["detail"] = msg
 	doc["instance"] = r.URL.Path
-	if id := requestIDFrom(r.Context()); id != "" {
-		doc["request_id"] = id
+	if requestID != "" {
+		doc["request_id"] = requestID
 	}
 	b, _ := json.Marshal(doc) // plain values only
 	return p.status, append(b, '\n')
@@ -113,11 +114,12 @@ func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 		s.logger.LogAttrs(r.Context(), slog.LevelError, "internal error",
 			slog.String("request_id", requestIDFrom(r.Context())), slog.String("err", err.Error()))
 	}
-	if c := holdfast.ClaimFromContext(r.Context()); c != nil && c.Stored() != nil {
-		write(w, *c.Stored()) // the write stored this very error for replay: send the same bytes
-		return
-	}
-	status, body := problemFor(r, err)
+	s.problem(w, r, err, requestIDFrom(r.Context()))
+}
+
+// problem writes err as the problem document of the request requestID.
+func (s *Server) problem(w http.ResponseWriter, r *http.Request, err error, requestID string) {
+	status, body := problemFor(r, err, requestID)
 	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		markShed(r.Context()) // counted in metrics; a flood of them must not flood the log
 		if w.Header().Get("Retry-After") == "" {

@@ -20,30 +20,28 @@ type eventsAccepted struct {
 	IDs      []string `json:"ids"`
 }
 
+// eventsView shows the ids of the events POST /v1/events stored.
+var eventsView = viewOf(http.StatusAccepted, func(ids []string) any { return eventsAccepted{Accepted: len(ids), IDs: ids} })
+
 // handlePostEvents stores a batch of the tenant's events in the log and
 // answers 202 once the log holds every one; 503 with Retry-After when the
 // log pushes back. With an Idempotency-Key, the event ids derive from it,
 // so a retry of a refused batch stores nothing twice.
 func (s *Server) handlePostEvents(w http.ResponseWriter, r *http.Request) {
-	if s.EventService == nil {
-		s.Error(w, r, holdfast.Errorf(holdfast.EOVERLOADED, "the event log is not running in this server"))
-		return
-	}
-	var in eventBatch
-	if err := decode(r, &in); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	key := ""
-	if c := holdfast.ClaimFromContext(r.Context()); c != nil {
-		key = c.Key
-	}
-	ids, err := s.EventService.PublishEvents(r.Context(), tenantFrom(r.Context()), key, in.Events)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	s.respond(w, r, http.StatusAccepted, eventsAccepted{Accepted: len(ids), IDs: ids})
+	s.idempotent(w, r, eventsView, storedAfterWrite, func(claim *holdfast.IdempotencyClaim) (any, error) {
+		if s.EventService == nil {
+			return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the event log is not running in this server")
+		}
+		var in eventBatch
+		if err := decode(r, &in); err != nil {
+			return nil, err
+		}
+		key := ""
+		if claim != nil {
+			key = claim.Key
+		}
+		return s.EventService.PublishEvents(r.Context(), tenantFrom(r.Context()), key, in.Events)
+	})
 }
 
 // handleListRollups lists the analytics rollups of [from, to), by minute:
@@ -168,39 +166,40 @@ type pauseRequest struct {
 // maxPause bounds a timed pause; an open-ended one is the way to stop longer.
 const maxPause = 7 * 24 * time.Hour
 
+// consumerView shows a consumer group paused or resumed.
+var consumerView = viewOf(http.StatusOK, func(c *holdfast.ConsumerStatus) any { return c })
+
 func (s *Server) handlePauseConsumer(w http.ResponseWriter, r *http.Request) {
+	s.idempotent(w, r, consumerView, storedAfterWrite, func(*holdfast.IdempotencyClaim) (any, error) { return s.pauseConsumer(r) })
+}
+
+func (s *Server) pauseConsumer(r *http.Request) (*holdfast.ConsumerStatus, error) {
 	if s.ConsumerService == nil {
-		s.Error(w, r, holdfast.Errorf(holdfast.EOVERLOADED, "the consumer groups are not running in this server"))
-		return
+		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the consumer groups are not running in this server")
 	}
 	var in pauseRequest
 	if r.ContentLength != 0 {
 		if err := decode(r, &in); err != nil {
-			s.Error(w, r, err)
-			return
+			return nil, err
 		}
 	}
 	if len(in.Reason) > 200 {
-		s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "reason is longer than 200 bytes"))
-		return
+		return nil, holdfast.Errorf(holdfast.EINVALID, "reason is longer than 200 bytes")
 	}
 	var until time.Time
 	switch {
 	case in.For != "" && in.Until != nil:
-		s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "give for or until, not both"))
-		return
+		return nil, holdfast.Errorf(holdfast.EINVALID, "give for or until, not both")
 	case in.For != "":
 		d, err := time.ParseDuration(in.For)
 		if err != nil || d <= 0 || d > maxPause {
-			s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "for must be a duration such as 30s, at most %s", maxPause))
-			return
+			return nil, holdfast.Errorf(holdfast.EINVALID, "for must be a duration such as 30s, at most %s", maxPause)
 		}
 		until = time.Now().Add(d)
 	case in.Until != nil:
 		until = *in.Until
 		if time.Until(until) > maxPause {
-			s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "until must be within %s", maxPause))
-			return
+			return nil, holdfast.Errorf(holdfast.EINVALID, "until must be within %s", maxPause)
 		}
 	}
 	reason := in.Reason
@@ -208,36 +207,33 @@ func (s *Server) handlePauseConsumer(w http.ResponseWriter, r *http.Request) {
 		reason = "paused by an operator"
 	}
 	if err := s.ConsumerService.PauseConsumer(r.Context(), r.PathValue("name"), until, reason); err != nil {
-		s.Error(w, r, err)
-		return
+		return nil, err
 	}
-	s.handleConsumer(w, r)
+	return s.consumer(r)
 }
 
 func (s *Server) handleResumeConsumer(w http.ResponseWriter, r *http.Request) {
-	if s.ConsumerService == nil {
-		s.Error(w, r, holdfast.Errorf(holdfast.EOVERLOADED, "the consumer groups are not running in this server"))
-		return
-	}
-	if err := s.ConsumerService.ResumeConsumer(r.Context(), r.PathValue("name")); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	s.handleConsumer(w, r)
+	s.idempotent(w, r, consumerView, storedAfterWrite, func(*holdfast.IdempotencyClaim) (any, error) {
+		if s.ConsumerService == nil {
+			return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the consumer groups are not running in this server")
+		}
+		if err := s.ConsumerService.ResumeConsumer(r.Context(), r.PathValue("name")); err != nil {
+			return nil, err
+		}
+		return s.consumer(r)
+	})
 }
 
-// handleConsumer answers with one group's status.
-func (s *Server) handleConsumer(w http.ResponseWriter, r *http.Request) {
+// consumer returns the status of the group the request names.
+func (s *Server) consumer(r *http.Request) (*holdfast.ConsumerStatus, error) {
 	list, err := s.ConsumerService.ListConsumers(r.Context())
 	if err != nil {
-		s.Error(w, r, err)
-		return
+		return nil, err
 	}
 	for _, c := range list {
 		if c.Name == r.PathValue("name") {
-			s.respond(w, r, http.StatusOK, c)
-			return
+			return c, nil
 		}
 	}
-	s.Error(w, r, holdfast.Errorf(holdfast.ENOTFOUND, "consumer group %s not found", r.PathValue("name")))
+	return nil, holdfast.Errorf(holdfast.ENOTFOUND, "consumer group %s not found", r.PathValue("name"))
 }

@@ -1,9 +1,19 @@
 package http_test
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"net/http"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/postgres"
 )
 
 // concurrentPosts sends the same keyed POST from n goroutines at once and
@@ -159,5 +169,135 @@ func TestIdempotency_SameJSONOtherwiseWrittenReplays(t *testing.T) {
 	}
 	if got := c.Balance(t, alice); got != 8 {
 		t.Fatalf("balance %d, want 8: a replay moved money", got)
+	}
+}
+
+// TestIdempotency_ResponsesStoredBeforeTheUpgradeReplayTheSame: a key
+// completed by a version that stored HTTP responses (before migration
+// 0015) replays, after the upgrade, the very bytes that version answered,
+// for every kind of write: a transfer, a linked set, a linked set's final
+// failure (its request_id the first request's), an account, an API key and
+// a tenant (shown without their secret), an events batch and a consumer
+// pause. None of them runs again.
+func TestIdempotency_ResponsesStoredBeforeTheUpgradeReplayTheSame(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, postgres.Config{URL: pgtest.NewDatabase(t), MaxConns: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if err := postgres.MigrateTo(ctx, db, 14); err != nil {
+		t.Fatal(err)
+	}
+	tenant, key, err := postgres.NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "upgraded"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const adminTenant = "00000000-0000-0000-0000-000000000000"
+	at := time.Date(2026, 3, 4, 5, 6, 7, 891011000, time.UTC)
+	a, b := uuid.NewString(), uuid.NewString()
+	mustJSON := func(v any) string {
+		j, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(j) + "\n"
+	}
+	transfer := func(amount int64) *holdfast.Transfer {
+		return &holdfast.Transfer{ID: uuid.NewString(), DebitAccountID: a, CreditAccountID: b, Amount: amount, Currency: "USD", Description: "café", CreatedAt: at}
+	}
+	// Request bodies in their canonical form (members sorted, no space),
+	// which the fingerprint hashes.
+	move := func(amount int) string {
+		return `{"amount":` + string(rune('0'+amount)) + `,"credit_account_id":"` + b + `","currency":"USD","debit_account_id":"` + a + `"}`
+	}
+	pausedUntil := at.Add(time.Hour)
+	cases := []struct {
+		name, tenant, path, body string
+		status                   int
+		ctype, stored            string // what the earlier version answered, and stored
+	}{
+		{"transfer", tenant.ID, "/v1/transfers", move(1), 201, "application/json", mustJSON(transfer(1))},
+		{"linked", tenant.ID, "/v1/linked-transfers", `{"transfers":[` + move(2) + `,` + move(3) + `]}`, 201, "application/json",
+			mustJSON(map[string]any{"transfers": []*holdfast.Transfer{transfer(2), transfer(3)}})},
+		{"linked failure", tenant.ID, "/v1/linked-transfers", `{"transfers":[` + move(4) + `,` + move(5) + `]}`, 422, "application/problem+json",
+			`{"detail":"transfers[1] failed, so none was applied: account ` + a + ` has insufficient funds","index":1,"instance":"/v1/linked-transfers",` +
+				`"request_id":"0123456789abcdef01234567","status":422,"title":"Insufficient funds","type":"https://holdfast.dev/problems/insufficient-funds"}` + "\n"},
+		{"account", tenant.ID, "/v1/accounts", `{"currency":"USD","metadata":{"a":"b"}}`, 201, "application/json",
+			mustJSON(&holdfast.Account{ID: uuid.NewString(), Currency: "USD", Metadata: map[string]string{"a": "b"}, CreatedAt: at})},
+		{"api key", tenant.ID, "/v1/api-keys", "", 201, "application/json",
+			`{"id":"` + key.ID + `","tenant_id":"` + tenant.ID + `","prefix":"` + key.Prefix + `","secret":null,"secret_redacted":true,"created_at":"2026-03-04T05:06:07.891011Z"}` + "\n"},
+		{"tenant", adminTenant, "/v1/admin/tenants", `{"name":"upgraded"}`, 201, "application/json",
+			`{"tenant":{"id":"` + tenant.ID + `","name":"upgraded","created_at":"2026-03-04T05:06:07.891011Z"},"api_key":{"id":"` + key.ID + `","tenant_id":"` + tenant.ID +
+				`","prefix":"` + key.Prefix + `","secret":null,"secret_redacted":true,"created_at":"2026-03-04T05:06:07.891011Z"}}` + "\n"},
+		{"events", tenant.ID, "/v1/events", `{"events":[{"type":"a.b"}]}`, 202, "application/json",
+			mustJSON(map[string]any{"accepted": 2, "ids": []string{uuid.NewString(), uuid.NewString()}})},
+		{"pause", adminTenant, "/v1/admin/consumers/audit/pause", `{"reason":"m"}`, 200, "application/json",
+			mustJSON(&holdfast.ConsumerStatus{Name: "audit", Pending: 3, LastApplied: 1 << 60, LagSeconds: 0.1 + 0.2, Paused: true,
+				PausedUntil: &pausedUntil, PauseReason: "m", AckWait: "30s", MaxBatch: 100, MaxAckPending: 1000})},
+	}
+	for _, tc := range cases {
+		fp := sha256.Sum256([]byte("POST " + tc.path + "?\n" + tc.body))
+		if _, err := db.Pool.Exec(ctx, `INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, response_status, response_type, response_body)
+			VALUES ($1, $2, $3, now(), $4, $5, $6)`, tc.tenant, "before-"+tc.name, fp[:], tc.status, tc.ctype, []byte(tc.stored)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := postgres.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+
+	s := MustOpenServerOn(t, db)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Client{URL: s.URL(), Key: key.Secret}
+			if tc.tenant == adminTenant {
+				c = s.Admin()
+			}
+			var body any
+			if tc.body != "" {
+				body = tc.body
+			}
+			r := c.Do(t, "POST", tc.path, body, "Idempotency-Key", "before-"+tc.name)
+			if r.Status != tc.status || r.Header.Get("Idempotent-Replayed") != "true" || r.Header.Get("Content-Type") != tc.ctype || string(r.Body) != tc.stored {
+				t.Fatalf("replay: %d replayed=%q %s\n%s\nwant %d %s\n%s", r.Status, r.Header.Get("Idempotent-Replayed"), r.Header.Get("Content-Type"), r.Body,
+					tc.status, tc.ctype, tc.stored)
+			}
+		})
+	}
+	var transfers int
+	if err := db.Pool.QueryRow(ctx, "SELECT count(*) FROM transfers").Scan(&transfers); err != nil || transfers != 0 {
+		t.Fatalf("%d transfers after the replays (%v), want 0: a replay ran", transfers, err)
+	}
+}
+
+// TestIdempotency_PauseReplaysItsFirstAnswer: a write whose effect lies
+// outside the database (an admin pause) keeps its answer under its key:
+// the retry gets the same bytes, a final failure (an unknown group)
+// included, with the first request's id.
+func TestIdempotency_PauseReplaysItsFirstAnswer(t *testing.T) {
+	t.Parallel()
+	s := mustEventServer(t)
+	admin := s.Admin()
+	for _, tc := range []struct {
+		path   string
+		status int
+	}{{"/v1/admin/consumers/audit/pause", 200}, {"/v1/admin/consumers/nope/pause", 404}} {
+		first := admin.Do(t, "POST", tc.path, map[string]any{"reason": "m"}, "Idempotency-Key", "pause"+tc.path).MustStatus(t, tc.status)
+		admin.Do(t, "POST", "/v1/admin/consumers/audit/resume", nil).MustStatus(t, 200)
+		again := admin.Do(t, "POST", tc.path, map[string]any{"reason": "m"}, "Idempotency-Key", "pause"+tc.path).MustStatus(t, tc.status)
+		if again.Header.Get("Idempotent-Replayed") != "true" || string(again.Body) != string(first.Body) ||
+			again.Header.Get("Content-Type") != first.Header.Get("Content-Type") {
+			t.Fatalf("%s retry: replayed=%q %s\n%s\nwant the first answer\n%s", tc.path, again.Header.Get("Idempotent-Replayed"),
+				again.Header.Get("Content-Type"), again.Body, first.Body)
+		}
+	}
+	// The replayed pause did not pause again: the group stays resumed.
+	m := admin.Do(t, "GET", "/v1/admin/consumers", nil).MustStatus(t, 200).JSON(t)
+	for _, g := range m["data"].([]any) {
+		if g := g.(map[string]any); g["name"] == "audit" && g["paused"] == true {
+			t.Fatal("the replay paused the group again")
+		}
 	}
 }

@@ -134,64 +134,38 @@ func jsonKind(k reflect.Kind) string {
 	return "of another type"
 }
 
+// response is a rendered response.
+type response struct {
+	Status      int
+	ContentType string
+	Body        []byte
+}
+
 // render returns v as the JSON response body.
-func render(status int, v any) (holdfast.Response, error) {
+func render(status int, v any) (response, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
-		return holdfast.Response{}, err
+		return response{}, err
 	}
-	return holdfast.Response{Status: status, ContentType: "application/json", Body: append(b, '\n')}, nil
+	return response{Status: status, ContentType: "application/json", Body: append(b, '\n')}, nil
 }
 
 // write sends a rendered response.
-func write(w http.ResponseWriter, resp holdfast.Response) {
+func write(w http.ResponseWriter, resp response) {
 	w.Header().Set("Content-Type", resp.ContentType)
 	w.Header().Set("Content-Length", strconv.Itoa(len(resp.Body)))
 	w.WriteHeader(resp.Status)
 	w.Write(resp.Body)
 }
 
-// respond renders v and sends it, unless a write already stored the
-// idempotent response, in which case exactly those bytes are sent.
+// respond renders v and sends it.
 func (s *Server) respond(w http.ResponseWriter, r *http.Request, status int, v any) {
-	if c := holdfast.ClaimFromContext(r.Context()); c != nil && c.Stored() != nil {
-		write(w, *c.Stored())
-		return
-	}
 	resp, err := render(status, v)
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
 	write(w, resp)
-}
-
-// setRender makes the request's claim, if any, render a result as JSON
-// with status, and an error as its problem document; a success and a final
-// client error are to be stored for replay.
-func setRender(r *http.Request, status int, view func(any) any) {
-	if c := holdfast.ClaimFromContext(r.Context()); c != nil {
-		c.Render = func(result any, err error) (holdfast.Response, bool) {
-			if err != nil {
-				status, body := problemFor(r, err)
-				return holdfast.Response{Status: status, ContentType: "application/problem+json", Body: body}, finalClientError(status, body)
-			}
-			resp, err := render(status, view(result))
-			return resp, err == nil
-		}
-	}
-}
-
-// replay sends the earlier response of a completed Idempotency-Key, if the
-// write found one, and reports whether it did.
-func replay(w http.ResponseWriter, r *http.Request) bool {
-	c := holdfast.ClaimFromContext(r.Context())
-	if c == nil || c.Replayed() == nil {
-		return false
-	}
-	w.Header().Set("Idempotent-Replayed", "true")
-	write(w, *c.Replayed())
-	return true
 }
 
 // pageFrom reads limit and cursor query parameters.

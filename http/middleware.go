@@ -1,7 +1,6 @@
 package http
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -69,14 +68,11 @@ func tenantFrom(ctx context.Context) string {
 	return ""
 }
 
-// recorder remembers what a handler wrote: the status for logs and metrics,
-// and, when capture is on, the body (for storing an idempotent response).
+// recorder remembers what a handler wrote, for logs and metrics.
 type recorder struct {
 	http.ResponseWriter
 	status  int
 	written int64
-	capture bool
-	body    bytes.Buffer
 }
 
 func (w *recorder) WriteHeader(status int) {
@@ -89,9 +85,6 @@ func (w *recorder) WriteHeader(status int) {
 func (w *recorder) Write(b []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
-	}
-	if w.capture {
-		w.body.Write(b)
 	}
 	n, err := w.ResponseWriter.Write(b)
 	w.written += int64(n)
@@ -402,136 +395,6 @@ func (c *authCache) forgetTenant(tenant string) {
 		}
 	}
 }
-
-// idempotent implements the Idempotency-Key header on a POST route.
-//
-// The first request with a key claims it and runs; a write stores its
-// response with its effects (see holdfast.IdempotencyClaim). A retry with the
-// same method, path and body gets the stored response with
-// Idempotent-Replayed: true. A final client error (a 4xx after the request
-// began, such as insufficient funds) is stored too; a fault, an overload or
-// a timeout releases the key so the client may retry with it.
-func (s *Server) idempotent(next http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key, fp, ok := s.idempotencyKey(w, r)
-		if !ok {
-			return
-		}
-		if key == "" {
-			next(w, r)
-			return
-		}
-		tenant := tenantFrom(r.Context())
-
-		// A claim must not be abandoned halfway because the client went away:
-		// a claim committed but never seen would lock the key until its
-		// timeout. So it runs to completion under its own short deadline.
-		claimCtx, cancelClaim := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-		claim, stored, err := s.IdempotencyService.Claim(claimCtx, tenant, key, fp)
-		cancelClaim()
-		if err != nil {
-			s.Error(w, r, err)
-			return
-		}
-		if stored != nil {
-			w.Header().Set("Idempotent-Replayed", "true")
-			write(w, *stored)
-			return
-		}
-
-		r = r.WithContext(holdfast.NewContextWithClaim(r.Context(), claim))
-		rec := &recorder{ResponseWriter: w, capture: true}
-		next(rec, r)
-		if claim.Stored() != nil {
-			return
-		}
-		// The request did not store its response with a write: store a
-		// success whose effect lies outside the database (events in the log,
-		// stored under ids derived from the key, so a takeover after a crash
-		// repeats nothing) or a final client error; release the key otherwise.
-		// None of it may be cut short by the request's own deadline.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
-		defer cancel()
-		if rec.status >= 200 && rec.status < 300 || finalClientError(rec.status, rec.body.Bytes()) {
-			err = s.IdempotencyService.Complete(ctx, claim, holdfast.Response{
-				Status: rec.status, ContentType: rec.Header().Get("Content-Type"), Body: rec.body.Bytes()})
-		} else {
-			err = s.IdempotencyService.Release(ctx, claim)
-		}
-		if err != nil && !holdfast.IsCode(err, holdfast.EIDEMPOTENCYINUSE) {
-			s.logger.Error("idempotency key", "request_id", requestIDFrom(r.Context()), "err", err)
-		}
-	})
-}
-
-// idempotentInWrite implements the Idempotency-Key header on a route whose
-// write claims the key inside its own transaction (transfers, which are
-// applied in group-commit batches): nothing is claimed up front, so the
-// request costs no extra round trip and a crash can leave no claim behind.
-// The write replays, refuses or runs, and stores the outcome with its
-// effects (see holdfast.IdempotencyClaim).
-func (s *Server) idempotentInWrite(next http.HandlerFunc) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		key, fp, ok := s.idempotencyKey(w, r)
-		if !ok {
-			return
-		}
-		if key != "" {
-			claim := &holdfast.IdempotencyClaim{TenantID: tenantFrom(r.Context()), Key: key, Fingerprint: fp}
-			r = r.WithContext(holdfast.NewContextWithClaim(r.Context(), claim))
-		}
-		next(w, r)
-	})
-}
-
-// idempotencyKey reads a POST's Idempotency-Key and fingerprints the
-// request (method, path, query and body), leaving the body readable again.
-// A JSON body is fingerprinted in its canonical form (see canonicalJSON),
-// so a retry that writes the same JSON otherwise is the same request.
-// It returns "" when there is no key, and ok=false after answering a
-// malformed key or body itself.
-func (s *Server) idempotencyKey(w http.ResponseWriter, r *http.Request) (key string, fp []byte, ok bool) {
-	keys, present := r.Header["Idempotency-Key"]
-	if r.Method != http.MethodPost || !present {
-		return "", nil, true
-	}
-	if len(keys) != 1 {
-		s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "send one Idempotency-Key header"))
-		return "", nil, false
-	}
-	if err := holdfast.ValidIdempotencyKey(keys[0]); err != nil {
-		s.Error(w, r, err)
-		return "", nil, false
-	}
-	body, err := readBody(r)
-	if err != nil {
-		s.Error(w, r, err)
-		return "", nil, false
-	}
-	h := sha256.New()
-	h.Write([]byte(r.Method + " " + r.URL.Path + "?" + r.URL.RawQuery + "\n"))
-	h.Write(canonicalJSON(body))
-	r.Body = readCloser{bytes.NewReader(body)}
-	return keys[0], h.Sum(nil), true
-}
-
-// finalClientError reports whether a response status is a client error a
-// retry would only repeat, and so is stored for replay. Validation errors
-// (400), authentication, conflicts that go away (409), size and media-type
-// errors and rate limits are not: the client may fix and retry with the key.
-func finalClientError(status int, body []byte) bool {
-	switch status {
-	case http.StatusNotFound, http.StatusUnprocessableEntity:
-		return true
-	case http.StatusConflict:
-		return bytes.Contains(body, []byte(`"type":"`+ProblemBase+holdfast.ETRANSFEREXISTS+`"`))
-	}
-	return false
-}
-
-type readCloser struct{ *bytes.Reader }
-
-func (readCloser) Close() error { return nil }
 
 // knownQuery refuses, with 400 and before anything else, a request whose
 // query string does not parse, names a parameter other than the route's

@@ -66,7 +66,7 @@ func TestRateLimit_KeysOfATenantShareOneBudget(t *testing.T) {
 			t.Parallel()
 			s := MustOpenServer(t, func(c *holdfasthttp.Config) { c.RateLimiter = limiter(t) })
 			a, b := s.Admin().MustTenant(t, "a"), s.Admin().MustTenant(t, "b")
-			k, err := postgres.NewTenantService(s.DB).CreateAPIKey(context.Background(), a.Tenant)
+			k, err := postgres.NewTenantService(s.DB).CreateAPIKey(context.Background(), a.Tenant, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

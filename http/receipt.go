@@ -109,15 +109,14 @@ func (s *Server) handleListDeadLetters(w http.ResponseWriter, r *http.Request) {
 	}{nonNil(list), next})
 }
 
+// deadLetterView shows a dead letter redriven.
+var deadLetterView = viewOf(http.StatusOK, func(d *holdfast.DeadLetter) any { return d })
+
 func (s *Server) handleRedrive(w http.ResponseWriter, r *http.Request) {
-	if s.DeadLetterService == nil {
-		s.Error(w, r, holdfast.Errorf(holdfast.EOVERLOADED, "receipts are not running in this server"))
-		return
-	}
-	d, err := s.DeadLetterService.Redrive(r.Context(), r.PathValue("id"))
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	s.respond(w, r, http.StatusOK, d)
+	s.idempotent(w, r, deadLetterView, storedAfterWrite, func(*holdfast.IdempotencyClaim) (any, error) {
+		if s.DeadLetterService == nil {
+			return nil, holdfast.Errorf(holdfast.EOVERLOADED, "receipts are not running in this server")
+		}
+		return s.DeadLetterService.Redrive(r.Context(), r.PathValue("id"))
+	})
 }

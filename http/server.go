@@ -340,17 +340,16 @@ func (s *Server) routes() http.Handler {
 	// and pass the tenant's rate limit and their class's admission limit.
 	// Admin routes skip both, so that operators can act during an overload;
 	// failed authentications of either are throttled per client address.
+	//
+	// A POST handler answers its Idempotency-Key itself, through the view
+	// of its write (see idempotent and idempotentInWrite).
 	system := func(h http.HandlerFunc, query ...string) http.Handler { return s.knownQuery(h, query) }
 	metrics := s.apiMetricsHandler()
 	admin := func(h http.HandlerFunc, query ...string) http.Handler {
-		return s.knownQuery(s.dropExpired(s.requireAdmin(s.idempotent(h))), query)
+		return s.knownQuery(s.dropExpired(s.requireAdmin(h)), query)
 	}
 	tenant := func(h http.HandlerFunc, query ...string) http.Handler {
-		return s.knownQuery(s.dropExpired(s.requireTenant(s.protect(s.idempotent(h)))), query)
-	}
-	// Transfers claim their Idempotency-Key inside the group-commit batch.
-	transfer := func(h http.HandlerFunc, query ...string) http.Handler {
-		return s.knownQuery(s.dropExpired(s.requireTenant(s.protect(s.idempotentInWrite(h)))), query)
+		return s.knownQuery(s.dropExpired(s.requireTenant(s.protect(h))), query)
 	}
 
 	mux.Handle("GET /healthz", system(s.handleHealthz))
@@ -371,9 +370,9 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/accounts/{id}/transactions.csv", tenant(s.handleExportCSV, "from", "to", "after"))
 	mux.Handle("GET /v1/accounts/{id}/transactions.ndjson", tenant(s.handleExportNDJSON, "from", "to", "after"))
 
-	mux.Handle("POST /v1/transfers", transfer(s.handleCreateTransfer))
+	mux.Handle("POST /v1/transfers", tenant(s.handleCreateTransfer))
 	mux.Handle("GET /v1/transfers/{id}", tenant(s.handleGetTransfer))
-	mux.Handle("POST /v1/linked-transfers", transfer(s.handleCreateLinkedTransfers))
+	mux.Handle("POST /v1/linked-transfers", tenant(s.handleCreateLinkedTransfers))
 
 	mux.Handle("POST /v1/events", tenant(s.handlePostEvents))
 	mux.Handle("GET /v1/analytics/rollups", tenant(s.handleListRollups, "from", "to", "type", "limit"))

@@ -7,11 +7,10 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
-// apiKeyReplay is a created key as the response stored for an
-// Idempotency-Key shows it: a secret is never at rest, so the replay says
-// the key was created, and that its secret cannot be shown again (secret
-// null, secret_redacted true).
-// Its members are holdfast.APIKey's, in the same order.
+// apiKeyReplay is a created key as a replay shows it: a secret is never at
+// rest, so the replay says the key was created, and that its secret cannot
+// be shown again (secret null, secret_redacted true). Its members are
+// holdfast.APIKey's, in the same order.
 type apiKeyReplay struct {
 	ID             string     `json:"id"`
 	TenantID       string     `json:"tenant_id"`
@@ -22,53 +21,48 @@ type apiKeyReplay struct {
 	RevokedAt      *time.Time `json:"revoked_at,omitempty"`
 }
 
-func withoutSecret(k *holdfast.APIKey) apiKeyReplay {
+// showKey shows a created key: with its secret in the response that
+// created it, and as apiKeyReplay when it comes without one (from the
+// outcome stored for its Idempotency-Key).
+func showKey(k *holdfast.APIKey) any {
+	if k.Secret != "" {
+		return k
+	}
 	return apiKeyReplay{ID: k.ID, TenantID: k.TenantID, Prefix: k.Prefix, SecretRedacted: true, CreatedAt: k.CreatedAt, RevokedAt: k.RevokedAt}
 }
 
-// tenantReplay is a created tenant as its stored response shows it.
-type tenantReplay struct {
+// newTenantView is a created tenant and its first key, shown as showKey does.
+type newTenantView struct {
 	Tenant *holdfast.Tenant `json:"tenant"`
-	APIKey apiKeyReplay     `json:"api_key"`
+	APIKey any              `json:"api_key"`
 }
 
-func (s *Server) handleCreateTenant(w http.ResponseWriter, r *http.Request) {
-	var in holdfast.TenantCreate
-	if err := decode(r, &in); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	setRender(r, http.StatusCreated, func(v any) any {
-		nt := v.(*holdfast.NewTenant)
-		return tenantReplay{Tenant: nt.Tenant, APIKey: withoutSecret(nt.APIKey)}
+// Views of POST /v1/admin/tenants and POST /v1/api-keys.
+var (
+	tenantView = viewOf(http.StatusCreated, func(nt *holdfast.NewTenant) any {
+		return newTenantView{Tenant: nt.Tenant, APIKey: showKey(nt.APIKey)}
 	})
-	t, k, err := s.TenantService.CreateTenant(r.Context(), in)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	s.respondWithSecret(w, r, http.StatusCreated, &holdfast.NewTenant{Tenant: t, APIKey: k})
+	apiKeyView = viewOf(http.StatusCreated, showKey)
+)
+
+func (s *Server) handleCreateTenant(w http.ResponseWriter, r *http.Request) {
+	s.idempotent(w, r, tenantView, storedByWrite, func(claim *holdfast.IdempotencyClaim) (any, error) {
+		var in holdfast.TenantCreate
+		if err := decode(r, &in); err != nil {
+			return nil, err
+		}
+		t, k, err := s.TenantService.CreateTenant(r.Context(), in, claim)
+		if err != nil {
+			return nil, err
+		}
+		return &holdfast.NewTenant{Tenant: t, APIKey: k}, nil
+	})
 }
 
 func (s *Server) handleCreateAPIKey(w http.ResponseWriter, r *http.Request) {
-	setRender(r, http.StatusCreated, func(v any) any { return withoutSecret(v.(*holdfast.APIKey)) })
-	k, err := s.TenantService.CreateAPIKey(r.Context(), tenantFrom(r.Context()))
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	s.respondWithSecret(w, r, http.StatusCreated, k)
-}
-
-// respondWithSecret sends v, which shows a secret, as rendered now: unlike
-// respond, not the response stored for a replay, which leaves the secret out.
-func (s *Server) respondWithSecret(w http.ResponseWriter, r *http.Request, status int, v any) {
-	resp, err := render(status, v)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	write(w, resp)
+	s.idempotent(w, r, apiKeyView, storedByWrite, func(claim *holdfast.IdempotencyClaim) (any, error) {
+		return s.TenantService.CreateAPIKey(r.Context(), tenantFrom(r.Context()), claim)
+	})
 }
 
 func (s *Server) handleListAPIKeys(w http.ResponseWriter, r *http.Request) {

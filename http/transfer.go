@@ -6,26 +6,21 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
+// transferView shows a transfer created by POST /v1/transfers.
+var transferView = viewOf(http.StatusCreated, func(ts []*holdfast.Transfer) any { return ts[0] })
+
 func (s *Server) handleCreateTransfer(w http.ResponseWriter, r *http.Request) {
-	var in holdfast.TransferCreate
-	if err := decode(r, &in); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	if err := in.Validate(); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	setRender(r, http.StatusCreated, func(v any) any { return v.([]*holdfast.Transfer)[0] })
-	out, err := s.TransferService.CreateTransfers(r.Context(), tenantFrom(r.Context()), []holdfast.TransferCreate{in}, false)
-	if replay(w, r) {
-		return
-	}
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	s.respond(w, r, http.StatusCreated, out[0])
+	s.idempotentInWrite(w, r, transferView, func(claim *holdfast.IdempotencyClaim) (any, *holdfast.Outcome, error) {
+		var in holdfast.TransferCreate
+		if err := decode(r, &in); err != nil {
+			return nil, nil, err
+		}
+		if err := in.Validate(); err != nil {
+			return nil, nil, err
+		}
+		return s.TransferService.CreateTransfers(r.Context(), holdfast.TransferRequest{
+			TenantID: tenantFrom(r.Context()), Transfers: []holdfast.TransferCreate{in}, Idempotency: claim})
+	})
 }
 
 type linkedTransfers struct {
@@ -36,26 +31,21 @@ type linkedTransfersView struct {
 	Transfers []*holdfast.Transfer `json:"transfers"`
 }
 
+// linkedView shows the transfers of POST /v1/linked-transfers.
+var linkedView = viewOf(http.StatusCreated, func(ts []*holdfast.Transfer) any { return linkedTransfersView{ts} })
+
 func (s *Server) handleCreateLinkedTransfers(w http.ResponseWriter, r *http.Request) {
-	var in linkedTransfers
-	if err := decode(r, &in); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	if len(in.Transfers) == 0 || len(in.Transfers) > holdfast.MaxLinked {
-		s.Error(w, r, holdfast.Errorf(holdfast.EINVALID, "transfers must hold 1 to %d transfers", holdfast.MaxLinked))
-		return
-	}
-	setRender(r, http.StatusCreated, func(v any) any { return linkedTransfersView{v.([]*holdfast.Transfer)} })
-	out, err := s.TransferService.CreateTransfers(r.Context(), tenantFrom(r.Context()), in.Transfers, true)
-	if replay(w, r) {
-		return
-	}
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	s.respond(w, r, http.StatusCreated, linkedTransfersView{out})
+	s.idempotentInWrite(w, r, linkedView, func(claim *holdfast.IdempotencyClaim) (any, *holdfast.Outcome, error) {
+		var in linkedTransfers
+		if err := decode(r, &in); err != nil {
+			return nil, nil, err
+		}
+		if len(in.Transfers) == 0 || len(in.Transfers) > holdfast.MaxLinked {
+			return nil, nil, holdfast.Errorf(holdfast.EINVALID, "transfers must hold 1 to %d transfers", holdfast.MaxLinked)
+		}
+		return s.TransferService.CreateTransfers(r.Context(), holdfast.TransferRequest{
+			TenantID: tenantFrom(r.Context()), Transfers: in.Transfers, Linked: true, Idempotency: claim})
+	})
 }
 
 func (s *Server) handleGetTransfer(w http.ResponseWriter, r *http.Request) {

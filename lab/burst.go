@@ -309,7 +309,7 @@ func startEventLab(ctx context.Context, env *Env, delay time.Duration) (_ *event
 		l.server = nil
 		return nil, err
 	}
-	tenant, key, err := tenants.CreateTenant(ctx, holdfast.TenantCreate{Name: "lab burst"})
+	tenant, key, err := tenants.CreateTenant(ctx, holdfast.TenantCreate{Name: "lab burst"}, nil)
 	if err != nil {
 		return nil, err
 	}

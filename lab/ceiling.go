@@ -69,6 +69,7 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 	var (
 		keys, fps             = make([]string, 0, n), make([][]byte, 0, n)
 		docs, eventIDs        = make([][]byte, 0, n), make([]string, 0, n)
+		outcomes              = make([][]byte, 0, n)
 		tids, debits, credits = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 		amounts               = make([]int64, 0, n)
 		eAcct, eTransfer      = make([]string, 0, 2*n), make([]string, 0, 2*n)
@@ -88,6 +89,7 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 		doc := fmt.Appendf(nil, `{"id":%q,"tenant_id":%q,"debit_account_id":%q,"credit_account_id":%q,"amount":%d,"currency":%q,"description":"","created_at":%q}`,
 			tid, tenant, t.Debit, t.Credit, t.Amount, currency, now.Format(time.RFC3339Nano))
 		docs, eventIDs = append(docs, doc), append(eventIDs, uuid.Must(uuid.NewV7()).String())
+		outcomes = append(outcomes, fmt.Appendf(nil, `{"result":[%s]}`, doc))
 		tids, debits, credits, amounts = append(tids, tid), append(debits, t.Debit), append(credits, t.Credit), append(amounts, t.Amount)
 		eAcct, eTransfer = append(eAcct, t.Debit, t.Credit), append(eTransfer, tid, tid)
 		eAmount, eAfter = append(eAmount, -t.Amount, t.Amount), append(eAfter, balance[t.Debit], balance[t.Credit])
@@ -97,8 +99,8 @@ func RawBatch(ctx context.Context, pool *pgxpool.Pool, tenant, currency string, 
 		args []any
 	}
 	steps := []step{
-		{`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, response_status, response_type, response_body)
-			SELECT $1, k, f, $3, 201, 'application/json', d FROM unnest($2::text[], $4::bytea[], $5::bytea[]) AS x(k, f, d)`, []any{tenant, postgres.TextArray(keys), now, postgres.ByteaArray(fps), postgres.ByteaArray(docs)}},
+		{`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, outcome)
+			SELECT $1, k, f, $3, o FROM unnest($2::text[], $4::bytea[], $5::bytea[]) AS x(k, f, o)`, []any{tenant, postgres.TextArray(keys), now, postgres.ByteaArray(fps), postgres.ByteaArray(outcomes)}},
 		{`INSERT INTO transfers (tenant_id, id, debit_account_id, credit_account_id, amount, currency, description, created_at)
 			SELECT $1, t, d, c, a, $6, '', $7 FROM unnest($2::uuid[], $3::uuid[], $4::uuid[], $5::bigint[]) AS x(t, d, c, a)`,
 			[]any{tenant, postgres.UUIDArray(tids), postgres.UUIDArray(debits), postgres.UUIDArray(credits), postgres.Int8Array(amounts), currency, now}},

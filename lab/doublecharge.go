@@ -140,7 +140,7 @@ type DoubleChargeConfig struct {
 // RunDoubleCharge runs the scenario against the Holdfast at base, whose
 // database db is.
 func RunDoubleCharge(ctx context.Context, db *postgres.DB, base string, cfg DoubleChargeConfig, progress func(string, ...any)) (*DoubleCharge, error) {
-	tenant, key, err := postgres.NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "lab double-charge"})
+	tenant, key, err := postgres.NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "lab double-charge"}, nil)
 	if err != nil {
 		return nil, err
 	}

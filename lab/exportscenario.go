@@ -105,11 +105,11 @@ func RunExportScenario(ctx context.Context, url, holdfastURL string, cfg ExportS
 		return nil, err
 	}
 	defer db.Close()
-	tenant, key, err := postgres.NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "lab export"})
+	tenant, key, err := postgres.NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "lab export"}, nil)
 	if err != nil {
 		return nil, err
 	}
-	account, err := postgres.NewAccountService(db).CreateAccount(ctx, tenant.ID, holdfast.AccountCreate{Currency: "USD"})
+	account, err := postgres.NewAccountService(db).CreateAccount(ctx, tenant.ID, holdfast.AccountCreate{Currency: "USD"}, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -21,7 +22,7 @@ import (
 // Idempotency-Key, locks both accounts with SELECT … FOR UPDATE (in id
 // order, so it is correct and deadlock-free, only slow), checks the funds,
 // writes the transfer, its entries, with Events its transfer.posted event,
-// and the stored response, and commits. Every request pays its own round
+// and the key's outcome, and commits. Every request pays its own round
 // trips, its own lock hold and its own WAL flush; on a hot account they form
 // a convoy.
 //
@@ -79,16 +80,23 @@ func (n *NaiveLedger) transfer(ctx context.Context, key string, body []byte, in 
 			return 0, nil, err
 		}
 		if tag.RowsAffected() == 0 {
-			var status *int
 			var stored []byte
-			if err := tx.QueryRow(ctx, "SELECT response_status, response_body FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
-				n.Tenant, key).Scan(&status, &stored); err != nil {
+			if err := tx.QueryRow(ctx, "SELECT outcome FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+				n.Tenant, key).Scan(&stored); err != nil {
 				return 0, nil, err
 			}
-			if status == nil {
+			if stored == nil {
 				return http.StatusConflict, []byte(`{"error":"in progress"}`), nil
 			}
-			return *status, stored, nil
+			o, err := holdfast.DecodeOutcome(stored)
+			if err != nil {
+				return 0, nil, err
+			}
+			var ts []json.RawMessage // only successes are stored, each of one transfer
+			if err := o.Decode(&ts); err != nil || len(ts) != 1 {
+				return 0, nil, fmt.Errorf("stored outcome %s: %v", stored, err)
+			}
+			return http.StatusCreated, ts[0], nil
 		}
 	}
 	lo, hi := in.DebitAccountID, in.CreditAccountID
@@ -141,8 +149,12 @@ func (n *NaiveLedger) transfer(ctx context.Context, key string, body []byte, in 
 		}
 	}
 	if key != "" {
-		if _, err := tx.Exec(ctx, `UPDATE idempotency_keys SET response_status = 201, response_type = 'application/json',
-			response_body = $3, lock_token = NULL, locked_at = NULL WHERE tenant_id = $1 AND key = $2`, n.Tenant, key, resp); err != nil {
+		outcome, err := holdfast.EncodeOutcome("", []holdfast.Transfer{t}, nil)
+		if err != nil {
+			return 0, nil, err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE idempotency_keys SET outcome = $3, lock_token = NULL, locked_at = NULL
+			WHERE tenant_id = $1 AND key = $2`, n.Tenant, key, outcome); err != nil {
 			return 0, nil, err
 		}
 	}

@@ -305,11 +305,11 @@ func Race(ctx context.Context, url string, cfg RaceConfig, progress func(string,
 	return append(runs, run), version, nil
 }
 
-// raceHoldfast runs the same load through Holdfast's TransferService and
-// group-commit Writer (in process, no HTTP, like the other ways), then
+// raceHoldfast runs the same load through Holdfast's TransferService with
+// group commit (in process, no HTTP, like the other ways), then
 // audits the ledger.
 func raceHoldfast(ctx context.Context, db *postgres.DB, cfg RaceConfig) (RaceRun, error) {
-	tenant, _, err := postgres.NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "lab race"})
+	tenant, _, err := postgres.NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "lab race"}, nil)
 	if err != nil {
 		return RaceRun{}, err
 	}
@@ -317,18 +317,17 @@ func raceHoldfast(ctx context.Context, db *postgres.DB, cfg RaceConfig) (RaceRun
 	if err != nil {
 		return RaceRun{}, err
 	}
-	svc := postgres.NewTransferService(db)
-	writer, err := postgres.NewWriter(svc, postgres.WriterConfig{})
+	svc, err := postgres.NewTransferServiceWith(db, postgres.TransferConfig{GroupCommit: true})
 	if err != nil {
 		return RaceRun{}, err
 	}
-	if err := writer.Start(ctx); err != nil {
+	if err := svc.Start(ctx); err != nil {
 		return RaceRun{}, err
 	}
-	defer writer.Stop()
+	defer svc.Stop()
 	run := raceLoad(ctx, "Holdfast group commit", cfg, func(ctx context.Context, from, to int, amount int64) (bool, int, error) {
-		_, err := svc.CreateTransfers(ctx, tenant.ID, []holdfast.TransferCreate{{
-			DebitAccountID: ids[from-1], CreditAccountID: ids[to-1], Amount: amount, Currency: "USD"}}, false)
+		_, _, err := svc.CreateTransfers(ctx, holdfast.TransferRequest{TenantID: tenant.ID, Transfers: []holdfast.TransferCreate{{
+			DebitAccountID: ids[from-1], CreditAccountID: ids[to-1], Amount: amount, Currency: "USD"}}})
 		if holdfast.IsCode(err, holdfast.EINSUFFICIENT) {
 			return false, 0, nil
 		}
@@ -368,7 +367,7 @@ Locks are a tax on concurrency. The bigger the lock, the higher the tax.`,
 		Measured: fmt.Sprintf(`%d goroutines each make %d transfers of 1–100 between random wallets among %d (each starts
 with %d; a transfer that would overdraw is refused), on a 16-connection pool, six ways. The first five run on
 a bare table (id, balance, version) with no constraint, so each way's own correctness shows; Holdfast's runs the
-same load through its TransferService and group-commit Writer, in process like the others (no HTTP), on its
+same load through its TransferService with group commit, in process like the others (no HTTP), on its
 own schema, and the ledger is audited after (postgres.VerifyLedger). Money delta = final total − initial total.`,
 			cfg.Workers, cfg.Transfers, cfg.Wallets, cfg.Balance),
 		Columns:    []string{"way", "moved", "refused", "errors", "retries", "transfers/s", "money delta", "negative balances", "correct"},

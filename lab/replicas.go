@@ -188,7 +188,7 @@ func runReplicas(ctx context.Context, env *Env) (*Report, error) {
 
 	// Holdfast: two servers, each with its own pool and group-commit writer,
 	// on the one database.
-	tenant, key, err := postgres.NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "lab replicas"})
+	tenant, key, err := postgres.NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: "lab replicas"}, nil)
 	if err != nil {
 		return nil, err
 	}

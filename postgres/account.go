@@ -20,8 +20,9 @@ var _ holdfast.AccountService = (*AccountService)(nil)
 // NewAccountService returns an AccountService on db.
 func NewAccountService(db *DB) *AccountService { return &AccountService{db: db} }
 
-// CreateAccount creates an account with a zero balance.
-func (s *AccountService) CreateAccount(ctx context.Context, tenantID string, in holdfast.AccountCreate) (*holdfast.Account, error) {
+// CreateAccount creates an account with a zero balance, and stores it as
+// the claim's outcome in the same transaction.
+func (s *AccountService) CreateAccount(ctx context.Context, tenantID string, in holdfast.AccountCreate, claim *holdfast.IdempotencyClaim) (*holdfast.Account, error) {
 	if err := in.Validate(); err != nil {
 		return nil, err
 	}
@@ -53,14 +54,12 @@ func (s *AccountService) CreateAccount(ctx context.Context, tenantID string, in 
 	if err := insertOutbox(ctx, tx, event); err != nil {
 		return nil, fmt.Errorf("create account: %w", contextError(ctx, err))
 	}
-	resp, err := completeClaim(ctx, tx, a)
-	if err != nil {
+	if err := completeClaim(ctx, tx, claim, a); err != nil {
 		return nil, contextError(ctx, err)
 	}
 	if err := commit(ctx, tx); err != nil {
 		return nil, fmt.Errorf("create account: %w", err)
 	}
-	markClaimStored(ctx, resp)
 	return a, nil
 }
 

@@ -21,7 +21,7 @@ func TestBatch_AllocatesLittlePerTransfer(t *testing.T) {
 	accts := NewAccountService(db)
 	ids := make([]string, 200)
 	for i := range ids {
-		a, err := accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD"})
+		a, err := accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD"}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -34,9 +34,7 @@ func TestBatch_AllocatesLittlePerTransfer(t *testing.T) {
 			reqs[i] = &transferRequest{ctx: ctx, tenantID: tn.ID,
 				in: []holdfast.TransferCreate{{DebitAccountID: house.ID, CreditAccountID: id, Amount: 1, Currency: "USD"}},
 				claim: &holdfast.IdempotencyClaim{TenantID: tn.ID, Key: fmt.Sprintf("k-%d-%d", round, i), Fingerprint: []byte("fingerprint"),
-					Render: func(any, error) (holdfast.Response, bool) {
-						return holdfast.Response{Status: 201, ContentType: "application/json", Body: []byte(`{}`)}, true
-					}}}
+					RequestID: "0123456789abcdef01234567"}}
 		}
 		return reqs
 	}

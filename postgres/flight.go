@@ -1,6 +1,10 @@
 package postgres
 
-import "sync"
+import (
+	"sync"
+
+	"github.com/holdfast/holdfast"
+)
 
 // flight is a group-commit batch being committed, as the batches formed
 // after it see it. Once it is ready — it holds the row locks of its accounts
@@ -21,7 +25,7 @@ type flight struct {
 
 	once    sync.Once
 	readyCh chan struct{}
-	final   map[string]*account // the balances the batch commits; set before readyCh closes
+	final   map[string]*holdfast.AccountState // the balances the batch commits; set before readyCh closes
 }
 
 func newFlight(signal func()) *flight {
@@ -35,12 +39,12 @@ func (f *flight) pipelines() bool { return f != nil && len(f.after) > 0 }
 // ready records the balances the batch will commit (a copy of accounts,
 // applied and locked) and lets later batches pipeline behind it. Only the
 // first call counts; a nil flight (outside the writer) ignores it.
-func (f *flight) ready(accounts map[string]*account) {
+func (f *flight) ready(accounts map[string]*holdfast.AccountState) {
 	if f == nil {
 		return
 	}
 	f.once.Do(func() {
-		f.final = make(map[string]*account, len(accounts))
+		f.final = make(map[string]*holdfast.AccountState, len(accounts))
 		for id, a := range accounts {
 			c := *a
 			f.final[id] = &c

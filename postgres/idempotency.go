@@ -3,6 +3,7 @@ package postgres
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,8 +36,8 @@ func NewIdempotencyService(db *DB, lockTimeout time.Duration) *IdempotencyServic
 	return &IdempotencyService{db: db, lockTimeout: lockTimeout}
 }
 
-// Claim takes the key, replays its stored response, or refuses.
-func (s *IdempotencyService) Claim(ctx context.Context, tenantID, key string, fp []byte) (*holdfast.IdempotencyClaim, *holdfast.Response, error) {
+// Claim takes the key, returns its stored outcome, or refuses.
+func (s *IdempotencyService) Claim(ctx context.Context, tenantID, key string, fp []byte) (*holdfast.IdempotencyClaim, *holdfast.Outcome, error) {
 	for range 5 {
 		token := uuid.NewString()
 		inserted, err := s.insert(ctx, tenantID, key, fp, token)
@@ -44,20 +45,18 @@ func (s *IdempotencyService) Claim(ctx context.Context, tenantID, key string, fp
 			return nil, nil, fmt.Errorf("claim idempotency key: %w", contextError(ctx, err))
 		}
 		if inserted {
-			return &holdfast.IdempotencyClaim{TenantID: tenantID, Key: key, Token: token}, nil, nil
+			return &holdfast.IdempotencyClaim{TenantID: tenantID, Key: key, Fingerprint: fp, Token: token}, nil, nil
 		}
 
 		var (
 			storedFP []byte
 			oldToken *string
 			live     bool
-			status   *int
-			ctype    *string
-			body     []byte
+			outcome  []byte
 		)
 		err = s.db.Pool.QueryRow(ctx, `SELECT fingerprint, lock_token, coalesce(locked_at > now() - make_interval(secs => $3), false),
-			response_status, response_type, response_body FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`,
-			tenantID, key, s.lockTimeout.Seconds()).Scan(&storedFP, &oldToken, &live, &status, &ctype, &body)
+			outcome FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`,
+			tenantID, key, s.lockTimeout.Seconds()).Scan(&storedFP, &oldToken, &live, &outcome)
 		if errors.Is(err, pgx.ErrNoRows) {
 			continue // released or reaped in between: try to insert again
 		}
@@ -66,31 +65,37 @@ func (s *IdempotencyService) Claim(ctx context.Context, tenantID, key string, fp
 		}
 		switch {
 		case !bytes.Equal(storedFP, fp):
-			return nil, nil, holdfast.Errorf(holdfast.EIDEMPOTENCYREUSED,
-				"this Idempotency-Key was already used with a different request; use a new key for a new request")
-		case status != nil:
-			resp := &holdfast.Response{Status: *status, Body: body}
-			if ctype != nil {
-				resp.ContentType = *ctype
+			return nil, nil, errKeyReused
+		case outcome != nil:
+			o, err := holdfast.DecodeOutcome(outcome)
+			if err != nil {
+				return nil, nil, fmt.Errorf("claim idempotency key: stored outcome: %w", err)
 			}
-			return nil, resp, nil
+			return nil, o, nil
 		case live:
-			return nil, nil, holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE,
-				"a request with this Idempotency-Key is still in progress; retry later")
+			return nil, nil, errKeyInUse
 		}
 		// The holder is presumed dead: take the key over, if nobody beat us to it.
 		tag, err := s.db.Pool.Exec(ctx, `UPDATE idempotency_keys SET lock_token = $3, locked_at = now()
-			WHERE tenant_id = $1 AND key = $2 AND response_status IS NULL AND lock_token IS NOT DISTINCT FROM $4`,
+			WHERE tenant_id = $1 AND key = $2 AND outcome IS NULL AND lock_token IS NOT DISTINCT FROM $4`,
 			tenantID, key, token, oldToken)
 		if err != nil {
 			return nil, nil, fmt.Errorf("take over idempotency key: %w", contextError(ctx, err))
 		}
 		if tag.RowsAffected() == 1 {
-			return &holdfast.IdempotencyClaim{TenantID: tenantID, Key: key, Token: token}, nil, nil
+			return &holdfast.IdempotencyClaim{TenantID: tenantID, Key: key, Fingerprint: fp, Token: token}, nil, nil
 		}
 	}
-	return nil, nil, holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE, "a request with this Idempotency-Key is still in progress; retry later")
+	return nil, nil, errKeyInUse
 }
+
+// The refusals of a request under a key.
+var (
+	errKeyReused = holdfast.Errorf(holdfast.EIDEMPOTENCYREUSED,
+		"this Idempotency-Key was already used with a different request; use a new key for a new request")
+	errKeyInUse = holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE, "a request with this Idempotency-Key is still in progress; retry later")
+	errKeyTaken = holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE, "the Idempotency-Key was taken over by another request")
+)
 
 // insert tries to create the key's row, in one round trip. The claim commits
 // with synchronous_commit off: it is only a lock, and it is durable before any
@@ -108,62 +113,57 @@ func (s *IdempotencyService) insert(ctx context.Context, tenantID, key string, f
 	return inserted, err
 }
 
-// Complete stores the response of a request that ran without effects.
-func (s *IdempotencyService) Complete(ctx context.Context, c *holdfast.IdempotencyClaim, resp holdfast.Response) error {
-	tag, err := s.db.Pool.Exec(ctx, completeSQL, c.TenantID, c.Key, c.Token, resp.Status, resp.ContentType, resp.Body)
+// Complete stores the outcome of a request whose effects lie outside the
+// database, or that had none.
+func (s *IdempotencyService) Complete(ctx context.Context, c *holdfast.IdempotencyClaim, o *holdfast.Outcome) error {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return fmt.Errorf("complete idempotency key: %w", err)
+	}
+	tag, err := s.db.Pool.Exec(ctx, completeSQL, c.TenantID, c.Key, c.Token, b)
 	if err != nil {
 		return fmt.Errorf("complete idempotency key: %w", contextError(ctx, err))
 	}
 	if tag.RowsAffected() == 0 {
-		return holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE, "the Idempotency-Key was taken over by another request")
+		return errKeyTaken
 	}
-	c.SetStored(resp)
 	return nil
 }
 
-// Release deletes a key that has no stored response, so the client may retry it.
+// Release deletes a key that has no stored outcome, so the client may retry it.
 func (s *IdempotencyService) Release(ctx context.Context, c *holdfast.IdempotencyClaim) error {
 	_, err := s.db.Pool.Exec(ctx, `DELETE FROM idempotency_keys
-		WHERE tenant_id = $1 AND key = $2 AND lock_token = $3 AND response_status IS NULL`, c.TenantID, c.Key, c.Token)
+		WHERE tenant_id = $1 AND key = $2 AND lock_token = $3 AND outcome IS NULL`, c.TenantID, c.Key, c.Token)
 	if err != nil {
 		return fmt.Errorf("release idempotency key: %w", contextError(ctx, err))
 	}
 	return nil
 }
 
-const completeSQL = `UPDATE idempotency_keys
-	SET response_status = $4, response_type = $5, response_body = $6, lock_token = NULL, locked_at = NULL
+// completeSQL stores the outcome ($4) of the claim ($1, $2) whose token is $3.
+const completeSQL = `UPDATE idempotency_keys SET outcome = $4, lock_token = NULL, locked_at = NULL
 	WHERE tenant_id = $1 AND key = $2 AND lock_token = $3`
 
-// completeClaim stores, inside tx, the response of the write whose result is
-// given, when the request holds a claim. It returns the stored response, to be
-// marked with markClaimStored once tx commits; EIDEMPOTENCYINUSE when the
-// claim was taken over (tx must then roll back: the effects belong to another
-// request now).
-func completeClaim(ctx context.Context, tx pgx.Tx, result any) (*holdfast.Response, error) {
-	c := holdfast.ClaimFromContext(ctx)
-	if c == nil || c.Render == nil {
-		return nil, nil
+// completeClaim stores, inside tx, the outcome of a write that succeeded
+// with result, when the request holds a claim (c may be nil). It returns
+// EIDEMPOTENCYINUSE when the claim was taken over: tx must then roll back,
+// the effects belong to another request now.
+func completeClaim(ctx context.Context, tx pgx.Tx, c *holdfast.IdempotencyClaim, result any) error {
+	if c == nil {
+		return nil
 	}
-	resp, store := c.Render(result, nil)
-	if !store {
-		return nil, errors.New("render response: the result could not be rendered")
-	}
-	tag, err := tx.Exec(ctx, completeSQL, c.TenantID, c.Key, c.Token, resp.Status, resp.ContentType, resp.Body)
+	b, err := holdfast.EncodeOutcome(c.RequestID, result, nil)
 	if err != nil {
-		return nil, fmt.Errorf("complete idempotency key: %w", err)
+		return fmt.Errorf("complete idempotency key: %w", err)
+	}
+	tag, err := tx.Exec(ctx, completeSQL, c.TenantID, c.Key, c.Token, b)
+	if err != nil {
+		return fmt.Errorf("complete idempotency key: %w", err)
 	}
 	if tag.RowsAffected() == 0 {
-		return nil, holdfast.Errorf(holdfast.EIDEMPOTENCYINUSE, "the Idempotency-Key was taken over by another request")
+		return errKeyTaken
 	}
-	return &resp, nil
-}
-
-// markClaimStored records on the request's claim that resp was committed.
-func markClaimStored(ctx context.Context, resp *holdfast.Response) {
-	if c := holdfast.ClaimFromContext(ctx); c != nil && resp != nil {
-		c.SetStored(*resp)
-	}
+	return nil
 }
 
 // ReaperConfig configures the idempotency-key reaper.

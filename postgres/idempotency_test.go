@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -13,6 +14,15 @@ import (
 )
 
 func fingerprint(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+
+func mustJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
 
 func TestIdempotency_ClaimCompleteReplay(t *testing.T) {
 	t.Parallel()
@@ -31,16 +41,20 @@ func TestIdempotency_ClaimCompleteReplay(t *testing.T) {
 	if _, _, err := svc.Claim(ctx, tenant, "k1", fingerprint("b")); !holdfast.IsCode(err, holdfast.EIDEMPOTENCYREUSED) {
 		t.Fatalf("claim with another request: err = %v, want %s", err, holdfast.EIDEMPOTENCYREUSED)
 	}
-	resp := holdfast.Response{Status: 422, ContentType: "application/problem+json", Body: []byte(`{"x":1}`)}
-	if err := svc.Complete(ctx, claim, resp); err != nil {
+	claim.RequestID = "req-1"
+	o, err := holdfast.NewOutcome(claim.RequestID, nil, &holdfast.Error{Code: holdfast.ENOTFOUND, Message: "no such group", Extensions: map[string]any{"x": 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Complete(ctx, claim, o); err != nil {
 		t.Fatal(err)
 	}
 	again, stored, err := svc.Claim(ctx, tenant, "k1", fingerprint("a"))
 	if err != nil || again != nil || stored == nil {
 		t.Fatalf("replay = %v, %v, %v", again, stored, err)
 	}
-	if stored.Status != resp.Status || stored.ContentType != resp.ContentType || !bytes.Equal(stored.Body, resp.Body) {
-		t.Fatalf("replayed %+v, want %+v", stored, resp)
+	if want, got := mustJSON(t, o), mustJSON(t, stored); !bytes.Equal(got, want) {
+		t.Fatalf("replayed %s, want %s", got, want)
 	}
 	if _, _, err := svc.Claim(ctx, tenant, "k1", fingerprint("b")); !holdfast.IsCode(err, holdfast.EIDEMPOTENCYREUSED) {
 		t.Fatalf("completed key, another request: err = %v", err)
@@ -98,27 +112,22 @@ func TestIdempotency_TakeoverAfterCrash(t *testing.T) {
 		t.Fatalf("takeover = %v, %v", heir, err)
 	}
 
-	render := func(any, error) (holdfast.Response, bool) {
-		return holdfast.Response{Status: 201, Body: []byte("ok")}, true
-	}
-	dead.Render, heir.Render = render, render
 	in := holdfast.AccountCreate{Currency: "USD"}
-	if _, err := accounts.CreateAccount(holdfast.NewContextWithClaim(ctx, dead), tenant, in); !holdfast.IsCode(err, holdfast.EIDEMPOTENCYINUSE) {
+	if _, err := accounts.CreateAccount(ctx, tenant, in, dead); !holdfast.IsCode(err, holdfast.EIDEMPOTENCYINUSE) {
 		t.Fatalf("the dead request completing after takeover: err = %v", err)
 	}
-	if _, err := accounts.CreateAccount(holdfast.NewContextWithClaim(ctx, heir), tenant, in); err != nil {
+	created, err := accounts.CreateAccount(ctx, tenant, in, heir)
+	if err != nil {
 		t.Fatal(err)
-	}
-	if heir.Stored() == nil || string(heir.Stored().Body) != "ok" {
-		t.Fatalf("heir's stored response = %v", heir.Stored())
 	}
 	list, _, err := accounts.ListAccounts(ctx, tenant, holdfast.Page{})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("accounts = %d, %v; want exactly 1 (the dead request's write rolled back)", len(list), err)
 	}
 	_, stored, err := svc.Claim(ctx, tenant, "k", fingerprint("x"))
-	if err != nil || stored == nil || string(stored.Body) != "ok" {
-		t.Fatalf("replay after takeover = %v, %v", stored, err)
+	var replayed holdfast.Account
+	if err != nil || stored == nil || stored.Decode(&replayed) != nil || replayed.ID != created.ID {
+		t.Fatalf("replay after takeover = %+v, %v; want the heir's account %s", stored, err, created.ID)
 	}
 }
 
@@ -131,62 +140,57 @@ func TestTransfer_KeyClaimedInBatch(t *testing.T) {
 		ctx := context.Background()
 		a := MustAccount(t, l.db, l.tenant, "USD", true)
 		b := MustAccount(t, l.db, l.tenant, "USD", false)
-		claimed := func(fp string) (*holdfast.IdempotencyClaim, context.Context) {
-			c := &holdfast.IdempotencyClaim{TenantID: l.tenant, Key: "pay-1", Fingerprint: fingerprint(fp)}
-			c.Render = func(result any, err error) (holdfast.Response, bool) {
-				if err != nil {
-					return holdfast.Response{Status: 422, Body: []byte(holdfast.ErrorCode(err))}, true
-				}
-				return holdfast.Response{Status: 201, Body: []byte(result.([]*holdfast.Transfer)[0].ID)}, true
-			}
-			return c, holdfast.NewContextWithClaim(ctx, c)
+		claim := func(key, fp string) *holdfast.IdempotencyClaim {
+			return &holdfast.IdempotencyClaim{TenantID: l.tenant, Key: key, Fingerprint: fingerprint(fp), RequestID: "req-" + fp}
 		}
 		in := []holdfast.TransferCreate{{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 5, Currency: "USD"}}
+		create := func(c *holdfast.IdempotencyClaim, in []holdfast.TransferCreate) ([]*holdfast.Transfer, *holdfast.Outcome, error) {
+			return l.transfers.CreateTransfers(ctx, holdfast.TransferRequest{TenantID: l.tenant, Transfers: in, Idempotency: c})
+		}
 
+		var mu sync.Mutex
 		var wg sync.WaitGroup
-		claims := make([]*holdfast.IdempotencyClaim, 20)
-		for i := range claims {
-			c, cctx := claimed("body")
-			claims[i] = c
-			wg.Go(func() { l.transfers.CreateTransfers(cctx, l.tenant, in, false) })
+		var ran, replayed int
+		var id string
+		for range 20 {
+			wg.Go(func() {
+				out, o, err := create(claim("pay-1", "body"), in)
+				mu.Lock()
+				defer mu.Unlock()
+				switch {
+				case err == nil && o == nil:
+					ran++
+					id = out[0].ID
+				case o != nil:
+					replayed++
+				}
+			})
 		}
 		wg.Wait()
-		var ran, replayed int
-		for _, c := range claims {
-			switch {
-			case c.Stored() != nil:
-				ran++
-			case c.Replayed() != nil:
-				replayed++
-			}
-		}
 		if ran != 1 || l.balance(t, b) != 5 {
 			t.Fatalf("%d of 20 concurrent requests ran (balance %d); want exactly 1", ran, l.balance(t, b))
 		}
 		t.Logf("20 concurrent: 1 ran, %d replayed, %d told in progress", replayed, 19-replayed)
 
-		c, cctx := claimed("body")
-		if _, err := l.transfers.CreateTransfers(cctx, l.tenant, in, false); err != nil || c.Replayed() == nil {
-			t.Fatalf("retry: err %v, replayed %v", err, c.Replayed())
+		var first []*holdfast.Transfer
+		if _, o, err := create(claim("pay-1", "body"), in); err != nil || o == nil || o.Decode(&first) != nil || first[0].ID != id {
+			t.Fatalf("retry: err %v, replayed %+v; want the transfer %s", err, o, id)
 		}
-		if _, cctx := claimed("another body"); true {
-			if _, err := l.transfers.CreateTransfers(cctx, l.tenant, in, false); !holdfast.IsCode(err, holdfast.EIDEMPOTENCYREUSED) {
-				t.Fatalf("another request under the key: err = %v", err)
-			}
+		if _, _, err := create(claim("pay-1", "another body"), in); !holdfast.IsCode(err, holdfast.EIDEMPOTENCYREUSED) {
+			t.Fatalf("another request under the key: err = %v", err)
 		}
 		if l.balance(t, b) != 5 {
 			t.Fatalf("balance %d after retries, want 5", l.balance(t, b))
 		}
-		// A final failure is stored and replayed too.
+		// A final failure is stored and replayed too, with the first request's id.
 		fail := []holdfast.TransferCreate{{DebitAccountID: b.ID, CreditAccountID: a.ID, Amount: 500, Currency: "USD"}}
-		c1 := &holdfast.IdempotencyClaim{TenantID: l.tenant, Key: "pay-2", Fingerprint: fingerprint("f"), Render: claims[0].Render}
-		if _, err := l.transfers.CreateTransfers(holdfast.NewContextWithClaim(ctx, c1), l.tenant, fail, false); !holdfast.IsCode(err, holdfast.EINSUFFICIENT) || c1.Stored() == nil {
-			t.Fatalf("insufficient funds: err %v, stored %v", err, c1.Stored())
+		if _, o, err := create(claim("pay-2", "f"), fail); !holdfast.IsCode(err, holdfast.EINSUFFICIENT) || o != nil {
+			t.Fatalf("insufficient funds: err %v, replayed %+v", err, o)
 		}
-		c2 := &holdfast.IdempotencyClaim{TenantID: l.tenant, Key: "pay-2", Fingerprint: fingerprint("f"), Render: claims[0].Render}
-		l.transfers.CreateTransfers(holdfast.NewContextWithClaim(ctx, c2), l.tenant, fail, false)
-		if c2.Replayed() == nil || string(c2.Replayed().Body) != holdfast.EINSUFFICIENT {
-			t.Fatalf("replay of a stored failure = %v", c2.Replayed())
+		retry := claim("pay-2", "f")
+		retry.RequestID = "req-retry"
+		if _, o, err := create(retry, fail); err != nil || o == nil || o.Err == nil || o.Err.Code != holdfast.EINSUFFICIENT || o.RequestID != "req-f" {
+			t.Fatalf("replay of a stored failure = %+v, %v", o, err)
 		}
 	})
 }
@@ -203,7 +207,7 @@ func TestReaper_DeletesOnlyExpiredKeys(t *testing.T) {
 			t.Fatal(err)
 		}
 		if k != "old-held" {
-			if err := svc.Complete(ctx, c, holdfast.Response{Status: 201}); err != nil {
+			if err := svc.Complete(ctx, c, &holdfast.Outcome{Result: []byte(`{}`)}); err != nil {
 				t.Fatal(err)
 			}
 		}

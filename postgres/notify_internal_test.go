@@ -24,8 +24,8 @@ func TestBatch_WakesLocalRelayInsteadOfNotifying(t *testing.T) {
 	svc := NewTransferService(db)
 	transfer := func() {
 		t.Helper()
-		if _, err := svc.CreateTransfers(ctx, tn.ID, []holdfast.TransferCreate{
-			{DebitAccountID: house.ID, CreditAccountID: shop.ID, Amount: 10, Currency: "USD"}}, false); err != nil {
+		if _, _, err := svc.CreateTransfers(ctx, holdfast.TransferRequest{TenantID: tn.ID, Transfers: []holdfast.TransferCreate{
+			{DebitAccountID: house.ID, CreditAccountID: shop.ID, Amount: 10, Currency: "USD"}}}); err != nil {
 			t.Fatal(err)
 		}
 	}

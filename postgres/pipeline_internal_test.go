@@ -20,7 +20,7 @@ func TestPipelined_ChecksBalancesUnderLock(t *testing.T) {
 		return &transferRequest{ctx: ctx, tenantID: tn.ID, in: []holdfast.TransferCreate{
 			{DebitAccountID: house.ID, CreditAccountID: shop.ID, Amount: 10, Currency: "USD"}}}
 	}
-	behind := func(final map[string]*account) *flight {
+	behind := func(final map[string]*holdfast.AccountState) *flight {
 		prev := newFlight(nil)
 		prev.ready(final)
 		f := newFlight(nil)
@@ -45,7 +45,7 @@ func TestPipelined_ChecksBalancesUnderLock(t *testing.T) {
 	}
 
 	// The batch before said shop would hold 1,000, and then failed.
-	never := map[string]*account{shop.ID: {tenantID: tn.ID, currency: "USD", balance: 1000}}
+	never := map[string]*holdfast.AccountState{shop.ID: {TenantID: tn.ID, Currency: "USD", Balance: 1000}}
 	err := svc.tryBatch(ctx, db.Pool, []*transferRequest{request()}, behind(never), true)
 	if !isStale(err) {
 		t.Fatalf("pipelined against balances the database does not hold: %v, want ledger_expect's serialization failure", err)
@@ -63,14 +63,14 @@ func TestPipelined_ChecksBalancesUnderLock(t *testing.T) {
 
 	// The batch before said what the database holds: the pipelined attempt
 	// commits, and says what it commits to the batch after it.
-	f = behind(map[string]*account{
-		shop.ID:  {tenantID: tn.ID, currency: "USD", balance: 10},
-		house.ID: {tenantID: tn.ID, currency: "USD", allowOverdraft: true, balance: -10},
+	f = behind(map[string]*holdfast.AccountState{
+		shop.ID:  {TenantID: tn.ID, Currency: "USD", Balance: 10},
+		house.ID: {TenantID: tn.ID, Currency: "USD", AllowOverdraft: true, Balance: -10},
 	})
 	if err := svc.tryBatch(ctx, db.Pool, []*transferRequest{request()}, f, true); err != nil {
 		t.Fatal(err)
 	}
-	if balance(shop) != 20 || !f.isReady() || f.final[shop.ID].balance != 20 {
+	if balance(shop) != 20 || !f.isReady() || f.final[shop.ID].Balance != 20 {
 		t.Fatalf("shop holds %d (want 20); ready %v", balance(shop), f.isReady())
 	}
 	if err := VerifyLedger(ctx, db, tn.ID); err != nil {
@@ -88,15 +88,15 @@ func houseAndShop(t *testing.T, name string) (db *DB, tn *holdfast.Tenant, house
 	t.Helper()
 	ctx := context.Background()
 	db = openMigrated(t)
-	tn, _, err := NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: name})
+	tn, _, err := NewTenantService(db).CreateTenant(ctx, holdfast.TenantCreate{Name: name}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	accts := NewAccountService(db)
-	if house, err = accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true}); err != nil {
+	if house, err = accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if shop, err = accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD"}); err != nil {
+	if shop, err = accts.CreateAccount(ctx, tn.ID, holdfast.AccountCreate{Currency: "USD"}, nil); err != nil {
 		t.Fatal(err)
 	}
 	return db, tn, house, shop

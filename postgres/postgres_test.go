@@ -18,7 +18,7 @@ func MustOpenDB(tb testing.TB) *postgres.DB { return apitest.MustOpenDB(tb) }
 // MustTenant creates a tenant and returns its id.
 func MustTenant(tb testing.TB, db *postgres.DB) string {
 	tb.Helper()
-	t, _, err := postgres.NewTenantService(db).CreateTenant(context.Background(), holdfast.TenantCreate{Name: tb.Name()})
+	t, _, err := postgres.NewTenantService(db).CreateTenant(context.Background(), holdfast.TenantCreate{Name: tb.Name()}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -29,11 +29,26 @@ func MustTenant(tb testing.TB, db *postgres.DB) string {
 func MustAccount(tb testing.TB, db *postgres.DB, tenant, currency string, overdraft bool) *holdfast.Account {
 	tb.Helper()
 	a, err := postgres.NewAccountService(db).CreateAccount(context.Background(), tenant,
-		holdfast.AccountCreate{Currency: currency, AllowOverdraft: overdraft})
+		holdfast.AccountCreate{Currency: currency, AllowOverdraft: overdraft}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return a
+}
+
+// MustTransfers returns a started transfer service on db, stopped when the
+// test ends.
+func MustTransfers(tb testing.TB, db *postgres.DB, cfg postgres.TransferConfig) *postgres.TransferService {
+	tb.Helper()
+	svc, err := postgres.NewTransferServiceWith(db, cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := svc.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(svc.Stop)
+	return svc
 }
 
 func TestMigrate_Twice(t *testing.T) {

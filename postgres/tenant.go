@@ -71,8 +71,9 @@ func newSecret() (secret string, hash []byte) {
 	return secret, h[:]
 }
 
-// CreateTenant creates a tenant and its first API key, in one transaction.
-func (s *TenantService) CreateTenant(ctx context.Context, in holdfast.TenantCreate) (*holdfast.Tenant, *holdfast.APIKey, error) {
+// CreateTenant creates a tenant and its first API key, and stores them as
+// the claim's outcome (the key without its secret), in one transaction.
+func (s *TenantService) CreateTenant(ctx context.Context, in holdfast.TenantCreate, claim *holdfast.IdempotencyClaim) (*holdfast.Tenant, *holdfast.APIKey, error) {
 	if err := in.Validate(); err != nil {
 		return nil, nil, err
 	}
@@ -89,20 +90,19 @@ func (s *TenantService) CreateTenant(ctx context.Context, in holdfast.TenantCrea
 	if err != nil {
 		return nil, nil, err
 	}
-	resp, err := completeClaim(ctx, tx, &holdfast.NewTenant{Tenant: t, APIKey: k})
-	if err != nil {
+	if err := completeClaim(ctx, tx, claim, &holdfast.NewTenant{Tenant: t, APIKey: k.Redacted()}); err != nil {
 		return nil, nil, contextError(ctx, err)
 	}
 	if err := commit(ctx, tx); err != nil {
 		return nil, nil, fmt.Errorf("create tenant: %w", err)
 	}
-	markClaimStored(ctx, resp)
 	return t, k, nil
 }
 
 // CreateAPIKey adds a key to a tenant, unless it already holds
-// MaxActiveKeys unrevoked ones (EKEYLIMIT).
-func (s *TenantService) CreateAPIKey(ctx context.Context, tenantID string) (*holdfast.APIKey, error) {
+// MaxActiveKeys unrevoked ones (EKEYLIMIT), and stores it as the claim's
+// outcome without its secret, in the same transaction.
+func (s *TenantService) CreateAPIKey(ctx context.Context, tenantID string, claim *holdfast.IdempotencyClaim) (*holdfast.APIKey, error) {
 	tx, err := s.db.Pool.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("create api key: %w", contextError(ctx, err))
@@ -132,14 +132,12 @@ func (s *TenantService) CreateAPIKey(ctx context.Context, tenantID string) (*hol
 	if err != nil {
 		return nil, err
 	}
-	resp, err := completeClaim(ctx, tx, k)
-	if err != nil {
+	if err := completeClaim(ctx, tx, claim, k.Redacted()); err != nil {
 		return nil, contextError(ctx, err)
 	}
 	if err := commit(ctx, tx); err != nil {
 		return nil, fmt.Errorf("create api key: %w", err)
 	}
-	markClaimStored(ctx, resp)
 	return k, nil
 }
 

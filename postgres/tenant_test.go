@@ -37,7 +37,7 @@ func TestAPIKeys_CapHoldsUnderConcurrentCreation(t *testing.T) {
 		}
 		replicas = append(replicas, s)
 	}
-	tenant, _, err := replicas[0].CreateTenant(ctx, holdfast.TenantCreate{Name: t.Name()}) // its first key
+	tenant, _, err := replicas[0].CreateTenant(ctx, holdfast.TenantCreate{Name: t.Name()}, nil) // its first key
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func TestAPIKeys_CapHoldsUnderConcurrentCreation(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			k, err := replicas[i%2].CreateAPIKey(ctx, tenant.ID)
+			k, err := replicas[i%2].CreateAPIKey(ctx, tenant.ID, nil)
 			if err != nil && !holdfast.IsCode(err, holdfast.EKEYLIMIT) {
 				t.Errorf("create key: %v, want success or %s", err, holdfast.EKEYLIMIT)
 			}
@@ -72,10 +72,10 @@ func TestAPIKeys_CapHoldsUnderConcurrentCreation(t *testing.T) {
 	if err := replicas[1].RevokeAPIKey(ctx, tenant.ID, created[0].ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := replicas[0].CreateAPIKey(ctx, tenant.ID); err != nil {
+	if _, err := replicas[0].CreateAPIKey(ctx, tenant.ID, nil); err != nil {
 		t.Fatalf("create a key after a revocation made room: %v", err)
 	}
-	if _, err := replicas[1].CreateAPIKey(ctx, tenant.ID); !holdfast.IsCode(err, holdfast.EKEYLIMIT) {
+	if _, err := replicas[1].CreateAPIKey(ctx, tenant.ID, nil); !holdfast.IsCode(err, holdfast.EKEYLIMIT) {
 		t.Fatalf("create a key past the cap: %v, want %s", err, holdfast.EKEYLIMIT)
 	}
 }
@@ -87,16 +87,16 @@ func TestAPIKeys_CapDefaultsTo100(t *testing.T) {
 	db := MustOpenDB(t)
 	ctx := context.Background()
 	s := postgres.NewTenantService(db)
-	tenant, _, err := s.CreateTenant(ctx, holdfast.TenantCreate{Name: t.Name()})
+	tenant, _, err := s.CreateTenant(ctx, holdfast.TenantCreate{Name: t.Name()}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for range 99 {
-		if _, err := s.CreateAPIKey(ctx, tenant.ID); err != nil {
+		if _, err := s.CreateAPIKey(ctx, tenant.ID, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.CreateAPIKey(ctx, tenant.ID); !holdfast.IsCode(err, holdfast.EKEYLIMIT) {
+	if _, err := s.CreateAPIKey(ctx, tenant.ID, nil); !holdfast.IsCode(err, holdfast.EKEYLIMIT) {
 		t.Fatalf("the 101st key: %v, want %s", err, holdfast.EKEYLIMIT)
 	}
 	if n := countActiveKeys(t, db, tenant.ID); n != 100 {

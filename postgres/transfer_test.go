@@ -27,23 +27,13 @@ type ledger struct {
 func setup(t *testing.T, groupCommit bool) *ledger {
 	t.Helper()
 	db := MustOpenDB(t)
-	l := &ledger{db: db, tenant: MustTenant(t, db), transfers: postgres.NewTransferService(db), accounts: postgres.NewAccountService(db)}
-	if groupCommit {
-		w, err := postgres.NewWriter(l.transfers, postgres.WriterConfig{MaxBatch: 64})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Start(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(w.Stop)
-	}
-	return l
+	return &ledger{db: db, tenant: MustTenant(t, db), accounts: postgres.NewAccountService(db),
+		transfers: MustTransfers(t, db, postgres.TransferConfig{GroupCommit: groupCommit, Writer: postgres.WriterConfig{MaxBatch: 64}})}
 }
 
 func (l *ledger) transfer(from, to *holdfast.Account, amount int64) (*holdfast.Transfer, error) {
-	out, err := l.transfers.CreateTransfers(context.Background(), l.tenant, []holdfast.TransferCreate{{
-		DebitAccountID: from.ID, CreditAccountID: to.ID, Amount: amount, Currency: from.Currency}}, false)
+	out, _, err := l.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: l.tenant, Transfers: []holdfast.TransferCreate{{
+		DebitAccountID: from.ID, CreditAccountID: to.ID, Amount: amount, Currency: from.Currency}}})
 	if err != nil {
 		return nil, err
 	}
@@ -160,17 +150,17 @@ func TestTransfer_ClientIDIsIdempotent(t *testing.T) {
 		b := MustAccount(t, l.db, l.tenant, "USD", true)
 		id := uuid.NewString()
 		in := holdfast.TransferCreate{ID: id, DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 7, Currency: "USD", Description: "x"}
-		first, err := l.transfers.CreateTransfers(context.Background(), l.tenant, []holdfast.TransferCreate{in}, false)
+		first, _, err := l.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: l.tenant, Transfers: []holdfast.TransferCreate{in}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		again, err := l.transfers.CreateTransfers(context.Background(), l.tenant, []holdfast.TransferCreate{in}, false)
+		again, _, err := l.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: l.tenant, Transfers: []holdfast.TransferCreate{in}})
 		if err != nil || *again[0] != *first[0] {
 			t.Fatalf("same id, same fields: %+v, %v; want %+v", again, err, first[0])
 		}
 		changed := in
 		changed.Amount = 8
-		if _, err := l.transfers.CreateTransfers(context.Background(), l.tenant, []holdfast.TransferCreate{changed}, false); !holdfast.IsCode(err, holdfast.ETRANSFEREXISTS) {
+		if _, _, err := l.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: l.tenant, Transfers: []holdfast.TransferCreate{changed}}); !holdfast.IsCode(err, holdfast.ETRANSFEREXISTS) {
 			t.Fatalf("same id, other amount: err = %v", err)
 		}
 		if got := l.balance(t, b); got != 7 {
@@ -181,7 +171,7 @@ func TestTransfer_ClientIDIsIdempotent(t *testing.T) {
 		oa := MustAccount(t, l.db, other, "USD", true)
 		ob := MustAccount(t, l.db, other, "USD", true)
 		in2 := holdfast.TransferCreate{ID: id, DebitAccountID: oa.ID, CreditAccountID: ob.ID, Amount: 9, Currency: "USD"}
-		if _, err := l.transfers.CreateTransfers(context.Background(), other, []holdfast.TransferCreate{in2}, false); err != nil {
+		if _, _, err := l.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: other, Transfers: []holdfast.TransferCreate{in2}}); err != nil {
 			t.Fatalf("same id in another tenant: %v", err)
 		}
 	})
@@ -197,7 +187,7 @@ func TestTransfer_ClientIDConcurrent(t *testing.T) {
 		errs := make(chan error, 20)
 		for range 20 {
 			wg.Go(func() {
-				_, err := l.transfers.CreateTransfers(context.Background(), l.tenant, []holdfast.TransferCreate{in}, false)
+				_, _, err := l.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: l.tenant, Transfers: []holdfast.TransferCreate{in}})
 				errs <- err
 			})
 		}
@@ -225,7 +215,7 @@ func TestTransfer_LinkedAllOrNothing(t *testing.T) {
 			{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 60, Currency: "USD"},
 			{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 60, Currency: "USD"}, // a has only 40 left
 		}
-		_, err := l.transfers.CreateTransfers(context.Background(), l.tenant, set, true)
+		_, _, err := l.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: l.tenant, Transfers: set, Linked: true})
 		var e *holdfast.Error
 		if !errors.As(err, &e) || e.Code != holdfast.EINSUFFICIENT || e.Extensions["index"] != 2 {
 			t.Fatalf("err = %v, want insufficient funds at index 2", err)
@@ -235,7 +225,7 @@ func TestTransfer_LinkedAllOrNothing(t *testing.T) {
 				t.Fatalf("balance of %s = %d after a failed linked set", acct.ID, got)
 			}
 		}
-		out, err := l.transfers.CreateTransfers(context.Background(), l.tenant, set[:2], true)
+		out, _, err := l.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: l.tenant, Transfers: set[:2], Linked: true})
 		if err != nil || len(out) != 2 {
 			t.Fatalf("linked set: %v, %v", out, err)
 		}
@@ -317,8 +307,8 @@ func TestTransfer_BankInvariant(t *testing.T) {
 					if rng.IntN(10) == 0 {
 						time.AfterFunc(time.Duration(rng.IntN(2000))*time.Microsecond, cancel)
 					}
-					out, err := l.transfers.CreateTransfers(ctx, l.tenant, []holdfast.TransferCreate{{
-						DebitAccountID: from.ID, CreditAccountID: to.ID, Amount: int64(1 + rng.IntN(300)), Currency: "USD"}}, false)
+					out, _, err := l.transfers.CreateTransfers(ctx, holdfast.TransferRequest{TenantID: l.tenant, Transfers: []holdfast.TransferCreate{{
+						DebitAccountID: from.ID, CreditAccountID: to.ID, Amount: int64(1 + rng.IntN(300)), Currency: "USD"}}})
 					cancel()
 					switch {
 					case err == nil:
@@ -401,8 +391,8 @@ func TestTransfer_DeadlineAfterItStartedGetsTheOutcome(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() {
-			_, err := l.transfers.CreateTransfers(ctx, l.tenant, []holdfast.TransferCreate{{
-				ID: id, DebitAccountID: house.ID, CreditAccountID: alice.ID, Amount: 5, Currency: "USD"}}, false)
+			_, _, err := l.transfers.CreateTransfers(ctx, holdfast.TransferRequest{TenantID: l.tenant, Transfers: []holdfast.TransferCreate{{
+				ID: id, DebitAccountID: house.ID, CreditAccountID: alice.ID, Amount: 5, Currency: "USD"}}})
 			done <- err
 		}()
 		waitFor(t, func() bool { return lockWaiters(t, l.db) == 1 }) // its transaction has begun
@@ -456,8 +446,8 @@ func TestTransfer_ShortDeadlinesNeverRefuseWhatCommits(t *testing.T) {
 						deadline = time.Hour
 					}
 					ctx, cancel := context.WithTimeout(context.Background(), deadline)
-					_, err := l.transfers.CreateTransfers(ctx, l.tenant, []holdfast.TransferCreate{{
-						ID: id, DebitAccountID: house.ID, CreditAccountID: accts[rng.IntN(len(accts))].ID, Amount: 1, Currency: "USD"}}, false)
+					_, _, err := l.transfers.CreateTransfers(ctx, holdfast.TransferRequest{TenantID: l.tenant, Transfers: []holdfast.TransferCreate{{
+						ID: id, DebitAccountID: house.ID, CreditAccountID: accts[rng.IntN(len(accts))].ID, Amount: 1, Currency: "USD"}}})
 					cancel()
 					if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 						t.Errorf("transfer: %v", err)
@@ -513,7 +503,7 @@ func TestTransfer_AnotherTenantsAccountIsNeitherLockedNorTouched(t *testing.T) {
 		} {
 			done := make(chan error, 1)
 			go func() {
-				_, err := l.transfers.CreateTransfers(context.Background(), l.tenant, []holdfast.TransferCreate{in}, false)
+				_, _, err := l.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: l.tenant, Transfers: []holdfast.TransferCreate{in}})
 				done <- err
 			}()
 			var err error
@@ -615,19 +605,12 @@ func TestTransfer_CommitCutOffIsAnsweredWithItsOutcome(t *testing.T) {
 		t.Run(fmt.Sprintf("group_commit=%v", gc), func(t *testing.T) {
 			t.Parallel()
 			db := MustOpenDB(t)
-			l := &ledger{db: db, tenant: MustTenant(t, db), transfers: postgres.NewTransferService(db), accounts: postgres.NewAccountService(db)}
+			l := &ledger{db: db, tenant: MustTenant(t, db), accounts: postgres.NewAccountService(db),
+				transfers: MustTransfers(t, db, postgres.TransferConfig{GroupCommit: gc, Writer: postgres.WriterConfig{BatchTimeout: 200 * time.Millisecond}})}
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
 			if gc {
 				ctx = context.Background() // a batch, once taken, is the writer's: its own timeout cuts it off
-				w, err := postgres.NewWriter(l.transfers, postgres.WriterConfig{BatchTimeout: 200 * time.Millisecond})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := w.Start(context.Background()); err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(w.Stop)
 			}
 			house := MustAccount(t, db, l.tenant, "USD", true)
 			alice := MustAccount(t, db, l.tenant, "USD", false)
@@ -635,8 +618,8 @@ func TestTransfer_CommitCutOffIsAnsweredWithItsOutcome(t *testing.T) {
 			id := uuid.NewString()
 			done := make(chan error, 1)
 			go func() {
-				_, err := l.transfers.CreateTransfers(ctx, l.tenant, []holdfast.TransferCreate{{
-					ID: id, DebitAccountID: house.ID, CreditAccountID: alice.ID, Amount: 5, Currency: "USD"}}, false)
+				_, _, err := l.transfers.CreateTransfers(ctx, holdfast.TransferRequest{TenantID: l.tenant, Transfers: []holdfast.TransferCreate{{
+					ID: id, DebitAccountID: house.ID, CreditAccountID: alice.ID, Amount: 5, Currency: "USD"}}})
 				done <- err
 			}()
 			var err error

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,13 +101,13 @@ func (c WriterConfig) validate() error {
 	return nil
 }
 
-// Writer is group commit for transfers, the way Redis runs one command queue
+// writer is group commit for transfers, the way Redis runs one command queue
 // and TigerBeetle commits thousands of transfers at once: concurrent
 // CreateTransfers calls wait in a bounded queue, and each committer takes
 // everything waiting (up to MaxBatch) and applies it in one transaction, so
 // a hot account is locked once per batch instead of once per transfer and
 // one WAL flush serves the whole batch.
-type Writer struct {
+type writer struct {
 	svc   *TransferService
 	pool  *pgxpool.Pool // the committers' own connections: they never queue behind requests
 	cfg   WriterConfig
@@ -117,7 +116,7 @@ type Writer struct {
 	batchSize  prometheus.Histogram
 	commitTime prometheus.Histogram
 	queueWait  prometheus.Histogram
-	queueDepth prometheus.GaugeFunc
+	depthGauge prometheus.GaugeFunc
 	shed       prometheus.Counter
 	admitGauge prometheus.GaugeFunc
 	pipelined  prometheus.Counter // batches whose first attempt was pipelined
@@ -137,7 +136,7 @@ type Writer struct {
 	wg         sync.WaitGroup
 
 	gate   sync.RWMutex // held shared to enqueue, exclusively to close
-	closed bool         // after Stop: submit refuses at once
+	closed bool         // after stop: submit refuses at once
 
 	// Conflict-aware batching: a batch being formed leaves out the requests
 	// whose accounts a committing batch holds, until that batch is ready
@@ -151,14 +150,14 @@ type Writer struct {
 	lastStart time.Time          // when the latest batch being committed started
 }
 
-// NewWriter puts a group-commit writer in front of svc: from Start on, every
-// CreateTransfers call on svc goes through it.
-func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
+// newWriter returns a group-commit writer for svc, or an error for an
+// invalid configuration or a metric already registered.
+func newWriter(svc *TransferService, cfg WriterConfig) (*writer, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	w := &Writer{svc: svc, cfg: cfg, queue: make(chan *transferRequest, cfg.QueueSize),
+	w := &writer{svc: svc, cfg: cfg, queue: make(chan *transferRequest, cfg.QueueSize),
 		busy: make(map[string]*flight), freed: make(chan struct{})}
 	w.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "holdfast_ledger_batch_size", Help: "Transfer requests applied per group-commit transaction.",
@@ -172,15 +171,15 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 		Name: "holdfast_ledger_queue_wait_seconds", Help: "Time a transfer request waited for its group-commit batch to start.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 	})
-	w.queueDepth = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+	w.depthGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "holdfast_ledger_queue_depth", Help: "Transfer requests waiting for a group-commit batch.",
-	}, func() float64 { return float64(w.QueueDepth()) })
+	}, func() float64 { return float64(w.queueDepth()) })
 	w.shed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "holdfast_ledger_shed_total", Help: "Transfer requests refused at once because the group-commit queue was full or its delay would exceed the maximum wait.",
 	})
 	w.admitGauge = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "holdfast_ledger_admit_depth", Help: "Requests that may wait for group commit before new ones are refused (throughput on full batches × the maximum wait, at least one batch).",
-	}, func() float64 { return float64(w.AdmitDepth()) })
+	}, func() float64 { return float64(w.admitted()) })
 	w.pipelined = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "holdfast_ledger_pipelined_batches_total", Help: "Group-commit batches that applied against the balances of a batch still committing (pipelined).",
 	})
@@ -189,7 +188,7 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 	})
 	w.admitDepth.Store(int64(cfg.QueueSize))
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{w.batchSize, w.commitTime, w.queueWait, w.queueDepth, w.shed, w.admitGauge, w.pipelined, w.stale} {
+		for _, c := range []prometheus.Collector{w.batchSize, w.commitTime, w.queueWait, w.depthGauge, w.shed, w.admitGauge, w.pipelined, w.stale} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, err
 			}
@@ -198,48 +197,8 @@ func NewWriter(svc *TransferService, cfg WriterConfig) (*Writer, error) {
 	return w, nil
 }
 
-// QueueDepth returns how many transfer requests wait for a batch.
-func (w *Writer) QueueDepth() int { return int(w.waiting.Load()) }
-
-// AdmitDepth returns how many requests may wait before submit refuses new
-// ones: QueueSize until the writer has measured its throughput on a full
-// batch, and always without MaxWait.
-func (w *Writer) AdmitDepth() int { return int(w.admitDepth.Load()) }
-
-// observe records a committed batch of n requests that took d and, with
-// MaxWait, moves the admitted depth to what the writer commits in MaxWait.
-// Only full batches (FullBatch or more requests) measure capacity:
-// their per-request cost is the writer's, while a small batch's is mostly
-// the fixed cost of a transaction, which a backlog would share. The
-// committers are counted as working side by side (on a hot workload they
-// take turns, so the depth admitted is up to twice the delay's worth: the
-// error is on the side of refusing less). Samples fade with a one-second
-// time constant.
-//
-// Not measured: the time between completions while a backlog waits. A
-// backlog forms when a batch is slow, so those samples were the slow
-// moments, and the estimate settled at half the capacity.
-func (w *Writer) observe(n int, d time.Duration) {
-	if w.cfg.MaxWait <= 0 || n < w.cfg.FullBatch || d <= 0 {
-		return
-	}
-	now := time.Now()
-	w.rmu.Lock()
-	defer w.rmu.Unlock()
-	fade := 1.0
-	if !w.lastFull.IsZero() {
-		fade = math.Exp(-now.Sub(w.lastFull).Seconds())
-	}
-	w.fullN = w.fullN*fade + float64(n)
-	w.fullT = w.fullT*fade + d.Seconds()
-	w.lastFull = now
-	rate := w.fullN / w.fullT * float64(w.cfg.Committers)
-	depth := int64(rate * w.cfg.MaxWait.Seconds())
-	w.admitDepth.Store(min(max(depth, int64(w.cfg.MaxBatch)), int64(w.cfg.QueueSize)))
-}
-
-// Start runs the committers and routes the service's writes through them.
-func (w *Writer) Start(ctx context.Context) error {
+// start runs the committers on a pool of their own. Starting twice is a no-op.
+func (w *writer) start(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.cancel != nil {
@@ -257,13 +216,12 @@ func (w *Writer) Start(ctx context.Context) error {
 		w.wg.Add(1)
 		go w.run(ctx)
 	}
-	w.svc.writer = w
 	return nil
 }
 
-// Stop stops taking new batches, lets the running ones commit, fails what is
-// still queued with EOVERLOADED, and waits. Idempotent; safe before Start.
-func (w *Writer) Stop() {
+// stop stops taking new batches, lets the running ones commit, fails what is
+// still queued with EOVERLOADED, and waits. Idempotent; safe before start.
+func (w *writer) stop() {
 	w.mu.Lock()
 	cancel := w.cancel
 	w.mu.Unlock()
@@ -298,19 +256,19 @@ func (w *Writer) Stop() {
 }
 
 // submit queues r and waits for its batch, or for ctx.
-func (w *Writer) submit(ctx context.Context, r *transferRequest) ([]*holdfast.Transfer, error) {
+func (w *writer) submit(ctx context.Context, r *transferRequest) ([]*holdfast.Transfer, *holdfast.Outcome, error) {
 	r.done = make(chan struct{})
 	r.queued = time.Now()
 	w.gate.RLock()
 	if w.closed {
 		w.gate.RUnlock()
-		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the service is shutting down; retry")
+		return nil, nil, holdfast.Errorf(holdfast.EOVERLOADED, "the service is shutting down; retry")
 	}
 	if w.waiting.Add(1) > w.admitDepth.Load() {
 		w.waiting.Add(-1)
 		w.gate.RUnlock()
 		w.shed.Inc()
-		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the transfer queue is longer than the ledger commits in its maximum wait; retry shortly")
+		return nil, nil, holdfast.Errorf(holdfast.EOVERLOADED, "the transfer queue is longer than the ledger commits in its maximum wait; retry shortly")
 	}
 	select {
 	case w.queue <- r:
@@ -319,13 +277,13 @@ func (w *Writer) submit(ctx context.Context, r *transferRequest) ([]*holdfast.Tr
 		w.waiting.Add(-1)
 		w.gate.RUnlock()
 		w.shed.Inc()
-		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the transfer queue is full; retry shortly")
+		return nil, nil, holdfast.Errorf(holdfast.EOVERLOADED, "the transfer queue is full; retry shortly")
 	}
 	select {
 	case <-r.done:
 	case <-ctx.Done():
 		if r.state.CompareAndSwap(queued, abandoned) {
-			return nil, ctx.Err() // still queued: no batch will apply it
+			return nil, nil, ctx.Err() // still queued: no batch will apply it
 		}
 		// A batch has taken it: its outcome, not the deadline, is the
 		// answer, and the batch's own timeout bounds the wait.
@@ -334,7 +292,7 @@ func (w *Writer) submit(ctx context.Context, r *transferRequest) ([]*holdfast.Tr
 	return r.finish()
 }
 
-func (w *Writer) run(ctx context.Context) {
+func (w *writer) run(ctx context.Context) {
 	defer w.wg.Done()
 	for {
 		batch, f := w.take(ctx)
@@ -346,155 +304,11 @@ func (w *Writer) run(ctx context.Context) {
 	}
 }
 
-// take waits until a batch may start (no other is committing, or
-// OverlapDepth requests wait), then for requests that no committing batch
-// conflicts with (or only one that is ready), and
-// returns up to MaxBatch of them (set-aside ones first, then the queue's,
-// in arrival order), with the batch's flight, whose accounts are now held.
-// It returns nil once ctx ends.
-func (w *Writer) take(ctx context.Context) ([]*transferRequest, *flight) {
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		w.bmu.Lock()
-		var batch []*transferRequest
-		var f *flight
-		// While a young batch commits and few wait, let them wait for it.
-		var young time.Duration
-		if len(w.busy) > 0 && w.waiting.Load() < int64(w.cfg.OverlapDepth) { // a batch is committing (every batch holds accounts)
-			young = w.cfg.OverlapAfter - time.Since(w.lastStart)
-		}
-		if young <= 0 {
-			batch, f = w.collect()
-		}
-		if len(batch) > 0 {
-			w.lastStart = time.Now()
-			for id := range f.accounts {
-				w.busy[id] = f
-			}
-			w.waiting.Add(-int64(len(batch)))
-			w.bmu.Unlock()
-			return batch, f
-		}
-		freed := w.freed
-		queue := w.queue
-		if len(w.deferred) >= w.cfg.MaxBatch {
-			queue = nil // enough set aside: wait for accounts, leave the rest queued (and the queue's bound felt)
-		}
-		w.bmu.Unlock()
-		var aged <-chan time.Time
-		if young > 0 {
-			if timer == nil {
-				timer = time.NewTimer(young)
-			} else {
-				timer.Reset(young)
-			}
-			aged = timer.C
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil
-		case <-freed:
-		case <-aged:
-		case r := <-queue:
-			w.bmu.Lock()
-			w.deferred = append(w.deferred, r) // collect takes it in its turn
-			w.bmu.Unlock()
-		}
-	}
-}
-
-// collect forms a batch from the set-aside requests and the queue, leaving
-// aside those that touch an account a committing batch holds and is not
-// ready with; w.bmu is held.
-func (w *Writer) collect() ([]*transferRequest, *flight) {
-	var batch []*transferRequest
-	f := newFlight(w.signal)
-	add := func(r *transferRequest) bool {
-		if len(batch) >= w.cfg.MaxBatch || w.conflicts(r) {
-			return false
-		}
-		batch = append(batch, r)
-		for _, t := range r.in {
-			for _, id := range []string{t.DebitAccountID, t.CreditAccountID} {
-				f.accounts[id] = struct{}{}
-				if before := w.busy[id]; before != nil {
-					f.after[id] = before
-				}
-			}
-		}
-		return true
-	}
-	kept := w.deferred[:0]
-	for _, r := range w.deferred {
-		if !add(r) {
-			kept = append(kept, r)
-		}
-	}
-	clear(w.deferred[len(kept):])
-	w.deferred = kept
-	for len(batch) < w.cfg.MaxBatch && len(w.deferred) < w.cfg.MaxBatch {
-		select {
-		case r := <-w.queue:
-			if !add(r) {
-				w.deferred = append(w.deferred, r)
-			}
-		default:
-			return batch, f
-		}
-	}
-	return batch, f
-}
-
-// conflicts reports whether a committing batch that is not ready holds one
-// of r's accounts; w.bmu is held.
-func (w *Writer) conflicts(r *transferRequest) bool {
-	for _, t := range r.in {
-		if f := w.busy[t.DebitAccountID]; f != nil && !f.isReady() {
-			return true
-		}
-		if f := w.busy[t.CreditAccountID]; f != nil && !f.isReady() {
-			return true
-		}
-	}
-	return false
-}
-
-// release gives a committed batch's accounts back (those a later batch has
-// not taken since) and wakes the committers waiting for them.
-func (w *Writer) release(f *flight) {
-	w.bmu.Lock()
-	for id := range f.accounts {
-		if w.busy[id] == f {
-			delete(w.busy, id)
-		}
-	}
-	w.wakeLocked()
-	w.bmu.Unlock()
-}
-
-// signal wakes the committers waiting for accounts.
-func (w *Writer) signal() {
-	w.bmu.Lock()
-	w.wakeLocked()
-	w.bmu.Unlock()
-}
-
-// wakeLocked wakes the committers waiting for accounts; w.bmu is held.
-func (w *Writer) wakeLocked() {
-	close(w.freed)
-	w.freed = make(chan struct{})
-}
-
 // commit applies one batch and wakes its waiters. Requests whose callers
 // have gone or whose deadlines have passed are dropped before the
 // transaction starts; the others are taken, and from then on their callers
 // wait for the batch's outcome.
-func (w *Writer) commit(ctx context.Context, batch []*transferRequest, f *flight) {
+func (w *writer) commit(ctx context.Context, batch []*transferRequest, f *flight) {
 	live := batch[:0:0]
 	for _, r := range batch {
 		if err := r.ctx.Err(); err != nil && r.state.CompareAndSwap(queued, abandoned) {

@@ -19,7 +19,6 @@ type stuck struct {
 	db        *postgres.DB
 	tenant    string
 	transfers *postgres.TransferService
-	writer    *postgres.Writer
 	in        []holdfast.TransferCreate
 	release   func()
 }
@@ -30,16 +29,7 @@ type stuck struct {
 func setupStuck(t *testing.T, cfg postgres.WriterConfig) *stuck {
 	t.Helper()
 	db := MustOpenDB(t)
-	s := &stuck{db: db, tenant: MustTenant(t, db), transfers: postgres.NewTransferService(db)}
-	w, err := postgres.NewWriter(s.transfers, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
-	s.writer = w
+	s := &stuck{db: db, tenant: MustTenant(t, db), transfers: MustTransfers(t, db, postgres.TransferConfig{GroupCommit: true, Writer: cfg})}
 	a := MustAccount(t, db, s.tenant, "USD", true)
 	b := MustAccount(t, db, s.tenant, "USD", true)
 	s.in = []holdfast.TransferCreate{{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 1, Currency: "USD"}}
@@ -59,7 +49,7 @@ func setupStuck(t *testing.T, cfg postgres.WriterConfig) *stuck {
 func (s *stuck) submit(ctx context.Context) <-chan error {
 	done := make(chan error, 1)
 	go func() {
-		_, err := s.transfers.CreateTransfers(ctx, s.tenant, s.in, false)
+		_, _, err := s.transfers.CreateTransfers(ctx, holdfast.TransferRequest{TenantID: s.tenant, Transfers: s.in})
 		done <- err
 	}()
 	return done
@@ -87,10 +77,10 @@ func TestWriter_Backpressure(t *testing.T) {
 	first := s.submit(context.Background())
 	waitFor(t, func() bool { return lockWaiters(t, s.db) == 1 })
 	queued := []<-chan error{s.submit(context.Background()), s.submit(context.Background())}
-	waitFor(t, func() bool { return s.writer.QueueDepth() == 2 })
+	waitFor(t, func() bool { return s.transfers.QueueDepth() == 2 })
 
 	// The queue is full: refused at once.
-	if _, err := s.transfers.CreateTransfers(context.Background(), s.tenant, s.in, false); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
+	if _, _, err := s.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: s.tenant, Transfers: s.in}); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
 		t.Fatalf("full queue: err = %v, want %s", err, holdfast.EOVERLOADED)
 	}
 	// Release the lock: everything queued commits.
@@ -114,7 +104,7 @@ func TestWriter_DeadlineWhileQueued(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	queued := s.submit(ctx)
-	waitFor(t, func() bool { return s.writer.QueueDepth() == 1 })
+	waitFor(t, func() bool { return s.transfers.QueueDepth() == 1 })
 	cancel()
 	if err := <-queued; !errors.Is(err, context.Canceled) {
 		t.Fatalf("caller gone while queued: err = %v, want context.Canceled", err)
@@ -159,8 +149,8 @@ func TestWriter_RefusesAfterStop(t *testing.T) {
 	if err := <-s.submit(context.Background()); err != nil {
 		t.Fatalf("before Stop: %v", err)
 	}
-	s.writer.Stop()
-	if _, err := s.transfers.CreateTransfers(context.Background(), s.tenant, s.in, false); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
+	s.transfers.Stop()
+	if _, _, err := s.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: s.tenant, Transfers: s.in}); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
 		t.Fatalf("after Stop: err = %v, want %s", err, holdfast.EOVERLOADED)
 	}
 }
@@ -176,18 +166,18 @@ func TestWriter_ConflictAwareBatching(t *testing.T) {
 	first := s.submit(context.Background())
 	waitFor(t, func() bool { return lockWaiters(t, s.db) == 1 })
 	second := s.submit(context.Background())
-	waitFor(t, func() bool { return s.writer.QueueDepth() == 1 })
+	waitFor(t, func() bool { return s.transfers.QueueDepth() == 1 })
 
 	c := MustAccount(t, s.db, s.tenant, "USD", true)
 	d := MustAccount(t, s.db, s.tenant, "USD", true)
 	other := []holdfast.TransferCreate{{DebitAccountID: c.ID, CreditAccountID: d.ID, Amount: 5, Currency: "USD"}}
-	if _, err := s.transfers.CreateTransfers(context.Background(), s.tenant, other, false); err != nil {
+	if _, _, err := s.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: s.tenant, Transfers: other}); err != nil {
 		t.Fatalf("transfer between other accounts while a batch is stuck: %v", err)
 	}
 	if n := lockWaiters(t, s.db); n != 1 {
 		t.Fatalf("%d backends wait for a row lock, want 1 (the stuck batch only)", n)
 	}
-	if n := s.writer.QueueDepth(); n != 1 {
+	if n := s.transfers.QueueDepth(); n != 1 {
 		t.Fatalf("queue depth %d, want 1 (the request set aside)", n)
 	}
 
@@ -212,21 +202,21 @@ func TestWriter_ShedsByQueueDelay(t *testing.T) {
 	t.Parallel()
 	const admit = 3
 	s := setupStuck(t, postgres.WriterConfig{MaxBatch: admit, Committers: 2, QueueSize: 100, MaxWait: time.Nanosecond, FullBatch: 1})
-	if got := s.writer.AdmitDepth(); got != 100 {
+	if got := s.transfers.AdmitDepth(); got != 100 {
 		t.Fatalf("admitted depth before any measurement %d, want the queue size 100", got)
 	}
 	// A backlog between other accounts measures the throughput.
 	c := MustAccount(t, s.db, s.tenant, "USD", true)
 	d := MustAccount(t, s.db, s.tenant, "USD", true)
 	other := []holdfast.TransferCreate{{DebitAccountID: c.ID, CreditAccountID: d.ID, Amount: 1, Currency: "USD"}}
-	for round := 0; s.writer.AdmitDepth() != admit; round++ {
+	for round := 0; s.transfers.AdmitDepth() != admit; round++ {
 		if round == 50 {
-			t.Fatalf("admitted depth %d after 50 backlogs, want %d", s.writer.AdmitDepth(), admit)
+			t.Fatalf("admitted depth %d after 50 backlogs, want %d", s.transfers.AdmitDepth(), admit)
 		}
 		errs := make(chan error, 20)
 		for range 20 {
 			go func() {
-				_, err := s.transfers.CreateTransfers(context.Background(), s.tenant, other, false)
+				_, _, err := s.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: s.tenant, Transfers: other})
 				errs <- err
 			}()
 		}
@@ -242,11 +232,11 @@ func TestWriter_ShedsByQueueDelay(t *testing.T) {
 	var queued []<-chan error
 	for i := range admit {
 		queued = append(queued, s.submit(context.Background()))
-		waitFor(t, func() bool { return s.writer.QueueDepth() == i+1 })
+		waitFor(t, func() bool { return s.transfers.QueueDepth() == i+1 })
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := s.transfers.CreateTransfers(ctx, s.tenant, s.in, false); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
+	if _, _, err := s.transfers.CreateTransfers(ctx, holdfast.TransferRequest{TenantID: s.tenant, Transfers: s.in}); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
 		t.Fatalf("past the admitted depth: err = %v, want %s at once", err, holdfast.EOVERLOADED)
 	}
 	s.release()
@@ -278,11 +268,11 @@ func TestWriter_FewWaitForTheYoungBatch(t *testing.T) {
 	done := make(chan error, 3)
 	for range 3 {
 		go func() {
-			_, err := s.transfers.CreateTransfers(context.Background(), s.tenant, other, false)
+			_, _, err := s.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: s.tenant, Transfers: other})
 			done <- err
 		}()
 	}
-	waitFor(t, func() bool { return s.writer.QueueDepth() == 3 })
+	waitFor(t, func() bool { return s.transfers.QueueDepth() == 3 })
 	s.release()
 	if err := <-first; err != nil {
 		t.Fatal(err)
@@ -319,24 +309,17 @@ func TestWriter_PipelinesAHotAccount(t *testing.T) {
 	t.Parallel()
 	db := MustOpenDB(t)
 	tenant := MustTenant(t, db)
-	svc := postgres.NewTransferService(db)
 	reg := prometheus.NewRegistry()
-	w, err := postgres.NewWriter(svc, postgres.WriterConfig{MaxBatch: 16, QueueSize: 1000, Committers: 2, OverlapDepth: 1, Registerer: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
+	svc := MustTransfers(t, db, postgres.TransferConfig{GroupCommit: true,
+		Writer: postgres.WriterConfig{MaxBatch: 16, QueueSize: 1000, Committers: 2, OverlapDepth: 1, Registerer: reg}})
 	house := MustAccount(t, db, tenant, "USD", true)
 	var customers []*holdfast.Account
 	for range 8 {
 		customers = append(customers, MustAccount(t, db, tenant, "USD", false))
 	}
 	move := func(from, to *holdfast.Account, amount int64) error {
-		_, err := svc.CreateTransfers(context.Background(), tenant, []holdfast.TransferCreate{
-			{DebitAccountID: from.ID, CreditAccountID: to.ID, Amount: amount, Currency: "USD"}}, false)
+		_, _, err := svc.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: tenant, Transfers: []holdfast.TransferCreate{
+			{DebitAccountID: from.ID, CreditAccountID: to.ID, Amount: amount, Currency: "USD"}}})
 		return err
 	}
 	for _, c := range customers {
@@ -393,4 +376,64 @@ func TestWriter_PipelinesAHotAccount(t *testing.T) {
 		t.Fatalf("%d transfers stored, want %d applied + %d funding", transfers, applied.Load(), len(customers))
 	}
 	AssertLedgerConsistent(t, db, tenant)
+}
+
+// TestTransferService_StartsAndStopsItsGroupCommit: a service configured
+// for group commit owns its writer. Until Start each request commits
+// alone; from Start on requests go through the writer's batches; once
+// stopped, it refuses. Start and Stop are idempotent, Stop safe before
+// Start, and both do nothing without group commit.
+func TestTransferService_StartsAndStopsItsGroupCommit(t *testing.T) {
+	t.Parallel()
+	db := MustOpenDB(t)
+	tenant := MustTenant(t, db)
+	reg := prometheus.NewRegistry()
+	svc, err := postgres.NewTransferServiceWith(db, postgres.TransferConfig{GroupCommit: true, Writer: postgres.WriterConfig{Registerer: reg}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Stop() // before Start: nothing to stop
+	house := MustAccount(t, db, tenant, "USD", true)
+	alice := MustAccount(t, db, tenant, "USD", false)
+	move := func() error {
+		_, _, err := svc.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: tenant, Transfers: []holdfast.TransferCreate{
+			{DebitAccountID: house.ID, CreditAccountID: alice.ID, Amount: 1, Currency: "USD"}}})
+		return err
+	}
+	batches := func() uint64 {
+		families, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range families {
+			if f.GetName() == "holdfast_ledger_batch_size" {
+				return f.GetMetric()[0].GetHistogram().GetSampleCount()
+			}
+		}
+		return 0
+	}
+
+	if err := move(); err != nil || batches() != 0 {
+		t.Fatalf("before Start: err %v, %d group-commit batches; want the request committed alone", err, batches())
+	}
+	for range 2 {
+		if err := svc.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := move(); err != nil || batches() != 1 {
+		t.Fatalf("after Start: err %v, %d group-commit batches; want 1", err, batches())
+	}
+	svc.Stop()
+	svc.Stop()
+	if err := move(); !holdfast.IsCode(err, holdfast.EOVERLOADED) {
+		t.Fatalf("after Stop: err = %v, want %s", err, holdfast.EOVERLOADED)
+	}
+	AssertLedgerConsistent(t, db, tenant)
+
+	plain := postgres.NewTransferService(db)
+	if err := plain.Start(context.Background()); err != nil || plain.QueueDepth() != 0 || plain.AdmitDepth() != 0 {
+		t.Fatalf("without group commit: Start %v, depths %d/%d; want no-ops", err, plain.QueueDepth(), plain.AdmitDepth())
+	}
+	plain.Stop()
 }

@@ -76,7 +76,7 @@ func setup(t *testing.T, cfg receipts.Config) *env {
 		t.Fatal(err)
 	}
 	store := postgres.NewReceiptStore(db)
-	tn, _, err := postgres.NewTenantService(db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: "Receipt Test Ltd"})
+	tn, _, err := postgres.NewTenantService(db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: "Receipt Test Ltd"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,10 +87,10 @@ func setup(t *testing.T, cfg receipts.Config) *env {
 func (e *env) mustTransfer(t *testing.T, tenant string) string {
 	t.Helper()
 	accts := postgres.NewAccountService(e.db)
-	a, _ := accts.CreateAccount(t.Context(), tenant, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true})
-	b, _ := accts.CreateAccount(t.Context(), tenant, holdfast.AccountCreate{Currency: "USD"})
-	out, err := postgres.NewTransferService(e.db).CreateTransfers(t.Context(), tenant, []holdfast.TransferCreate{
-		{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 1, Currency: "USD"}}, false)
+	a, _ := accts.CreateAccount(t.Context(), tenant, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true}, nil)
+	b, _ := accts.CreateAccount(t.Context(), tenant, holdfast.AccountCreate{Currency: "USD"}, nil)
+	out, _, err := postgres.NewTransferService(e.db).CreateTransfers(t.Context(), holdfast.TransferRequest{TenantID: tenant, Transfers: []holdfast.TransferCreate{
+		{DebitAccountID: a.ID, CreditAccountID: b.ID, Amount: 1, Currency: "USD"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +173,7 @@ func TestReceipt_UploadProcessServe(t *testing.T) {
 		}
 	}
 	// Another tenant sees nothing of it.
-	other, _, _ := postgres.NewTenantService(e.db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: "other"})
+	other, _, _ := postgres.NewTenantService(e.db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: "other"}, nil)
 	if _, err := e.service.FindReceipt(t.Context(), other.ID, r.ID); !holdfast.IsCode(err, holdfast.ENOTFOUND) {
 		t.Fatalf("another tenant's receipt: %v", err)
 	}
@@ -277,7 +277,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 func TestReceipt_UploadToAnotherTenantsTransferStoresNoBlob(t *testing.T) {
 	t.Parallel()
 	e := setup(t, receipts.Config{})
-	other, _, err := postgres.NewTenantService(e.db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: "Other Ltd"})
+	other, _, err := postgres.NewTenantService(e.db).CreateTenant(t.Context(), holdfast.TenantCreate{Name: "Other Ltd"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

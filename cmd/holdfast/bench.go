@@ -132,7 +132,7 @@ func startBenchEnv(ctx context.Context, serverURL string, poolSize int, stderr i
 
 // tenant creates the tenant a benchmark runs as, with its API key.
 func (e *benchEnv) tenant(ctx context.Context) (*holdfast.Tenant, *holdfast.APIKey, error) {
-	return postgres.NewTenantService(e.main.DB).CreateTenant(ctx, holdfast.TenantCreate{Name: "bench"})
+	return postgres.NewTenantService(e.main.DB).CreateTenant(ctx, holdfast.TenantCreate{Name: "bench"}, nil)
 }
 
 func (e *benchEnv) close() {

@@ -74,7 +74,7 @@ Flags:
 	if err != nil {
 		return err
 	}
-	account, err := postgres.NewAccountService(m.DB).CreateAccount(ctx, tenant.ID, holdfast.AccountCreate{Currency: "USD"})
+	account, err := postgres.NewAccountService(m.DB).CreateAccount(ctx, tenant.ID, holdfast.AccountCreate{Currency: "USD"}, nil)
 	if err != nil {
 		return err
 	}

@@ -291,8 +291,8 @@ func shedCounts(m *app.Main) string {
 	}
 	var out []string
 	for _, f := range families {
-		if f.GetName() == "holdfast_ledger_shed_total" && len(f.GetMetric()) > 0 && m.Writer() != nil {
-			out = append(out, fmt.Sprintf("group-commit queue %.0f (admitted depth %d)", f.GetMetric()[0].GetCounter().GetValue(), m.Writer().AdmitDepth()))
+		if f.GetName() == "holdfast_ledger_shed_total" && len(f.GetMetric()) > 0 && m.Transfers() != nil {
+			out = append(out, fmt.Sprintf("group-commit queue %.0f (admitted depth %d)", f.GetMetric()[0].GetCounter().GetValue(), m.Transfers().AdmitDepth()))
 		}
 		if f.GetName() != "holdfast_admission_shed_total" {
 			continue

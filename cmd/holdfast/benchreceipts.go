@@ -104,12 +104,12 @@ func spikeSetup(ctx context.Context, f spikeFlags, stderr io.Writer, configure f
 		return nil, nil, err
 	}
 	accts := postgres.NewAccountService(env.main.DB)
-	a, err := accts.CreateAccount(ctx, t.ID, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true})
+	a, err := accts.CreateAccount(ctx, t.ID, holdfast.AccountCreate{Currency: "USD", AllowOverdraft: true}, nil)
 	if err != nil {
 		env.close()
 		return nil, nil, err
 	}
-	b, err := accts.CreateAccount(ctx, t.ID, holdfast.AccountCreate{Currency: "USD"})
+	b, err := accts.CreateAccount(ctx, t.ID, holdfast.AccountCreate{Currency: "USD"}, nil)
 	if err != nil {
 		env.close()
 		return nil, nil, err

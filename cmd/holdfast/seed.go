@@ -60,20 +60,20 @@ Flags:
 	tenants := postgres.NewTenantService(db)
 	var secret string
 	if *tenantID == "" {
-		t, k, err := tenants.CreateTenant(ctx, holdfast.TenantCreate{Name: "seed"})
+		t, k, err := tenants.CreateTenant(ctx, holdfast.TenantCreate{Name: "seed"}, nil)
 		if err != nil {
 			return err
 		}
 		*tenantID, secret = t.ID, k.Secret
 	} else {
-		k, err := tenants.CreateAPIKey(ctx, *tenantID)
+		k, err := tenants.CreateAPIKey(ctx, *tenantID, nil)
 		if err != nil {
 			return err
 		}
 		secret = k.Secret
 	}
 	if *accountID == "" {
-		a, err := postgres.NewAccountService(db).CreateAccount(ctx, *tenantID, holdfast.AccountCreate{Currency: "USD"})
+		a, err := postgres.NewAccountService(db).CreateAccount(ctx, *tenantID, holdfast.AccountCreate{Currency: "USD"}, nil)
 		if err != nil {
 			return err
 		}

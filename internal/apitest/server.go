@@ -48,12 +48,11 @@ func MustServeWith(tb testing.TB, db *postgres.DB, services func(*holdfasthttp.S
 	if err != nil {
 		tb.Fatal(err)
 	}
-	transfers := postgres.NewTransferService(db)
-	w, err := postgres.NewWriter(transfers, postgres.WriterConfig{})
+	transfers, err := postgres.NewTransferServiceWith(db, postgres.TransferConfig{GroupCommit: true})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if err := w.Start(context.Background()); err != nil {
+	if err := transfers.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	s.TenantService = postgres.NewTenantService(db)
@@ -62,7 +61,7 @@ func MustServeWith(tb testing.TB, db *postgres.DB, services func(*holdfasthttp.S
 	s.IdempotencyService = postgres.NewIdempotencyService(db, 0)
 	exports, err := postgres.NewExportService(db, postgres.ExportConfig{MaxConns: int32(c.ExportSlots)})
 	if err != nil {
-		w.Stop()
+		transfers.Stop()
 		tb.Fatal(err)
 	}
 	s.ExportService = exports
@@ -72,7 +71,7 @@ func MustServeWith(tb testing.TB, db *postgres.DB, services func(*holdfasthttp.S
 	}
 	if err := s.Open(); err != nil {
 		exports.Close()
-		w.Stop()
+		transfers.Stop()
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() {
@@ -80,7 +79,7 @@ func MustServeWith(tb testing.TB, db *postgres.DB, services func(*holdfasthttp.S
 		defer cancel()
 		s.Close(ctx)
 		exports.Close()
-		w.Stop()
+		transfers.Stop()
 	})
 	return s
 }
