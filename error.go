@@ -89,7 +89,7 @@ func IsCode(err error, code string) bool { return err != nil && ErrorCode(err) =
 // cancellation or an unknown outcome is not: the key is released for a retry.
 func IsFinal(err error) bool {
 	switch ErrorCode(err) {
-	case ENOTFOUND, EINSUFFICIENT, ECURRENCY, ELIMIT, ETRANSFEREXISTS, EIDEMPOTENCYREUSED, EIMAGETOOLARGE:
+	case ENOTFOUND, EINSUFFICIENT, ECURRENCY, ELIMIT, ETRANSFEREXISTS, EIDEMPOTENCYREUSED, EIMAGETOOLARGE, EQUOTA:
 		return true
 	}
 	return false

@@ -119,15 +119,14 @@ func (s *Server) protect(next http.Handler) http.Handler {
 			s.Error(w, r, err)
 			return
 		}
-		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
-			if sw.status == http.StatusServiceUnavailable || r.Context().Err() != nil {
+			if statusFrom(r.Context()) == http.StatusServiceUnavailable || r.Context().Err() != nil {
 				p.Drop()
 			} else {
 				p.Release()
 			}
 		}()
-		next.ServeHTTP(sw, r)
+		next.ServeHTTP(w, r)
 	})
 }
 
@@ -173,19 +172,3 @@ func markShed(ctx context.Context) {
 }
 
 func ceilSeconds(d time.Duration) int64 { return int64(math.Ceil(d.Seconds())) }
-
-// statusWriter remembers the status a handler wrote.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(status int) {
-	if w.status == 0 {
-		w.status = status
-	}
-	w.ResponseWriter.WriteHeader(status)
-}
-
-// Unwrap lets http.ResponseController reach the connection.
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -121,7 +121,7 @@ func (s *Server) apiMetricsHandler() http.Handler {
 func (s *Server) metricsRoutes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", s.metricsHandler())
-	return s.observe(s.problemsForUnrouted(mux))
+	return s.observe(mux)
 }
 
 // DefaultMetricsCacheTTL is how long a CachedCollector serves a copy by default.

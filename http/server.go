@@ -387,5 +387,5 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/admin/consumers/{name}/pause", admin(s.handlePauseConsumer))
 	mux.Handle("POST /v1/admin/consumers/{name}/resume", admin(s.handleResumeConsumer))
 
-	return s.observe(s.problemsForUnrouted(mux))
+	return s.observe(mux)
 }
