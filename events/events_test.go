@@ -17,7 +17,7 @@ import (
 	"github.com/holdfast/holdfast/internal/apitest"
 	"github.com/holdfast/holdfast/internal/natstest"
 	"github.com/holdfast/holdfast/internal/pgtest"
-	"github.com/holdfast/holdfast/jetstream"
+	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/postgres"
 )
 
@@ -28,7 +28,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // env is a database, a JetStream and the event log on them.
 type env struct {
 	db        *postgres.DB
-	nats      *jetstream.Conn
+	nats      *natsconn.Conn
 	stream    events.StreamConfig
 	tenant    string
 	accounts  *postgres.AccountService
@@ -43,14 +43,14 @@ type env struct {
 
 // setup returns a fresh database with a tenant, and an embedded JetStream
 // with the events stream.
-func setup(t *testing.T, natsCfg ...jetstream.Config) *env {
+func setup(t *testing.T, natsCfg ...natsconn.Config) *env {
 	t.Helper()
 	db := apitest.MustOpenDB(t)
-	cfg := jetstream.Config{StoreDir: t.TempDir()}
+	cfg := natsconn.Config{StoreDir: t.TempDir()}
 	if len(natsCfg) > 0 {
 		cfg = natsCfg[0]
 	}
-	nc, err := jetstream.Open(t.Context(), cfg)
+	nc, err := natsconn.Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -686,7 +686,7 @@ func TestAudit_VerifyFindsTheFirstBreak(t *testing.T) {
 func TestLog_ExternalServer(t *testing.T) {
 	t.Parallel()
 	url := natstest.ExternalURL(t)
-	e := setup(t, jetstream.Config{URL: url, Name: "holdfast-events-test"})
+	e := setup(t, natsconn.Config{URL: url, Name: "holdfast-events-test"})
 	g := e.group(t, "audit", e.audit)
 	admin := events.NewAdmin(e.nats.JS, e.states, e.stream, g)
 	e.start(t, e.relay(t), g, e.group(t, "analytics", e.analytics))

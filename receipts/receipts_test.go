@@ -22,8 +22,8 @@ import (
 	"github.com/holdfast/holdfast/events"
 	"github.com/holdfast/holdfast/internal/apitest"
 	"github.com/holdfast/holdfast/internal/pgtest"
-	"github.com/holdfast/holdfast/jetstream"
 	"github.com/holdfast/holdfast/media"
+	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/overload"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/receipts"
@@ -35,7 +35,7 @@ var quiet = slog.New(slog.DiscardHandler)
 
 type env struct {
 	db      *postgres.DB
-	nats    *jetstream.Conn
+	nats    *natsconn.Conn
 	blobs   *blob.Store
 	store   *postgres.ReceiptStore
 	service *receipts.Service
@@ -49,7 +49,7 @@ type env struct {
 func setup(t *testing.T, cfg receipts.Config) *env {
 	t.Helper()
 	db := apitest.MustOpenDB(t)
-	nc, err := jetstream.Open(t.Context(), jetstream.Config{StoreDir: t.TempDir()})
+	nc, err := natsconn.Open(t.Context(), natsconn.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func (e *env) mustTransfer(t *testing.T, tenant string) string {
 	return out[0].ID
 }
 
-func (e *env) worker(t *testing.T, nc *jetstream.Conn, configure ...func(*receipts.WorkerConfig)) *receipts.Worker {
+func (e *env) worker(t *testing.T, nc *natsconn.Conn, configure ...func(*receipts.WorkerConfig)) *receipts.Worker {
 	t.Helper()
 	cfg := receipts.WorkerConfig{Config: e.cfg, Lane: e.lane, Logger: quiet}
 	for _, f := range configure {

@@ -10,14 +10,14 @@ import (
 
 	"github.com/holdfast/holdfast/events"
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/jetstream"
+	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/postgres"
 )
 
 // EventLog is a running event log for tests: an embedded JetStream, the
 // relay and the analytics and audit groups on db.
 type EventLog struct {
-	NATS      *jetstream.Conn
+	NATS      *natsconn.Conn
 	Stream    events.StreamConfig
 	Publisher *events.Publisher
 	Admin     *events.Admin
@@ -33,7 +33,7 @@ func MustEventLog(tb testing.TB, db *postgres.DB, configure ...func(*events.Grou
 	tb.Helper()
 	ctx := context.Background()
 	quiet := slog.New(slog.DiscardHandler)
-	nc, err := jetstream.Open(ctx, jetstream.Config{StoreDir: tb.TempDir()})
+	nc, err := natsconn.Open(ctx, natsconn.Config{StoreDir: tb.TempDir()})
 	if err != nil {
 		tb.Fatal(err)
 	}
