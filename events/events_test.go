@@ -14,9 +14,10 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/events"
-	"github.com/holdfast/holdfast/internal/apitest"
-	"github.com/holdfast/holdfast/internal/natstest"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
+	"github.com/holdfast/holdfast/internal/testkit/natstest"
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/promtest"
 	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/postgres"
 )
@@ -45,7 +46,7 @@ type env struct {
 // with the events stream.
 func setup(t *testing.T, natsCfg ...natsconn.Config) *env {
 	t.Helper()
-	db := apitest.MustOpenDB(t)
+	db := dbtest.MustOpenDB(t)
 	cfg := natsconn.Config{StoreDir: t.TempDir()}
 	if len(natsCfg) > 0 {
 		cfg = natsCfg[0]
@@ -136,7 +137,7 @@ func (e *env) groupMetrics(t *testing.T) *events.GroupMetrics {
 func (e *env) waitPauseSeen(t *testing.T, group string) {
 	t.Helper()
 	eventually(t, group+"'s worker sees the pause", func() bool {
-		return apitest.GaugeValue(t, e.metrics, "holdfast_consumer_paused", "group", group) == 1
+		return promtest.GaugeValue(t, e.metrics, "holdfast_consumer_paused", "group", group) == 1
 	})
 }
 

@@ -6,7 +6,8 @@ import (
 
 	"github.com/holdfast/holdfast/events"
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/internal/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 )
 
 // eventServer is a server with a running event log.
@@ -17,7 +18,7 @@ type eventServer struct {
 
 func mustEventServer(t *testing.T) *eventServer {
 	t.Helper()
-	db := apitest.MustOpenDB(t)
+	db := dbtest.MustOpenDB(t)
 	l := apitest.MustEventLog(t, db)
 	s := apitest.MustServeWith(t, db, l.Services, func(c *holdfasthttp.Config) { c.AdminToken = adminToken })
 	return &eventServer{TestServer: &TestServer{Server: s, DB: db}, log: l}
@@ -173,7 +174,7 @@ func TestEvents_IdempotencyKey(t *testing.T) {
 // When the stream is full the producer gets 503 with Retry-After.
 func TestEvents_FullStreamAnswers503(t *testing.T) {
 	t.Parallel()
-	db := apitest.MustOpenDB(t)
+	db := dbtest.MustOpenDB(t)
 	l := apitest.MustEventLog(t, db)
 	small := events.StreamConfig{Name: "small", MaxBytes: 1 << 20}
 	if _, err := events.EnsureStream(t.Context(), l.NATS.JS, small); err != nil {

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/holdfast/holdfast/internal/natstest"
+	"github.com/holdfast/holdfast/internal/testkit/natstest"
 	"github.com/holdfast/holdfast/natsconn"
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"

@@ -20,8 +20,8 @@ import (
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/blob"
 	"github.com/holdfast/holdfast/events"
-	"github.com/holdfast/holdfast/internal/apitest"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 	"github.com/holdfast/holdfast/media"
 	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/overload"
@@ -48,7 +48,7 @@ type env struct {
 // streams, a blob store, and the outbox relay running (it carries jobs).
 func setup(t *testing.T, cfg receipts.Config) *env {
 	t.Helper()
-	db := apitest.MustOpenDB(t)
+	db := dbtest.MustOpenDB(t)
 	nc, err := natsconn.Open(t.Context(), natsconn.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

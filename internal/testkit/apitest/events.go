@@ -10,6 +10,7 @@ import (
 
 	"github.com/holdfast/holdfast/events"
 	holdfasthttp "github.com/holdfast/holdfast/http"
+	"github.com/holdfast/holdfast/internal/testkit/promtest"
 	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/postgres"
 )
@@ -89,30 +90,7 @@ func MustEventLog(tb testing.TB, db *postgres.DB, configure ...func(*events.Grou
 // none of its fetches is in flight (with the one worker a group has here).
 func (l *EventLog) WorkerSeesPause(tb testing.TB, group string) bool {
 	tb.Helper()
-	return GaugeValue(tb, l.Metrics, "holdfast_consumer_paused", "group", group) == 1
-}
-
-// GaugeValue returns the value of the gauge name{label="value"} gathered
-// from g, and 0 if there is none.
-func GaugeValue(tb testing.TB, g prometheus.Gatherer, name, label, value string) float64 {
-	tb.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return promtest.GaugeValue(tb, l.Metrics, "holdfast_consumer_paused", "group", group) == 1
 }
 
 // worker is a background worker with the shared lifecycle.
