@@ -54,7 +54,7 @@ type eventLog struct {
 }
 
 // groupNames are the consumer groups of the events stream.
-var groupNames = []string{"analytics", "audit"}
+var groupNames = []string{postgres.AnalyticsGroup, postgres.AuditGroup}
 
 // openNATS connects to the NATS at --nats-url, or starts the embedded one
 // in the data directory, which only one replica on the database may run:

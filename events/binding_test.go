@@ -13,6 +13,7 @@ import (
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/events"
 	"github.com/holdfast/holdfast/natsconn"
+	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/receipts"
 )
 
@@ -44,7 +45,7 @@ func (e *env) publish(t *testing.T, nc *natsconn.Conn, guard *events.Guard, n in
 // guardedGroup is the env's audit group on the stream on nc, with guard.
 func (e *env) guardedGroup(t *testing.T, nc *natsconn.Conn, guard *events.Guard) *events.Group {
 	t.Helper()
-	g, err := events.NewGroup(nc.JS, e.audit, e.states, nil, events.GroupConfig{Name: "audit", Stream: e.stream, Guard: guard,
+	g, err := events.NewGroup(nc.JS, e.audit, e.states, nil, events.GroupConfig{Name: postgres.AuditGroup, Stream: e.stream, Guard: guard,
 		Logger: quiet, FetchWait: 100 * time.Millisecond, StatePoll: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +61,7 @@ func (e *env) streamState(t *testing.T, nc *natsconn.Conn) (uint64, bool) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Consumer(t.Context(), "audit")
+	_, err = s.Consumer(t.Context(), postgres.AuditGroup)
 	if err != nil && !errors.Is(err, njs.ErrConsumerNotFound) {
 		t.Fatal(err)
 	}
@@ -150,14 +151,14 @@ func TestGuard_ReplacedStreamIsRefusedUntilAdopted(t *testing.T) {
 	}
 
 	// Adopted, knowingly: every event of the new stream is applied.
-	ad, err := events.AdoptStream(t.Context(), other.JS, e.states, e.stream.Name, []string{"audit"})
+	ad, err := events.AdoptStream(t.Context(), other.JS, e.states, e.stream.Name, []string{postgres.AuditGroup})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ad.Previous == "" || ad.Previous == ad.Identity || len(ad.Groups) != 1 {
 		t.Fatalf("adoption = %+v", ad)
 	}
-	if again, err := events.AdoptStream(t.Context(), other.JS, e.states, e.stream.Name, []string{"audit"}); err != nil || len(again.Groups) != 0 {
+	if again, err := events.AdoptStream(t.Context(), other.JS, e.states, e.stream.Name, []string{postgres.AuditGroup}); err != nil || len(again.Groups) != 0 {
 		t.Fatalf("adopting the bound stream again = %+v, %v; want nothing reset", again, err)
 	}
 	guard = e.guard(t, other)
@@ -190,10 +191,10 @@ func TestRelay_RefusesAReplacedJobsStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := guard.Ensure(t.Context(), "jobs", create); err != nil {
+	if _, err := guard.Ensure(t.Context(), holdfast.JobsStream, create); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.nats.JS.DeleteStream(t.Context(), "jobs"); err != nil {
+	if err := e.nats.JS.DeleteStream(t.Context(), holdfast.JobsStream); err != nil {
 		t.Fatal(err)
 	}
 	clock.Add(1)

@@ -8,6 +8,7 @@ import (
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/testkit/apitest"
 	"github.com/holdfast/holdfast/internal/testkit/dbtest"
+	"github.com/holdfast/holdfast/postgres"
 )
 
 // eventServer is a server with a running event log.
@@ -213,7 +214,7 @@ func TestAdminConsumers(t *testing.T) {
 	if m := r.JSON(t); m["paused"] != true || m["pause_reason"] != "maintenance" {
 		t.Fatalf("pause: %s", r.Body)
 	}
-	eventually(t, "the audit worker sees the pause", func() bool { return s.log.WorkerSeesPause(t, "audit") })
+	eventually(t, "the audit worker sees the pause", func() bool { return s.log.WorkerSeesPause(t, postgres.AuditGroup) })
 	c.Do(t, "POST", "/v1/events", clientEvents(10, "a.b", "")).MustStatus(t, 202)
 	eventually(t, "the audit group shows its lag", func() bool {
 		m := admin.Do(t, "GET", "/v1/admin/consumers", nil).MustStatus(t, 200).JSON(t)

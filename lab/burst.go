@@ -281,7 +281,7 @@ func startEventLab(ctx context.Context, env *Env, delay time.Duration) (_ *event
 	for _, g := range []struct {
 		name    string
 		applier events.Applier
-	}{{"analytics", analytics}, {"audit", audit}} {
+	}{{postgres.AnalyticsGroup, analytics}, {postgres.AuditGroup, audit}} {
 		group, err := events.NewGroup(l.nats.JS, g.applier, states, nil, events.GroupConfig{
 			Name: g.name, Stream: stream, Delay: delay, Logger: quiet,
 			FetchWait: 250 * time.Millisecond, StatePoll: 100 * time.Millisecond, // a pause is seen within a lag sample
@@ -420,7 +420,7 @@ func runBurst(ctx context.Context, env *Env) (*Report, error) {
 		return nil, err
 	}
 	defer l.close()
-	res := &BurstScenario{Delay: delay, PauseGroup: "audit"}
+	res := &BurstScenario{Delay: delay, PauseGroup: postgres.AuditGroup}
 	// An operator's pause of one group, pauseAfter into the drain.
 	var pausedAt, resumedAt time.Time
 	clock := &phaseClock{out: progress, After: make(chan struct{})}

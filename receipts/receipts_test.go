@@ -458,7 +458,7 @@ func TestReceipt_TransientFailureDeadLettersThenRedrive(t *testing.T) {
 	if other, _, _ := dls.ListDeadLetters(t.Context(), "0190a8a0-0000-7000-8000-000000000000", holdfast.Page{}); len(other) != 0 {
 		t.Fatalf("another tenant's dead letters: %+v", other)
 	}
-	dead, _ := e.nats.JS.Stream(t.Context(), "jobs-dead")
+	dead, _ := e.nats.JS.Stream(t.Context(), receipts.DefaultDeadStream)
 	if info, _ := dead.Info(t.Context()); info.State.Msgs != 1 {
 		t.Fatalf("jobs-dead holds %d messages, want 1", info.State.Msgs)
 	}

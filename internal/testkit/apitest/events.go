@@ -60,7 +60,7 @@ func MustEventLog(tb testing.TB, db *postgres.DB, configure ...func(*events.Grou
 	for _, g := range []struct {
 		name    string
 		applier events.Applier
-	}{{"analytics", l.Analytics}, {"audit", l.Audit}} {
+	}{{postgres.AnalyticsGroup, l.Analytics}, {postgres.AuditGroup, l.Audit}} {
 		cfg := events.GroupConfig{Name: g.name, Stream: l.Stream, Logger: quiet, FetchWait: 100 * time.Millisecond, StatePoll: 50 * time.Millisecond}
 		for _, f := range configure {
 			f(&cfg)
