@@ -51,6 +51,16 @@ const (
 	TopicJobs   = "jobs"
 )
 
+// NATS names of the jobs the outbox relays (TopicJobs), unless configured:
+// the work-queue stream that holds them and the subject of a ReceiptJob in
+// it. The relay (package events) publishes there; the receipt pipeline
+// (package receipts) creates the stream and consumes the subject. They
+// live here because neither package imports the other.
+const (
+	JobsStream         = "jobs"
+	ReceiptJobsSubject = JobsStream + ".receipts"
+)
+
 // Event sources.
 const (
 	SourceLedger = "ledger"

@@ -1,7 +1,7 @@
 // Package holdfast holds the domain of the Holdfast payments service: tenants,
 // accounts, transfers and the entries they write, idempotency claims, and the
 // error codes every layer speaks. It imports only the standard library; the
-// adapters (postgres, http, jetstream) implement or consume what is here.
+// adapters (postgres, http, natsconn) implement or consume what is here.
 //
 // Money is always an int64 count of minor units (cents) with an ISO 4217
 // currency code beside it; never a float.

@@ -23,7 +23,7 @@ import (
 	"github.com/holdfast/holdfast"
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/pglocal"
-	"github.com/holdfast/holdfast/jetstream"
+	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/overload"
 	"github.com/holdfast/holdfast/postgres"
 )
@@ -85,7 +85,7 @@ type Main struct {
 	Registry *prometheus.Registry
 	Cluster  *pglocal.Cluster // dev only
 	DB       *postgres.DB
-	NATS     *jetstream.Conn // set before Run to share another Main's NATS (a second replica in the lab)
+	NATS     *natsconn.Conn // set before Run to share another Main's NATS (a second replica in the lab)
 	HTTP     *holdfasthttp.Server
 
 	// Lane runs CPU-bound work (image processing) within a few cores, so

@@ -17,6 +17,7 @@ import (
 	njs "github.com/nats-io/nats.go/jetstream"
 
 	"github.com/holdfast/holdfast/app"
+	"github.com/holdfast/holdfast/events"
 	"github.com/holdfast/holdfast/postgres"
 )
 
@@ -146,7 +147,7 @@ func TestDev_TheFirstHour(t *testing.T) {
 	}
 	js, _ := njs.New(nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	_, err = js.Stream(ctx, "events")
+	_, err = js.Stream(ctx, events.DefaultStream)
 	cancel()
 	nc.Close()
 	if err != nil {

@@ -14,9 +14,9 @@ import (
 
 	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/events"
-	"github.com/holdfast/holdfast/internal/apitest"
-	"github.com/holdfast/holdfast/internal/natstest"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/natstest"
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 )
 
 // runMain runs the program on the database at dbURL with the data

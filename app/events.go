@@ -16,7 +16,7 @@ import (
 
 	"github.com/holdfast/holdfast/events"
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/jetstream"
+	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/receipts"
 )
@@ -54,7 +54,7 @@ type eventLog struct {
 }
 
 // groupNames are the consumer groups of the events stream.
-var groupNames = []string{"analytics", "audit"}
+var groupNames = []string{postgres.AnalyticsGroup, postgres.AuditGroup}
 
 // openNATS connects to the NATS at --nats-url, or starts the embedded one
 // in the data directory, which only one replica on the database may run:
@@ -73,13 +73,13 @@ func (m *Main) openNATS(ctx context.Context) error {
 			}
 			m.events.embedded = claim
 		}
-		nc := jetstream.Config{URL: c.NATSURL, StoreDir: natsDir(c.DataDir), Listen: c.NATSListen}
+		nc := natsconn.Config{URL: c.NATSURL, StoreDir: natsDir(c.DataDir), Listen: c.NATSListen}
 		var err error
-		m.NATS, err = jetstream.Open(ctx, nc)
+		m.NATS, err = natsconn.Open(ctx, nc)
 		if errors.Is(err, syscall.EADDRINUSE) && c.Dev && c.NATSListen == DevNATSListen {
 			// Another program has dev's usual port; the banner prints the one taken.
 			nc.Listen = "127.0.0.1:0"
-			m.NATS, err = jetstream.Open(ctx, nc)
+			m.NATS, err = natsconn.Open(ctx, nc)
 		}
 		if err != nil {
 			return err

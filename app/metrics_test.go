@@ -5,8 +5,8 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast/app"
-	"github.com/holdfast/holdfast/internal/apitest"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 )
 
 // TestMain_MetricsAddr: Config.MetricsAddr serves /metrics, the consumer and

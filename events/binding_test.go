@@ -12,12 +12,13 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/events"
-	"github.com/holdfast/holdfast/jetstream"
+	"github.com/holdfast/holdfast/natsconn"
+	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/receipts"
 )
 
 // guard returns a guard of the streams on nc against the env's database.
-func (e *env) guard(t *testing.T, nc *jetstream.Conn) *events.Guard {
+func (e *env) guard(t *testing.T, nc *natsconn.Conn) *events.Guard {
 	t.Helper()
 	g, err := events.NewGuard(nc.JS, e.states, events.GuardConfig{})
 	if err != nil {
@@ -27,7 +28,7 @@ func (e *env) guard(t *testing.T, nc *jetstream.Conn) *events.Guard {
 }
 
 // publish stores n client events of the env's tenant in the stream on nc.
-func (e *env) publish(t *testing.T, nc *jetstream.Conn, guard *events.Guard, n int) error {
+func (e *env) publish(t *testing.T, nc *natsconn.Conn, guard *events.Guard, n int) error {
 	t.Helper()
 	p, err := events.NewPublisher(nc.NC, events.PublisherConfig{Stream: e.stream, Guard: guard, Logger: quiet})
 	if err != nil {
@@ -42,9 +43,9 @@ func (e *env) publish(t *testing.T, nc *jetstream.Conn, guard *events.Guard, n i
 }
 
 // guardedGroup is the env's audit group on the stream on nc, with guard.
-func (e *env) guardedGroup(t *testing.T, nc *jetstream.Conn, guard *events.Guard) *events.Group {
+func (e *env) guardedGroup(t *testing.T, nc *natsconn.Conn, guard *events.Guard) *events.Group {
 	t.Helper()
-	g, err := events.NewGroup(nc.JS, e.audit, e.states, nil, events.GroupConfig{Name: "audit", Stream: e.stream, Guard: guard,
+	g, err := events.NewGroup(nc.JS, e.audit, e.states, nil, events.GroupConfig{Name: postgres.AuditGroup, Stream: e.stream, Guard: guard,
 		Logger: quiet, FetchWait: 100 * time.Millisecond, StatePoll: 50 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -54,13 +55,13 @@ func (e *env) guardedGroup(t *testing.T, nc *jetstream.Conn, guard *events.Guard
 
 // streamState returns the messages of the stream on nc, and whether it has
 // a consumer named audit.
-func (e *env) streamState(t *testing.T, nc *jetstream.Conn) (uint64, bool) {
+func (e *env) streamState(t *testing.T, nc *natsconn.Conn) (uint64, bool) {
 	t.Helper()
 	s, err := nc.JS.Stream(t.Context(), e.stream.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = s.Consumer(t.Context(), "audit")
+	_, err = s.Consumer(t.Context(), postgres.AuditGroup)
 	if err != nil && !errors.Is(err, njs.ErrConsumerNotFound) {
 		t.Fatal(err)
 	}
@@ -100,7 +101,7 @@ func TestGuard_ReplacedStreamIsRefusedUntilAdopted(t *testing.T) {
 	g.Stop()
 
 	// Another server with a stream of the same name, holding 5 events.
-	other, err := jetstream.Open(t.Context(), jetstream.Config{StoreDir: t.TempDir()})
+	other, err := natsconn.Open(t.Context(), natsconn.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +136,7 @@ func TestGuard_ReplacedStreamIsRefusedUntilAdopted(t *testing.T) {
 	}
 
 	// A server without the stream: it is not created anew.
-	empty, err := jetstream.Open(t.Context(), jetstream.Config{StoreDir: t.TempDir()})
+	empty, err := natsconn.Open(t.Context(), natsconn.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,14 +151,14 @@ func TestGuard_ReplacedStreamIsRefusedUntilAdopted(t *testing.T) {
 	}
 
 	// Adopted, knowingly: every event of the new stream is applied.
-	ad, err := events.AdoptStream(t.Context(), other.JS, e.states, e.stream.Name, []string{"audit"})
+	ad, err := events.AdoptStream(t.Context(), other.JS, e.states, e.stream.Name, []string{postgres.AuditGroup})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ad.Previous == "" || ad.Previous == ad.Identity || len(ad.Groups) != 1 {
 		t.Fatalf("adoption = %+v", ad)
 	}
-	if again, err := events.AdoptStream(t.Context(), other.JS, e.states, e.stream.Name, []string{"audit"}); err != nil || len(again.Groups) != 0 {
+	if again, err := events.AdoptStream(t.Context(), other.JS, e.states, e.stream.Name, []string{postgres.AuditGroup}); err != nil || len(again.Groups) != 0 {
 		t.Fatalf("adopting the bound stream again = %+v, %v; want nothing reset", again, err)
 	}
 	guard = e.guard(t, other)
@@ -190,10 +191,10 @@ func TestRelay_RefusesAReplacedJobsStream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := guard.Ensure(t.Context(), "jobs", create); err != nil {
+	if _, err := guard.Ensure(t.Context(), holdfast.JobsStream, create); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.nats.JS.DeleteStream(t.Context(), "jobs"); err != nil {
+	if err := e.nats.JS.DeleteStream(t.Context(), holdfast.JobsStream); err != nil {
 		t.Fatal(err)
 	}
 	clock.Add(1)

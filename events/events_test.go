@@ -14,10 +14,11 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/events"
-	"github.com/holdfast/holdfast/internal/apitest"
-	"github.com/holdfast/holdfast/internal/natstest"
-	"github.com/holdfast/holdfast/internal/pgtest"
-	"github.com/holdfast/holdfast/jetstream"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
+	"github.com/holdfast/holdfast/internal/testkit/natstest"
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/promtest"
+	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/postgres"
 )
 
@@ -28,7 +29,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // env is a database, a JetStream and the event log on them.
 type env struct {
 	db        *postgres.DB
-	nats      *jetstream.Conn
+	nats      *natsconn.Conn
 	stream    events.StreamConfig
 	tenant    string
 	accounts  *postgres.AccountService
@@ -43,14 +44,14 @@ type env struct {
 
 // setup returns a fresh database with a tenant, and an embedded JetStream
 // with the events stream.
-func setup(t *testing.T, natsCfg ...jetstream.Config) *env {
+func setup(t *testing.T, natsCfg ...natsconn.Config) *env {
 	t.Helper()
-	db := apitest.MustOpenDB(t)
-	cfg := jetstream.Config{StoreDir: t.TempDir()}
+	db := dbtest.MustOpenDB(t)
+	cfg := natsconn.Config{StoreDir: t.TempDir()}
 	if len(natsCfg) > 0 {
 		cfg = natsCfg[0]
 	}
-	nc, err := jetstream.Open(t.Context(), cfg)
+	nc, err := natsconn.Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +137,7 @@ func (e *env) groupMetrics(t *testing.T) *events.GroupMetrics {
 func (e *env) waitPauseSeen(t *testing.T, group string) {
 	t.Helper()
 	eventually(t, group+"'s worker sees the pause", func() bool {
-		return apitest.GaugeValue(t, e.metrics, "holdfast_consumer_paused", "group", group) == 1
+		return promtest.GaugeValue(t, e.metrics, "holdfast_consumer_paused", "group", group) == 1
 	})
 }
 
@@ -358,7 +359,7 @@ func TestRelay_LateCommitBelowTheCursor(t *testing.T) {
 func TestLog_EndToEnd(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	e.start(t, e.relay(t), e.group(t, "analytics", e.analytics), e.group(t, "audit", e.audit))
+	e.start(t, e.relay(t), e.group(t, postgres.AnalyticsGroup, e.analytics), e.group(t, postgres.AuditGroup, e.audit))
 	a, b := e.mustAccount(t, true), e.mustAccount(t, true)
 	var sum int64
 	for i := 0; i < 50; i++ {
@@ -400,7 +401,7 @@ func TestLog_EndToEnd(t *testing.T) {
 func TestConsumers_RedeliveryChangesNothing(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	for _, name := range []string{"analytics", "audit"} {
+	for _, name := range []string{postgres.AnalyticsGroup, postgres.AuditGroup} {
 		if _, err := e.states.EnsureGroup(t.Context(), name, e.stream.Name, ""); err != nil {
 			t.Fatal(err)
 		}
@@ -430,7 +431,7 @@ func TestConsumers_RedeliveryChangesNothing(t *testing.T) {
 		t.Fatalf("rollups = %+v, want one of 10 events summing 50 EUR", rs)
 	}
 	// After pruning to the floor, the old sequences stay applied.
-	if err := e.states.Prune(t.Context(), "audit", 10); err != nil {
+	if err := e.states.Prune(t.Context(), postgres.AuditGroup, 10); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.audit.ApplyEvents(t.Context(), batch); err != nil {
@@ -486,7 +487,7 @@ func TestConsumers_RedeliveredThroughTheStream(t *testing.T) {
 	e := setup(t)
 	f := &flaky{Applier: e.audit}
 	f.fails.Store(2)
-	e.start(t, e.relay(t), e.group(t, "audit", f))
+	e.start(t, e.relay(t), e.group(t, postgres.AuditGroup, f))
 	a, b := e.mustAccount(t, true), e.mustAccount(t, true)
 	for i := 0; i < 10; i++ {
 		e.mustTransfer(t, a, b, 1)
@@ -503,16 +504,16 @@ func TestConsumers_RedeliveredThroughTheStream(t *testing.T) {
 func TestGroup_PauseAndResume(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	g := e.group(t, "audit", e.audit)
+	g := e.group(t, postgres.AuditGroup, e.audit)
 	admin := events.NewAdmin(e.nats.JS, e.states, e.stream, g)
 	e.start(t, e.relay(t), g)
 	a, b := e.mustAccount(t, true), e.mustAccount(t, true)
 	eventually(t, "accounts audited", func() bool { return e.auditCount(t) == 2 })
 
-	if err := admin.PauseConsumer(t.Context(), "audit", time.Time{}, "test"); err != nil {
+	if err := admin.PauseConsumer(t.Context(), postgres.AuditGroup, time.Time{}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	e.waitPauseSeen(t, "audit")
+	e.waitPauseSeen(t, postgres.AuditGroup)
 	for i := 0; i < 10; i++ {
 		e.mustTransfer(t, a, b, 1)
 	}
@@ -534,7 +535,7 @@ func TestGroup_PauseAndResume(t *testing.T) {
 		t.Fatalf("status while paused = %+v", st[0])
 	}
 
-	if err := admin.ResumeConsumer(t.Context(), "audit"); err != nil {
+	if err := admin.ResumeConsumer(t.Context(), postgres.AuditGroup); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "audit catches up after resume", func() bool { return e.auditCount(t) == 12 })
@@ -570,11 +571,11 @@ func TestGroup_PausesItselfWhenOverwhelmed(t *testing.T) {
 	e := setup(t)
 	o := &overwhelmed{Applier: e.audit}
 	o.fails.Store(1)
-	g := e.group(t, "audit", o, func(c *events.GroupConfig) { c.Cooldown = time.Second })
+	g := e.group(t, postgres.AuditGroup, o, func(c *events.GroupConfig) { c.Cooldown = time.Second })
 	e.start(t, e.relay(t), g)
 	e.mustAccount(t, true)
 	eventually(t, "the group paused itself", func() bool {
-		st, err := e.states.State(t.Context(), "audit")
+		st, err := e.states.State(t.Context(), postgres.AuditGroup)
 		return err == nil && st.PausedUntil != nil && strings.HasPrefix(st.PauseReason, "auto:")
 	})
 	eventually(t, "the event is applied after the cooldown", func() bool { return e.auditCount(t) == 1 })
@@ -652,7 +653,7 @@ func TestPublisher_RetryWithKeyStoresOnce(t *testing.T) {
 func TestAudit_VerifyFindsTheFirstBreak(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	e.states.EnsureGroup(t.Context(), "audit", e.stream.Name, "")
+	e.states.EnsureGroup(t.Context(), postgres.AuditGroup, e.stream.Name, "")
 	batch := make([]holdfast.EventDelivery, 5)
 	for i := range batch {
 		ev := holdfast.Event{ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Type: "x.y", TenantID: e.tenant, OccurredAt: time.Now()}
@@ -686,16 +687,16 @@ func TestAudit_VerifyFindsTheFirstBreak(t *testing.T) {
 func TestLog_ExternalServer(t *testing.T) {
 	t.Parallel()
 	url := natstest.ExternalURL(t)
-	e := setup(t, jetstream.Config{URL: url, Name: "holdfast-events-test"})
-	g := e.group(t, "audit", e.audit)
+	e := setup(t, natsconn.Config{URL: url, Name: "holdfast-events-test"})
+	g := e.group(t, postgres.AuditGroup, e.audit)
 	admin := events.NewAdmin(e.nats.JS, e.states, e.stream, g)
-	e.start(t, e.relay(t), g, e.group(t, "analytics", e.analytics))
+	e.start(t, e.relay(t), g, e.group(t, postgres.AnalyticsGroup, e.analytics))
 	a, b := e.mustAccount(t, true), e.mustAccount(t, true)
 	eventually(t, "accounts audited", func() bool { return e.auditCount(t) == 2 })
-	if err := admin.PauseConsumer(t.Context(), "audit", time.Time{}, "test"); err != nil {
+	if err := admin.PauseConsumer(t.Context(), postgres.AuditGroup, time.Time{}, "test"); err != nil {
 		t.Fatal(err)
 	}
-	e.waitPauseSeen(t, "audit")
+	e.waitPauseSeen(t, postgres.AuditGroup)
 	for i := 0; i < 5; i++ {
 		e.mustTransfer(t, a, b, 1)
 	}
@@ -706,7 +707,7 @@ func TestLog_ExternalServer(t *testing.T) {
 	if got := e.auditCount(t); got != 2 {
 		t.Fatalf("paused group applied events on the external server: %d", got)
 	}
-	if err := admin.ResumeConsumer(t.Context(), "audit"); err != nil {
+	if err := admin.ResumeConsumer(t.Context(), postgres.AuditGroup); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "audit catches up", func() bool { return e.auditCount(t) == 7 })
@@ -743,7 +744,7 @@ func TestGroup_ReplicasShareTheWork(t *testing.T) {
 		t.Cleanup(func() { nc.NC.Close() })
 		c := &counting{Applier: e.audit}
 		replicas = append(replicas, c)
-		g, err := events.NewGroup(nc.JS, c, e.states, nil, events.GroupConfig{Name: "audit", Stream: e.stream, Logger: quiet,
+		g, err := events.NewGroup(nc.JS, c, e.states, nil, events.GroupConfig{Name: postgres.AuditGroup, Stream: e.stream, Logger: quiet,
 			MaxBatch: 5, FetchWait: 100 * time.Millisecond, StatePoll: 50 * time.Millisecond})
 		if err != nil {
 			t.Fatal(err)
@@ -780,7 +781,7 @@ func TestGroup_YieldsUnderPressure(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
 	var asked atomic.Int32
-	g := e.group(t, "audit", e.audit, func(c *events.GroupConfig) {
+	g := e.group(t, postgres.AuditGroup, e.audit, func(c *events.GroupConfig) {
 		c.MaxBatch, c.YieldDelay = 2, 10*time.Millisecond
 		c.Yield = func() bool { asked.Add(1); return true }
 	})
@@ -893,8 +894,8 @@ func TestLog_BatchedEvents(t *testing.T) {
 		t.Fatalf("after the republish the stream holds %d messages, want %d (duplicates stored)", got, messages)
 	}
 
-	e.start(t, e.group(t, "audit", e.audit, func(c *events.GroupConfig) { c.MaxBatch = 7 }),
-		e.group(t, "analytics", e.analytics, func(c *events.GroupConfig) { c.MaxBatch = 7 }))
+	e.start(t, e.group(t, postgres.AuditGroup, e.audit, func(c *events.GroupConfig) { c.MaxBatch = 7 }),
+		e.group(t, postgres.AnalyticsGroup, e.analytics, func(c *events.GroupConfig) { c.MaxBatch = 7 }))
 	eventually(t, "audit holds every event", func() bool { return e.auditCount(t) == total })
 	v, err := e.audit.VerifyAudit(t.Context(), e.tenant, holdfast.AuditVerifyRequest{})
 	if err != nil || !v.OK || v.Records != total {
@@ -934,7 +935,7 @@ func TestPublisher_SameIDInTwoTenantsStoresBoth(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.start(t, e.group(t, "analytics", e.analytics), e.group(t, "audit", e.audit))
+	e.start(t, e.group(t, postgres.AnalyticsGroup, e.analytics), e.group(t, postgres.AuditGroup, e.audit))
 	const id = "0190a0b0-0000-7000-8000-000000000001"
 	batch := []holdfast.EventCreate{{ID: id, Type: "order.placed", Properties: []byte(`{"amount":100,"currency":"USD"}`)}}
 	for _, tenant := range []string{e.tenant, other.ID, e.tenant} {

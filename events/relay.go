@@ -32,9 +32,10 @@ type Outbox interface {
 type RelayConfig struct {
 	// Stream is the events stream the relay publishes to.
 	Stream StreamConfig
-	// JobsSubject is where job messages (outbox topic "jobs") go. Default "jobs.receipts".
+	// JobsSubject is where job messages (outbox topic "jobs") go. Default
+	// holdfast.ReceiptJobsSubject.
 	JobsSubject string
-	// JobsStream is the stream that stores JobsSubject. Default "jobs".
+	// JobsStream is the stream that stores JobsSubject. Default holdfast.JobsStream.
 	JobsStream string
 	// Guard, if set, checks before every publish that the events stream
 	// (and, for a job, the jobs stream) is the one the database is bound
@@ -71,10 +72,10 @@ type RelayConfig struct {
 func (c RelayConfig) WithDefaults() RelayConfig {
 	c.Stream = c.Stream.WithDefaults()
 	if c.JobsSubject == "" {
-		c.JobsSubject = "jobs.receipts"
+		c.JobsSubject = holdfast.ReceiptJobsSubject
 	}
 	if c.JobsStream == "" {
-		c.JobsStream = "jobs"
+		c.JobsStream = holdfast.JobsStream
 	}
 	if c.Batch == 0 {
 		c.Batch = 2000

@@ -23,9 +23,12 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
+// DefaultStream is the name of the events stream unless configured.
+const DefaultStream = "events"
+
 // StreamConfig configures the events stream.
 type StreamConfig struct {
-	// Name of the stream. Default "events"; its subjects are "<name>.>".
+	// Name of the stream. Default DefaultStream; its subjects are "<name>.>".
 	Name string
 	// MaxBytes caps the stream's size; past it, publishes are refused. Default 1 GiB.
 	MaxBytes int64
@@ -44,7 +47,7 @@ type StreamConfig struct {
 // WithDefaults returns c with zero fields set to their defaults.
 func (c StreamConfig) WithDefaults() StreamConfig {
 	if c.Name == "" {
-		c.Name = "events"
+		c.Name = DefaultStream
 	}
 	if c.MaxBytes == 0 {
 		c.MaxBytes = 1 << 30

@@ -12,7 +12,8 @@ import (
 
 	"github.com/holdfast/holdfast"
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/internal/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/overload"
 	"github.com/holdfast/holdfast/postgres"
 )
@@ -32,7 +33,7 @@ func (c *countingTenants) Authenticate(ctx context.Context, secret string) (stri
 // lookups are counted.
 func mustServeCounting(tb testing.TB, cfg ...func(*holdfasthttp.Config)) (*TestServer, *countingTenants) {
 	tb.Helper()
-	db := apitest.MustOpenDB(tb)
+	db := dbtest.MustOpenDB(tb)
 	counter := &countingTenants{}
 	count := func(s *holdfasthttp.Server) {
 		counter.TenantService = s.TenantService

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/internal/apitest"
 	"github.com/holdfast/holdfast/internal/pglocal"
+	"github.com/holdfast/holdfast/internal/testkit/apitest"
 	"github.com/holdfast/holdfast/postgres"
 )
 

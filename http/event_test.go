@@ -6,7 +6,9 @@ import (
 
 	"github.com/holdfast/holdfast/events"
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/internal/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
+	"github.com/holdfast/holdfast/postgres"
 )
 
 // eventServer is a server with a running event log.
@@ -17,7 +19,7 @@ type eventServer struct {
 
 func mustEventServer(t *testing.T) *eventServer {
 	t.Helper()
-	db := apitest.MustOpenDB(t)
+	db := dbtest.MustOpenDB(t)
 	l := apitest.MustEventLog(t, db)
 	s := apitest.MustServeWith(t, db, l.Services, func(c *holdfasthttp.Config) { c.AdminToken = adminToken })
 	return &eventServer{TestServer: &TestServer{Server: s, DB: db}, log: l}
@@ -173,7 +175,7 @@ func TestEvents_IdempotencyKey(t *testing.T) {
 // When the stream is full the producer gets 503 with Retry-After.
 func TestEvents_FullStreamAnswers503(t *testing.T) {
 	t.Parallel()
-	db := apitest.MustOpenDB(t)
+	db := dbtest.MustOpenDB(t)
 	l := apitest.MustEventLog(t, db)
 	small := events.StreamConfig{Name: "small", MaxBytes: 1 << 20}
 	if _, err := events.EnsureStream(t.Context(), l.NATS.JS, small); err != nil {
@@ -212,7 +214,7 @@ func TestAdminConsumers(t *testing.T) {
 	if m := r.JSON(t); m["paused"] != true || m["pause_reason"] != "maintenance" {
 		t.Fatalf("pause: %s", r.Body)
 	}
-	eventually(t, "the audit worker sees the pause", func() bool { return s.log.WorkerSeesPause(t, "audit") })
+	eventually(t, "the audit worker sees the pause", func() bool { return s.log.WorkerSeesPause(t, postgres.AuditGroup) })
 	c.Do(t, "POST", "/v1/events", clientEvents(10, "a.b", "")).MustStatus(t, 202)
 	eventually(t, "the audit group shows its lag", func() bool {
 		m := admin.Do(t, "GET", "/v1/admin/consumers", nil).MustStatus(t, 200).JSON(t)

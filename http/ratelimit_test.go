@@ -12,7 +12,8 @@ import (
 
 	"github.com/holdfast/holdfast"
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/internal/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/ratelimit"
 )
@@ -88,7 +89,7 @@ func TestRateLimit_KeysOfATenantShareOneBudget(t *testing.T) {
 // request succeeds.
 func TestAPIKeys_CapIsAProblem(t *testing.T) {
 	t.Parallel()
-	db := apitest.MustOpenDB(t)
+	db := dbtest.MustOpenDB(t)
 	capped := func(s *holdfasthttp.Server) {
 		tenants, err := postgres.NewTenantServiceWith(db, postgres.TenantConfig{MaxActiveKeys: 2})
 		if err != nil {

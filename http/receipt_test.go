@@ -9,7 +9,8 @@ import (
 	"time"
 
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/internal/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/media"
 	"github.com/holdfast/holdfast/receipts"
 )
@@ -22,7 +23,7 @@ type receiptServer struct {
 
 func mustReceiptServer(t *testing.T, configure ...func(*receipts.ServiceConfig)) *receiptServer {
 	t.Helper()
-	db := apitest.MustOpenDB(t)
+	db := dbtest.MustOpenDB(t)
 	l := apitest.MustEventLog(t, db)
 	rc := apitest.MustReceipts(t, db, l, receipts.Config{BackoffBase: 50 * time.Millisecond, MaxDeliveries: 2}, configure...)
 	s := apitest.MustServeWith(t, db, func(s *holdfasthttp.Server) { l.Services(s); rc.Services(s) },

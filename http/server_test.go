@@ -5,8 +5,9 @@ import (
 	"testing"
 
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/internal/apitest"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 	"github.com/holdfast/holdfast/postgres"
 )
 
@@ -25,7 +26,7 @@ type TestServer struct {
 // commit on; cfg may adjust the server's configuration.
 func MustOpenServer(tb testing.TB, cfg ...func(*holdfasthttp.Config)) *TestServer {
 	tb.Helper()
-	return MustOpenServerOn(tb, apitest.MustOpenDB(tb), cfg...)
+	return MustOpenServerOn(tb, dbtest.MustOpenDB(tb), cfg...)
 }
 
 // MustOpenServerOn starts another server on an existing database (a second replica).

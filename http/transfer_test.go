@@ -11,7 +11,8 @@ import (
 	"github.com/google/uuid"
 
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/internal/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/postgres"
 )
 
@@ -26,7 +27,7 @@ func TestTransfers_ShortRequestTimeoutNeverRefusesWhatCommits(t *testing.T) {
 	for _, gc := range []bool{true, false} {
 		t.Run(fmt.Sprintf("group_commit=%v", gc), func(t *testing.T) {
 			t.Parallel()
-			db := apitest.MustOpenDB(t)
+			db := dbtest.MustOpenDB(t)
 			withAdmin := func(c *holdfasthttp.Config) { c.AdminToken = adminToken }
 			services := func(s *holdfasthttp.Server) {
 				if !gc {

@@ -16,7 +16,7 @@ import (
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/events"
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/jetstream"
+	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/postgres"
 )
 
@@ -237,7 +237,7 @@ func naiveEvent(seq int64) []byte {
 // event, their admin, on a database of its own and an embedded JetStream.
 type eventLab struct {
 	db     *postgres.DB
-	nats   *jetstream.Conn
+	nats   *natsconn.Conn
 	groups []*events.Group
 	admin  *events.Admin
 	server *holdfasthttp.Server
@@ -264,7 +264,7 @@ func startEventLab(ctx context.Context, env *Env, delay time.Duration) (_ *event
 	if l.dir, err = os.MkdirTemp("", "holdfast-lab-burst-"); err != nil {
 		return nil, err
 	}
-	if l.nats, err = jetstream.Open(ctx, jetstream.Config{StoreDir: l.dir, Name: "holdfast-lab"}); err != nil {
+	if l.nats, err = natsconn.Open(ctx, natsconn.Config{StoreDir: l.dir, Name: "holdfast-lab"}); err != nil {
 		return nil, err
 	}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
@@ -281,7 +281,7 @@ func startEventLab(ctx context.Context, env *Env, delay time.Duration) (_ *event
 	for _, g := range []struct {
 		name    string
 		applier events.Applier
-	}{{"analytics", analytics}, {"audit", audit}} {
+	}{{postgres.AnalyticsGroup, analytics}, {postgres.AuditGroup, audit}} {
 		group, err := events.NewGroup(l.nats.JS, g.applier, states, nil, events.GroupConfig{
 			Name: g.name, Stream: stream, Delay: delay, Logger: quiet,
 			FetchWait: 250 * time.Millisecond, StatePoll: 100 * time.Millisecond, // a pause is seen within a lag sample
@@ -420,7 +420,7 @@ func runBurst(ctx context.Context, env *Env) (*Report, error) {
 		return nil, err
 	}
 	defer l.close()
-	res := &BurstScenario{Delay: delay, PauseGroup: "audit"}
+	res := &BurstScenario{Delay: delay, PauseGroup: postgres.AuditGroup}
 	// An operator's pause of one group, pauseAfter into the drain.
 	var pausedAt, resumedAt time.Time
 	clock := &phaseClock{out: progress, After: make(chan struct{})}

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/internal/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/apitest"
 	"github.com/holdfast/holdfast/lab"
 	"github.com/holdfast/holdfast/postgres"
 )

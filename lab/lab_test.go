@@ -16,8 +16,9 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/internal/apitest"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 	"github.com/holdfast/holdfast/lab"
 	"github.com/holdfast/holdfast/postgres"
 )
@@ -30,7 +31,7 @@ func TestMain(m *testing.M) {
 }
 
 // MustOpenDB returns a pool on a fresh, migrated database.
-func MustOpenDB(tb testing.TB) *postgres.DB { return apitest.MustOpenDB(tb) }
+func MustOpenDB(tb testing.TB) *postgres.DB { return dbtest.MustOpenDB(tb) }
 
 // setup returns a fresh, migrated database with a tenant: its id and an
 // API key's secret.

@@ -13,12 +13,16 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
+// AnalyticsGroup is the name of the analytics consumer group (a durable
+// consumer of the events stream) unless configured.
+const AnalyticsGroup = "analytics"
+
 // AnalyticsService is the analytics consumer group's effect, per-tenant
 // per-minute rollups of the event log, and what reads them.
 type AnalyticsService struct {
 	store *ConsumerStore
 	db    *DB
-	// Group is the consumer group whose applied sequences guard the effect. Default "analytics".
+	// Group is the consumer group whose applied sequences guard the effect. Default AnalyticsGroup.
 	Group string
 }
 
@@ -26,7 +30,7 @@ var _ holdfast.AnalyticsService = (*AnalyticsService)(nil)
 
 // NewAnalyticsService returns an AnalyticsService on db.
 func NewAnalyticsService(db *DB) *AnalyticsService {
-	return &AnalyticsService{store: NewConsumerStore(db), db: db, Group: "analytics"}
+	return &AnalyticsService{store: NewConsumerStore(db), db: db, Group: AnalyticsGroup}
 }
 
 type rollupKey struct {

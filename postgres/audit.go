@@ -17,13 +17,17 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
+// AuditGroup is the name of the audit consumer group (a durable consumer
+// of the events stream) unless configured.
+const AuditGroup = "audit"
+
 // AuditService is the audit consumer group's effect, an append-only trail
 // per tenant in which each record is hash-chained to the one before, and
 // what reads and verifies it.
 type AuditService struct {
 	store *ConsumerStore
 	db    *DB
-	// Group is the consumer group whose applied sequences guard the effect. Default "audit".
+	// Group is the consumer group whose applied sequences guard the effect. Default AuditGroup.
 	Group string
 }
 
@@ -31,7 +35,7 @@ var _ holdfast.AuditService = (*AuditService)(nil)
 
 // NewAuditService returns an AuditService on db.
 func NewAuditService(db *DB) *AuditService {
-	return &AuditService{store: NewConsumerStore(db), db: db, Group: "audit"}
+	return &AuditService{store: NewConsumerStore(db), db: db, Group: AuditGroup}
 }
 
 // genesis is the previous hash of a tenant's first record.

@@ -47,7 +47,7 @@ type auditEnv struct {
 func setupAudit(t *testing.T) *auditEnv {
 	t.Helper()
 	db := MustOpenDB(t)
-	if _, err := postgres.NewConsumerStore(db).EnsureGroup(t.Context(), "audit", "events", ""); err != nil {
+	if _, err := postgres.NewConsumerStore(db).EnsureGroup(t.Context(), postgres.AuditGroup, "audit_test", ""); err != nil {
 		t.Fatal(err)
 	}
 	cfg := db.Pool.Config()

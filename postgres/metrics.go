@@ -5,6 +5,13 @@ import "github.com/prometheus/client_golang/prometheus"
 // Collector returns Prometheus gauges and counters of the pool's state.
 func (db *DB) Collector() prometheus.Collector { return poolCollector{db} }
 
+// ConnStats returns the pool's connections: acquired, open (acquired,
+// idle or being opened) and the most it opens.
+func (db *DB) ConnStats() (acquired, open, max int32) {
+	s := db.Pool.Stat()
+	return s.AcquiredConns(), s.TotalConns(), s.MaxConns()
+}
+
 type poolCollector struct{ db *DB }
 
 var (

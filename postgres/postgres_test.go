@@ -5,15 +5,15 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/internal/apitest"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 	"github.com/holdfast/holdfast/postgres"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
 // MustOpenDB returns a pool on a fresh, migrated database.
-func MustOpenDB(tb testing.TB) *postgres.DB { return apitest.MustOpenDB(tb) }
+func MustOpenDB(tb testing.TB) *postgres.DB { return dbtest.MustOpenDB(tb) }
 
 // MustTenant creates a tenant and returns its id.
 func MustTenant(tb testing.TB, db *postgres.DB) string {

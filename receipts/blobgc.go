@@ -10,7 +10,6 @@ import (
 
 	"github.com/holdfast/holdfast/blob"
 	"github.com/holdfast/holdfast/internal/lifecycle"
-	"github.com/holdfast/holdfast/postgres"
 )
 
 // BlobGCConfig configures the deletion of blobs no receipt refers to.
@@ -35,7 +34,7 @@ type BlobGCConfig struct {
 // receipts; it goes only when none refers to it. It is safe to run in every
 // replica sharing the blob directory.
 type BlobGC struct {
-	store   *postgres.ReceiptStore
+	store   BlobRefs
 	blobs   *blob.Store
 	cfg     BlobGCConfig
 	deleted prometheus.Counter
@@ -44,7 +43,7 @@ type BlobGC struct {
 }
 
 // NewBlobGC returns a collector of blobs; call Start to run it.
-func NewBlobGC(store *postgres.ReceiptStore, blobs *blob.Store, cfg BlobGCConfig) (*BlobGC, error) {
+func NewBlobGC(store BlobRefs, blobs *blob.Store, cfg BlobGCConfig) (*BlobGC, error) {
 	if cfg.Interval == 0 {
 		cfg.Interval = time.Hour
 	}

@@ -8,13 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/postgres"
 )
 
 // DeadLetters lists and redrives dead-lettered jobs; it implements
 // holdfast.DeadLetterService.
 type DeadLetters struct {
-	store *postgres.ReceiptStore
+	store DeadLetterStore
 	js    njs.JetStream
 	cfg   Config
 }
@@ -22,7 +21,7 @@ type DeadLetters struct {
 var _ holdfast.DeadLetterService = (*DeadLetters)(nil)
 
 // NewDeadLetters returns the dead-letter admin.
-func NewDeadLetters(store *postgres.ReceiptStore, js njs.JetStream, cfg Config) *DeadLetters {
+func NewDeadLetters(store DeadLetterStore, js njs.JetStream, cfg Config) *DeadLetters {
 	return &DeadLetters{store: store, js: js, cfg: cfg.WithDefaults()}
 }
 
@@ -47,8 +46,8 @@ func (d *DeadLetters) Redrive(ctx context.Context, id string) (*holdfast.DeadLet
 
 // Collector reads the pipeline's gauges at scrape time: queue depth, jobs
 // in flight across replicas, dead letters, and the database connections
-// this replica's workers hold.
-func Collector(js njs.JetStream, cfg Config, workerDB *postgres.DB) prometheus.Collector {
+// this replica's workers hold (workerDB; none when nil).
+func Collector(js njs.JetStream, cfg Config, workerDB ConnStats) prometheus.Collector {
 	return &collector{js: js, cfg: cfg.WithDefaults(), db: workerDB}
 }
 
@@ -63,7 +62,7 @@ var (
 type collector struct {
 	js  njs.JetStream
 	cfg Config
-	db  *postgres.DB
+	db  ConnStats
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -77,10 +76,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	ch <- prometheus.MustNewConstMetric(capDesc, prometheus.GaugeValue, float64(c.cfg.Cap))
 	if c.db != nil {
-		st := c.db.Pool.Stat()
-		ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.GaugeValue, float64(st.AcquiredConns()), "acquired")
-		ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.GaugeValue, float64(st.TotalConns()), "open")
-		ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.GaugeValue, float64(st.MaxConns()), "max")
+		acquired, open, most := c.db.ConnStats()
+		ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.GaugeValue, float64(acquired), "acquired")
+		ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.GaugeValue, float64(open), "open")
+		ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.GaugeValue, float64(most), "max")
 	}
 	if cons, err := c.js.Consumer(ctx, c.cfg.Stream, c.cfg.Consumer); err == nil {
 		if info, err := cons.Info(ctx); err == nil {

@@ -24,17 +24,28 @@ import (
 	"time"
 
 	njs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/holdfast/holdfast"
+)
+
+// NATS names of the pipeline's own, unless configured: the dead-letter
+// stream and the workers' durable consumer on the jobs stream
+// (holdfast.JobsStream).
+const (
+	DefaultDeadStream = "jobs-dead"
+	DefaultConsumer   = "receipts"
 )
 
 // Config configures the pipeline's streams and workers.
 type Config struct {
-	// Stream is the work-queue stream of jobs. Default "jobs".
+	// Stream is the work-queue stream of jobs. Default holdfast.JobsStream.
 	Stream string
-	// Subject of receipt jobs. Default "jobs.receipts".
+	// Subject of receipt jobs. Default holdfast.ReceiptJobsSubject.
 	Subject string
-	// DeadStream receives jobs that failed MaxDeliveries times. Default "jobs-dead".
+	// DeadStream receives jobs that failed MaxDeliveries times. Default
+	// DefaultDeadStream.
 	DeadStream string
-	// Consumer is the workers' durable consumer. Default "receipts".
+	// Consumer is the workers' durable consumer. Default DefaultConsumer.
 	Consumer string
 	// Cap is the most jobs in flight across every replica (the consumer's
 	// MaxAckPending). Default 50.
@@ -62,16 +73,16 @@ type Config struct {
 // WithDefaults returns c with zero fields set to their defaults.
 func (c Config) WithDefaults() Config {
 	if c.Stream == "" {
-		c.Stream = "jobs"
+		c.Stream = holdfast.JobsStream
 	}
 	if c.Subject == "" {
-		c.Subject = "jobs.receipts"
+		c.Subject = holdfast.ReceiptJobsSubject
 	}
 	if c.DeadStream == "" {
-		c.DeadStream = "jobs-dead"
+		c.DeadStream = DefaultDeadStream
 	}
 	if c.Consumer == "" {
-		c.Consumer = "receipts"
+		c.Consumer = DefaultConsumer
 	}
 	if c.Cap == 0 {
 		c.Cap = 50

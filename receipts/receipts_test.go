@@ -20,10 +20,10 @@ import (
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/blob"
 	"github.com/holdfast/holdfast/events"
-	"github.com/holdfast/holdfast/internal/apitest"
-	"github.com/holdfast/holdfast/internal/pgtest"
-	"github.com/holdfast/holdfast/jetstream"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 	"github.com/holdfast/holdfast/media"
+	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/overload"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/receipts"
@@ -35,7 +35,7 @@ var quiet = slog.New(slog.DiscardHandler)
 
 type env struct {
 	db      *postgres.DB
-	nats    *jetstream.Conn
+	nats    *natsconn.Conn
 	blobs   *blob.Store
 	store   *postgres.ReceiptStore
 	service *receipts.Service
@@ -48,8 +48,8 @@ type env struct {
 // streams, a blob store, and the outbox relay running (it carries jobs).
 func setup(t *testing.T, cfg receipts.Config) *env {
 	t.Helper()
-	db := apitest.MustOpenDB(t)
-	nc, err := jetstream.Open(t.Context(), jetstream.Config{StoreDir: t.TempDir()})
+	db := dbtest.MustOpenDB(t)
+	nc, err := natsconn.Open(t.Context(), natsconn.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func (e *env) mustTransfer(t *testing.T, tenant string) string {
 	return out[0].ID
 }
 
-func (e *env) worker(t *testing.T, nc *jetstream.Conn, configure ...func(*receipts.WorkerConfig)) *receipts.Worker {
+func (e *env) worker(t *testing.T, nc *natsconn.Conn, configure ...func(*receipts.WorkerConfig)) *receipts.Worker {
 	t.Helper()
 	cfg := receipts.WorkerConfig{Config: e.cfg, Lane: e.lane, Logger: quiet}
 	for _, f := range configure {
@@ -458,7 +458,7 @@ func TestReceipt_TransientFailureDeadLettersThenRedrive(t *testing.T) {
 	if other, _, _ := dls.ListDeadLetters(t.Context(), "0190a8a0-0000-7000-8000-000000000000", holdfast.Page{}); len(other) != 0 {
 		t.Fatalf("another tenant's dead letters: %+v", other)
 	}
-	dead, _ := e.nats.JS.Stream(t.Context(), "jobs-dead")
+	dead, _ := e.nats.JS.Stream(t.Context(), receipts.DefaultDeadStream)
 	if info, _ := dead.Info(t.Context()); info.State.Msgs != 1 {
 		t.Fatalf("jobs-dead holds %d messages, want 1", info.State.Msgs)
 	}

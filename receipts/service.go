@@ -9,7 +9,6 @@ import (
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/blob"
 	"github.com/holdfast/holdfast/media"
-	"github.com/holdfast/holdfast/postgres"
 )
 
 // ErrTooLarge is in the chain of the error of an upload over the size
@@ -42,7 +41,7 @@ func (c ServiceConfig) WithDefaults() ServiceConfig {
 // Service stores uploads and reads receipts; it implements
 // holdfast.ReceiptService.
 type Service struct {
-	store *postgres.ReceiptStore
+	store ServiceStore
 	blobs *blob.Store
 	cfg   ServiceConfig
 }
@@ -50,7 +49,7 @@ type Service struct {
 var _ holdfast.ReceiptService = (*Service)(nil)
 
 // NewService returns the service.
-func NewService(store *postgres.ReceiptStore, blobs *blob.Store, cfg ServiceConfig) *Service {
+func NewService(store ServiceStore, blobs *blob.Store, cfg ServiceConfig) *Service {
 	return &Service{store: store, blobs: blobs, cfg: cfg.WithDefaults()}
 }
 

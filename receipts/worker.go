@@ -21,7 +21,6 @@ import (
 	"github.com/holdfast/holdfast/internal/lifecycle"
 	"github.com/holdfast/holdfast/media"
 	"github.com/holdfast/holdfast/overload"
-	"github.com/holdfast/holdfast/postgres"
 )
 
 // WorkerConfig configures the workers of one replica.
@@ -46,7 +45,7 @@ type WorkerConfig struct {
 type Worker struct {
 	cfg   WorkerConfig
 	js    njs.JetStream
-	store *postgres.ReceiptStore
+	store WorkerStore
 	blobs *blob.Store
 	cons  njs.Consumer
 	run   lifecycle.Runner
@@ -54,7 +53,7 @@ type Worker struct {
 
 // NewWorker returns a replica's workers; store should have a pool of its own
 // (its size is the replica's share of the database budget for workers).
-func NewWorker(js njs.JetStream, store *postgres.ReceiptStore, blobs *blob.Store, cfg WorkerConfig) (*Worker, error) {
+func NewWorker(js njs.JetStream, store WorkerStore, blobs *blob.Store, cfg WorkerConfig) (*Worker, error) {
 	cfg.Config = cfg.Config.WithDefaults()
 	if err := cfg.Config.validate(); err != nil {
 		return nil, err

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ensure-nats.sh installs the nats-server binary that the external-NATS
-# tests start (internal/natstest), where it can: with apt-get, as root or
+# tests start (internal/testkit/natstest), where it can: with apt-get, as root or
 # through sudo. Holdfast itself embeds its NATS server and never needs the
 # binary, so this never fails: without it those tests use a server on
 # 127.0.0.1:4222, or skip saying why.

@@ -201,7 +201,7 @@ func spikeHoldfast(ctx context.Context, f spikeFlags, images [][]byte, stderr io
 	}
 	defer w2.Stop()
 
-	cons, err := m.NATS.JS.Consumer(ctx, "jobs", "receipts")
+	cons, err := m.NATS.JS.Consumer(ctx, holdfast.JobsStream, receipts.DefaultConsumer)
 	if err != nil {
 		return nil, "", err
 	}
@@ -237,11 +237,11 @@ func spikeNaive(ctx context.Context, f spikeFlags, images [][]byte, stderr io.Wr
 	m := env.main
 	// The naive consumer takes the work queue: no cap, no visibility
 	// timeout worth the name, no backoff.
-	if err := m.NATS.JS.DeleteConsumer(ctx, "jobs", "receipts"); err != nil {
+	if err := m.NATS.JS.DeleteConsumer(ctx, holdfast.JobsStream, receipts.DefaultConsumer); err != nil {
 		return nil, err
 	}
-	cons, err := m.NATS.JS.CreateOrUpdateConsumer(ctx, "jobs", njs.ConsumerConfig{
-		Durable: "naive", FilterSubject: "jobs.receipts", AckPolicy: njs.AckExplicitPolicy, MaxAckPending: -1, AckWait: 30 * time.Second})
+	cons, err := m.NATS.JS.CreateOrUpdateConsumer(ctx, holdfast.JobsStream, njs.ConsumerConfig{
+		Durable: "naive", FilterSubject: holdfast.ReceiptJobsSubject, AckPolicy: njs.AckExplicitPolicy, MaxAckPending: -1, AckWait: 30 * time.Second})
 	if err != nil {
 		return nil, err
 	}

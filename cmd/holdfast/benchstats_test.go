@@ -7,8 +7,8 @@ import (
 	"testing"
 
 	main "github.com/holdfast/holdfast/cmd/holdfast"
-	"github.com/holdfast/holdfast/internal/apitest"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 	"github.com/holdfast/holdfast/lab"
 )
 

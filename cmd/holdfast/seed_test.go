@@ -6,7 +6,7 @@ import (
 	"regexp"
 	"testing"
 
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 	"github.com/holdfast/holdfast/postgres"
 )
 

@@ -10,14 +10,15 @@ import (
 
 	"github.com/holdfast/holdfast/events"
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/jetstream"
+	"github.com/holdfast/holdfast/internal/testkit/promtest"
+	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/postgres"
 )
 
 // EventLog is a running event log for tests: an embedded JetStream, the
 // relay and the analytics and audit groups on db.
 type EventLog struct {
-	NATS      *jetstream.Conn
+	NATS      *natsconn.Conn
 	Stream    events.StreamConfig
 	Publisher *events.Publisher
 	Admin     *events.Admin
@@ -33,7 +34,7 @@ func MustEventLog(tb testing.TB, db *postgres.DB, configure ...func(*events.Grou
 	tb.Helper()
 	ctx := context.Background()
 	quiet := slog.New(slog.DiscardHandler)
-	nc, err := jetstream.Open(ctx, jetstream.Config{StoreDir: tb.TempDir()})
+	nc, err := natsconn.Open(ctx, natsconn.Config{StoreDir: tb.TempDir()})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -59,7 +60,7 @@ func MustEventLog(tb testing.TB, db *postgres.DB, configure ...func(*events.Grou
 	for _, g := range []struct {
 		name    string
 		applier events.Applier
-	}{{"analytics", l.Analytics}, {"audit", l.Audit}} {
+	}{{postgres.AnalyticsGroup, l.Analytics}, {postgres.AuditGroup, l.Audit}} {
 		cfg := events.GroupConfig{Name: g.name, Stream: l.Stream, Logger: quiet, FetchWait: 100 * time.Millisecond, StatePoll: 50 * time.Millisecond}
 		for _, f := range configure {
 			f(&cfg)
@@ -89,30 +90,7 @@ func MustEventLog(tb testing.TB, db *postgres.DB, configure ...func(*events.Grou
 // none of its fetches is in flight (with the one worker a group has here).
 func (l *EventLog) WorkerSeesPause(tb testing.TB, group string) bool {
 	tb.Helper()
-	return GaugeValue(tb, l.Metrics, "holdfast_consumer_paused", "group", group) == 1
-}
-
-// GaugeValue returns the value of the gauge name{label="value"} gathered
-// from g, and 0 if there is none.
-func GaugeValue(tb testing.TB, g prometheus.Gatherer, name, label, value string) float64 {
-	tb.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if lp.GetName() == label && lp.GetValue() == value {
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-	}
-	return 0
+	return promtest.GaugeValue(tb, l.Metrics, "holdfast_consumer_paused", "group", group) == 1
 }
 
 // worker is a background worker with the shared lifecycle.

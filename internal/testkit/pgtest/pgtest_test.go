@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 	"github.com/jackc/pgx/v5"
 )
 

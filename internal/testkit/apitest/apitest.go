@@ -1,6 +1,8 @@
 // Package apitest holds what tests of the HTTP API share: a client that
-// speaks to a running server as one tenant, and the ledger's invariants
-// checked straight in the database.
+// speaks to a running server as one tenant, and servers over the real
+// services (MustServe), with the event log and the receipt pipeline when a
+// test asks for them. It links the whole HTTP layer: a test that needs only
+// a database takes it from package dbtest.
 package apitest
 
 import (

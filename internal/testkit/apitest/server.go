@@ -7,23 +7,8 @@ import (
 	"time"
 
 	holdfasthttp "github.com/holdfast/holdfast/http"
-	"github.com/holdfast/holdfast/internal/pgtest"
 	"github.com/holdfast/holdfast/postgres"
 )
-
-// MustOpenDB returns a pool on a fresh, migrated database (see pgtest).
-func MustOpenDB(tb testing.TB) *postgres.DB {
-	tb.Helper()
-	db, err := postgres.Open(context.Background(), postgres.Config{URL: pgtest.NewDatabase(tb), MaxConns: 20})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(db.Close)
-	if err := postgres.Migrate(context.Background(), db); err != nil {
-		tb.Fatal(err)
-	}
-	return db
-}
 
 // MustServe starts the HTTP API on a free loopback port over the real
 // PostgreSQL services of db, with group commit on and an export pool sized

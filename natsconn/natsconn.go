@@ -1,8 +1,8 @@
-// Package jetstream connects Holdfast to NATS JetStream: an embedded server
+// Package natsconn connects Holdfast to NATS JetStream: an embedded server
 // by default (file storage in the data directory, an in-process connection),
 // or an external server or cluster by URL, which is how Holdfast scales past
 // one machine.
-package jetstream
+package natsconn
 
 import (
 	"context"
@@ -56,7 +56,7 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 	url := cfg.URL
 	if url == "" {
 		if cfg.StoreDir == "" {
-			return nil, errors.New("jetstream: StoreDir is required for the embedded server")
+			return nil, errors.New("natsconn: StoreDir is required for the embedded server")
 		}
 		so := &server.Options{ServerName: cfg.Name, JetStream: true, StoreDir: cfg.StoreDir, DontListen: true, NoSigs: true}
 		if cfg.Listen != "" {
@@ -66,12 +66,12 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 		}
 		ns, err := server.NewServer(so)
 		if err != nil {
-			return nil, fmt.Errorf("jetstream: embedded server: %w", err)
+			return nil, fmt.Errorf("natsconn: embedded server: %w", err)
 		}
 		ns.Start()
 		if !ns.ReadyForConnections(cfg.StartTimeout) {
 			ns.Shutdown()
-			return nil, errors.New("jetstream: embedded server did not start in time")
+			return nil, errors.New("natsconn: embedded server did not start in time")
 		}
 		c.server = ns
 		url = ns.ClientURL()
@@ -80,18 +80,18 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("jetstream: connect %s: %w", url, err)
+		return nil, fmt.Errorf("natsconn: connect %s: %w", url, err)
 	}
 	c.NC = nc
 	js, err := njs.New(nc)
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("jetstream: %w", err)
+		return nil, fmt.Errorf("natsconn: %w", err)
 	}
 	c.JS = js
 	if _, err := js.AccountInfo(ctx); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("jetstream: the server at %s has no JetStream: %w", url, err)
+		return nil, fmt.Errorf("natsconn: the server at %s has no JetStream: %w", url, err)
 	}
 	return c, nil
 }
@@ -102,15 +102,15 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 func listenOptions(opts *server.Options, addr string) error {
 	host, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("jetstream: client port %q: %w", addr, err)
+		return fmt.Errorf("natsconn: client port %q: %w", addr, err)
 	}
 	port, err := strconv.Atoi(p)
 	if err != nil || port < 0 || port > 65535 {
-		return fmt.Errorf("jetstream: client port %q: not a port number", addr)
+		return fmt.Errorf("natsconn: client port %q: not a port number", addr)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("jetstream: client port: %w", err)
+		return fmt.Errorf("natsconn: client port: %w", err)
 	}
 	ln.Close()
 	if port == 0 {
@@ -142,7 +142,7 @@ func (c *Conn) ClientURL() string {
 // most 5s when ctx has no deadline.
 func (c *Conn) Ping(ctx context.Context) error {
 	if c.NC == nil || !c.NC.IsConnected() {
-		return errors.New("jetstream: not connected")
+		return errors.New("natsconn: not connected")
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -164,12 +164,12 @@ func (c *Conn) Connect(ctx context.Context, name string) (*Conn, error) {
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream: connect %s: %w", url, err)
+		return nil, fmt.Errorf("natsconn: connect %s: %w", url, err)
 	}
 	js, err := njs.New(nc)
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("jetstream: %w", err)
+		return nil, fmt.Errorf("natsconn: %w", err)
 	}
 	return &Conn{NC: nc, JS: js}, nil
 }

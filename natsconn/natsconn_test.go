@@ -1,4 +1,4 @@
-package jetstream_test
+package natsconn_test
 
 import (
 	"context"
@@ -7,16 +7,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/holdfast/holdfast/internal/natstest"
-	"github.com/holdfast/holdfast/jetstream"
+	"github.com/holdfast/holdfast/internal/testkit/natstest"
+	"github.com/holdfast/holdfast/natsconn"
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 )
 
 // mustOpen opens cfg and closes the connection when the test ends.
-func mustOpen(t *testing.T, cfg jetstream.Config) *jetstream.Conn {
+func mustOpen(t *testing.T, cfg natsconn.Config) *natsconn.Conn {
 	t.Helper()
-	c, err := jetstream.Open(t.Context(), cfg)
+	c, err := natsconn.Open(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func mustOpen(t *testing.T, cfg jetstream.Config) *jetstream.Conn {
 
 // mustPing fails t unless c answers a round trip. It gives Ping a deadline,
 // as /readyz does; TestPingWithoutDeadline covers a context without one.
-func mustPing(t *testing.T, c *jetstream.Conn) {
+func mustPing(t *testing.T, c *natsconn.Conn) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
@@ -38,7 +38,7 @@ func mustPing(t *testing.T, c *jetstream.Conn) {
 func TestOpenEmbedded(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	c := mustOpen(t, jetstream.Config{StoreDir: t.TempDir()})
+	c := mustOpen(t, natsconn.Config{StoreDir: t.TempDir()})
 	mustPing(t, c)
 	if !c.Embedded() {
 		t.Error("Embedded() = false without a URL")
@@ -91,7 +91,7 @@ func TestOpenEmbedded(t *testing.T) {
 // round trip (under a default timeout), not a refusal.
 func TestPingWithoutDeadline(t *testing.T) {
 	t.Parallel()
-	c := mustOpen(t, jetstream.Config{StoreDir: t.TempDir()})
+	c := mustOpen(t, natsconn.Config{StoreDir: t.TempDir()})
 	if err := c.Ping(t.Context()); err != nil {
 		t.Fatalf("Ping(context without deadline): %v", err)
 	}
@@ -100,7 +100,7 @@ func TestPingWithoutDeadline(t *testing.T) {
 func TestOpenEmbeddedKeepsStreams(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	first := mustOpen(t, jetstream.Config{StoreDir: dir})
+	first := mustOpen(t, natsconn.Config{StoreDir: dir})
 	if _, err := first.JS.CreateStream(t.Context(), njs.StreamConfig{Name: "KEPT", Subjects: []string{"kept.>"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestOpenEmbeddedKeepsStreams(t *testing.T) {
 	}
 	first.Close() // the server must let go of the store before it is reopened
 
-	again := mustOpen(t, jetstream.Config{StoreDir: dir})
+	again := mustOpen(t, natsconn.Config{StoreDir: dir})
 	stream, err := again.JS.Stream(t.Context(), "KEPT")
 	if err != nil {
 		t.Fatalf("stream after reopening the store: %v", err)
@@ -121,7 +121,7 @@ func TestOpenEmbeddedKeepsStreams(t *testing.T) {
 
 func TestCloseTwice(t *testing.T) {
 	t.Parallel()
-	c, err := jetstream.Open(t.Context(), jetstream.Config{StoreDir: t.TempDir()})
+	c, err := natsconn.Open(t.Context(), natsconn.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestCloseTwice(t *testing.T) {
 
 func TestOpenWithoutStoreDir(t *testing.T) {
 	t.Parallel()
-	c, err := jetstream.Open(t.Context(), jetstream.Config{})
+	c, err := natsconn.Open(t.Context(), natsconn.Config{})
 	if err == nil {
 		c.Close()
 		t.Fatal("Open without URL or StoreDir = nil error")
@@ -146,7 +146,7 @@ func TestOpenWithoutStoreDir(t *testing.T) {
 
 func TestOpenExternal(t *testing.T) {
 	t.Parallel()
-	c := mustOpen(t, jetstream.Config{URL: natstest.ExternalURL(t), Name: "holdfast-test"})
+	c := mustOpen(t, natsconn.Config{URL: natstest.ExternalURL(t), Name: "holdfast-test"})
 	if c.Embedded() {
 		t.Error("Embedded() = true with a URL")
 	}
@@ -156,12 +156,12 @@ func TestOpenExternal(t *testing.T) {
 func TestOpenClosedPort(t *testing.T) {
 	t.Parallel()
 	type result struct {
-		c   *jetstream.Conn
+		c   *natsconn.Conn
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		c, err := jetstream.Open(context.Background(), jetstream.Config{URL: "nats://127.0.0.1:1"})
+		c, err := natsconn.Open(context.Background(), natsconn.Config{URL: "nats://127.0.0.1:1"})
 		done <- result{c, err}
 	}()
 	// A guard against a hang, not a measure of speed.
@@ -184,7 +184,7 @@ func TestOpenClosedPort(t *testing.T) {
 func TestOpenEmbedded_ClientPort(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	c := mustOpen(t, jetstream.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	c := mustOpen(t, natsconn.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"})
 	if _, err := c.JS.CreateStream(ctx, njs.StreamConfig{Name: "SEEN", Subjects: []string{"seen.>"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestOpenEmbedded_ClientPort(t *testing.T) {
 // TCP port at all.
 func TestOpenEmbedded_NoClientPortByDefault(t *testing.T) {
 	t.Parallel()
-	if u := mustOpen(t, jetstream.Config{StoreDir: t.TempDir()}).ClientURL(); u != "" {
+	if u := mustOpen(t, natsconn.Config{StoreDir: t.TempDir()}).ClientURL(); u != "" {
 		t.Fatalf("ClientURL %q without Listen, want none", u)
 	}
 }
@@ -224,7 +224,7 @@ func TestOpenEmbedded_ClientPortInUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	c, err := jetstream.Open(t.Context(), jetstream.Config{StoreDir: t.TempDir(), Listen: ln.Addr().String()})
+	c, err := natsconn.Open(t.Context(), natsconn.Config{StoreDir: t.TempDir(), Listen: ln.Addr().String()})
 	if err == nil {
 		c.Close()
 		t.Fatal("Open on a port in use succeeded")

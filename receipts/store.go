@@ -1,0 +1,73 @@
+package receipts
+
+import (
+	"context"
+
+	"github.com/holdfast/holdfast"
+)
+
+// The pipeline's views of the receipt store, one for each of its parts.
+// postgres.ReceiptStore implements them all; app wires it.
+
+// ServiceStore is the intake's view of the receipt store
+// (postgres.ReceiptStore on the API's pool).
+type ServiceStore interface {
+	// ReceiptUsage returns the bytes of receipt images the tenant has
+	// stored and the size of the image the transfer's receipt has now (0
+	// for none). ENOTFOUND if the transfer is not the tenant's.
+	ReceiptUsage(ctx context.Context, tenantID, transferID string) (used, current int64, err error)
+	// QueueReceipt records an upload and its processing job in one
+	// transaction, replacing the transfer's previous image, and checks the
+	// tenant's stored bytes against quota (holdfast.CheckReceiptQuota) in
+	// it. ENOTFOUND for an unknown transfer; EQUOTA past the quota.
+	QueueReceipt(ctx context.Context, r *holdfast.Receipt, quota int64) (*holdfast.Receipt, error)
+	// FindReceipt returns the tenant's receipt; ENOTFOUND for another
+	// tenant's or an unknown one.
+	FindReceipt(ctx context.Context, tenantID, id string) (*holdfast.Receipt, error)
+}
+
+// WorkerStore is the workers' view of the receipt store
+// (postgres.ReceiptStore on the workers' own pool).
+type WorkerStore interface {
+	// StartJob marks the job's receipt processing and returns it, or nil
+	// and no error when there is nothing to do: the receipt is gone,
+	// ready already, or replaced by a newer upload.
+	StartJob(ctx context.Context, job holdfast.ReceiptJob) (*holdfast.Receipt, error)
+	// FinishJob stores the variants and marks the receipt ready, in one
+	// transaction; it does nothing if the receipt was replaced meanwhile.
+	FinishJob(ctx context.Context, job holdfast.ReceiptJob, variants map[string]holdfast.ReceiptVariant) error
+	// RecordFailure keeps the last error of a job that will be tried again.
+	RecordFailure(ctx context.Context, job holdfast.ReceiptJob, cause string) error
+	// DeadLetter marks the job's receipt failed and records the dead
+	// letter, with deadSeq, its sequence in the dead-letter stream, in one
+	// transaction.
+	DeadLetter(ctx context.Context, job holdfast.ReceiptJob, raw []byte, cause string, deliveries int, deadSeq uint64) (*holdfast.DeadLetter, error)
+}
+
+// DeadLetterStore is the dead-letter admin's view of the receipt store.
+type DeadLetterStore interface {
+	// ListDeadLetters lists dead letters not yet redriven, newest first,
+	// only the tenant's when tenantID is not empty, and the cursor of the
+	// next page.
+	ListDeadLetters(ctx context.Context, tenantID string, page holdfast.Page) ([]*holdfast.DeadLetter, string, error)
+	// Redrive marks a dead letter redriven and queues a new job for its
+	// receipt, in one transaction, and returns the dead letter and its
+	// sequence in the dead-letter stream. ENOTFOUND for an unknown or
+	// already redriven dead letter.
+	Redrive(ctx context.Context, id string) (*holdfast.DeadLetter, uint64, error)
+}
+
+// BlobRefs is the blob collector's view of the receipt store.
+type BlobRefs interface {
+	// BlobsInUse reports which of keys a receipt refers to, as its
+	// original or as one of its variants.
+	BlobsInUse(ctx context.Context, keys []string) (map[string]bool, error)
+}
+
+// ConnStats is the collector's view of the workers' database pool
+// (postgres.DB).
+type ConnStats interface {
+	// ConnStats returns the pool's connections: acquired, open, and the
+	// most it opens.
+	ConnStats() (acquired, open, max int32)
+}
