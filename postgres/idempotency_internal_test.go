@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/internal/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 )
 
 // openMigratedTo returns a database migrated up to version: the schema a
