@@ -234,7 +234,7 @@ func TestIdempotency_ResponsesStoredBeforeTheUpgradeReplayTheSame(t *testing.T) 
 		{"events", tenant.ID, "/v1/events", `{"events":[{"type":"a.b"}]}`, 202, "application/json",
 			mustJSON(map[string]any{"accepted": 2, "ids": []string{uuid.NewString(), uuid.NewString()}})},
 		{"pause", adminTenant, "/v1/admin/consumers/audit/pause", `{"reason":"m"}`, 200, "application/json",
-			mustJSON(&holdfast.ConsumerStatus{Name: "audit", Pending: 3, LastApplied: 1 << 60, LagSeconds: 0.1 + 0.2, Paused: true,
+			mustJSON(&holdfast.ConsumerStatus{Name: postgres.AuditGroup, Pending: 3, LastApplied: 1 << 60, LagSeconds: 0.1 + 0.2, Paused: true,
 				PausedUntil: &pausedUntil, PauseReason: "m", AckWait: "30s", MaxBatch: 100, MaxAckPending: 1000})},
 	}
 	for _, tc := range cases {
