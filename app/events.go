@@ -51,6 +51,7 @@ type eventLog struct {
 	groups    []*events.Group
 	publisher *events.Publisher
 	admin     *events.Admin
+	metrics   *events.GroupMetrics
 }
 
 // groupNames are the consumer groups of the events stream.
@@ -146,6 +147,7 @@ func (m *Main) openEventLog(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	l.metrics = metrics
 	analytics, audit := postgres.NewAnalyticsService(m.DB), postgres.NewAuditService(m.DB)
 	for _, g := range []struct {
 		name    string

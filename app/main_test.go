@@ -302,3 +302,44 @@ func indexOf(s []string, v string) int {
 	}
 	return -1
 }
+
+// TestMain_StatsCountWhatRan: Stats reports what the components did, typed:
+// two transfers in group commit, their events relayed into the stream and
+// applied by both consumer groups, and a transfer shed for its expired
+// deadline.
+func TestMain_StatsCountWhatRan(t *testing.T) {
+	t.Parallel()
+	m := MustRunMain(t, pgtest.NewDatabase(t))
+	before := m.Stats(t.Context())
+	c := admin(m).MustTenant(t, "stats")
+	house := c.MustAccount(t, "EUR", true)
+	alice := c.MustAccount(t, "EUR", false)
+	for range 2 {
+		c.Do(t, "POST", "/v1/transfers", apitest.Transfer(house, alice, 5, "EUR")).MustStatus(t, 201)
+	}
+	c.Do(t, "POST", "/v1/transfers", apitest.Transfer(house, alice, 5, "EUR"), "Request-Timeout", "0").MustStatus(t, 503)
+	if err := m.DrainEvents(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	after := m.Stats(t.Context())
+	if got := after.Ledger.Requests - before.Ledger.Requests; got != 2 {
+		t.Errorf("group commit applied %d requests, want 2", got)
+	}
+	if after.Ledger.Batches-before.Ledger.Batches < 1 || after.Ledger.BatchSeconds <= before.Ledger.BatchSeconds {
+		t.Errorf("ledger stats %+v after %+v: want batches with their time", after.Ledger, before.Ledger)
+	}
+	// Two accounts created and two transfers posted: four events, each
+	// applied by both groups.
+	if got := after.Relayed - before.Relayed; got != 4 {
+		t.Errorf("relayed %d events, want 4", got)
+	}
+	if after.StreamSeq <= before.StreamSeq {
+		t.Errorf("stream sequence %d, was %d", after.StreamSeq, before.StreamSeq)
+	}
+	if got := after.ConsumerEvents - before.ConsumerEvents; got != 8 {
+		t.Errorf("consumer groups applied %d events, want 8", got)
+	}
+	if after.Shed["writes/expired"] != 1 {
+		t.Errorf("shed %v, want writes/expired 1", after.Shed)
+	}
+}

@@ -63,3 +63,37 @@ func (m *Main) ReceiptBlobs() *blob.Store { return m.receipts.blobs }
 
 // ReceiptDB returns the receipt workers' own database pool.
 func (m *Main) ReceiptDB() *postgres.DB { return m.receipts.db }
+
+// Stats is what a running Main has done since it started, for reports.
+type Stats struct {
+	Ledger               postgres.LedgerStats // group commit
+	AdmitDepth           int                  // requests group commit admits to wait now
+	Relayed              int64                // events the relay moved into the stream
+	StreamSeq            uint64               // the events stream's last sequence (messages stored); 0 if NATS cannot be asked
+	ConsumerEvents       int64                // events the consumer groups applied in this replica
+	ConsumerTransactions int64                // the transactions they applied them in
+	Shed                 map[string]int64     // requests refused by admission control, by "class/reason"
+}
+
+// Stats returns the counts of m's components. It asks NATS for the stream's
+// last sequence, within ctx.
+func (m *Main) Stats(ctx context.Context) Stats {
+	st := Stats{Shed: m.Admission.Shed()}
+	if m.transfers != nil {
+		st.Ledger, st.AdmitDepth = m.transfers.Stats(), m.transfers.AdmitDepth()
+	}
+	if l := m.events; l != nil {
+		if l.relay != nil {
+			st.Relayed = l.relay.Relayed()
+		}
+		st.ConsumerEvents, st.ConsumerTransactions = l.metrics.Totals()
+		if m.NATS != nil && l.stream.Name != "" {
+			if s, err := m.NATS.JS.Stream(ctx, l.stream.Name); err == nil {
+				if info, err := s.Info(ctx); err == nil {
+					st.StreamSeq = info.State.LastSeq
+				}
+			}
+		}
+	}
+	return st
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/internal/lifecycle"
@@ -329,4 +330,12 @@ func awaitAcks(ctx context.Context, futures []njs.PubAckFuture, dup *int) error 
 		}
 	}
 	return first
+}
+
+// Relayed returns how many events this relay has moved into the stream:
+// the figure of holdfast_outbox_relayed_total, for reports.
+func (r *Relay) Relayed() int64 {
+	var d dto.Metric
+	r.relayed.Write(&d)
+	return int64(d.GetCounter().GetValue())
 }

@@ -9,6 +9,7 @@ import (
 
 	njs "github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/holdfast/holdfast"
 )
@@ -252,4 +253,24 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(redeliveredDesc, prometheus.GaugeValue, float64(s.Redelivered), s.Name)
 		ch <- prometheus.MustNewConstMetric(lastAppliedDesc, prometheus.GaugeValue, float64(s.LastApplied), s.Name)
 	}
+}
+
+// Totals returns the events the groups applied in this replica and the
+// transactions (batches) they applied them in, all groups together: the
+// figures of holdfast_consumer_applied_total and _batch_seconds, for reports.
+func (m *GroupMetrics) Totals() (events, transactions int64) {
+	if m == nil {
+		return 0, 0
+	}
+	ch := make(chan prometheus.Metric)
+	go func() { m.appliedTotal.Collect(ch); m.batches.Collect(ch); close(ch) }()
+	for metric := range ch {
+		var d dto.Metric
+		if metric.Write(&d) != nil {
+			continue
+		}
+		events += int64(d.GetCounter().GetValue())
+		transactions += int64(d.GetHistogram().GetSampleCount())
+	}
+	return events, transactions
 }

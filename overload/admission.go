@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Class is a kind of request with its own concurrency limit, so that a
@@ -141,4 +142,33 @@ func (a *Admission) CountShed(c Class, reason string) {
 	if a != nil {
 		a.shed.WithLabelValues(c.String(), reason).Inc()
 	}
+}
+
+// Shed returns how many requests have been refused, by class and reason
+// ("writes/limit", …): the counts of holdfast_admission_shed_total, for
+// reports. A nil Admission has refused none.
+func (a *Admission) Shed() map[string]int64 {
+	out := map[string]int64{}
+	if a == nil {
+		return out
+	}
+	ch := make(chan prometheus.Metric)
+	go func() { a.shed.Collect(ch); close(ch) }()
+	for m := range ch {
+		var d dto.Metric
+		if m.Write(&d) != nil {
+			continue
+		}
+		var class, reason string
+		for _, l := range d.GetLabel() {
+			switch l.GetName() {
+			case "class":
+				class = l.GetValue()
+			case "reason":
+				reason = l.GetValue()
+			}
+		}
+		out[class+"/"+reason] = int64(d.GetCounter().GetValue())
+	}
+	return out
 }

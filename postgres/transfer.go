@@ -105,6 +105,24 @@ func (s *TransferService) AdmitDepth() int {
 	return s.writer.admitted()
 }
 
+// LedgerStats counts what group commit has done since the service started:
+// the figures of its holdfast_ledger_* metrics, for reports.
+type LedgerStats struct {
+	Batches          int64   // batches applied (or failed)
+	Requests         int64   // the requests in them
+	BatchSeconds     float64 // their time to apply and commit, summed
+	QueueWaitSeconds float64 // the time their requests waited for them, summed
+	Shed             int64   // requests refused at once: the queue full, or its delay too long
+}
+
+// Stats returns group commit's counts; zero without group commit.
+func (s *TransferService) Stats() LedgerStats {
+	if s.writer == nil {
+		return LedgerStats{}
+	}
+	return s.writer.stats()
+}
+
 // transferRequest is one call of CreateTransfers on its way through a batch.
 type transferRequest struct {
 	ctx      context.Context

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/holdfast/holdfast"
 )
@@ -352,5 +353,19 @@ func (w *writer) commit(ctx context.Context, batch []*transferRequest, f *flight
 			r.err = err
 		}
 		close(r.done)
+	}
+}
+
+// stats reads the writer's own metrics.
+func (w *writer) stats() LedgerStats {
+	var size, took, wait, shed dto.Metric
+	w.batchSize.Write(&size)
+	w.commitTime.Write(&took)
+	w.queueWait.Write(&wait)
+	w.shed.Write(&shed)
+	return LedgerStats{
+		Batches: int64(size.GetHistogram().GetSampleCount()), Requests: int64(size.GetHistogram().GetSampleSum()),
+		BatchSeconds: took.GetHistogram().GetSampleSum(), QueueWaitSeconds: wait.GetHistogram().GetSampleSum(),
+		Shed: int64(shed.GetCounter().GetValue()),
 	}
 }
