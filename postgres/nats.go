@@ -65,6 +65,10 @@ func (c *EmbeddedNATS) Release() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c.conn.Close(ctx) // the lock goes with the session
+	// Unlocked before closing: the session's locks go only once its backend
+	// has exited, a moment after the connection closes, and a restart in
+	// that moment would find the claim still held.
+	c.conn.Exec(ctx, "SELECT pg_advisory_unlock($1)", embeddedNATSLock)
+	c.conn.Close(ctx)
 	c.conn = nil
 }
