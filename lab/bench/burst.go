@@ -58,7 +58,7 @@ type BurstConfig struct {
 // or read.
 func RunBurst(ctx context.Context, t *EventTarget, cfg BurstConfig) (*BurstResult, error) {
 	cfg = cfg.withDefaults()
-	r := &burstRun{t: t, cfg: cfg, res: &BurstResult{Refusals: map[int]int64{}}, body: EventBody(cfg.Batch)}
+	r := &burstRun{t: t, cfg: cfg, res: &BurstResult{Refusals: map[int]int64{}}, body: eventBody(cfg.Batch)}
 	if err := r.measureConsumers(ctx); err != nil {
 		return nil, err
 	}
@@ -282,8 +282,8 @@ func (r *burstRun) control(ctx context.Context) error {
 	return r.t.Resume(ctx)
 }
 
-// PrintBurst writes a burst run's figures.
-func PrintBurst(w io.Writer, r *BurstResult) {
+// printBurst writes a burst run's figures.
+func printBurst(w io.Writer, r *BurstResult) {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 	fmt.Fprintf(w, "consumers (slowed) sustain      %10.0f events/s\n", r.ConsumerRate)
 	fmt.Fprintf(w, "offered: normal %.0f/s, burst %.0f/s (%.0f×)\n", r.NormalRate, r.BurstRate, r.BurstRate/max(r.ConsumerRate, 1))

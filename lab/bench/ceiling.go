@@ -167,7 +167,7 @@ const rawBatchSize = 1000
 // two goroutines (as many as Holdfast's committers) for the configured time.
 // Its counts are in transfers (a failed batch counts all of its transfers as
 // errors, a skipped transfer as failed); its latencies are per batch.
-func rawCeiling(ctx context.Context, cfg TransfersConfig, w workload) load.Result {
+func rawCeiling(ctx context.Context, cfg transfersConfig, w workload) load.Result {
 	if err := prepareCeiling(ctx, cfg.Pool); err != nil {
 		fmt.Fprintf(cfg.Progress, "raw SQL ceiling: %v\n", err)
 		return load.Result{Name: "raw SQL", Errors: 1}

@@ -29,7 +29,7 @@ func TestRawBatch_SkipsOverdraws(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n != 2 {
-		t.Fatalf("RawBatch applied %d of %d, want 2", n, len(batch))
+		t.Fatalf("rawBatch applied %d of %d, want 2", n, len(batch))
 	}
 	for i, want := range []int64{400, 100, 2500, 1000, 1000} {
 		if got := balance(t, db, a[i]); got != want {
@@ -83,6 +83,6 @@ func TestRawBatch_Concurrent(t *testing.T) {
 		t.Errorf("%d applied, %d skipped: want both (amounts up to 500 on balances of about 1000)", applied, skipped)
 	}
 	if made := transfersMade(t, db, tenant); made != applied {
-		t.Errorf("%d transfers stored, RawBatch reported %d", made, applied)
+		t.Errorf("%d transfers stored, rawBatch reported %d", made, applied)
 	}
 }

@@ -63,7 +63,7 @@ func Events(ctx context.Context, o EventsOptions, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	PrintBurst(stdout, b)
+	printBurst(stdout, b)
 	return nil
 }
 
@@ -80,11 +80,11 @@ func ingestBeside(ctx context.Context, m *app.Main, target *EventTarget, o Event
 		return err
 	}
 	fmt.Fprintf(stderr, "ingest: %s through the API, then %s raw\n", o.IngestFor, o.IngestFor)
-	ing, err := RunIngest(ctx, target, rawJS, raw.Name, o.Clients, o.Batch, o.IngestFor)
+	ing, err := runIngest(ctx, target, rawJS, raw.Name, o.Clients, o.Batch, o.IngestFor)
 	if err != nil {
 		return err
 	}
-	PrintIngest(stdout, ing)
+	printIngest(stdout, ing)
 	fmt.Fprintln(stdout)
 	// The ingest runs' events are not the burst's: drop them from both streams.
 	if s, err := m.NATS.JS.Stream(ctx, m.EventStream().Name); err == nil {

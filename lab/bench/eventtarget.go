@@ -28,9 +28,9 @@ type EventTarget struct {
 	Pause, Resume func(ctx context.Context) error
 }
 
-// EventBody returns a POST /v1/events body of n client events of typical
+// eventBody returns a POST /v1/events body of n client events of typical
 // size (a payment attempt with a few properties, about 150 bytes each).
-func EventBody(n int) []byte {
+func eventBody(n int) []byte {
 	var b bytes.Buffer
 	b.WriteString(`{"events":[`)
 	for i := range n {

@@ -71,7 +71,7 @@ func Export(ctx context.Context, o ExportOptions, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	PrintExport(stdout, res)
+	printExport(stdout, res)
 	return verifyAfterBench(ctx, m, tenant.ID, stdout)
 }
 

@@ -55,10 +55,10 @@ func TestBenchExport(t *testing.T) {
 		t.Errorf("transfers: %d alone, %d with exports; want some of each", res.TransfersAlone.OK, res.WithLoad.OK)
 	}
 	var out bytes.Buffer
-	PrintExport(&out, res)
+	printExport(&out, res)
 	for _, want := range []string{"holdfast / psql", "naive / holdfast", "2 exports alone", "the exports' own share"} {
 		if !bytes.Contains(out.Bytes(), []byte(want)) {
-			t.Errorf("PrintExport wrote no %q:\n%s", want, out.Bytes())
+			t.Errorf("printExport wrote no %q:\n%s", want, out.Bytes())
 		}
 	}
 	MustVerify(t, db, tenant)
@@ -80,9 +80,9 @@ func TestBenchExport_PartC(t *testing.T) {
 			res.FastHoldfast.Rows, res.SlowHoldfast.Rows, res.ExportsAloneOK, res.TransfersAlone.OK)
 	}
 	var out bytes.Buffer
-	PrintExport(&out, res)
+	printExport(&out, res)
 	if bytes.Contains(out.Bytes(), []byte("(a)")) || bytes.Contains(out.Bytes(), []byte("(b)")) || !bytes.Contains(out.Bytes(), []byte("(c)")) {
-		t.Errorf("PrintExport of part (c) wrote:\n%s", out.Bytes())
+		t.Errorf("printExport of part (c) wrote:\n%s", out.Bytes())
 	}
 	if _, err := RunExport(context.Background(), ExportConfig{Parts: "cd"}); err == nil {
 		t.Errorf("parts \"cd\" accepted")

@@ -10,9 +10,9 @@ import (
 	"github.com/holdfast/holdfast/lab/report"
 )
 
-// PrintExport writes the benchmark's results as side-by-side tables with
+// printExport writes the benchmark's results as side-by-side tables with
 // their ratios and targets.
-func PrintExport(w io.Writer, r *ExportResult) {
+func printExport(w io.Writer, r *ExportResult) {
 	c := r.Config
 	mib := func(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/1e6) }

@@ -71,9 +71,11 @@ type ExportRun struct {
 	RSSGrowth int64 // peak RSS growth of this process during the run, bytes; 0 if not measured
 }
 
-// RowsPerSecond and MBPerSecond are the run's rates.
+// RowsPerSecond is the run's rate in rows.
 func (r ExportRun) RowsPerSecond() float64 { return float64(r.Rows) / r.Elapsed.Seconds() }
-func (r ExportRun) MBPerSecond() float64   { return float64(r.Bytes) / 1e6 / r.Elapsed.Seconds() }
+
+// MBPerSecond is the run's rate in megabytes (10⁶ bytes).
+func (r ExportRun) MBPerSecond() float64 { return float64(r.Bytes) / 1e6 / r.Elapsed.Seconds() }
 
 // ExportResult is what RunExport measured.
 type ExportResult struct {

@@ -16,8 +16,8 @@ import (
 	"github.com/holdfast/holdfast/lab/load"
 )
 
-// IngestResult compares ingest through the API with raw JetStream publishing.
-type IngestResult struct {
+// ingestResult compares ingest through the API with raw JetStream publishing.
+type ingestResult struct {
 	Batch, Clients   int
 	Holdfast, Raw    float64 // events per second
 	HoldfastRefused  int64   // batches answered with anything but 202
@@ -25,21 +25,21 @@ type IngestResult struct {
 	HoldfastDuration time.Duration
 }
 
-// RunIngest measures events per second stored through POST /v1/events
+// runIngest measures events per second stored through POST /v1/events
 // (clients concurrent batches of batch events, for d) and, as the limit,
 // publishing the same envelopes straight to a JetStream stream of the same
 // storage in-process (clients concurrent publishers, each sending batch
 // messages asynchronously and waiting for their acks, as the API does).
 // The consumer groups are paused meanwhile, so neither side competes with them.
-func RunIngest(ctx context.Context, t *EventTarget, js njs.JetStream, rawStream string, clients, batch int, d time.Duration) (IngestResult, error) {
-	res := IngestResult{Batch: batch, Clients: clients}
+func runIngest(ctx context.Context, t *EventTarget, js njs.JetStream, rawStream string, clients, batch int, d time.Duration) (ingestResult, error) {
+	res := ingestResult{Batch: batch, Clients: clients}
 	if t.Pause != nil {
 		if err := t.Pause(ctx); err != nil {
 			return res, err
 		}
 		defer t.Resume(context.WithoutCancel(ctx))
 	}
-	body := EventBody(batch)
+	body := eventBody(batch)
 	var accepted, refused atomic.Int64
 	r := load.ClosedLoop(ctx, "ingest", clients, d, func(ctx context.Context, _ int, _ int64) (bool, error) {
 		n, err := t.PostEvents(ctx, body)
@@ -95,14 +95,14 @@ func RunIngest(ctx context.Context, t *EventTarget, js njs.JetStream, rawStream 
 	return res, nil
 }
 
-// rawEnvelope is an envelope like the ones Holdfast builds for EventBody's events.
+// rawEnvelope is an envelope like the ones Holdfast builds for eventBody's events.
 func rawEnvelope() []byte {
 	return []byte(`{"id":"` + uuid.NewString() + `","type":"payment.attempted","version":1,"source":"client","tenant":"` + uuid.NewString() +
 		`","occurred_at":"2026-11-28T10:00:00.123456Z","data":{"amount":100,"currency":"EUR","method":"card","card_brand":"visa","session":"s-000001"}}`)
 }
 
-// PrintIngest writes an ingest comparison.
-func PrintIngest(w io.Writer, r IngestResult) {
+// printIngest writes an ingest comparison.
+func printIngest(w io.Writer, r ingestResult) {
 	fmt.Fprintf(w, "%-40s %14s\n", "ingest (batches of "+fmt.Sprint(r.Batch)+", "+fmt.Sprint(r.Clients)+" clients)", "events/s")
 	fmt.Fprintf(w, "%-40s %14.0f\n", "Holdfast POST /v1/events", r.Holdfast)
 	fmt.Fprintf(w, "%-40s %14.0f\n", "raw JetStream async publish (limit)", r.Raw)

@@ -24,9 +24,9 @@ func Psql() (string, error) {
 	return exec.LookPath("psql")
 }
 
-// PsqlCopy is the psql meta-command that writes the same rows as an export
+// psqlCopy is the psql meta-command that writes the same rows as an export
 // of the tenant's account (postgres.ExportQuery), as CSV to stdout.
-func PsqlCopy(tenant, account string) string {
+func psqlCopy(tenant, account string) string {
 	q := strings.NewReplacer("$1", "'"+tenant+"'::uuid", "$2", "'"+account+"'::uuid", "$3", "0",
 		"$4", "NULL", "$5", "NULL").Replace(postgres.ExportQuery)
 	return `\copy (` + strings.Join(strings.Fields(q), " ") + `) to stdout with (format csv)`
@@ -37,7 +37,7 @@ func PsqlCopy(tenant, account string) string {
 func runPsql(ctx context.Context, cfg ExportConfig) (ExportRun, error) {
 	run := ExportRun{Name: `psql \copy csv`}
 	lc := &lineCounter{}
-	cmd := exec.CommandContext(ctx, cfg.Psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", cfg.DatabaseURL, "-c", PsqlCopy(cfg.Tenant, cfg.Account))
+	cmd := exec.CommandContext(ctx, cfg.Psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", cfg.DatabaseURL, "-c", psqlCopy(cfg.Tenant, cfg.Account))
 	cmd.Stdout = lc
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr

@@ -58,7 +58,7 @@ func Receipts(ctx context.Context, o ReceiptsOptions, stdout, stderr io.Writer) 
 	fmt.Fprintf(stdout, "holdfast-lab bench receipts — %s\n", machineLine)
 	fmt.Fprintf(stdout, "spike: %.0f uploads/s (%.0f a minute) for %s, %dx%d JPEGs; Holdfast: 2 replicas, cap %d, %d DB connections each\n\n",
 		o.Rate, o.Rate*60, o.Duration, o.Width, o.Height, o.Cap, o.DBConns)
-	PrintSpike(stdout, o.Cap, 2*o.DBConns, results...)
+	printSpike(stdout, o.Cap, 2*o.DBConns, results...)
 	return nil
 }
 
@@ -196,7 +196,7 @@ func spikeHoldfast(ctx context.Context, o ReceiptsOptions, images [][]byte, stde
 	if err != nil {
 		return nil, "", err
 	}
-	target := &SpikeTarget{
+	target := &spikeTarget{
 		Enqueue: up.enqueue,
 		Sample: func(ctx context.Context) (int64, int64, int64, error) {
 			info, err := cons.Info(ctx)
@@ -214,7 +214,7 @@ func spikeHoldfast(ctx context.Context, o ReceiptsOptions, images [][]byte, stde
 		},
 	}
 	fmt.Fprintln(stderr, "Holdfast: capped workers in 2 replicas")
-	res, err := RunSpike(ctx, "Holdfast (cap)", target, SpikeConfig{Rate: o.Rate, Duration: o.Duration, MaxDrain: o.MaxDrain, Progress: stderr})
+	res, err := runSpike(ctx, "Holdfast (cap)", target, SpikeConfig{Rate: o.Rate, Duration: o.Duration, MaxDrain: o.MaxDrain, Progress: stderr})
 	return res, machineLine, err
 }
 
@@ -241,7 +241,7 @@ func spikeNaive(ctx context.Context, o ReceiptsOptions, images [][]byte, stderr 
 		return nil, err
 	}
 	defer workers.Stop()
-	target := &SpikeTarget{
+	target := &spikeTarget{
 		Enqueue: up.enqueue,
 		Sample: func(ctx context.Context) (int64, int64, int64, error) {
 			info, err := cons.Info(ctx)
@@ -255,5 +255,5 @@ func spikeNaive(ctx context.Context, o ReceiptsOptions, images [][]byte, stderr 
 		Counters: workers.Counters,
 	}
 	fmt.Fprintln(stderr, "naive: a goroutine and a connection per message")
-	return RunSpike(ctx, "naive (unbounded)", target, SpikeConfig{Rate: o.Rate, Duration: o.Duration, MaxDrain: o.NaiveMaxDrain, Progress: stderr})
+	return runSpike(ctx, "naive (unbounded)", target, SpikeConfig{Rate: o.Rate, Duration: o.Duration, MaxDrain: o.NaiveMaxDrain, Progress: stderr})
 }

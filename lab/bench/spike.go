@@ -11,9 +11,9 @@ import (
 	"github.com/holdfast/holdfast/lab/load"
 )
 
-// SpikeTarget is what a spike run drives and watches: a way to enqueue
+// spikeTarget is what a spike run drives and watches: a way to enqueue
 // receipt jobs and gauges of the workers.
-type SpikeTarget struct {
+type spikeTarget struct {
 	// Enqueue queues job i (an upload through the API).
 	Enqueue func(ctx context.Context, i int) error
 	// Sample returns jobs in flight, jobs waiting, and database connections
@@ -59,9 +59,9 @@ type SpikeResult struct {
 	Samples                  []SpikeSample
 }
 
-// RunSpike enqueues jobs at cfg.Rate for cfg.Duration (an open loop),
+// runSpike enqueues jobs at cfg.Rate for cfg.Duration (an open loop),
 // sampling the workers every 100 ms, then waits for the queue to drain.
-func RunSpike(ctx context.Context, name string, t *SpikeTarget, cfg SpikeConfig) (*SpikeResult, error) {
+func runSpike(ctx context.Context, name string, t *spikeTarget, cfg SpikeConfig) (*SpikeResult, error) {
 	progress := cfg.Progress
 	if progress == nil {
 		progress = io.Discard
@@ -139,8 +139,8 @@ func RunSpike(ctx context.Context, name string, t *SpikeTarget, cfg SpikeConfig)
 	return res, nil
 }
 
-// PrintSpike writes spike results side by side.
-func PrintSpike(w io.Writer, cap, dbBudget int, rs ...*SpikeResult) {
+// printSpike writes spike results side by side.
+func printSpike(w io.Writer, cap, dbBudget int, rs ...*SpikeResult) {
 	fmt.Fprintf(w, "%-34s", "")
 	for _, r := range rs {
 		fmt.Fprintf(w, " %22s", r.Name)

@@ -61,7 +61,7 @@ func Transfers(ctx context.Context, o TransfersOptions, stdout, stderr io.Writer
 	defer closeNaive()
 
 	fmt.Fprintf(stdout, "holdfast-lab bench transfers: %s\n", machine(ctx, naivePool))
-	results, err := RunTransfers(ctx, TransfersConfig{
+	results, err := runTransfers(ctx, transfersConfig{
 		Pool: naivePool, Tenant: tenant.ID, HoldfastURL: m.HTTP.URL(), APIKey: key.Secret, NaiveURL: naiveURL,
 		Accounts: o.Accounts, Concurrency: o.Concurrency, Duration: o.Duration, OpenRate: o.OpenRate, OpenFractions: o.OpenFractions, OpenWarmup: o.OpenWarmup, Progress: stderr,
 		Workloads: o.Workloads, SkipNaive: o.SkipNaive, ServerStats: batchStats(m),
@@ -70,7 +70,7 @@ func Transfers(ctx context.Context, o TransfersOptions, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	PrintTransfers(stdout, results)
+	printTransfers(stdout, results)
 	return verifyAfterBench(ctx, m, tenant.ID, stdout)
 }
 

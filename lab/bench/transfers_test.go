@@ -25,7 +25,7 @@ func TestTransfersWorkload_Target(t *testing.T) {
 	open := func(rate float64, p99 time.Duration) load.Result {
 		return load.Result{Offered: rate, OK: 100, P99: p99}
 	}
-	w := TransfersWorkload{
+	w := transfersWorkload{
 		Holdfast: []load.Result{{Throughput: 6_000}, {Throughput: 10_000}},
 		Open:     []load.Result{open(8_000, 45*ms), open(5_000, 20*ms), open(6_000, 50*ms), open(7_000, 70*ms)},
 	}
@@ -95,7 +95,7 @@ func TestBenchTransfers(t *testing.T) {
 	db, tenant, secret := setup(t)
 	naiveSrv := httptest.NewServer(&naive.Ledger{Pool: db.Pool, Tenant: tenant, Events: true})
 	t.Cleanup(naiveSrv.Close)
-	ws, err := RunTransfers(context.Background(), TransfersConfig{
+	ws, err := runTransfers(context.Background(), transfersConfig{
 		Pool: db.Pool, Tenant: tenant, HoldfastURL: MustHoldfast(t, db), APIKey: secret, NaiveURL: naiveSrv.URL,
 		Accounts: 50, Concurrency: []int{4}, Duration: 300 * time.Millisecond, OpenWarmup: 100 * time.Millisecond, Progress: t.Output(),
 	})
@@ -142,10 +142,10 @@ func TestBenchTransfers(t *testing.T) {
 		}
 	}
 	var out bytes.Buffer
-	PrintTransfers(&out, ws)
+	printTransfers(&out, ws)
 	for _, want := range []string{"uniform workload", "hot workload", "holdfast/naive", "holdfast c=4", "naive c=4", "raw SQL", ", warm-up", "not counted"} {
 		if !strings.Contains(out.String(), want) {
-			t.Errorf("PrintTransfers lacks %q:\n%s", want, out.String())
+			t.Errorf("printTransfers lacks %q:\n%s", want, out.String())
 		}
 	}
 	MustVerify(t, db, tenant)
@@ -160,7 +160,7 @@ func TestBenchTransfers(t *testing.T) {
 func TestBenchTransfers_OpenLoopNotCappedByConcurrency(t *testing.T) {
 	t.Parallel()
 	db, tenant, secret := setup(t)
-	ws, err := RunTransfers(context.Background(), TransfersConfig{
+	ws, err := runTransfers(context.Background(), transfersConfig{
 		Pool: db.Pool, Tenant: tenant, HoldfastURL: MustHoldfast(t, db), APIKey: secret,
 		Accounts: 50, Concurrency: []int{1}, Duration: 300 * time.Millisecond, OpenRate: 1000,
 		Workloads: []string{"uniform"}, SkipNaive: true, Progress: t.Output(),

@@ -14,26 +14,26 @@ import (
 	"github.com/holdfast/holdfast/lab/report"
 )
 
-// TransfersWorkload is one workload's results.
-type TransfersWorkload struct {
+// transfersWorkload is one workload's results.
+type transfersWorkload struct {
 	Name     string
 	Holdfast []load.Result // closed loop, by concurrency
 	Naive    []load.Result
 	Ceiling  load.Result   // raw SQL batches, no HTTP
 	Open     []load.Result // Holdfast, open loops at OpenFractions of its peak (or one at OpenRate)
-	OpenWarm []load.Result // each open loop's warm-up (TransfersConfig.OpenWarmup), not in Open's figures
+	OpenWarm []load.Result // each open loop's warm-up (transfersConfig.OpenWarmup), not in Open's figures
 }
 
-// TargetFraction is the share of the peak at which issue 3 sets its p99
+// targetFraction is the share of the peak at which issue 3 sets its p99
 // target: an open loop at 80% of the closed-loop peak.
-const TargetFraction = 0.8
+const targetFraction = 0.8
 
-// TargetP99 is that target.
-const TargetP99 = 50 * time.Millisecond
+// targetP99 is that target.
+const targetP99 = 50 * time.Millisecond
 
 // TargetOpen returns the open loop the p99 target reads: the one whose rate
-// is closest to TargetFraction of the peak (the only one, with OpenRate).
-func (w TransfersWorkload) TargetOpen() load.Result {
+// is closest to targetFraction of the peak (the only one, with OpenRate).
+func (w transfersWorkload) TargetOpen() load.Result {
 	if i := w.targetOpen(); i >= 0 {
 		return w.Open[i]
 	}
@@ -41,8 +41,8 @@ func (w TransfersWorkload) TargetOpen() load.Result {
 }
 
 // targetOpen returns TargetOpen's index in Open, -1 if there is no open loop.
-func (w TransfersWorkload) targetOpen() int {
-	target := TargetFraction * load.Peak(w.Holdfast).Throughput
+func (w transfersWorkload) targetOpen() int {
+	target := targetFraction * load.Peak(w.Holdfast).Throughput
 	best := -1
 	for i, r := range w.Open {
 		if best < 0 || math.Abs(r.Offered-target) < math.Abs(w.Open[best].Offered-target) {
@@ -54,11 +54,11 @@ func (w TransfersWorkload) targetOpen() int {
 
 // MetUpTo returns the highest rate among the open loops that met the target,
 // as a fraction of the peak, such that every open loop at a lower rate met it
-// too (0: none did). A loop meets it when its p99 is within TargetP99 and
+// too (0: none did). A loop meets it when its p99 is within targetP99 and
 // every request it offered got its transfer: one that shed requests (503s,
 // with `--admission`) or could not send them (its in-flight slots all taken)
 // has a p99 of the requests that got through, which says nothing of the rest.
-func (w TransfersWorkload) MetUpTo() float64 {
+func (w transfersWorkload) MetUpTo() float64 {
 	peak := load.Peak(w.Holdfast).Throughput
 	if peak == 0 {
 		return 0
@@ -67,7 +67,7 @@ func (w TransfersWorkload) MetUpTo() float64 {
 	slices.SortFunc(runs, func(a, b load.Result) int { return cmp.Compare(a.Offered, b.Offered) })
 	best := 0.0
 	for _, r := range runs {
-		if r.OK == 0 || r.Failed > 0 || r.Errors > 0 || r.P99 > TargetP99 {
+		if r.OK == 0 || r.Failed > 0 || r.Errors > 0 || r.P99 > targetP99 {
 			break
 		}
 		best = r.Offered / peak
@@ -75,8 +75,8 @@ func (w TransfersWorkload) MetUpTo() float64 {
 	return best
 }
 
-// PrintTransfers writes the benchmark's table and ratios.
-func PrintTransfers(w io.Writer, ws []TransfersWorkload) {
+// printTransfers writes the benchmark's table and ratios.
+func printTransfers(w io.Writer, ws []transfersWorkload) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d)/1e6, 'f', 1, 64) }
 	for _, wl := range ws {
@@ -114,9 +114,9 @@ func PrintTransfers(w io.Writer, ws []TransfersWorkload) {
 			wl.Name, report.Ratio(h.Throughput, n.Throughput), report.Ratio(h.Throughput, wl.Ceiling.Throughput), open.Offered, ms(open.P99), warm)
 		if len(wl.Open) > 1 {
 			if f := wl.MetUpTo(); f > 0 {
-				fmt.Fprintf(w, "%-8s open loops: p99 ≤ %s ms up to %.0f%% of the peak\n", wl.Name, ms(TargetP99), 100*f)
+				fmt.Fprintf(w, "%-8s open loops: p99 ≤ %s ms up to %.0f%% of the peak\n", wl.Name, ms(targetP99), 100*f)
 			} else {
-				fmt.Fprintf(w, "%-8s open loops: p99 ≤ %s ms at none of the rates run\n", wl.Name, ms(TargetP99))
+				fmt.Fprintf(w, "%-8s open loops: p99 ≤ %s ms at none of the rates run\n", wl.Name, ms(targetP99))
 			}
 		}
 	}

@@ -14,13 +14,13 @@ import (
 	"github.com/holdfast/holdfast/lab/load"
 )
 
-// TransfersConfig configures the transfer benchmark.
-type TransfersConfig struct {
+// transfersConfig configures the transfer benchmark.
+type transfersConfig struct {
 	Pool        *pgxpool.Pool // the database both servers use
 	Tenant      string        // the tenant whose accounts are used
 	HoldfastURL string        // Holdfast's API
 	APIKey      string        // the tenant's API key for Holdfast
-	NaiveURL    string        // a NaiveLedger for the same tenant
+	NaiveURL    string        // a naive.Ledger for the same tenant
 	Accounts    int           // customer accounts of the uniform workload; default 10,000
 	Concurrency []int         // closed-loop concurrencies; default 16, 64, 256
 	Duration    time.Duration // each run; default 5s
@@ -31,7 +31,7 @@ type TransfersConfig struct {
 	OpenRate      float64 // if positive, one open loop at this rate (transfers/s) instead
 	// OpenWarmup is how long each open loop runs at its rate before the
 	// Duration it is measured over (0: none). Its calls are reported apart
-	// (TransfersWorkload.OpenWarm): they measure the ramp from idle after
+	// (transfersWorkload.OpenWarm): they measure the ramp from idle after
 	// the run before, not the load.
 	OpenWarmup time.Duration
 	Workloads  []string // "uniform", "hot"; default both
@@ -46,7 +46,7 @@ type TransfersConfig struct {
 	Progress io.Writer // progress lines; nil for none
 }
 
-func (c TransfersConfig) withDefaults() TransfersConfig {
+func (c transfersConfig) withDefaults() transfersConfig {
 	if c.Accounts == 0 {
 		c.Accounts = 10_000
 	}
@@ -57,7 +57,7 @@ func (c TransfersConfig) withDefaults() TransfersConfig {
 		c.Duration = 5 * time.Second
 	}
 	if len(c.OpenFractions) == 0 {
-		c.OpenFractions = []float64{TargetFraction}
+		c.OpenFractions = []float64{targetFraction}
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
@@ -71,13 +71,13 @@ type workload struct {
 	pick func(rng *rand.Rand) (debit, credit string)
 }
 
-// RunTransfers runs the transfer benchmark: for a uniform and a hot
+// runTransfers runs the transfer benchmark: for a uniform and a hot
 // workload, Holdfast and the naive per-request transaction over HTTP at each
 // concurrency (closed loop), the raw SQL ceiling, and Holdfast in an open
 // loop at a fraction of its peak. Every HTTP transfer carries a unique
 // Idempotency-Key. It returns an error only if the accounts cannot be
 // seeded; a run that fails counts its failures in its Result.
-func RunTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorkload, error) {
+func runTransfers(ctx context.Context, cfg transfersConfig) ([]transfersWorkload, error) {
 	cfg = cfg.withDefaults()
 	workloads, err := seedWorkloads(ctx, cfg)
 	if err != nil {
@@ -92,12 +92,12 @@ func RunTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorkload
 		r.maxConc = max(r.maxConc, c)
 	}
 	defer r.close()
-	var out []TransfersWorkload
+	var out []transfersWorkload
 	for _, w := range workloads {
 		if len(cfg.Workloads) > 0 && !slices.Contains(cfg.Workloads, w.name) {
 			continue
 		}
-		res := TransfersWorkload{Name: w.name}
+		res := transfersWorkload{Name: w.name}
 		r.closedLoops(ctx, w, &res)
 		r.settle(ctx)
 		fmt.Fprintf(cfg.Progress, "%s: raw SQL ceiling, %v\n", w.name, cfg.Duration)
@@ -111,7 +111,7 @@ func RunTransfers(ctx context.Context, cfg TransfersConfig) ([]TransfersWorkload
 // seedWorkloads seeds the customer and house accounts and returns the
 // workloads over them: uniform (customer to customer) and hot (every
 // transfer credits one of the 2 house accounts).
-func seedWorkloads(ctx context.Context, cfg TransfersConfig) ([]workload, error) {
+func seedWorkloads(ctx context.Context, cfg transfersConfig) ([]workload, error) {
 	fmt.Fprintf(cfg.Progress, "seeding %d funded accounts and 2 house accounts\n", cfg.Accounts)
 	customers, err := SeedAccounts(ctx, cfg.Pool, cfg.Tenant, "USD", cfg.Accounts, 1_000_000_000, false)
 	if err != nil {
@@ -133,9 +133,9 @@ func seedWorkloads(ctx context.Context, cfg TransfersConfig) ([]workload, error)
 	}, nil
 }
 
-// transfersRun is one RunTransfers: its load generators, one per server.
+// transfersRun is one runTransfers: its load generators, one per server.
 type transfersRun struct {
-	cfg     TransfersConfig
+	cfg     transfersConfig
 	posters map[string]*load.Poster
 	maxConc int // the most clients of any loop
 	runID   atomic.Int64
@@ -193,7 +193,7 @@ func (r *transfersRun) call(base string, w workload) load.Call {
 }
 
 // closedLoops runs Holdfast, then the naive server, at each concurrency.
-func (r *transfersRun) closedLoops(ctx context.Context, w workload, res *TransfersWorkload) {
+func (r *transfersRun) closedLoops(ctx context.Context, w workload, res *transfersWorkload) {
 	cfg := r.cfg
 	for _, c := range cfg.Concurrency {
 		r.settle(ctx)
@@ -217,7 +217,7 @@ func (r *transfersRun) closedLoops(ctx context.Context, w workload, res *Transfe
 
 // openLoops runs Holdfast in an open loop at OpenRate, or at each of
 // OpenFractions of its closed-loop peak, each after its warm-up.
-func (r *transfersRun) openLoops(ctx context.Context, w workload, res *TransfersWorkload) {
+func (r *transfersRun) openLoops(ctx context.Context, w workload, res *transfersWorkload) {
 	cfg := r.cfg
 	var rates []float64
 	if cfg.OpenRate > 0 {

@@ -39,7 +39,7 @@ type CPUJobsResult struct {
 // before its next job, as a client would wait for a 503 to come back (a
 // worker spinning on refusals would burn the cores itself).
 func RunCPUJobs(ctx context.Context, name string, workers, iterations int, d, refusedWait time.Duration, healthURL string, do func(context.Context, func() error) error) CPUJobsResult {
-	stop := ProbeHealth(ctx, healthURL, 50*time.Millisecond)
+	stop := probeHealth(ctx, healthURL, 50*time.Millisecond)
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var done, refused atomic.Int64

@@ -16,11 +16,11 @@ type HealthStats struct {
 	P50, P99, Max  time.Duration
 }
 
-// ProbeHealth GETs url every interval, each probe on a schedule whatever
+// probeHealth GETs url every interval, each probe on a schedule whatever
 // the previous one does (open loop, timed from its tick, 5 s timeout), on a
 // client of its own, until the returned function is called; that function
 // returns the latencies (see HealthTimeline for every probe's).
-func ProbeHealth(ctx context.Context, url string, interval time.Duration) func() HealthStats {
+func probeHealth(ctx context.Context, url string, interval time.Duration) func() HealthStats {
 	return StartHealthTimeline(ctx, url, interval).Stop
 }
 
@@ -33,7 +33,7 @@ type HealthSample struct {
 }
 
 // HealthTimeline probes /healthz on a schedule, keeping every probe's time
-// and latency (ProbeHealth returns only their figures).
+// and latency (probeHealth returns only their figures).
 type HealthTimeline struct {
 	mu      sync.Mutex
 	Samples []HealthSample

@@ -184,7 +184,7 @@ func OpenLoopAfter(ctx context.Context, name string, rate float64, warmup, d tim
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			good, err := call(context.WithValue(ctx, intendedKey{}, intended), int(i%int64(maxInFlight)), i) // see IntendedTime
+			good, err := call(context.WithValue(ctx, intendedKey{}, intended), int(i%int64(maxInFlight)), i) // see intendedTime
 			now := time.Now()
 			good = ph.t.add(good, err)
 			mu.Lock()
@@ -208,13 +208,13 @@ func OpenLoopAfter(ctx context.Context, name string, rate float64, warmup, d tim
 	return warm, res
 }
 
-// intendedKey carries an open-loop call's intended send time (see IntendedTime).
+// intendedKey carries an open-loop call's intended send time (see intendedTime).
 type intendedKey struct{}
 
-// IntendedTime returns when OpenLoop meant to send the call whose context
+// intendedTime returns when OpenLoop meant to send the call whose context
 // this is, so a call can time its own outcomes without coordinated
 // omission; false outside OpenLoop.
-func IntendedTime(ctx context.Context) (time.Time, bool) {
+func intendedTime(ctx context.Context) (time.Time, bool) {
 	t, ok := ctx.Value(intendedKey{}).(time.Time)
 	return t, ok
 }

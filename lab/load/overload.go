@@ -67,10 +67,10 @@ type outcomes struct {
 // too would add maxInFlight / d to every rate, more to a shorter run's.
 func RunOverload(ctx context.Context, name string, rate float64, d time.Duration, maxInFlight int, goodWithin time.Duration, healthURL string, send Send) OverloadResult {
 	var o outcomes
-	stopProbe := ProbeHealth(ctx, healthURL, 50*time.Millisecond)
+	stopProbe := probeHealth(ctx, healthURL, 50*time.Millisecond)
 	end := time.Now().Add(d)
 	res := OpenLoop(ctx, name, rate, d, maxInFlight, func(ctx context.Context, _ int, seq int64) (bool, error) {
-		intended, _ := IntendedTime(ctx)
+		intended, _ := intendedTime(ctx)
 		status, err := send(ctx, seq)
 		now := time.Now()
 		lat, inRun := now.Sub(intended), !now.After(end)

@@ -139,7 +139,7 @@ func (l *eventLab) close() {
 	}
 }
 
-// BurstScenario is what the burst scenario measured.
+// burstScenario is what the burst scenario measured.
 type burstScenario struct {
 	Holdfast    *bench.BurstResult `json:"holdfast"`
 	Naive       *naive.BurstResult `json:"naive"`
@@ -153,7 +153,7 @@ type burstScenario struct {
 	PauseErrors []string           `json:"pause_errors,omitempty"`
 }
 
-// phaseClock timestamps BenchBurst's progress lines, passing them on to
+// phaseClock timestamps bench.RunBurst's progress lines, passing them on to
 // out: its run begins at the "before the burst" line, the burst at
 // "burst:", the drain at "after:", when After is closed.
 type phaseClock struct {

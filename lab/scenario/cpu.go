@@ -25,7 +25,7 @@ func init() {
 	})
 }
 
-// CPURun is what a cpu helper process measured.
+// cpuRun is what a cpu helper process measured.
 type cpuRun struct {
 	Mode       string        `json:"mode"` // sequential, concurrent, parallel
 	Tasks      int           `json:"tasks"`
@@ -35,7 +35,7 @@ type cpuRun struct {
 	Checksum   uint64        `json:"checksum"` // XOR of the tasks' results
 }
 
-// RunCPUTasks runs tasks CPUTasks one after another ("sequential") or each
+// runCPUTasks runs tasks CPUTasks one after another ("sequential") or each
 // in its own goroutine ("concurrent", "parallel": the same code; which one
 // it is depends on GOMAXPROCS).
 func runCPUTasks(mode string, tasks, iterations int) cpuRun {

@@ -27,7 +27,7 @@ func init() {
 	})
 }
 
-// LossyNetwork sits between a client and a server and loses the response
+// lossyNetwork sits between a client and a server and loses the response
 // of every first attempt: it forwards the request (the server does the
 // work, whatever happens to the client), then holds the answer until the
 // client gives up. A client marks its attempts with the header
@@ -73,7 +73,7 @@ func (n *lossyNetwork) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Write(answer)
 }
 
-// ChargeRun is what a retrying client did to charges.
+// chargeRun is what a retrying client did to charges.
 type chargeRun struct {
 	Name           string `json:"name"`
 	Charges        int    `json:"charges"`         // the client meant to charge this many times
@@ -86,7 +86,7 @@ type chargeRun struct {
 	AmountCharged  int64  `json:"amount_charged"`
 }
 
-// RetryingCharge sends one charge (a transfer of amount from customer to
+// retryingCharge sends one charge (a transfer of amount from customer to
 // merchant, described "desc") up to 3 times, each attempt under timeout,
 // with the Idempotency-Key key if it is not empty: the client of the seed's
 // Stripe section, naive when it has no key.
@@ -115,7 +115,7 @@ func retryingCharge(ctx context.Context, client *http.Client, base, apiKey, key,
 	return attempts, false, false
 }
 
-// DuplicateRound is one burst of identical requests with one key.
+// duplicateRound is one burst of identical requests with one key.
 type duplicateRound struct {
 	Route    string      `json:"route"`
 	Sent     int         `json:"sent"`
@@ -123,14 +123,14 @@ type duplicateRound struct {
 	Created  int64       `json:"created"` // rows the burst created
 }
 
-// DoubleCharge is what the scenario measured.
+// doubleCharge is what the scenario measured.
 type doubleCharge struct {
 	Runs       []chargeRun      `json:"runs"`
 	Duplicates []duplicateRound `json:"duplicates"`
 	LostByNet  int64            `json:"responses_lost"`
 }
 
-// DoubleChargeConfig sizes the scenario.
+// doubleChargeConfig sizes the scenario.
 type doubleChargeConfig struct {
 	Charges    int           // per client
 	Timeout    time.Duration // the client's, per attempt

@@ -24,7 +24,7 @@ func init() {
 	})
 }
 
-// RSSSeries samples the process's RSS over time, and marks the moments
+// rssSeries samples the process's RSS over time, and marks the moments
 // progress lines were written.
 type rssSeries struct {
 	mu      sync.Mutex
@@ -36,7 +36,7 @@ type rssSeries struct {
 	done    chan struct{}
 }
 
-// StartRSSSeries samples every interval until Stop; progress lines written
+// startRSSSeries samples every interval until Stop; progress lines written
 // to it are marked and passed on to out.
 func startRSSSeries(interval time.Duration, out io.Writer) *rssSeries {
 	s := &rssSeries{start: time.Now(), out: out, stop: make(chan struct{}), done: make(chan struct{})}
@@ -81,7 +81,7 @@ func (s *rssSeries) Stop() {
 	<-s.done
 }
 
-// ExportScenarioConfig sizes the export scenario.
+// exportScenarioConfig sizes the export scenario.
 type exportScenarioConfig struct {
 	Rows       int
 	SlowRate   int64
@@ -89,16 +89,16 @@ type exportScenarioConfig struct {
 	Concurrent int
 }
 
-// ExportScenario is what the export scenario measured: the benchmark's
+// exportScenario is what the export scenario measured: the benchmark's
 // results and the RSS over the whole run.
 type exportScenario struct {
 	Bench *bench.ExportResult `json:"bench"`
 	RSS   *rssSeries          `json:"rss_mib"`
 }
 
-// RunExportScenario seeds an account of cfg.Rows entries on the database at
-// url, served by Holdfast at holdfastURL, and runs BenchExport on it with a
-// BufferedExport beside, sampling RSS throughout.
+// measureExport seeds an account of cfg.Rows entries on the database at
+// url, served by Holdfast at holdfastURL, and runs bench.RunExport on it with a
+// naive.BufferedExport beside, sampling RSS throughout.
 func measureExport(ctx context.Context, url, holdfastURL string, cfg exportScenarioConfig, progress io.Writer) (*exportScenario, error) {
 	psql, err := bench.Psql()
 	if err != nil {

@@ -26,7 +26,7 @@ func init() {
 	})
 }
 
-// CPUServer is a lab-only HTTP server (never part of the API): GET /healthz
+// cpuServer is a lab-only HTTP server (never part of the API): GET /healthz
 // answers at once; POST /work runs CPUTask of Iterations rounds — on the
 // request's goroutine when Lane is nil (the naive way: every request gets a
 // core to fight for), else through Lane, answering 503 when the lane
@@ -77,7 +77,7 @@ func (s *cpuServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // MostAtOnce returns the most jobs that ran at the same time.
 func (s *cpuServer) MostAtOnce() int64 { return s.top.Load() }
 
-// HealthRun is one way of the health scenario: /healthz probed while
+// healthRun is one way of the health scenario: /healthz probed while
 // clients keep /work busy.
 type healthRun struct {
 	Name       string              `json:"name"`
@@ -93,7 +93,7 @@ type healthRun struct {
 	Samples    []load.HealthSample `json:"samples"`
 }
 
-// HealthConfig shapes a health run.
+// healthConfig shapes a health run.
 type healthConfig struct {
 	Clients     int           // concurrent /work clients, each sending back to back
 	Iterations  int           // CPUTask rounds per /work
@@ -103,7 +103,7 @@ type healthConfig struct {
 	LaneQueue   int           // the lane's queue, for the record
 }
 
-// RunHealth serves a CPUServer with lane (nil: the naive way) on loopback,
+// measureHealth serves a cpuServer with lane (nil: the naive way) on loopback,
 // probes its /healthz every 50 ms throughout, and for cfg.Load keeps
 // cfg.Clients clients sending /work back to back between cfg.Idle of quiet
 // before and after.

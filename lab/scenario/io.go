@@ -21,7 +21,7 @@ func init() {
 	})
 }
 
-// SlowDownstream is a loopback HTTP server that answers every request after
+// slowDownstream is a loopback HTTP server that answers every request after
 // Delay, and counts how many requests it holds at once.
 type slowDownstream struct {
 	Delay         time.Duration
@@ -44,7 +44,7 @@ func (d *slowDownstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// IORun is one way of making the calls.
+// ioRun is one way of making the calls.
 type ioRun struct {
 	Name        string        `json:"name"`
 	Calls       int           `json:"calls"`
@@ -53,7 +53,7 @@ type ioRun struct {
 	MaxInFlight int64         `json:"max_in_flight"` // at the downstream
 }
 
-// CallAll makes calls GETs of url, at most limit at once (0: all at once,
+// callAll makes calls GETs of url, at most limit at once (0: all at once,
 // 1: one after another), and returns how many answered 200.
 func callAll(ctx context.Context, client *http.Client, url string, calls, limit int) int {
 	if limit <= 0 {

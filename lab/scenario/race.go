@@ -23,7 +23,7 @@ func init() {
 	})
 }
 
-// RaceRun is one way's outcome.
+// raceRun is one way's outcome.
 type raceRun struct {
 	Name       string        `json:"name"`
 	Attempted  int64         `json:"attempted"`
@@ -42,7 +42,7 @@ type raceRun struct {
 // Correct reports whether the run conserved money and overdrew nobody.
 func (r raceRun) Correct() bool { return r.MoneyDelta == 0 && r.Negative == 0 && r.Errors == 0 }
 
-// RaceConfig sizes the race.
+// raceConfig sizes the race.
 type raceConfig struct {
 	Wallets   int   // few, so transfers collide
 	Balance   int64 // each wallet's at the start
@@ -82,7 +82,7 @@ func raceLoad(ctx context.Context, name string, cfg raceConfig, transfer func(ct
 	return r
 }
 
-// Race runs every way of the race scenario on the database at url (which
+// race runs every way of the race scenario on the database at url (which
 // it migrates for Holdfast's part) and returns their outcomes, the naive
 // read-modify-write first, Holdfast's group commit last.
 func race(ctx context.Context, url string, cfg raceConfig, progress func(string, ...any)) ([]raceRun, string, error) {

@@ -54,7 +54,7 @@ func walletHelper(ctx context.Context, url string, stdin io.Reader, stdout io.Wr
 	return nil
 }
 
-// ReplicaRun is one deployment's outcome.
+// replicaRun is one deployment's outcome.
 type replicaRun struct {
 	Name       string `json:"name"`
 	Servers    int    `json:"servers"`

@@ -21,7 +21,7 @@ func init() {
 	})
 }
 
-// QueryStorm is one way of sending many queries through one pool.
+// queryStorm is one way of sending many queries through one pool.
 type queryStorm struct {
 	Name     string        `json:"name"`
 	Queries  int           `json:"queries"`
@@ -35,7 +35,7 @@ type queryStorm struct {
 	BystanderMax                 time.Duration `json:"bystander_max_ns"`
 }
 
-// FireQueries runs queries copies of sql (with args) on pool, each under
+// fireQueries runs queries copies of sql (with args) on pool, each under
 // its own deadline of timeout, at most limit at once (0: all at once, the
 // naive way: "Promise.all" of 10,000 queries). It returns the counts.
 func fireQueries(ctx context.Context, pool *pgxpool.Pool, name string, queries, limit int, timeout time.Duration, sql string, args ...any) queryStorm {
