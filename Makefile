@@ -16,13 +16,13 @@ LDFLAGS    := -X main.buildTime=$(BUILD_TIME) -X main.commit=$(COMMIT)
 
 .PHONY: run test build vet lint deps clean bench-transfers bench-export bench-events bench-receipts bench-overload lab
 
-## run: build bin/holdfast and serve on 127.0.0.1:8080 with a private PostgreSQL and embedded NATS in
+## run: build bin/holdfast (and bin/holdfast-lab) and serve on 127.0.0.1:8080 with a private PostgreSQL and embedded NATS in
 ## .holdfast/, plus a demo tenant kept there (make clean, or make run ARGS=--reset, starts over).
 ## Ctrl-C reaches the service, which shuts down cleanly and exits 0; make itself then dies of
 ## the same SIGINT (status 130 in the shell): GNU make re-raises a terminal's SIGINT once its
 ## recipe has exited, whatever the recipe's status. bin/holdfast dev exits 0.
-run: deps
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast && exec bin/holdfast dev $(ARGS)
+run: deps build
+	exec bin/holdfast dev $(ARGS)
 
 ## test: vet, gofmt and staticcheck, then every test under the race detector (starts its own PostgreSQL and NATS)
 test: deps vet lint
@@ -30,31 +30,32 @@ test: deps vet lint
 
 ## bench-transfers: group commit vs one transaction per request vs the raw SQL ceiling (about 2.5 minutes)
 bench-transfers: deps build
-	bin/holdfast bench transfers
+	bin/holdfast-lab bench transfers
 
 ## bench-export: streaming CSV export vs psql \copy and vs a buffered export, 2,000,000 entries (about 4 minutes)
 bench-export: deps build
-	bin/holdfast bench export
+	bin/holdfast-lab bench export
 
 ## bench-events: ingest through POST /v1/events vs raw JetStream; a 10× burst against slow consumers (about 7 minutes)
 bench-events: deps build
-	bin/holdfast bench events
+	bin/holdfast-lab bench events
 
 ## bench-receipts: a spike of 50,000 uploads a minute for 2 minutes: capped workers vs a goroutine per message (about 15 minutes)
 bench-receipts: deps build
-	bin/holdfast bench receipts
+	bin/holdfast-lab bench receipts
 
 ## bench-overload: open loop at 0.5×–5× capacity, overload protection on vs off; /healthz under CPU load (about 2 minutes)
 bench-overload: deps build
-	bin/holdfast bench overload
+	bin/holdfast-lab bench overload
 
 ## lab: every scenario of the seed, naive beside Holdfast; reports and charts in lab-results/ (about 3 minutes)
 lab: deps build
-	bin/holdfast lab all
+	bin/holdfast-lab lab all
 
-## build: the holdfast binary in bin/
+## build: the binaries in bin/: holdfast, the service, and holdfast-lab, the benchmarks and lab scenarios
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast
+	$(GO) build -o bin/holdfast-lab ./cmd/holdfast-lab
 
 vet:
 	$(GO) vet ./...
@@ -75,6 +76,6 @@ deps:
 	@scripts/ensure-postgres.sh
 	@scripts/ensure-nats.sh
 
-## clean: delete the binary and .holdfast/ (the dev database, event log, receipt images and demo credentials)
+## clean: delete the binaries and .holdfast/ (the dev database, event log, receipt images and demo credentials)
 clean:
 	rm -rf bin .holdfast

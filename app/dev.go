@@ -211,7 +211,7 @@ More: curl -s %[1]s/openapi.json | head; curl -s %[1]s/metrics | grep holdfast_
   export DATABASE_URL='%[2]s'
   %[3]s seed --entries 100000   # a long history to export; seed reads DATABASE_URL
 
-`, filepath.Join(m.Config.DataDir, "postgres"), dbURL, program())
+`, filepath.Join(m.Config.DataDir, "postgres"), dbURL, labProgram())
 	} else {
 		fmt.Fprintf(w, "PostgreSQL: %s (DATABASE_URL)\n\n", redacted(dbURL))
 	}
@@ -231,6 +231,15 @@ func program() string {
 		return p
 	}
 	return "holdfast"
+}
+
+// labProgram is how to run holdfast-lab, the measurement binary built
+// beside this one (make build puts both in bin/), from the same shell.
+func labProgram() string {
+	if p := program(); p != "go run ./cmd/holdfast" {
+		return p + "-lab"
+	}
+	return "go run ./cmd/holdfast-lab"
 }
 
 // redacted returns a database URL without its password.

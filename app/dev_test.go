@@ -117,6 +117,10 @@ func TestDev_TheFirstHour(t *testing.T) {
 	dbURL := bannerLine(t, banner1, `^\s+export DATABASE_URL='([^']+)'$`)
 	psql := bannerLine(t, banner1, `^\s+(psql '[^']+')$`)
 	natsURL := bannerLine(t, banner1, `^\s+nats --server (nats://\S+) stream info events$`)
+	// The seed line names the measurement binary, which has the command.
+	if seed := bannerLine(t, banner1, `^\s+(\S.*) seed --entries \d+`); !strings.HasSuffix(seed, "holdfast-lab") {
+		t.Errorf("the banner's seed line runs %q, want holdfast-lab (the server binary has no seed command)", seed)
+	}
 	if !strings.Contains(banner1, "dev only") {
 		t.Errorf("the banner does not say the kept credentials are for dev only:\n%s", banner1)
 	}
@@ -130,7 +134,7 @@ func TestDev_TheFirstHour(t *testing.T) {
 		}
 	}
 
-	// psql and pgx (what seed uses) reach the private cluster.
+	// psql and pgx (what holdfast-lab seed uses) reach the private cluster.
 	if n := strings.TrimSpace(sh(t, psql+` -Atc "SELECT count(*) FROM tenants WHERE name = 'demo'"`)); n != "1" {
 		t.Errorf("psql counts %s demo tenants, want 1", n)
 	}

@@ -2,11 +2,11 @@
 # pg-waits.sh samples what the PostgreSQL backends of a running benchmark are
 # doing, every INTERVAL seconds (default 0.05), until the cluster goes away:
 # one line per active backend, "time|wait type|wait event|backend type|query".
-# It attaches to the newest private cluster `holdfast bench` started (its
+# It attaches to the newest private cluster `holdfast-lab bench` started (its
 # socket is under /tmp/holdfast-bench-*/postgres), or to the socket
 # directory given as the first argument. Start it beside a benchmark to see
 # what the database waited on when a run stalled:
-#   scripts/pg-waits.sh > waits.log & bin/holdfast bench transfers; kill %1
+#   scripts/pg-waits.sh > waits.log & bin/holdfast-lab bench transfers; kill %1
 # and summarise with: awk -F'|' '{print $2":"$3}' waits.log | sort | uniq -c | sort -rn
 set -euo pipefail
 

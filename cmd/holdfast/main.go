@@ -1,5 +1,6 @@
 // Command holdfast is the Holdfast payments service: serve the API, run it
-// for development with a private database, migrate, and more.
+// for development with a private database, migrate, and more. It links no
+// measurement code: benchmarks and lab scenarios are cmd/holdfast-lab's.
 package main
 
 import (
@@ -36,12 +37,11 @@ Commands:
   dev       serve on 127.0.0.1 with a private PostgreSQL in the data directory and a demo tenant
   migrate   apply database migrations to DATABASE_URL and exit
   adopt-stream  bind the event log to the streams on this NATS, knowingly (after the old stream was lost)
-  seed      give an account a long history of entries quickly (for trying exports)
-  bench     run a benchmark: Holdfast beside the naive way, in one run
-  lab       run a scenario of the seed, naive beside Holdfast, and write its report and chart
   version   print the version, VCS commit and build time (also --version)
 
-Run 'holdfast <command> --help' for a command's flags.
+Run 'holdfast <command> --help' for a command's flags. The benchmarks, the
+lab scenarios and seed are holdfast-lab's ('holdfast-lab --help'), a binary
+of its own that make build puts beside this one.
 `
 
 func main() {
@@ -143,16 +143,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		stop()
 		fmt.Fprintln(stdout, "holdfast: shutting down")
 		return m.Stop()
-	case "lab":
-		return runLab(ctx, args, stdout, stderr)
-	case "bench":
-		return runBench(ctx, args, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, args, stdout, stderr)
 	case "adopt-stream":
 		return runAdoptStream(ctx, args, stdout, stderr)
-	case "seed":
-		return runSeed(ctx, args, stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)

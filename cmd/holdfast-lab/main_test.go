@@ -1,0 +1,9 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/holdfast/holdfast/internal/testkit/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
