@@ -20,7 +20,7 @@ import (
 // pgx's generic array codec boxes every element into an interface, finds
 // its encode plan, and appends to a parameter buffer that pgx shrinks back
 // to 256 bytes after each statement, so a batch's large arrays regrow it by
-// doubling every time. In `holdfast bench transfers` that, with the send
+// doubling every time. In `holdfast-lab bench transfers` that, with the send
 // buffer presizeSend grows, was the largest allocator of the process: the
 // committers allocated ~10 KB a transfer, ~5 KB with these.
 //

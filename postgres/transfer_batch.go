@@ -112,18 +112,17 @@ func (s *TransferService) settle(pool *pgxpool.Pool, sent *sentError) error {
 // which pgx's prepared statements get after five runs, is made once for the
 // table as it was then: one made while idempotency_keys was small joined the
 // keys by hashing a sequential scan, and every batch then read the whole
-// table (7 ms a batch at 100,000 keys). Planning costs a fraction of a
-// millisecond, shared by the batch's requests.
+// table. Planning costs a fraction of a millisecond, shared by the batch's
+// requests.
 //
 // Random reads are costed as what they are here, reads of cached or SSD
 // pages (random_page_cost 1.1 instead of 4, the default set for spinning
-// disks). At 4, a batch touching 160 of 10,000 accounts (143 pages) updated
-// them by hashing a sequential scan of the whole table: 1.3 ms a batch, 18 µs
-// an updated row against 5.8 by the primary key (pg_stat_statements, uniform
-// open loop at 5,000/s; docs/benchmarks.md, session 8), and inside the
-// batch's row locks. Set here, not on the server, so a server configured for
-// spinning disks (or left at the default) plans these statements the same.
-// TestBatchPlansUseIndexes checks the plans.
+// disks): at 4, a batch updated its accounts by hashing a sequential scan of
+// the whole table, inside the batch's row locks. Set here, not on the
+// server, so a server configured for spinning disks (or left at the
+// default) plans these statements the same. TestBatchPlansUseIndexes checks
+// the plans; the measurements are in
+// docs/decisions/0007-batch-plans-custom-with-random-page-cost-1-1.md.
 //
 // $1 is 'off' when the batch's outbox rows are not to notify: a relay of this
 // process listens and is woken once the batch commits (see wakeSet).

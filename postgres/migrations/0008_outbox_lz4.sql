@@ -2,7 +2,7 @@
 -- kilobytes that PostgreSQL compresses on insert and the relay decompresses
 -- a few milliseconds later, before deleting the row. With the default
 -- method, pglz, compressing them was 2% of the machine's CPU under load
--- (perf, `holdfast bench transfers`, hot workload; docs/decisions/0016-packed-outbox-rows-compress-with-lz4.md); lz4
+-- (perf, `holdfast-lab bench transfers`, hot workload; docs/decisions/0016-packed-outbox-rows-compress-with-lz4.md); lz4
 -- does the same work several times faster. A server built without lz4
 -- keeps pglz.
 DO $$
