@@ -197,7 +197,7 @@ Try it (paste these lines):
   curl -s %[1]s/v1/accounts -H "Authorization: Bearer $KEY"
   # $5.00 from the house to the customer; the Idempotency-Key makes a retry safe
   curl -s %[8]s
-  # the same request again: the stored response, Idempotent-Replayed: true, no second transfer
+  # the same request again: the first answer replayed, Idempotent-Replayed: true, no second transfer
   curl -si %[8]s
   # the customer's entries as CSV
   curl -s %[1]s/v1/accounts/%[6]s/transactions.csv -H "Authorization: Bearer $KEY"

@@ -33,7 +33,7 @@ type WriterConfig struct {
 	// wait for the committing batch and then go in one batch: a batch's
 	// fixed cost (two round trips, planning, the commit) is shared by more
 	// requests, which leaves the cores more to spare below the peak
-	// (measured: docs/decisions.md). 1 starts a batch whenever a committer
+	// (docs/decisions/0006-a-second-batch-waits-for-a-young-one.md). 1 starts a batch whenever a committer
 	// is free. Default 64.
 	OverlapDepth int
 	// OverlapAfter bounds that wait: once the committing batch is this old

@@ -50,8 +50,5 @@ Flags:
 	if c.DatabaseURL == "" {
 		return errors.New("adopt-stream needs DATABASE_URL (or --database-url)")
 	}
-	if c.DatabaseURL == "" {
-		return errors.New("adopt-stream needs DATABASE_URL (or --database-url)")
-	}
 	return app.AdoptStreams(ctx, *c, stdout)
 }
