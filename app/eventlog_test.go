@@ -15,6 +15,8 @@ import (
 	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/events"
 	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/apptest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/internal/testkit/natstest"
 	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 )
@@ -27,7 +29,7 @@ func runMain(t *testing.T, dbURL, dir string) (*app.Main, error) {
 	m.Config.Addr = "127.0.0.1:0"
 	m.Config.DatabaseURL = dbURL
 	m.Config.DataDir = dir
-	m.Config.AdminToken = adminToken
+	m.Config.AdminToken = apptest.AdminToken
 	m.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	m.Stdout = io.Discard
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -46,7 +48,7 @@ func runMain(t *testing.T, dbURL, dir string) (*app.Main, error) {
 func TestMain_SecondEmbeddedNATSIsRefused(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDatabase(t)
-	MustRunMain(t, db)
+	apptest.MustStart(t, db)
 	_, err := runMain(t, db, t.TempDir())
 	if err == nil || !strings.Contains(err.Error(), "--nats-url") {
 		t.Fatalf("Run = %v, want the second embedded NATS refused, pointing at --nats-url", err)
@@ -57,7 +59,7 @@ func TestMain_SecondEmbeddedNATSIsRefused(t *testing.T) {
 func auditCount(t *testing.T, dbURL, tenant string) int64 {
 	t.Helper()
 	var n int64
-	if err := mustPool(t, dbURL).QueryRow(t.Context(), "SELECT count(*) FROM audit_records WHERE tenant_id = $1", tenant).Scan(&n); err != nil {
+	if err := dbtest.MustPool(t, dbURL).QueryRow(t.Context(), "SELECT count(*) FROM audit_records WHERE tenant_id = $1", tenant).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -73,7 +75,7 @@ func TestAdoptStream_AfterTheNATSFilesAreLost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := admin(first).MustTenant(t, "adopt")
+	c := apptest.Admin(first).MustTenant(t, "adopt")
 	post := func(n int) {
 		t.Helper()
 		batch := make([]map[string]any, n)
@@ -131,8 +133,8 @@ func TestMain_ReadyWhileNATSIsDown(t *testing.T) {
 	t.Parallel()
 	nats := natstest.StartServer(t)
 	db := pgtest.NewDatabase(t)
-	m := MustRunMain(t, db, func(c *app.Config) { c.NATSURL = nats.URL })
-	c := admin(m).MustTenant(t, "nats-down")
+	m := apptest.MustStart(t, db, func(c *app.Config) { c.NATSURL = nats.URL })
+	c := apptest.Admin(m).MustTenant(t, "nats-down")
 	house, alice := c.MustAccount(t, "USD", true), c.MustAccount(t, "USD", false)
 	if err := m.DrainEvents(t.Context()); err != nil {
 		t.Fatal(err)
@@ -160,10 +162,10 @@ func TestMain_ReadyWhileNATSIsDown(t *testing.T) {
 		t.Fatalf("balance = %d, want 50", got)
 	}
 	var waiting int64
-	if err := mustPool(t, db).QueryRow(t.Context(), "SELECT count(*) FROM outbox").Scan(&waiting); err != nil || waiting == 0 {
+	if err := dbtest.MustPool(t, db).QueryRow(t.Context(), "SELECT count(*) FROM outbox").Scan(&waiting); err != nil || waiting == 0 {
 		t.Fatalf("outbox holds %d rows (%v) with NATS down, want the transfers' events", waiting, err)
 	}
-	groups := admin(m).Do(t, "GET", "/v1/admin/consumers", nil).MustStatus(t, 200).JSON(t)["data"].([]any)
+	groups := apptest.Admin(m).Do(t, "GET", "/v1/admin/consumers", nil).MustStatus(t, 200).JSON(t)["data"].([]any)
 	for _, g := range groups {
 		if g := g.(map[string]any); g["nats_connected"] != false || g["nats_error"] == "" {
 			t.Fatalf("consumer %v with NATS down, want nats_connected false and the error", g)

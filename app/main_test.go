@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"strings"
@@ -13,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/apptest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/internal/testkit/natstest"
 	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 	"github.com/holdfast/holdfast/postgres"
@@ -24,47 +22,10 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-const adminToken = "e2e-admin-token-0123456789abcdef"
-
-// MustRunMain runs the real program in-process on a free port, against the
-// database at dbURL, with an embedded NATS in a temp dir.
-func MustRunMain(tb testing.TB, dbURL string, configure ...func(*app.Config)) *app.Main {
-	tb.Helper()
-	m := app.NewMain()
-	m.Config.Addr = "127.0.0.1:0"
-	m.Config.DatabaseURL = dbURL
-	m.Config.DataDir = tb.TempDir()
-	m.Config.AdminToken = adminToken
-	m.Config.ShutdownTimeout = 10 * time.Second
-	m.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
-	m.Stdout = io.Discard
-	for _, f := range configure {
-		f(&m.Config)
-	}
-	if err := m.Start(context.Background()); err != nil {
-		m.Stop()
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { m.Stop() })
-	return m
-}
-
-func admin(m *app.Main) *apitest.Client { return &apitest.Client{URL: m.HTTP.URL(), Key: adminToken} }
-
-func mustPool(tb testing.TB, url string) *pgxpool.Pool {
-	tb.Helper()
-	pool, err := pgxpool.New(context.Background(), url)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(pool.Close)
-	return pool
-}
-
 func TestMain_EndToEnd(t *testing.T) {
 	t.Parallel()
-	m := MustRunMain(t, pgtest.NewDatabase(t))
-	c := admin(m).MustTenant(t, "e2e")
+	m := apptest.MustStart(t, pgtest.NewDatabase(t))
+	c := apptest.Admin(m).MustTenant(t, "e2e")
 	house := c.MustAccount(t, "EUR", true)
 	alice := c.MustAccount(t, "EUR", false)
 	c.Do(t, "POST", "/v1/transfers", apitest.Transfer(house, alice, 250, "EUR")).MustStatus(t, 201)
@@ -103,17 +64,11 @@ func TestMain_BlobGCGraceTooShort(t *testing.T) {
 	}
 }
 
-// RunMainErr runs the program as MustRunMain does, closes it, and returns
+// RunMainErr runs the program as apptest.MustStart does, closes it, and returns
 // Run's error: for configurations that must fail at start.
 func RunMainErr(tb testing.TB, configure func(*app.Config)) error {
 	tb.Helper()
-	m := app.NewMain()
-	m.Config.Addr = "127.0.0.1:0"
-	m.Config.DatabaseURL = pgtest.NewDatabase(tb)
-	m.Config.DataDir = tb.TempDir()
-	m.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
-	m.Stdout = io.Discard
-	configure(&m.Config)
+	m := apptest.New(tb, pgtest.NewDatabase(tb), configure)
 	defer m.Stop()
 	return m.Start(context.Background())
 }
@@ -135,8 +90,8 @@ func TestMain_ReplayAfterRestart(t *testing.T) {
 	t.Parallel()
 	db, dir := pgtest.NewDatabase(t), t.TempDir()
 	sameDir := func(c *app.Config) { c.DataDir = dir } // and so the same embedded NATS files
-	first := MustRunMain(t, db, sameDir)
-	c := admin(first).MustTenant(t, "restart")
+	first := apptest.MustStart(t, db, sameDir)
+	c := apptest.Admin(first).MustTenant(t, "restart")
 	house := c.MustAccount(t, "USD", true)
 	alice := c.MustAccount(t, "USD", false)
 	body := apitest.Transfer(house, alice, 99, "USD")
@@ -145,7 +100,7 @@ func TestMain_ReplayAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	second := MustRunMain(t, db, sameDir)
+	second := apptest.MustStart(t, db, sameDir)
 	c.URL = second.HTTP.URL()
 	replay := c.Do(t, "POST", "/v1/transfers", body, "Idempotency-Key", "restart-1").MustStatus(t, 201)
 	if replay.Header.Get("Idempotent-Replayed") != "true" || string(replay.Body) != string(orig.Body) {
@@ -164,7 +119,7 @@ func TestMain_ReplayAfterRestart(t *testing.T) {
 func TestBankInvariant_HTTP(t *testing.T) {
 	t.Parallel()
 	db := pgtest.NewDatabase(t)
-	runBank(t, db, MustRunMain(t, db))
+	runBank(t, db, apptest.MustStart(t, db))
 }
 
 // TestBankInvariant_TwoReplicas runs the bank test against two servers
@@ -174,12 +129,12 @@ func TestBankInvariant_TwoReplicas(t *testing.T) {
 	t.Parallel()
 	nats := sharedNATS(t)
 	db := pgtest.NewDatabase(t)
-	runBank(t, db, MustRunMain(t, db, nats), MustRunMain(t, db, nats, func(c *app.Config) { c.Migrate = false }))
+	runBank(t, db, apptest.MustStart(t, db, nats), apptest.MustStart(t, db, nats, func(c *app.Config) { c.Migrate = false }))
 }
 
 func runBank(t *testing.T, dbURL string, servers ...*app.Main) {
 	const clients, perClient, nAccounts, initial = 50, 400, 20, 100_000
-	tenant := admin(servers[0]).MustTenant(t, "bank")
+	tenant := apptest.Admin(servers[0]).MustTenant(t, "bank")
 	house := tenant.MustAccount(t, "USD", true)
 	accounts := make([]string, nAccounts)
 	for i := range accounts {
@@ -265,7 +220,7 @@ func runBank(t *testing.T, dbURL string, servers ...*app.Main) {
 	t.Logf("%d created (%d replays), %d refused for funds, %d cancelled by the client, in %v",
 		ok, replayed, refused, cancelled, time.Since(start).Round(time.Millisecond))
 
-	pool := mustPool(t, dbURL)
+	pool := dbtest.MustPool(t, dbURL)
 	ctx := context.Background()
 	if err := postgres.VerifyLedger(ctx, &postgres.DB{Pool: pool}, tenant.Tenant); err != nil {
 		t.Fatal(err)
@@ -309,9 +264,9 @@ func indexOf(s []string, v string) int {
 // deadline.
 func TestMain_StatsCountWhatRan(t *testing.T) {
 	t.Parallel()
-	m := MustRunMain(t, pgtest.NewDatabase(t))
+	m := apptest.MustStart(t, pgtest.NewDatabase(t))
 	before := m.Stats(t.Context())
-	c := admin(m).MustTenant(t, "stats")
+	c := apptest.Admin(m).MustTenant(t, "stats")
 	house := c.MustAccount(t, "EUR", true)
 	alice := c.MustAccount(t, "EUR", false)
 	for range 2 {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/apptest"
 	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 )
 
@@ -13,7 +14,7 @@ import (
 // receipt gauges included, on a listener of its own and not on the API address.
 func TestMain_MetricsAddr(t *testing.T) {
 	t.Parallel()
-	m := MustRunMain(t, pgtest.NewDatabase(t), func(c *app.Config) { c.MetricsAddr = "127.0.0.1:0" })
+	m := apptest.MustStart(t, pgtest.NewDatabase(t), func(c *app.Config) { c.MetricsAddr = "127.0.0.1:0" })
 	(&apitest.Client{URL: m.HTTP.URL()}).Do(t, "GET", "/metrics", nil).MustStatus(t, 404)
 	metrics := string((&apitest.Client{URL: "http://" + m.HTTP.MetricsAddr()}).Do(t, "GET", "/metrics", nil).MustStatus(t, 200).Body)
 	for _, want := range []string{`holdfast_consumer_lag_messages{group="analytics"}`, `holdfast_receipt_jobs_cap`, `holdfast_http_requests_total`} {

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/holdfast/holdfast/app"
+	"github.com/holdfast/holdfast/internal/testkit/apptest"
 	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 )
 
@@ -20,11 +21,11 @@ import (
 // with 429 and RateLimit headers; /healthz is never limited.
 func TestMain_OverloadProtection(t *testing.T) {
 	t.Parallel()
-	m := MustRunMain(t, pgtest.NewDatabase(t), func(c *app.Config) { c.RateLimit, c.RateLimitBurst = 0.01, 3 })
+	m := apptest.MustStart(t, pgtest.NewDatabase(t), func(c *app.Config) { c.RateLimit, c.RateLimitBurst = 0.01, 3 })
 	if m.Admission == nil || m.Lane == nil {
 		t.Fatal("admission control and the CPU lane are not on by default")
 	}
-	c := admin(m).MustTenant(t, "limited")
+	c := apptest.Admin(m).MustTenant(t, "limited")
 	for range 3 {
 		r := c.Do(t, "GET", "/v1/accounts", nil).MustStatus(t, 200)
 		if r.Header.Get("RateLimit-Policy") != `"per-tenant";q=3;w=300` {
@@ -73,10 +74,10 @@ func TestMain_RedisRateLimitAcrossReplicas(t *testing.T) {
 	db := pgtest.NewDatabase(t)
 	limited := func(c *app.Config) { c.RateLimit, c.RateLimitBurst, c.RedisURL = 0.01, 4, url }
 	nats := sharedNATS(t)
-	a, b := MustRunMain(t, db, limited, nats), MustRunMain(t, db, limited, nats)
+	a, b := apptest.MustStart(t, db, limited, nats), apptest.MustStart(t, db, limited, nats)
 	var suffix [6]byte
 	rand.Read(suffix[:])
-	c := admin(a).MustTenant(t, "shared-"+hex.EncodeToString(suffix[:]))
+	c := apptest.Admin(a).MustTenant(t, "shared-"+hex.EncodeToString(suffix[:]))
 	cb := *c
 	cb.URL = b.HTTP.URL()
 	allowed := 0

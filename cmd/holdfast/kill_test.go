@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/apptest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/internal/testkit/natstest"
 	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 	"github.com/holdfast/holdfast/media"
@@ -33,7 +35,7 @@ func startServe(t *testing.T, bin, dbURL, dataDir string, args ...string) *serve
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	cmd := exec.Command(bin, append([]string{"serve", "--addr", addr, "--data-dir", dataDir, "--admin-token", adminToken,
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", addr, "--data-dir", dataDir, "--admin-token", apptest.AdminToken,
 		"--log-level", "error", "--rate-limit", "0"}, args...)...)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL)
 	if err := cmd.Start(); err != nil {
@@ -101,7 +103,7 @@ func TestServe_Kill9MidStream(t *testing.T) {
 	bin := mustBinary(t)
 	dbURL, dataDir := pgtest.NewDatabase(t), t.TempDir()
 	s := startServe(t, bin, dbURL, dataDir)
-	c := (&apitest.Client{URL: s.base, Key: adminToken}).MustTenant(t, "kill9")
+	c := (&apitest.Client{URL: s.base, Key: apptest.AdminToken}).MustTenant(t, "kill9")
 	house, alice := c.MustAccount(t, "USD", true), c.MustAccount(t, "USD", true)
 
 	var mu sync.Mutex
@@ -163,7 +165,7 @@ func TestServe_Kill9MidStream(t *testing.T) {
 
 	t.Logf("killed with %d transfers and %d client events acknowledged", transfers, len(acked))
 	s = startServe(t, bin, dbURL, dataDir)
-	pool := mustPool(t, dbURL)
+	pool := dbtest.MustPool(t, dbURL)
 	ctx := context.Background()
 	var ledger int64 // every change the database committed, acknowledged or not
 	if err := pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM accounts WHERE tenant_id = $1) + (SELECT count(*) FROM transfers WHERE tenant_id = $1)`,
@@ -227,14 +229,14 @@ func TestServe_Kill9Worker(t *testing.T) {
 	dbURL, dataDir := pgtest.NewDatabase(t), t.TempDir()
 	flags := []string{"--nats-url", natsURL, "--receipt-visibility-timeout", "2s", "--receipt-workers", "1"}
 	a := startServe(t, bin, dbURL, dataDir, flags...)
-	c := (&apitest.Client{URL: a.base, Key: adminToken}).MustTenant(t, "kill9-worker")
+	c := (&apitest.Client{URL: a.base, Key: apptest.AdminToken}).MustTenant(t, "kill9-worker")
 	from, to := c.MustAccount(t, "USD", true), c.MustAccount(t, "USD", true)
 	tr := c.Do(t, "POST", "/v1/transfers", apitest.Transfer(from, to, 1, "USD")).MustStatus(t, 201).JSON(t)["id"].(string)
 	// Big enough that processing takes a while (about 24 megapixels).
 	img := media.Generate(6000, 4000, 1)
 	id := c.Do(t, "PUT", "/v1/transfers/"+tr+"/receipt", img).MustStatus(t, 202).JSON(t)["id"].(string)
 
-	pool := mustPool(t, dbURL)
+	pool := dbtest.MustPool(t, dbURL)
 	status := func() (string, int) {
 		var s string
 		var n int

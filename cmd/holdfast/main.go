@@ -4,9 +4,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -17,6 +15,7 @@ import (
 	"syscall"
 
 	"github.com/holdfast/holdfast/app"
+	"github.com/holdfast/holdfast/internal/cli"
 )
 
 // Set at build time by the Makefile (-ldflags "-X main.buildTime=…"); the
@@ -50,30 +49,11 @@ func main() {
 
 // exitCode reports err on stderr and returns the process's exit status: 0
 // for success and for --help, 1 otherwise.
-func exitCode(err error, stderr io.Writer) int {
-	switch {
-	case err == nil, errors.Is(err, flag.ErrHelp):
-		return 0
-	default:
-		fmt.Fprintln(stderr, "holdfast:", err)
-		return 1
-	}
-}
+func exitCode(err error, stderr io.Writer) int { return cli.ExitCode("holdfast", err, stderr) }
 
-// parseArgs parses args into fs. Asked for --help, it prints the usage to
-// stdout and returns flag.ErrHelp (exit 0); for a bad flag it prints the
-// error and the usage to stderr. fs.Usage writes to fs.Output().
+// parseArgs parses args into fs (see cli.ParseArgs).
 func parseArgs(fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
-	var out bytes.Buffer
-	fs.SetOutput(&out)
-	err := fs.Parse(args)
-	fs.SetOutput(stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		stdout.Write(out.Bytes())
-	} else {
-		stderr.Write(out.Bytes())
-	}
-	return err
+	return cli.ParseArgs(fs, args, stdout, stderr)
 }
 
 // versionText describes this build from its build information: the module

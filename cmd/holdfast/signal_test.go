@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/apptest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 )
 
@@ -35,7 +37,7 @@ func TestServe_SIGTERM(t *testing.T) {
 	ln.Close()
 
 	dbURL := pgtest.NewDatabase(t)
-	cmd := exec.Command(bin, "serve", "--addr", addr, "--data-dir", t.TempDir(), "--admin-token", adminToken, "--log-level", "warn")
+	cmd := exec.Command(bin, "serve", "--addr", addr, "--data-dir", t.TempDir(), "--admin-token", apptest.AdminToken, "--log-level", "warn")
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL)
 	var stdout strings.Builder
 	cmd.Stdout = &stdout
@@ -55,7 +57,7 @@ func TestServe_SIGTERM(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	c := (&apitest.Client{URL: base, Key: adminToken}).MustTenant(t, "sigterm")
+	c := (&apitest.Client{URL: base, Key: apptest.AdminToken}).MustTenant(t, "sigterm")
 	house, alice := c.MustAccount(t, "USD", true), c.MustAccount(t, "USD", false)
 
 	var mu sync.Mutex
@@ -118,7 +120,7 @@ func TestServe_SIGTERM(t *testing.T) {
 	if len(created) == 0 {
 		t.Fatal("no transfer succeeded before SIGTERM: the test exercised nothing")
 	}
-	pool := mustPool(t, dbURL)
+	pool := dbtest.MustPool(t, dbURL)
 	var n int
 	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM transfers WHERE id = ANY($1::uuid[])", created).Scan(&n); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"testing"
+
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 )
 
 // TestRawBatch_SkipsOverdraws: a transfer that would overdraw an account
@@ -32,14 +34,14 @@ func TestRawBatch_SkipsOverdraws(t *testing.T) {
 		t.Fatalf("rawBatch applied %d of %d, want 2", n, len(batch))
 	}
 	for i, want := range []int64{400, 100, 2500, 1000, 1000} {
-		if got := balance(t, db, a[i]); got != want {
+		if got := dbtest.Balance(t, db, a[i]); got != want {
 			t.Errorf("account %d: balance %d, want %d", i, got, want)
 		}
 	}
-	if got := ledgerRows(t, db, tenant); got != [3]int64{5 + 2, 2*5 + 2*2, 2} {
+	if got := dbtest.LedgerRows(t, db, tenant); got != [3]int64{5 + 2, 2*5 + 2*2, 2} {
 		t.Errorf("transfers, entries, keys = %v, want [7 14 2]", got)
 	}
-	MustVerify(t, db, tenant)
+	dbtest.MustVerify(t, db, tenant)
 }
 
 // TestRawBatch_Concurrent: two goroutines apply batches on the same
@@ -78,11 +80,11 @@ func TestRawBatch_Concurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	MustVerify(t, db, tenant)
+	dbtest.MustVerify(t, db, tenant)
 	if applied == 0 || skipped == 0 {
 		t.Errorf("%d applied, %d skipped: want both (amounts up to 500 on balances of about 1000)", applied, skipped)
 	}
-	if made := transfersMade(t, db, tenant); made != applied {
+	if made := dbtest.TransfersMade(t, db, tenant); made != applied {
 		t.Errorf("%d transfers stored, rawBatch reported %d", made, applied)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/lab/naive"
 	"github.com/holdfast/holdfast/postgres"
 )
@@ -61,7 +62,7 @@ func TestBenchExport(t *testing.T) {
 			t.Errorf("printExport wrote no %q:\n%s", want, out.Bytes())
 		}
 	}
-	MustVerify(t, db, tenant)
+	dbtest.MustVerify(t, db, tenant)
 }
 
 // TestBenchExport_PartC runs part (c) alone: nothing of (a) or (b).

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast/export"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/postgres"
 )
 
@@ -31,7 +32,7 @@ func TestSeedEntries(t *testing.T) {
 	if calls == 0 || last != n {
 		t.Errorf("progress: %d calls, last %d; want some, last %d", calls, last, n)
 	}
-	MustVerify(t, db, tenant)
+	dbtest.MustVerify(t, db, tenant)
 
 	var entries, transfers, accounts int
 	if err := db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM entries WHERE account_id = $2),

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/lab/load"
 	"github.com/holdfast/holdfast/lab/naive"
 	"github.com/holdfast/holdfast/postgres"
@@ -148,7 +149,7 @@ func TestBenchTransfers(t *testing.T) {
 			t.Errorf("printTransfers lacks %q:\n%s", want, out.String())
 		}
 	}
-	MustVerify(t, db, tenant)
+	dbtest.MustVerify(t, db, tenant)
 	io.WriteString(t.Output(), out.String())
 }
 
@@ -179,5 +180,5 @@ func TestBenchTransfers_OpenLoopNotCappedByConcurrency(t *testing.T) {
 	if o.Errors != 0 || o.OK != o.Sent || o.Sent == 0 {
 		t.Errorf("open loop at 1,000/s with one closed-loop client: sent %d, OK %d, errors %d; want every request sent and answered", o.Sent, o.OK, o.Errors)
 	}
-	MustVerify(t, db, tenant)
+	dbtest.MustVerify(t, db, tenant)
 }

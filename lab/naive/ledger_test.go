@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/holdfast/holdfast/internal/testkit/apitest"
+	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/lab/naive"
 	"github.com/holdfast/holdfast/postgres"
 )
@@ -93,7 +94,7 @@ func TestLedger_Concurrent(t *testing.T) {
 	}
 	wg.Wait()
 
-	MustVerify(t, db, tenant)
+	dbtest.MustVerify(t, db, tenant)
 	if len(seen) != clients*perClient {
 		t.Errorf("%d distinct transfer ids acknowledged, want %d", len(seen), clients*perClient)
 	}
@@ -106,25 +107,25 @@ func TestLedger_Concurrent(t *testing.T) {
 	for id := range seen {
 		ids = append(ids, id)
 	}
-	if stored := MustCount(t, db, "SELECT count(*) FROM transfers WHERE tenant_id = $1 AND id = ANY($2::uuid[])", tenant, ids); stored != int64(len(seen)) {
+	if stored := dbtest.MustCount(t, db, "SELECT count(*) FROM transfers WHERE tenant_id = $1 AND id = ANY($2::uuid[])", tenant, ids); stored != int64(len(seen)) {
 		t.Errorf("%d of the %d acknowledged transfers stored", stored, len(seen))
 	}
-	if made := transfersMade(t, db, tenant); made != int64(len(seen)) {
+	if made := dbtest.TransfersMade(t, db, tenant); made != int64(len(seen)) {
 		t.Errorf("%d transfers stored, %d acknowledged: a retry was applied twice", made, len(seen))
 	}
-	if keys := MustCount(t, db, "SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1 AND convert_from(outcome, 'UTF8')::jsonb ? 'result'", tenant); keys != clients*perClient {
+	if keys := dbtest.MustCount(t, db, "SELECT count(*) FROM idempotency_keys WHERE tenant_id = $1 AND convert_from(outcome, 'UTF8')::jsonb ? 'result'", tenant); keys != clients*perClient {
 		t.Errorf("%d keys with a stored result, want %d", keys, clients*perClient)
 	}
-	if events := MustCount(t, db, `SELECT count(*) FROM outbox WHERE tenant_id = $1 AND type = 'transfer.posted'
+	if events := dbtest.MustCount(t, db, `SELECT count(*) FROM outbox WHERE tenant_id = $1 AND type = 'transfer.posted'
 		AND (convert_from(data, 'UTF8')::jsonb->>'id')::uuid = ANY($2::uuid[])`, tenant, ids); events != int64(len(seen)) {
 		t.Errorf("%d transfer.posted events for %d transfers", events, len(seen))
 	}
 
 	// An overdraw is refused and leaves no trace, not even its key.
-	before := balance(t, db, accounts[0])
+	before := dbtest.Balance(t, db, accounts[0])
 	mustRefuse(t, db, tenant, c, http.StatusUnprocessableEntity, "POST", "/v1/transfers",
 		apitest.Transfer(accounts[0], accounts[1], before+1, "USD"), "Idempotency-Key", "overdraw")
-	if after := balance(t, db, accounts[0]); after != before {
+	if after := dbtest.Balance(t, db, accounts[0]); after != before {
 		t.Errorf("balance %d after a refused overdraw, want %d", after, before)
 	}
 }
@@ -134,12 +135,12 @@ func TestLedger_Concurrent(t *testing.T) {
 // Idempotency-Key) and the ledger holds its invariants.
 func mustRefuse(tb testing.TB, db *postgres.DB, tenant string, c *apitest.Client, status int, method, path string, body any, headers ...string) {
 	tb.Helper()
-	rows := ledgerRows(tb, db, tenant)
+	rows := dbtest.LedgerRows(tb, db, tenant)
 	c.Do(tb, method, path, body, headers...).MustStatus(tb, status)
-	if got := ledgerRows(tb, db, tenant); got != rows {
+	if got := dbtest.LedgerRows(tb, db, tenant); got != rows {
 		tb.Errorf("%s %s refused with %d: transfers, entries, keys = %v, want %v", method, path, status, got, rows)
 	}
-	MustVerify(tb, db, tenant)
+	dbtest.MustVerify(tb, db, tenant)
 }
 
 // TestLedger_Refusals: requests the naive server cannot serve are
