@@ -6,11 +6,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/holdfast/holdfast"
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/testkit/apitest"
 	"github.com/holdfast/holdfast/internal/testkit/dbtest"
@@ -18,23 +16,12 @@ import (
 	"github.com/holdfast/holdfast/postgres"
 )
 
-// countingTenants counts the key lookups that reach the database.
-type countingTenants struct {
-	holdfast.TenantService
-	lookups atomic.Int64
-}
-
-func (c *countingTenants) Authenticate(ctx context.Context, secret string) (string, error) {
-	c.lookups.Add(1)
-	return c.TenantService.Authenticate(ctx, secret)
-}
-
 // mustServeCounting starts a server (with the admin token) whose key
 // lookups are counted.
-func mustServeCounting(tb testing.TB, cfg ...func(*holdfasthttp.Config)) (*TestServer, *countingTenants) {
+func mustServeCounting(tb testing.TB, cfg ...func(*holdfasthttp.Config)) (*TestServer, *holdfasthttp.CountingTenants) {
 	tb.Helper()
 	db := dbtest.MustOpenDB(tb)
-	counter := &countingTenants{}
+	counter := &holdfasthttp.CountingTenants{}
 	count := func(s *holdfasthttp.Server) {
 		counter.TenantService = s.TenantService
 		s.TenantService = counter
@@ -66,7 +53,7 @@ func TestAuth_MalformedKeyIsRefusedWithoutALookup(t *testing.T) {
 	if !strings.HasPrefix(valid, "hf_") || len(valid) != len(wellFormedUnknownKey) {
 		t.Fatalf("secret %q does not have the shape the test assumes", valid)
 	}
-	counter.lookups.Store(0)
+	counter.Lookups().Store(0)
 	malformed := []string{
 		"garbage",
 		"hf_",
@@ -84,11 +71,11 @@ func TestAuth_MalformedKeyIsRefusedWithoutALookup(t *testing.T) {
 		r := (&Client{URL: s.URL(), Key: key}).Do(t, "GET", "/v1/accounts", nil)
 		mustProblem(t, r, 401, unauthorized)
 	}
-	if n := counter.lookups.Load(); n != 0 {
+	if n := counter.Lookups().Load(); n != 0 {
 		t.Fatalf("%d database lookups for %d malformed keys, want 0", n, len(malformed))
 	}
 	mustProblem(t, (&Client{URL: s.URL(), Key: wellFormedUnknownKey}).Do(t, "GET", "/v1/accounts", nil), 401, unauthorized)
-	if n := counter.lookups.Load(); n != 1 {
+	if n := counter.Lookups().Load(); n != 1 {
 		t.Fatalf("%d database lookups for one well-formed unknown key, want 1", n)
 	}
 }
@@ -122,7 +109,7 @@ func TestAuth_AFailingAddressIsThrottled(t *testing.T) {
 		attacker.Key = wellFormedUnknownKey[:len(wellFormedUnknownKey)-1] + string(rune('B'+i))
 		mustProblem(t, attacker.Do(t, "GET", "/v1/accounts", nil), 401, unauthorized)
 	}
-	before := counter.lookups.Load()
+	before := counter.Lookups().Load()
 	spec := loadOpenAPI(t)
 	attacker.Key = wellFormedUnknownKey
 	r := attacker.Do(t, "GET", "/v1/accounts", nil)
@@ -134,7 +121,7 @@ func TestAuth_AFailingAddressIsThrottled(t *testing.T) {
 	r = attacker.Do(t, "POST", "/v1/admin/tenants", map[string]any{"name": "throttled"})
 	mustThrottled(t, r)
 	spec.checkResponse(t, "POST", "/v1/admin/tenants", r)
-	if n := counter.lookups.Load() - before; n != 0 {
+	if n := counter.Lookups().Load() - before; n != 0 {
 		t.Fatalf("%d database lookups for throttled requests, want 0", n)
 	}
 	from(tenant, "127.0.0.2").Do(t, "GET", "/v1/accounts", nil).MustStatus(t, 200)
@@ -183,12 +170,12 @@ func TestAuth_LookupIsUnderAdmission(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := counter.lookups.Load()
+	before := counter.Lookups().Load()
 	r := uncached.Do(t, "GET", "/v1/accounts", nil).MustStatus(t, 503)
 	if got := r.ProblemType(t); got != "overloaded" {
 		t.Fatalf("problem type %s, want overloaded", got)
 	}
-	if n := counter.lookups.Load() - before; n != 0 {
+	if n := counter.Lookups().Load() - before; n != 0 {
 		t.Fatalf("%d lookups while the auth class was full, want 0", n)
 	}
 	cached.Do(t, "GET", "/v1/accounts", nil).MustStatus(t, 200)

@@ -17,6 +17,12 @@ type countingTenants struct {
 	lookups atomic.Int64
 }
 
+// CountingTenants is countingTenants for the package's external tests.
+type CountingTenants = countingTenants
+
+// Lookups returns the lookups that reached the database.
+func (c *countingTenants) Lookups() *atomic.Int64 { return &c.lookups }
+
 func (c *countingTenants) Authenticate(ctx context.Context, secret string) (string, error) {
 	c.lookups.Add(1)
 	return c.TenantService.Authenticate(ctx, secret)

@@ -2,18 +2,14 @@ package http_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/holdfast/holdfast"
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/testkit/apitest"
 	"github.com/holdfast/holdfast/internal/testkit/dbtest"
+	"github.com/holdfast/holdfast/internal/testkit/redistest"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/ratelimit"
 )
@@ -22,24 +18,7 @@ import (
 // a prefix of its own, or skips: the Redis mode is optional.
 func redisLimiter(t *testing.T, cfg ratelimit.Config) *ratelimit.Redis {
 	t.Helper()
-	url := os.Getenv("REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatalf("REDIS_URL: %v", err)
-	}
-	c := redis.NewClient(opts)
-	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		t.Skipf("no Redis at %s (%v): set REDIS_URL or start redis-server", url, err)
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	l, err := ratelimit.NewRedis(ratelimit.RedisConfig{Config: cfg, Client: c, Prefix: "holdfast-test:" + hex.EncodeToString(b[:]) + ":", Timeout: time.Second})
+	l, err := ratelimit.NewRedis(ratelimit.RedisConfig{Config: cfg, Client: redistest.Client(t), Prefix: redistest.Prefix(), Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

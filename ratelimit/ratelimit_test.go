@@ -2,13 +2,12 @@ package ratelimit
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/holdfast/holdfast/internal/testkit/redistest"
 )
 
 // limiter is what Local and Redis share.
@@ -91,39 +90,11 @@ func TestConfig_Invalid(t *testing.T) {
 	}
 }
 
-// redisClient connects to REDIS_URL or 127.0.0.1:6379, or skips: the Redis
-// mode is optional, and the rest of the suite needs no Redis.
-func redisClient(t *testing.T) *redis.Client {
-	t.Helper()
-	url := os.Getenv("REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	opts, err := redis.ParseURL(url)
-	if err != nil {
-		t.Fatalf("REDIS_URL: %v", err)
-	}
-	c := redis.NewClient(opts)
-	t.Cleanup(func() { c.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	if err := c.Ping(ctx).Err(); err != nil {
-		t.Skipf("no Redis at %s (%v): the Redis-backed rate limit is not tested; set REDIS_URL or start redis-server", url, err)
-	}
-	return c
-}
-
-func uniquePrefix() string {
-	var b [6]byte
-	rand.Read(b[:])
-	return "holdfast-test:" + hex.EncodeToString(b[:]) + ":"
-}
-
 // TestRedis_KeysAreIndependent runs the same checks as for Local against
 // a real Redis.
 func TestRedis_KeysAreIndependent(t *testing.T) {
 	t.Parallel()
-	l, err := NewRedis(RedisConfig{Config: Config{Rate: 0.001, Burst: 3}, Client: redisClient(t), Prefix: uniquePrefix(), Timeout: time.Second})
+	l, err := NewRedis(RedisConfig{Config: Config{Rate: 0.001, Burst: 3}, Client: redistest.Client(t), Prefix: redistest.Prefix(), Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,13 +105,13 @@ func TestRedis_KeysAreIndependent(t *testing.T) {
 // replicas) draw from one bucket per key.
 func TestRedis_SharedAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	prefix := uniquePrefix()
+	prefix := redistest.Prefix()
 	cfg := Config{Rate: 0.001, Burst: 4}
-	r1, err := NewRedis(RedisConfig{Config: cfg, Client: redisClient(t), Prefix: prefix, Timeout: time.Second})
+	r1, err := NewRedis(RedisConfig{Config: cfg, Client: redistest.Client(t), Prefix: prefix, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r2, err := NewRedis(RedisConfig{Config: cfg, Client: redisClient(t), Prefix: prefix, Timeout: time.Second})
+	r2, err := NewRedis(RedisConfig{Config: cfg, Client: redistest.Client(t), Prefix: prefix, Timeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

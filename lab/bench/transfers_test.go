@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"math"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -66,22 +65,11 @@ func TestTransfersWorkload_Target(t *testing.T) {
 	}
 }
 
-// checkResult fails tb unless r is consistent with itself: every call is
-// counted once, the latency quantiles are ordered, and the throughput is OK
-// per second of Elapsed.
+// checkResult fails tb unless r is consistent with itself (see Result.Check).
 func checkResult(tb testing.TB, r load.Result) {
 	tb.Helper()
-	if r.Sent != r.OK+r.Failed+r.Errors {
-		tb.Errorf("%s: Sent %d, want OK %d + Failed %d + Errors %d", r.Name, r.Sent, r.OK, r.Failed, r.Errors)
-	}
-	if !(r.P50 <= r.P99 && r.P99 <= r.P999 && r.P999 <= r.Max) {
-		tb.Errorf("%s: quantiles out of order: p50 %v, p99 %v, p99.9 %v, max %v", r.Name, r.P50, r.P99, r.P999, r.Max)
-	}
-	if r.Elapsed <= 0 {
-		tb.Fatalf("%s: Elapsed %v, want > 0", r.Name, r.Elapsed)
-	}
-	if want := float64(r.OK) / r.Elapsed.Seconds(); math.Abs(r.Throughput-want) > 1e-9*want {
-		tb.Errorf("%s: Throughput %f, want OK/Elapsed = %f", r.Name, r.Throughput, want)
+	if err := r.Check(); err != nil {
+		tb.Error(err)
 	}
 }
 

@@ -3,6 +3,8 @@ package load
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -28,6 +30,24 @@ type Result struct {
 	P999       time.Duration
 	Max        time.Duration
 	CPUBusy    float64 // share of the machine's CPU busy during the run (every process); 0 if not measured
+}
+
+// Check returns an error unless r is consistent with itself: every call
+// counted once, the latency quantiles in order, a positive Elapsed and a
+// throughput of OK per second of it.
+func (r Result) Check() error {
+	switch {
+	case r.Sent != r.OK+r.Failed+r.Errors:
+		return fmt.Errorf("%s: Sent %d, want OK %d + Failed %d + Errors %d", r.Name, r.Sent, r.OK, r.Failed, r.Errors)
+	case !(r.P50 <= r.P99 && r.P99 <= r.P999 && r.P999 <= r.Max):
+		return fmt.Errorf("%s: quantiles out of order: p50 %v, p99 %v, p99.9 %v, max %v", r.Name, r.P50, r.P99, r.P999, r.Max)
+	case r.Elapsed <= 0:
+		return fmt.Errorf("%s: Elapsed %v, want > 0", r.Name, r.Elapsed)
+	}
+	if want := float64(r.OK) / r.Elapsed.Seconds(); math.Abs(r.Throughput-want) > 1e-9*want {
+		return fmt.Errorf("%s: Throughput %f, want OK/Elapsed = %f", r.Name, r.Throughput, want)
+	}
+	return nil
 }
 
 // tally counts the outcomes of a run's calls.
