@@ -22,6 +22,12 @@ const (
 	EOVERLOADED        = "overloaded"                            // shed to protect the service; retry later
 	EUNAVAILABLE       = "store-unavailable"                     // the database cannot be reached; nothing was done; retry later
 	EOUTCOMEUNKNOWN    = "outcome-unknown"                       // the database went away while a write committed: look before retrying
+	ENOTPENDING        = "transfer-not-pending"                  // post or void of a transfer that is not a hold
+	EALREADYPOSTED     = "transfer-already-posted"               // the hold was posted already
+	EALREADYVOIDED     = "transfer-already-voided"               // the hold was voided already
+	EEXPIRED           = "transfer-expired"                      // the hold's timeout passed: it is (or is about to be) expired
+	EEXCEEDSPENDING    = "exceeds-pending-amount"                // a post of more than the hold holds
+	EMAXBALANCE        = "max-balance-exceeded"                  // a credit would take a balance above the account's max_balance
 	EIMAGETOOLARGE     = "image-too-large"                       // an image whose header declares too many pixels
 	EKEYLIMIT          = "api-key-limit"                         // the tenant holds as many active API keys as it may
 	EQUOTA             = "quota-exceeded"                        // a tenant's stored bytes would pass its quota
@@ -89,7 +95,8 @@ func IsCode(err error, code string) bool { return err != nil && ErrorCode(err) =
 // cancellation or an unknown outcome is not: the key is released for a retry.
 func IsFinal(err error) bool {
 	switch ErrorCode(err) {
-	case ENOTFOUND, EINSUFFICIENT, ECURRENCY, ELIMIT, ETRANSFEREXISTS, EIDEMPOTENCYREUSED, EIMAGETOOLARGE, EQUOTA:
+	case ENOTFOUND, EINSUFFICIENT, ECURRENCY, ELIMIT, ETRANSFEREXISTS, EIDEMPOTENCYREUSED, EIMAGETOOLARGE, EQUOTA,
+		ENOTPENDING, EALREADYPOSTED, EALREADYVOIDED, EEXPIRED, EEXCEEDSPENDING, EMAXBALANCE:
 		return true
 	}
 	return false

@@ -12,6 +12,9 @@ import (
 const (
 	EventAccountCreated   = "account.created"
 	EventTransferPosted   = "transfer.posted"
+	EventTransferPending  = "transfer.pending"
+	EventTransferVoided   = "transfer.voided"
+	EventTransferExpired  = "transfer.expired"
 	EventTransferRejected = "transfer.rejected"
 	EventReceiptStored    = "receipt.stored"
 	EventReceiptProcessed = "receipt.processed"
@@ -302,4 +305,20 @@ type ConsumerGroupState struct {
 // PausedAt reports whether the group is paused at time now.
 func (s *ConsumerGroupState) PausedAt(now time.Time) bool {
 	return s.Paused || s.PausedUntil != nil && now.Before(*s.PausedUntil)
+}
+
+// TransferEventType returns the type of the event a new transfer emits:
+// transfer.pending for a hold, and for a transfer that moves money or
+// resolves a hold, its status's (transfer.posted, transfer.voided,
+// transfer.expired).
+func TransferEventType(t *Transfer) string {
+	switch {
+	case t.Pending:
+		return EventTransferPending
+	case t.Status == StatusVoided:
+		return EventTransferVoided
+	case t.Status == StatusExpired:
+		return EventTransferExpired
+	}
+	return EventTransferPosted
 }

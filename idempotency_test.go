@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"testing"
 	"time"
 
@@ -52,7 +53,7 @@ func TestNewOutcome_KeepsTheResultOrTheFinalError(t *testing.T) {
 		t.Fatal(err)
 	}
 	back[0].TenantID = transfers[0].TenantID // not part of the JSON
-	if *back[0] != *transfers[0] {
+	if !reflect.DeepEqual(back[0], transfers[0]) {
 		t.Fatalf("decoded %+v, want %+v", back[0], transfers[0])
 	}
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"testing"
 	"time"
 
@@ -69,8 +70,9 @@ func TestPost_MovesMoneyAndWritesTwoEntries(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := &holdfast.Transfer{ID: "gen-1", TenantID: tenantA, DebitAccountID: house, CreditAccountID: alice,
-		Amount: 250, Currency: "USD", Description: "top-up", CreatedAt: postedAt}
-	if len(p.Transfers) != 1 || *p.Transfers[0] != *want {
+		Amount: 250, Currency: "USD", CurrencyExponent: 2, Description: "top-up", Status: holdfast.StatusPosted,
+		CreatedAt: postedAt}
+	if len(p.Transfers) != 1 || !reflect.DeepEqual(p.Transfers[0], want) {
 		t.Fatalf("transfers = %+v, want [%+v]", p.Transfers, want)
 	}
 	if len(p.Created) != 1 || p.Created[0] != p.Transfers[0] {

@@ -6,16 +6,11 @@ import (
 	"unicode/utf8"
 )
 
-// ValidCurrency returns EINVALID unless code is three upper-case ASCII
-// letters, the shape of an ISO 4217 code.
+// ValidCurrency returns EINVALID unless code is an active ISO 4217 code
+// with a minor unit (see CurrencyExponent).
 func ValidCurrency(code string) error {
-	if len(code) != 3 {
-		return Errorf(EINVALID, "currency must be an ISO 4217 code such as USD")
-	}
-	for i := 0; i < 3; i++ {
-		if code[i] < 'A' || code[i] > 'Z' {
-			return Errorf(EINVALID, "currency must be an ISO 4217 code such as USD")
-		}
+	if _, ok := currencyExponents[code]; !ok {
+		return Errorf(EINVALID, "currency must be an active ISO 4217 code such as USD, JPY or KWD")
 	}
 	return nil
 }

@@ -372,6 +372,8 @@ func (s *Server) routes() http.Handler {
 
 	mux.Handle("POST /v1/transfers", tenant(s.handleCreateTransfer))
 	mux.Handle("GET /v1/transfers/{id}", tenant(s.handleGetTransfer))
+	mux.Handle("POST /v1/transfers/{id}/post", tenant(s.handlePostTransfer))
+	mux.Handle("POST /v1/transfers/{id}/void", tenant(s.handleVoidTransfer))
 	mux.Handle("POST /v1/linked-transfers", tenant(s.handleCreateLinkedTransfers))
 
 	mux.Handle("POST /v1/events", tenant(s.handlePostEvents))

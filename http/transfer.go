@@ -70,3 +70,30 @@ func (s *Server) handleListTransfers(w http.ResponseWriter, r *http.Request) {
 	}
 	s.respond(w, r, http.StatusOK, list[*holdfast.Transfer]{Data: nonNil(ts), NextCursor: next})
 }
+
+func (s *Server) handlePostTransfer(w http.ResponseWriter, r *http.Request) {
+	s.resolveTransfer(w, r, holdfast.StatusPosted)
+}
+
+func (s *Server) handleVoidTransfer(w http.ResponseWriter, r *http.Request) {
+	s.resolveTransfer(w, r, holdfast.StatusVoided)
+}
+
+// resolveTransfer posts or voids the hold {id}. The body is optional: an
+// empty one posts or voids the whole hold under a new id.
+func (s *Server) resolveTransfer(w http.ResponseWriter, r *http.Request, action string) {
+	s.idempotentInWrite(w, r, transferView, func(claim *holdfast.IdempotencyClaim) (any, *holdfast.Outcome, error) {
+		var in holdfast.TransferResolve
+		if r.ContentLength != 0 {
+			if err := decode(r, &in); err != nil {
+				return nil, nil, err
+			}
+		}
+		t, replayed, err := s.TransferService.ResolveTransfer(r.Context(), holdfast.ResolveRequest{
+			TenantID: tenantFrom(r.Context()), PendingID: r.PathValue("id"), Action: action, In: in, Idempotency: claim})
+		if err != nil || replayed != nil {
+			return nil, replayed, err
+		}
+		return []*holdfast.Transfer{t}, nil, nil
+	})
+}

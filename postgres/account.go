@@ -31,6 +31,8 @@ func (s *AccountService) CreateAccount(ctx context.Context, tenantID string, in 
 		TenantID:       tenantID,
 		Currency:       in.Currency,
 		AllowOverdraft: in.AllowOverdraft,
+		OverdraftLimit: in.OverdraftLimit,
+		MaxBalance:     in.MaxBalance,
 		Metadata:       in.Metadata,
 		CreatedAt:      s.db.now(),
 	}
@@ -42,8 +44,9 @@ func (s *AccountService) CreateAccount(ctx context.Context, tenantID string, in 
 		return nil, fmt.Errorf("create account: %w", contextError(ctx, err))
 	}
 	defer tx.Rollback(ctx)
-	_, err = tx.Exec(ctx, `INSERT INTO accounts (id, tenant_id, currency, allow_overdraft, metadata, created_at)
-		VALUES ($1, $2, $3, $4, $5, $6)`, a.ID, tenantID, a.Currency, a.AllowOverdraft, in.MetadataJSON(), a.CreatedAt)
+	a.Derive()
+	_, err = tx.Exec(ctx, `INSERT INTO accounts (id, tenant_id, currency, allow_overdraft, overdraft_limit, max_balance, metadata, created_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, a.ID, tenantID, a.Currency, a.AllowOverdraft, a.OverdraftLimit, a.MaxBalance, in.MetadataJSON(), a.CreatedAt)
 	if err != nil {
 		return nil, fmt.Errorf("create account: %w", contextError(ctx, err))
 	}
@@ -63,14 +66,16 @@ func (s *AccountService) CreateAccount(ctx context.Context, tenantID string, in 
 	return a, nil
 }
 
-const accountColumns = "id, tenant_id, currency, allow_overdraft, balance, metadata, created_at"
+const accountColumns = "id, tenant_id, currency, allow_overdraft, balance, metadata, created_at, pending_debits, pending_credits, overdraft_limit, max_balance"
 
 func scanAccount(r pgx.CollectableRow) (*holdfast.Account, error) {
 	var a holdfast.Account
 	var meta []byte
-	if err := r.Scan(&a.ID, &a.TenantID, &a.Currency, &a.AllowOverdraft, &a.Balance, &meta, &a.CreatedAt); err != nil {
+	if err := r.Scan(&a.ID, &a.TenantID, &a.Currency, &a.AllowOverdraft, &a.Balance, &meta, &a.CreatedAt,
+		&a.PendingDebits, &a.PendingCredits, &a.OverdraftLimit, &a.MaxBalance); err != nil {
 		return nil, err
 	}
+	a.Derive()
 	a.CreatedAt = a.CreatedAt.UTC()
 	if err := json.Unmarshal(meta, &a.Metadata); err != nil {
 		return nil, fmt.Errorf("account %s metadata: %w", a.ID, err)

@@ -41,7 +41,7 @@ func TestBatchPlansUseIndexes(t *testing.T) {
 		args []any
 	}{
 		{"lock", lockAccountsSQL, []any{UUIDArray(tenants), UUIDArray(ids)}},
-		{"update", updateBalancesSQL, []any{UUIDArray(ids), balances}},
+		{"update", updateBalancesSQL, []any{UUIDArray(ids), balances, balances, balances}},
 	}
 	scans := func(settings bool, sql string, args []any) []string {
 		t.Helper()

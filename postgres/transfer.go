@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -130,6 +131,7 @@ type transferRequest struct {
 	in       []holdfast.TransferCreate
 	linked   bool
 	claim    *holdfast.IdempotencyClaim
+	quiet    bool // a refusal is no event: the sweeper's expiry of a hold resolved meanwhile
 
 	out    []*holdfast.Transfer // the result, once applied
 	err    error                // a request's own failure; nil when applied
@@ -176,15 +178,12 @@ func (s *TransferService) CreateTransfers(ctx context.Context, req holdfast.Tran
 		in[i].ID = holdfast.CanonicalID(t.ID)
 		in[i].DebitAccountID = holdfast.CanonicalID(t.DebitAccountID)
 		in[i].CreditAccountID = holdfast.CanonicalID(t.CreditAccountID)
+		if t.PendingID != "" || t.Resolve != "" {
+			return nil, nil, holdfast.Errorf(holdfast.EINVALID, "a hold is posted or voided through ResolveTransfer")
+		}
 	}
 	r := &transferRequest{ctx: ctx, tenantID: req.TenantID, in: in, linked: linked, claim: req.Idempotency}
-	if s.grouped.Load() {
-		return s.writer.submit(ctx, r)
-	}
-	if err := s.applyBatch(ctx, s.db.Pool, []*transferRequest{r}, nil); err != nil {
-		return nil, nil, err
-	}
-	return r.finish()
+	return s.submit(ctx, r)
 }
 
 // finish returns the request's outcome: its transfers, the earlier outcome
@@ -209,13 +208,39 @@ func indexed(err error, i int) error {
 	return err
 }
 
-const transferColumns = "t.tenant_id, t.id, t.debit_account_id, t.credit_account_id, t.amount, t.currency, t.description, t.created_at"
+const transferColumns = `t.tenant_id, t.id, t.debit_account_id, t.credit_account_id, t.amount, t.currency, t.description,
+	t.status, t.pending, t.pending_id, t.expires_at, t.metadata, t.created_at`
 
 func scanTransfer(r pgx.CollectableRow) (*holdfast.Transfer, error) {
+	return scanTransferAfter(r)
+}
+
+// scanTransferAfter scans a transfer's columns, after the given leading
+// ones (such as a cursor).
+func scanTransferAfter(r pgx.CollectableRow, lead ...any) (*holdfast.Transfer, error) {
 	var t holdfast.Transfer
-	err := r.Scan(&t.TenantID, &t.ID, &t.DebitAccountID, &t.CreditAccountID, &t.Amount, &t.Currency, &t.Description, &t.CreatedAt)
+	var pendingID *string
+	var meta []byte
+	dest := append(lead, &t.TenantID, &t.ID, &t.DebitAccountID, &t.CreditAccountID, &t.Amount, &t.Currency, &t.Description,
+		&t.Status, &t.Pending, &pendingID, &t.ExpiresAt, &meta, &t.CreatedAt)
+	if err := r.Scan(dest...); err != nil {
+		return nil, err
+	}
 	t.CreatedAt = t.CreatedAt.UTC()
-	return &t, err
+	if t.ExpiresAt != nil {
+		at := t.ExpiresAt.UTC()
+		t.ExpiresAt = &at
+	}
+	if pendingID != nil {
+		t.PendingID = *pendingID
+	}
+	t.CurrencyExponent, _ = holdfast.CurrencyExponent(t.Currency)
+	if len(meta) > 2 { // not {}: a transfer without metadata has none (nil), as when it was made
+		if err := json.Unmarshal(meta, &t.Metadata); err != nil {
+			return nil, fmt.Errorf("transfer %s metadata: %w", t.ID, err)
+		}
+	}
+	return &t, nil
 }
 
 // FindTransfer reads a transfer from a snapshot.
@@ -270,12 +295,10 @@ func (s *TransferService) ListTransfers(ctx context.Context, tenantID, accountID
 		WHERE e.account_id = $2 AND e.id < $3 ORDER BY e.id DESC LIMIT $4`, tenantID, accountID, before, page.Limit+1)
 	var cursors []int64
 	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*holdfast.Transfer, error) {
-		var t holdfast.Transfer
 		var eid int64
-		err := r.Scan(&eid, &t.TenantID, &t.ID, &t.DebitAccountID, &t.CreditAccountID, &t.Amount, &t.Currency, &t.Description, &t.CreatedAt)
-		t.CreatedAt = t.CreatedAt.UTC()
+		t, err := scanTransferAfter(r, &eid)
 		cursors = append(cursors, eid)
-		return &t, err
+		return t, err
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("list transfers: %w", contextError(ctx, err))

@@ -208,6 +208,7 @@ type attempt struct {
 	expected  map[string]holdfast.AccountState // the balances a pipelined batch applied against
 	transfers []*holdfast.Transfer
 	entries   []holdfast.Entry
+	resolved  []*holdfast.Transfer // holds posted, voided or expired, with their new status
 	events    []outboxEvent
 	stored    storedKeys // the keys claimed, with their outcomes
 }
@@ -224,6 +225,10 @@ func (a *attempt) queueReads(b *pgx.Batch) {
 			owned[accountKey{r.tenantID, t.CreditAccountID}] = struct{}{}
 			if t.ID != "" {
 				clientIDs = append(clientIDs, t.ID)
+				clientTenants = append(clientTenants, r.tenantID)
+			}
+			if t.PendingID != "" { // the hold it resolves, read after the accounts are locked
+				clientIDs = append(clientIDs, t.PendingID)
 				clientTenants = append(clientTenants, r.tenantID)
 			}
 		}
@@ -252,6 +257,7 @@ func (a *attempt) apply(now time.Time) error {
 		for id, before := range a.f.after {
 			if acct, v := a.accounts[id], before.final[id]; acct != nil && v != nil {
 				acct.Balance, acct.AllowOverdraft = v.Balance, v.AllowOverdraft
+				acct.PendingDebits, acct.PendingCredits = v.PendingDebits, v.PendingCredits
 			}
 		}
 		a.expected = make(map[string]holdfast.AccountState, len(a.accounts))
@@ -273,12 +279,15 @@ func (a *attempt) apply(now time.Time) error {
 		p, err := book.Post(r.tenantID, r.in, r.linked)
 		if err != nil {
 			r.err = err
-			rejected = append(rejected, r)
+			if !r.quiet {
+				rejected = append(rejected, r)
+			}
 			continue
 		}
 		r.out = p.Transfers
 		a.transfers = append(a.transfers, p.Created...)
 		a.entries = append(a.entries, p.Entries...)
+		a.resolved = append(a.resolved, p.Resolved...)
 	}
 	var err error
 	if a.stored, err = storeOutcomes(a.reqs, a.keys); err != nil {
@@ -302,10 +311,12 @@ func (a *attempt) queueWrites(b *pgx.Batch) {
 			a.f.ready(a.accounts) // locked, and applied against the balances they have
 			return nil
 		})
+		queueResolveHolds(b, a.resolved) // after the account locks, as every batch takes them
 		queueUpdateBalances(b, a.accounts)
 		queueInsertEntries(b, a.entries)
 	} else {
 		a.f.ready(a.accounts) // locked since round trip 1
+		queueResolveHolds(b, a.resolved)
 		queueInsertEntries(b, a.entries)
 		queueUpdateBalances(b, a.accounts)
 		queueOutbox(b, a.events)
@@ -333,7 +344,7 @@ func (a *attempt) send(ctx context.Context, conn *pgx.Conn, writes *pgx.Batch) e
 		return nil
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" && (pe.ConstraintName == "transfers_pkey" || pe.ConstraintName == "idempotency_keys_pkey") {
+	if errors.As(err, &pe) && pe.Code == "23505" && (pe.ConstraintName == "transfers_pkey" || pe.ConstraintName == "idempotency_keys_pkey" || pe.ConstraintName == "transfers_resolves") {
 		return errRaced
 	}
 	if inDoubt(err) {
@@ -342,13 +353,15 @@ func (a *attempt) send(ctx context.Context, conn *pgx.Conn, writes *pgx.Batch) e
 	return err
 }
 
-// transferEvents returns the outbox rows of a batch: one transfer.posted
-// per transfer created and one transfer.rejected per request the ledger
-// refused, packed into one row per tenant and type (see packer).
-func transferEvents(posted []*holdfast.Transfer, rejected []*transferRequest, now time.Time) ([]outboxEvent, error) {
+// transferEvents returns the outbox rows of a batch: one per transfer
+// created (transfer.posted, or for a hold transfer.pending, and for its
+// resolution transfer.posted, transfer.voided or transfer.expired) and one
+// transfer.rejected per request the ledger refused, packed into one row per
+// tenant and type (see packer).
+func transferEvents(created []*holdfast.Transfer, rejected []*transferRequest, now time.Time) ([]outboxEvent, error) {
 	p := newPacker(now)
-	for _, t := range posted {
-		if err := p.add(t.TenantID, holdfast.EventTransferPosted, t); err != nil {
+	for _, t := range created {
+		if err := p.add(t.TenantID, holdfast.TransferEventType(t), t); err != nil {
 			return nil, err
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -78,7 +79,7 @@ func TestTransfer_MovesMoney(t *testing.T) {
 			t.Fatalf("alice balance = %d, want 1000", got)
 		}
 		found, err := l.transfers.FindTransfer(context.Background(), l.tenant, tr.ID)
-		if err != nil || *found != *tr {
+		if err != nil || !reflect.DeepEqual(found, tr) {
 			t.Fatalf("FindTransfer = %+v, %v; want %+v", found, err, tr)
 		}
 	})
@@ -155,7 +156,7 @@ func TestTransfer_ClientIDIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 		again, _, err := l.transfers.CreateTransfers(context.Background(), holdfast.TransferRequest{TenantID: l.tenant, Transfers: []holdfast.TransferCreate{in}})
-		if err != nil || *again[0] != *first[0] {
+		if err != nil || !reflect.DeepEqual(again[0], first[0]) {
 			t.Fatalf("same id, same fields: %+v, %v; want %+v", again, err, first[0])
 		}
 		changed := in

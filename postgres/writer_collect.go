@@ -110,14 +110,16 @@ func (w *writer) collect() ([]*transferRequest, *flight) {
 }
 
 // conflicts reports whether a committing batch that is not ready holds one
-// of r's accounts; w.bmu is held.
+// of r's accounts, or, for a request that resolves a hold, any committing
+// batch does: a pipelined batch reads a hold's status before the batch
+// ahead commits it, so a resolution waits for that commit instead; w.bmu
+// is held.
 func (w *writer) conflicts(r *transferRequest) bool {
 	for _, t := range r.in {
-		if f := w.busy[t.DebitAccountID]; f != nil && !f.isReady() {
-			return true
-		}
-		if f := w.busy[t.CreditAccountID]; f != nil && !f.isReady() {
-			return true
+		for _, id := range []string{t.DebitAccountID, t.CreditAccountID} {
+			if f := w.busy[id]; f != nil && (!f.isReady() || t.PendingID != "") {
+				return true
+			}
 		}
 	}
 	return false
