@@ -111,6 +111,9 @@ type AccountService interface {
 	CreateAccount(ctx context.Context, tenantID string, in AccountCreate, claim *IdempotencyClaim) (*Account, error)
 	// FindAccount returns ENOTFOUND for an unknown account or one of another tenant.
 	FindAccount(ctx context.Context, tenantID, id string) (*Account, error)
+	// UpdateAccountMetadata changes an account's metadata by key.
+	// ENOTFOUND for an account not the tenant's.
+	UpdateAccountMetadata(ctx context.Context, tenantID, id string, patch MetadataPatch) (*Account, error)
 	// ListAccounts lists the tenant's accounts, oldest first.
 	ListAccounts(ctx context.Context, tenantID string, page Page) ([]*Account, string, error)
 }

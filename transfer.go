@@ -180,6 +180,7 @@ type ResolveRequest struct {
 // TransferService moves money. Writes serialize on the rows they touch (never
 // on a process-wide lock) and are safe with many replicas on one database.
 type TransferService interface {
+	TransferSearcher
 	// CreateTransfers applies the request's transfers. Linked, they are
 	// applied all-or-nothing, and a failure carries the code of the failing
 	// member and its index (Extensions["index"]). With an Idempotency-Key

@@ -45,6 +45,7 @@ type Config struct {
 	RequestTimeout         time.Duration // --request-timeout; default 30s
 	BodyLimit              int64         // --body-limit (bytes); default 1 MiB
 	IdempotencyRetention   time.Duration // --idempotency-retention; default 24h
+	HoldSweepInterval      time.Duration // --hold-sweep-interval; default 1s
 	IdempotencyLockTimeout time.Duration // --idempotency-lock-timeout; default 1m
 	GroupCommit            bool          // --group-commit; default true
 	MaxBatch               int           // --max-batch; default 1000
@@ -100,6 +101,7 @@ type Main struct {
 	receipts  *receiptPipeline
 	transfers *postgres.TransferService
 	reaper    *postgres.Reaper
+	sweeper   *postgres.HoldSweeper
 	exports   *postgres.ExportService
 }
 
@@ -109,7 +111,7 @@ func NewMain() *Main {
 		Config: Config{
 			Addr: DefaultAddr, DataDir: ".holdfast", RequestTimeout: 30 * time.Second, BodyLimit: 1 << 20,
 			IdempotencyRetention: holdfast.DefaultIdempotencyRetention, IdempotencyLockTimeout: holdfast.DefaultIdempotencyLockTimeout,
-			GroupCommit: true, MaxBatch: 1000, Committers: 2, ShutdownTimeout: 30 * time.Second, LogLevel: "info", Migrate: true,
+			GroupCommit: true, MaxBatch: 1000, HoldSweepInterval: time.Second, Committers: 2, ShutdownTimeout: 30 * time.Second, LogLevel: "info", Migrate: true,
 			Admission: true, AdmissionMinLimit: 64, AdmissionWriteMin: 1000, LedgerMaxWait: 60 * time.Millisecond, DBAcquireTimeout: time.Second, DBStatementTimeout: 30 * time.Second, RateLimit: 1000,
 		},
 		Stdout: os.Stdout,
@@ -233,7 +235,8 @@ func (m *Main) openStore(ctx context.Context) (dbURL string, err error) {
 }
 
 // openLedger starts the transfer service, with its group-commit writer,
-// and the reaper of expired Idempotency-Keys.
+// the sweeper of holds past their timeout and the reaper of expired
+// Idempotency-Keys.
 func (m *Main) openLedger(ctx context.Context) (err error) {
 	c := m.Config
 	wc := postgres.WriterConfig{MaxBatch: c.MaxBatch, Committers: c.Committers, Registerer: m.Registry}
@@ -247,6 +250,8 @@ func (m *Main) openLedger(ctx context.Context) (err error) {
 	if err := m.transfers.Start(ctx); err != nil {
 		return err
 	}
+	m.sweeper = postgres.NewHoldSweeper(m.transfers, postgres.HoldSweeperConfig{Interval: c.HoldSweepInterval, Logger: m.Logger})
+	m.sweeper.Start(ctx)
 	m.reaper = postgres.NewReaper(m.DB, postgres.ReaperConfig{
 		Retention: c.IdempotencyRetention, LockTimeout: c.IdempotencyLockTimeout, Logger: m.Logger})
 	return m.reaper.Start(ctx)
@@ -276,6 +281,7 @@ func (m *Main) openHTTP(ctx context.Context) (err error) {
 	}
 	m.HTTP.TenantService = postgres.NewTenantService(m.DB)
 	m.HTTP.AccountService = postgres.NewAccountService(m.DB)
+	m.HTTP.BalanceService = postgres.NewBalanceService(m.DB)
 	m.HTTP.TransferService = m.transfers
 	m.HTTP.IdempotencyService = postgres.NewIdempotencyService(m.DB, c.IdempotencyLockTimeout)
 	// The export pool gets one connection per export slot (both default to 4 × GOMAXPROCS).
@@ -313,6 +319,9 @@ func (m *Main) Stop() error {
 	m.closeEventLog()
 	if m.reaper != nil {
 		m.reaper.Stop()
+	}
+	if m.sweeper != nil {
+		m.sweeper.Stop()
 	}
 	if m.transfers != nil {
 		m.transfers.Stop()

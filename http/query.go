@@ -40,7 +40,7 @@ func checkQuery(raw string, params []string) error {
 	}
 	slices.Sort(names) // name the same parameter every time
 	for _, name := range names {
-		if !slices.Contains(params, name) {
+		if !slices.Contains(params, name) && !wildcard(params, name) {
 			takes := "takes no query parameters"
 			if len(params) > 0 {
 				takes = "takes only " + strings.Join(params, ", ")
@@ -63,4 +63,16 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n] + "…"
+}
+
+// wildcard reports whether name matches a parameter of params written
+// prefix[*] (such as metadata[*] for metadata[order]).
+func wildcard(params []string, name string) bool {
+	for _, p := range params {
+		if prefix, ok := strings.CutSuffix(p, "[*]"); ok && len(name) > len(prefix)+2 &&
+			strings.HasPrefix(name, prefix+"[") && strings.HasSuffix(name, "]") {
+			return true
+		}
+	}
+	return false
 }

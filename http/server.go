@@ -167,6 +167,7 @@ func (c Config) validate() error {
 type Server struct {
 	TenantService      holdfast.TenantService
 	AccountService     holdfast.AccountService
+	BalanceService     holdfast.BalanceService
 	TransferService    holdfast.TransferService
 	IdempotencyService holdfast.IdempotencyService
 	ExportService      ExportService
@@ -365,13 +366,18 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("POST /v1/accounts", tenant(s.handleCreateAccount))
 	mux.Handle("GET /v1/accounts", tenant(s.handleListAccounts, "limit", "cursor"))
 	mux.Handle("GET /v1/accounts/{id}", tenant(s.handleGetAccount))
+	mux.Handle("PATCH /v1/accounts/{id}", tenant(s.handlePatchAccount))
 	mux.Handle("GET /v1/accounts/{id}/transfers", tenant(s.handleListTransfers, "limit", "cursor"))
+	mux.Handle("GET /v1/accounts/{id}/balance", tenant(s.handleBalanceAt, "at"))
+	mux.Handle("GET /v1/accounts/{id}/balances", tenant(s.handleBalanceHistory, "from", "to", "interval"))
 	// Streaming: no request deadline (see exportPath).
 	mux.Handle("GET /v1/accounts/{id}/transactions.csv", tenant(s.handleExportCSV, "from", "to", "after"))
 	mux.Handle("GET /v1/accounts/{id}/transactions.ndjson", tenant(s.handleExportNDJSON, "from", "to", "after"))
 
 	mux.Handle("POST /v1/transfers", tenant(s.handleCreateTransfer))
+	mux.Handle("GET /v1/transfers", tenant(s.handleSearchTransfers, searchParams...))
 	mux.Handle("GET /v1/transfers/{id}", tenant(s.handleGetTransfer))
+	mux.Handle("PATCH /v1/transfers/{id}", tenant(s.handlePatchTransfer))
 	mux.Handle("POST /v1/transfers/{id}/post", tenant(s.handlePostTransfer))
 	mux.Handle("POST /v1/transfers/{id}/void", tenant(s.handleVoidTransfer))
 	mux.Handle("POST /v1/linked-transfers", tenant(s.handleCreateLinkedTransfers))

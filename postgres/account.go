@@ -125,3 +125,40 @@ func (s *AccountService) ListAccounts(ctx context.Context, tenantID string, page
 	}
 	return accounts, next, nil
 }
+
+// UpdateAccountMetadata changes an account's metadata by key, under the
+// row's lock so that concurrent patches of other keys all stay. It waits
+// for a batch holding the account; balances are not touched.
+func (s *AccountService) UpdateAccountMetadata(ctx context.Context, tenantID, id string, patch holdfast.MetadataPatch) (*holdfast.Account, error) {
+	if holdfast.ValidID("account id", id) != nil {
+		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
+	}
+	id = holdfast.CanonicalID(id)
+	var out *holdfast.Account
+	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, "SELECT "+accountColumns+" FROM accounts WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE", tenantID, id)
+		a, err := pgx.CollectExactlyOneRow(rows, scanAccount)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
+		}
+		if err != nil {
+			return err
+		}
+		if a.Metadata, err = patch.Apply(a.Metadata); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, "UPDATE accounts SET metadata = $3 WHERE tenant_id = $1 AND id = $2", tenantID, id, holdfast.MetadataJSON(a.Metadata)); err != nil {
+			return err
+		}
+		out = a
+		return nil
+	})
+	var he *holdfast.Error
+	if errors.As(err, &he) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("update account metadata: %w", contextError(ctx, err))
+	}
+	return out, nil
+}

@@ -63,6 +63,8 @@ statements, no HTTP); Holdfast in an open loop at 80% of its peak (or at
 each of --open-fractions, which then also prints up to which share of the
 peak the open loop's p99 stayed within 50 ms), each measured after a
 warm-up at its rate (--open-warmup), whose figures get a row of their own.
+With --workload two-phase, Holdfast also makes two-phase payments (a hold,
+then its post or void) at each concurrency, beside the single-phase run.
 Every transfer carries an Idempotency-Key. Each run's row gives the share of
 the machine's CPU busy during it (every process: generator, server,
 database). Ends by checking the ledger's invariants.
@@ -73,8 +75,8 @@ Flags:
 // transfersFlags are the flags of bench transfers that are not options
 // as given: lists to parse, and profiles of this process.
 type transfersFlags struct {
-	concurrency, workloads, openFractions string
-	cpuprofile, memprofile                string
+	concurrency, workloads, openFractions, phases string
+	cpuprofile, memprofile                        string
 }
 
 func benchTransfers(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -104,6 +106,7 @@ func defineTransfers(fs *flag.FlagSet) (*bench.TransfersOptions, *transfersFlags
 	fs.StringVar(&f.concurrency, "concurrency", "16,64,256,1024", "closed-loop client counts, comma-separated (the peak counts: group commit fills its batches with concurrency)")
 	fs.IntVar(&o.Pool, "pool", 16, "database connections for Holdfast and, separately, for the naive server")
 	fs.StringVar(&f.workloads, "workloads", "uniform,hot", "workloads to run, comma-separated")
+	fs.StringVar(&f.phases, "workload", "single-phase", "single-phase, or two-phase: also two-phase payments (a hold, then its post or void, half each) at each concurrency, beside single-phase in the same run, with their ratio (payments/s; a payment is two requests)")
 	fs.IntVar(&o.Committers, "committers", 2, "Holdfast's group-commit transactions in flight at once")
 	fs.BoolVar(&o.Admission, "admission", false, "keep Holdfast's admission control on (it sheds past its adaptive limit)")
 	fs.Float64Var(&o.OpenRate, "open-rate", 0, "one open loop at this rate in transfers/s instead of --open-fractions (a fixed rate compares builds or settings at equal load)")
@@ -132,6 +135,13 @@ func (f *transfersFlags) apply(fs *flag.FlagSet, o *bench.TransfersOptions) erro
 			return fmt.Errorf("--open-fractions: %q is not a fraction of the peak in (0, 2]", s)
 		}
 		o.OpenFractions = append(o.OpenFractions, v)
+	}
+	switch f.phases {
+	case "single-phase":
+	case "two-phase":
+		o.TwoPhase = true
+	default:
+		return fmt.Errorf("--workload: %q is neither single-phase nor two-phase", f.phases)
 	}
 	if o.OpenWarmup < 0 {
 		return fmt.Errorf("--open-warmup: %v is negative", o.OpenWarmup)

@@ -42,6 +42,7 @@ func settings(c *app.Config) []setting {
 		{"idempotency-retention", "HOLDFAST_IDEMPOTENCY_RETENTION", &c.IdempotencyRetention, "how long Idempotency-Keys are kept"},
 		{"idempotency-lock-timeout", "HOLDFAST_IDEMPOTENCY_LOCK_TIMEOUT", &c.IdempotencyLockTimeout, "after this a retry may take over a key whose first request never finished"},
 		{"group-commit", "HOLDFAST_GROUP_COMMIT", &c.GroupCommit, "apply concurrent transfers in shared transactions"},
+		{"hold-sweep-interval", "HOLDFAST_HOLD_SWEEP_INTERVAL", &c.HoldSweepInterval, "pause between sweeps that expire holds past their timeout (every replica sweeps; a due hold can no longer be posted, swept or not)"},
 		{"max-batch", "HOLDFAST_MAX_BATCH", &c.MaxBatch, "most transfer requests per group-commit transaction"},
 		{"committers", "HOLDFAST_COMMITTERS", &c.Committers, "group-commit transactions in flight at once, each on its own connection"},
 		{"shutdown-timeout", "HOLDFAST_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout, "how long SIGTERM waits for in-flight requests"},

@@ -27,6 +27,7 @@ type TransfersOptions struct {
 	OpenRate      float64       // one open loop at this rate instead of OpenFractions
 	OpenFractions []float64     // open loops at these fractions of Holdfast's peak
 	OpenWarmup    time.Duration // each open loop's warm-up at its rate
+	TwoPhase      bool          // also two-phase payments beside single-phase (--workload two-phase)
 	SkipNaive     bool          // measure Holdfast only
 	NaiveEvents   bool          // the naive server writes each transfer's event, as Holdfast does
 }
@@ -64,7 +65,7 @@ func Transfers(ctx context.Context, o TransfersOptions, stdout, stderr io.Writer
 	results, err := runTransfers(ctx, transfersConfig{
 		Pool: naivePool, Tenant: tenant.ID, HoldfastURL: m.HTTP.URL(), APIKey: key.Secret, NaiveURL: naiveURL,
 		Accounts: o.Accounts, Concurrency: o.Concurrency, Duration: o.Duration, OpenRate: o.OpenRate, OpenFractions: o.OpenFractions, OpenWarmup: o.OpenWarmup, Progress: stderr,
-		Workloads: o.Workloads, SkipNaive: o.SkipNaive, ServerStats: batchStats(m),
+		Workloads: o.Workloads, SkipNaive: o.SkipNaive, TwoPhase: o.TwoPhase, ServerStats: batchStats(m),
 		Drain: m.DrainEvents,
 	})
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 type transfersWorkload struct {
 	Name     string
 	Holdfast []load.Result // closed loop, by concurrency
+	TwoPhase []load.Result // two-phase payments (hold, then post or void), by concurrency; with TwoPhase only
 	Naive    []load.Result
 	Ceiling  load.Result   // raw SQL batches, no HTTP
 	Open     []load.Result // Holdfast, open loops at OpenFractions of its peak (or one at OpenRate)
@@ -91,6 +92,9 @@ func printTransfers(w io.Writer, ws []transfersWorkload) {
 		}
 		for i := range wl.Holdfast {
 			row(wl.Holdfast[i])
+			if i < len(wl.TwoPhase) {
+				row(wl.TwoPhase[i])
+			}
 			row(wl.Naive[i])
 		}
 		row(wl.Ceiling)
@@ -112,6 +116,11 @@ func printTransfers(w io.Writer, ws []transfersWorkload) {
 		}
 		fmt.Fprintf(w, "%-8s ratios: holdfast/naive %.1f×, holdfast/ceiling %.3f; open loop at %.0f/s: p99 %s ms%s\n",
 			wl.Name, report.Ratio(h.Throughput, n.Throughput), report.Ratio(h.Throughput, wl.Ceiling.Throughput), open.Offered, ms(open.P99), warm)
+		if len(wl.TwoPhase) > 0 {
+			tp := load.Peak(wl.TwoPhase)
+			fmt.Fprintf(w, "%-8s two-phase: %.0f payments/s (%s; a hold and its post or void, %.0f requests/s), single-phase %.0f/s: %.2f× (target ≥ 0.5×)\n",
+				wl.Name, tp.Throughput, tp.Name, 2*tp.Throughput, h.Throughput, report.Ratio(tp.Throughput, h.Throughput))
+		}
 		if len(wl.Open) > 1 {
 			if f := wl.MetUpTo(); f > 0 {
 				fmt.Fprintf(w, "%-8s open loops: p99 ≤ %s ms up to %.0f%% of the peak\n", wl.Name, ms(targetP99), 100*f)

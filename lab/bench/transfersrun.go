@@ -36,6 +36,9 @@ type transfersConfig struct {
 	OpenWarmup time.Duration
 	Workloads  []string // "uniform", "hot"; default both
 	SkipNaive  bool     // measure Holdfast only (for profiling)
+	// TwoPhase also runs Holdfast with two-phase payments (a hold, then its
+	// post or void) at each concurrency, right after the single-phase run.
+	TwoPhase bool
 	// ServerStats, if set, is called after each Holdfast run and its text
 	// printed with the progress (e.g. the group-commit batch sizes).
 	ServerStats func() string
@@ -192,7 +195,14 @@ func (r *transfersRun) call(base string, w workload) load.Call {
 	return load.TransferCall(p, r.cfg.APIKey, r.runID.Add(1), w.pick)
 }
 
-// closedLoops runs Holdfast, then the naive server, at each concurrency.
+// twoPhaseCall returns a Call that makes w's payments in two phases on base.
+func (r *transfersRun) twoPhaseCall(base string, w workload) load.Call {
+	r.call(base, w) // makes the poster
+	return load.TwoPhaseCall(r.posters[base], r.cfg.APIKey, r.runID.Add(1), w.pick)
+}
+
+// closedLoops runs Holdfast (single-phase, then with TwoPhase two-phase),
+// then the naive server, at each concurrency.
 func (r *transfersRun) closedLoops(ctx context.Context, w workload, res *transfersWorkload) {
 	cfg := r.cfg
 	for _, c := range cfg.Concurrency {
@@ -203,6 +213,15 @@ func (r *transfersRun) closedLoops(ctx context.Context, w workload, res *transfe
 			return load.ClosedLoop(ctx, fmt.Sprintf("holdfast c=%d", c), c, cfg.Duration, r.call(cfg.HoldfastURL, w))
 		}))
 		r.printStats()
+		if cfg.TwoPhase {
+			r.settle(ctx)
+			r.resetStats()
+			fmt.Fprintf(cfg.Progress, "%s: holdfast two-phase, %d clients, %v\n", w.name, c, cfg.Duration)
+			res.TwoPhase = append(res.TwoPhase, load.WithCPU(0, func() load.Result {
+				return load.ClosedLoop(ctx, fmt.Sprintf("holdfast two-phase c=%d", c), c, cfg.Duration, r.twoPhaseCall(cfg.HoldfastURL, w))
+			}))
+			r.printStats()
+		}
 		if cfg.SkipNaive {
 			res.Naive = append(res.Naive, load.Result{Name: "naive (skipped)"})
 			continue

@@ -2,12 +2,16 @@ package load
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // TransferSend returns a Send that POSTs one transfer of 1 to 100 USD
@@ -67,6 +71,46 @@ func TransferCall(poster *Poster, key string, run int64, pick func(*rand.Rand) (
 		body := fmt.Appendf(nil, `{"debit_account_id":%q,"credit_account_id":%q,"amount":%d,"currency":"USD"}`, debit, credit, amount)
 		header := strconv.AppendInt([]byte(auth), seq, 10)
 		status, err := poster.Post(ctx, "/v1/transfers", append(header, "\r\n"...), body)
+		return status == http.StatusCreated, err
+	}
+}
+
+// TwoPhaseCall returns a Call that makes one two-phase payment, a hold of
+// 1 to 100 USD minor units between the accounts pick chooses, then, once
+// it is answered, its post (even seq) or void (odd seq): two requests,
+// under the Idempotency-Keys "bench-<run>-<seq>-hold" and "-post"/"-void",
+// the hold with a client-chosen id that names it in the second. A call
+// succeeds when both are answered 201.
+func TwoPhaseCall(poster *Poster, key string, run int64, pick func(*rand.Rand) (debit, credit string)) Call {
+	var mu sync.Mutex
+	rngs := map[int]*rand.Rand{}
+	auth := "Content-Type: application/json\r\nAuthorization: Bearer " + key + "\r\nIdempotency-Key: bench-" + strconv.FormatInt(run, 10) + "-"
+	return func(ctx context.Context, worker int, seq int64) (bool, error) {
+		mu.Lock()
+		rng := rngs[worker]
+		if rng == nil {
+			rng = rand.New(rand.NewPCG(uint64(run), uint64(worker)))
+			rngs[worker] = rng
+		}
+		debit, credit := pick(rng)
+		amount := 1 + rng.IntN(100)
+		id := uuid.UUID{}
+		binary.BigEndian.PutUint64(id[:8], rng.Uint64())
+		binary.BigEndian.PutUint64(id[8:], rng.Uint64())
+		mu.Unlock()
+		id[6], id[8] = id[6]&0x0f|0x40, id[8]&0x3f|0x80 // a version 4 UUID
+		hold := fmt.Appendf(nil, `{"id":%q,"debit_account_id":%q,"credit_account_id":%q,"amount":%d,"currency":"USD","pending":true}`,
+			id.String(), debit, credit, amount)
+		header := strconv.AppendInt([]byte(auth), seq, 10)
+		status, err := poster.Post(ctx, "/v1/transfers", append(slices.Clip(header), "-hold\r\n"...), hold)
+		if err != nil || status != http.StatusCreated {
+			return false, err
+		}
+		action := "post"
+		if seq%2 == 1 {
+			action = "void"
+		}
+		status, err = poster.Post(ctx, "/v1/transfers/"+id.String()+"/"+action, append(header, "-"+action+"\r\n"...), nil)
 		return status == http.StatusCreated, err
 	}
 }

@@ -42,6 +42,7 @@ func MustServeWith(tb testing.TB, db *postgres.DB, services func(*holdfasthttp.S
 	}
 	s.TenantService = postgres.NewTenantService(db)
 	s.AccountService = postgres.NewAccountService(db)
+	s.BalanceService = postgres.NewBalanceService(db)
 	s.TransferService = transfers
 	s.IdempotencyService = postgres.NewIdempotencyService(db, 0)
 	exports, err := postgres.NewExportService(db, postgres.ExportConfig{MaxConns: int32(c.ExportSlots)})
