@@ -20,6 +20,7 @@ import (
 type flight struct {
 	accounts map[string]struct{} // the accounts the batch touches
 	after    map[string]*flight  // of those, the ones a ready batch held when this one formed: that batch
+	holds    []string            // the holds it resolves
 	signal   func()              // wakes the writer's committers once ready; nil: nothing to wake
 	stale    bool                // the pipelined attempt found other balances and the batch ran again
 

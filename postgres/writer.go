@@ -146,6 +146,7 @@ type writer struct {
 	// balances while the first commits (see flight).
 	bmu       sync.Mutex
 	busy      map[string]*flight // accounts of the batches being committed: the latest batch to take each
+	resolving map[string]*flight // holds the batches being committed resolve: the batch
 	deferred  []*transferRequest // taken from the queue, waiting for their accounts; in arrival order
 	freed     chan struct{}      // closed (and replaced) whenever a batch gives its accounts back or becomes ready
 	lastStart time.Time          // when the latest batch being committed started
@@ -159,7 +160,7 @@ func newWriter(svc *TransferService, cfg WriterConfig) (*writer, error) {
 		return nil, err
 	}
 	w := &writer{svc: svc, cfg: cfg, queue: make(chan *transferRequest, cfg.QueueSize),
-		busy: make(map[string]*flight), freed: make(chan struct{})}
+		busy: make(map[string]*flight), resolving: make(map[string]*flight), freed: make(chan struct{})}
 	w.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "holdfast_ledger_batch_size", Help: "Transfer requests applied per group-commit transaction.",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 14),

@@ -35,6 +35,9 @@ func (w *writer) take(ctx context.Context) ([]*transferRequest, *flight) {
 			for id := range f.accounts {
 				w.busy[id] = f
 			}
+			for _, id := range f.holds {
+				w.resolving[id] = f
+			}
 			w.waiting.Add(-int64(len(batch)))
 			w.bmu.Unlock()
 			return batch, f
@@ -79,6 +82,9 @@ func (w *writer) collect() ([]*transferRequest, *flight) {
 		}
 		batch = append(batch, r)
 		for _, t := range r.in {
+			if t.PendingID != "" {
+				f.holds = append(f.holds, t.PendingID)
+			}
 			for _, id := range []string{t.DebitAccountID, t.CreditAccountID} {
 				f.accounts[id] = struct{}{}
 				if before := w.busy[id]; before != nil {
@@ -110,16 +116,21 @@ func (w *writer) collect() ([]*transferRequest, *flight) {
 }
 
 // conflicts reports whether a committing batch that is not ready holds one
-// of r's accounts, or, for a request that resolves a hold, any committing
-// batch does: a pipelined batch reads a hold's status before the batch
-// ahead commits it, so a resolution waits for that commit instead; w.bmu
+// of r's accounts, or, for a request that resolves a hold, whether a
+// committing batch resolves the same hold: a pipelined batch reads a
+// hold's status before the batch ahead commits, so a second resolution
+// waits for that commit instead (and then finds the hold resolved); w.bmu
 // is held.
 func (w *writer) conflicts(r *transferRequest) bool {
 	for _, t := range r.in {
-		for _, id := range []string{t.DebitAccountID, t.CreditAccountID} {
-			if f := w.busy[id]; f != nil && (!f.isReady() || t.PendingID != "") {
-				return true
-			}
+		if f := w.busy[t.DebitAccountID]; f != nil && !f.isReady() {
+			return true
+		}
+		if f := w.busy[t.CreditAccountID]; f != nil && !f.isReady() {
+			return true
+		}
+		if t.PendingID != "" && w.resolving[t.PendingID] != nil {
+			return true
 		}
 	}
 	return false
@@ -132,6 +143,11 @@ func (w *writer) release(f *flight) {
 	for id := range f.accounts {
 		if w.busy[id] == f {
 			delete(w.busy, id)
+		}
+	}
+	for _, id := range f.holds {
+		if w.resolving[id] == f {
+			delete(w.resolving, id)
 		}
 	}
 	w.wakeLocked()
