@@ -89,9 +89,12 @@ func TestIsolation_ByID(t *testing.T) {
 	p := setupTenants(t)
 	bTransfer := Transfer(p.bFrom, p.bTo, 7, "USD")
 	bTransferID := p.b.Do(t, "POST", "/v1/transfers", bTransfer).MustStatus(t, 201).JSON(t)["id"].(string)
+	bHold := Transfer(p.bFrom, p.bTo, 1, "USD")
+	bHold["pending"] = true
+	bHoldID := p.b.Do(t, "POST", "/v1/transfers", bHold).MustStatus(t, 201).JSON(t)["id"].(string)
 	bKey := p.b.Do(t, "POST", "/v1/api-keys", nil).MustStatus(t, 201).JSON(t)
 	bKeyID, bSecret := bKey["id"].(string), bKey["secret"].(string)
-	bThings := []string{p.b.Tenant, p.bFrom, p.bTo, bTransferID, bKeyID, bKey["prefix"].(string)}
+	bThings := []string{p.b.Tenant, p.bFrom, p.bTo, bTransferID, bHoldID, bKeyID, bKey["prefix"].(string)}
 	bBefore := mustState(t, p.b, p.bFrom, p.bTo)
 	aBefore := mustState(t, p.a, p.aFrom, p.aTo)
 
@@ -103,6 +106,12 @@ func TestIsolation_ByID(t *testing.T) {
 		{"read B's account in upper case", "GET", "/v1/accounts/" + strings.ToUpper(p.bFrom), nil},
 		{"list the transfers of B's account", "GET", "/v1/accounts/" + p.bTo + "/transfers?limit=2", nil},
 		{"read B's transfer", "GET", "/v1/transfers/" + bTransferID, nil},
+		{"patch B's transfer", "PATCH", "/v1/transfers/" + bTransferID, map[string]any{"metadata": map[string]any{"x": "y"}}},
+		{"patch B's account", "PATCH", "/v1/accounts/" + p.bFrom, map[string]any{"metadata": map[string]any{"x": "y"}}},
+		{"post B's hold", "POST", "/v1/transfers/" + bHoldID + "/post", nil},
+		{"void B's hold", "POST", "/v1/transfers/" + bHoldID + "/void", nil},
+		{"read B's balance at a moment", "GET", "/v1/accounts/" + p.bFrom + "/balance", nil},
+		{"read B's balance history", "GET", "/v1/accounts/" + p.bFrom + "/balances?from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00Z", nil},
 		{"revoke B's key", "DELETE", "/v1/api-keys/" + bKeyID, nil},
 		{"debit B's account", "POST", "/v1/transfers", Transfer(p.bFrom, p.aTo, 1, "USD")},
 		{"credit B's account", "POST", "/v1/transfers", Transfer(p.aFrom, p.bTo, 1, "USD")},

@@ -242,6 +242,28 @@ func TestOpenAPIResponses(t *testing.T) {
 	call(c, "GET", "/v1/accounts/{id}/transfers", "/v1/accounts/"+a+"/transfers?limit=1", nil).MustStatus(t, 200)
 	call(c, "GET", "/v1/accounts/{id}/transfers", "/v1/accounts/"+a+"/transfers?cursor=x", nil).MustStatus(t, 400)
 
+	// Holds, search, metadata and balances.
+	hold := Transfer(a, b, 300, "USD")
+	hold["pending"], hold["timeout"], hold["metadata"] = true, 3600, map[string]any{"order": "A-17"}
+	h := call(c, "POST", "/v1/transfers", "/v1/transfers", hold).MustStatus(t, 201).JSON(t)["id"].(string)
+	call(c, "POST", "/v1/transfers/{id}/post", "/v1/transfers/"+h+"/post", map[string]any{"amount": 301}).MustStatus(t, 422)
+	call(c, "POST", "/v1/transfers/{id}/post", "/v1/transfers/"+h+"/post", map[string]any{"amount": 200}, "Idempotency-Key", "capture").MustStatus(t, 201)
+	call(c, "POST", "/v1/transfers/{id}/post", "/v1/transfers/"+h+"/post", map[string]any{"amount": 200}, "Idempotency-Key", "capture").MustStatus(t, 201)
+	call(c, "POST", "/v1/transfers/{id}/void", "/v1/transfers/"+h+"/void", nil).MustStatus(t, 409)
+	call(c, "POST", "/v1/transfers/{id}/void", "/v1/transfers/"+tr+"/void", map[string]any{"amount": 1}).MustStatus(t, 400)
+	call(c, "POST", "/v1/transfers/{id}/void", "/v1/transfers/0190a8a0-0000-7000-8000-000000000000/void", nil).MustStatus(t, 404)
+	call(c, "GET", "/v1/transfers", "/v1/transfers?limit=1&status=posted&metadata[order]=A-17", nil).MustStatus(t, 200)
+	call(c, "GET", "/v1/transfers", "/v1/transfers?account_id="+a+"&amount[gte]=1&created[gte]=2000-01-01T00:00:00Z", nil).MustStatus(t, 200)
+	call(c, "GET", "/v1/transfers", "/v1/transfers?status=lost", nil).MustStatus(t, 400)
+	call(c, "PATCH", "/v1/transfers/{id}", "/v1/transfers/"+h, map[string]any{"metadata": map[string]any{"order": nil, "note": "x"}}).MustStatus(t, 200)
+	call(c, "PATCH", "/v1/transfers/{id}", "/v1/transfers/"+h, map[string]any{"metadata": map[string]any{"": "x"}}).MustStatus(t, 400)
+	call(c, "PATCH", "/v1/accounts/{id}", "/v1/accounts/"+a, map[string]any{"metadata": map[string]any{"tier": "gold"}}).MustStatus(t, 200)
+	call(c, "PATCH", "/v1/accounts/{id}", "/v1/accounts/0190a8a0-0000-7000-8000-000000000000", map[string]any{"metadata": map[string]any{}}).MustStatus(t, 404)
+	call(c, "GET", "/v1/accounts/{id}/balance", "/v1/accounts/"+a+"/balance?at=2000-01-01T00:00:00Z", nil).MustStatus(t, 200)
+	call(c, "GET", "/v1/accounts/{id}/balance", "/v1/accounts/"+a+"/balance", nil).MustStatus(t, 200)
+	call(c, "GET", "/v1/accounts/{id}/balance", "/v1/accounts/"+a+"/balance?at=yesterday", nil).MustStatus(t, 400)
+	call(c, "GET", "/v1/accounts/{id}/balances", "/v1/accounts/"+a+"/balances?from=2026-01-01T00:00:00Z&to=2025-01-01T00:00:00Z", nil).MustStatus(t, 400)
+
 	// API keys.
 	k := call(c, "POST", "/v1/api-keys", "/v1/api-keys", nil, "Idempotency-Key", "key-1").MustStatus(t, 201).JSON(t)["id"].(string)
 	call(c, "POST", "/v1/api-keys", "/v1/api-keys", nil, "Idempotency-Key", "key-1").MustStatus(t, 201) // the replay, without the secret

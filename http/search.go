@@ -9,10 +9,6 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
-// searchParams are the query parameters of GET /v1/transfers; metadata[*]
-// stands for metadata[<key>], any key.
-var searchParams = []string{"limit", "cursor", "account_id", "status", "created[gte]", "created[lt]", "amount[gte]", "amount[lte]", "metadata[*]"}
-
 // searchPage is the answer of GET /v1/transfers.
 type searchPage struct {
 	Data       []*holdfast.Transfer `json:"data"`

@@ -375,7 +375,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/accounts/{id}/transactions.ndjson", tenant(s.handleExportNDJSON, "from", "to", "after"))
 
 	mux.Handle("POST /v1/transfers", tenant(s.handleCreateTransfer))
-	mux.Handle("GET /v1/transfers", tenant(s.handleSearchTransfers, searchParams...))
+	mux.Handle("GET /v1/transfers", tenant(s.handleSearchTransfers, "limit", "cursor", "account_id", "status", "created[gte]", "created[lt]", "amount[gte]", "amount[lte]", "metadata[*]"))
 	mux.Handle("GET /v1/transfers/{id}", tenant(s.handleGetTransfer))
 	mux.Handle("PATCH /v1/transfers/{id}", tenant(s.handlePatchTransfer))
 	mux.Handle("POST /v1/transfers/{id}/post", tenant(s.handlePostTransfer))
