@@ -1,6 +1,7 @@
 package http
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -85,29 +86,29 @@ type metadataPatch struct {
 }
 
 func (s *Server) handlePatchTransfer(w http.ResponseWriter, r *http.Request) {
-	var in metadataPatch
-	if err := decode(r, &in); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	t, err := s.TransferService.UpdateTransferMetadata(r.Context(), tenantFrom(r.Context()), r.PathValue("id"), in.Metadata)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	s.respond(w, r, http.StatusOK, t)
+	s.patchMetadata(w, r, func(ctx context.Context, tenantID, id string, p holdfast.MetadataPatch) (any, error) {
+		return s.TransferService.UpdateTransferMetadata(ctx, tenantID, id, p)
+	})
 }
 
 func (s *Server) handlePatchAccount(w http.ResponseWriter, r *http.Request) {
+	s.patchMetadata(w, r, func(ctx context.Context, tenantID, id string, p holdfast.MetadataPatch) (any, error) {
+		return s.AccountService.UpdateAccountMetadata(ctx, tenantID, id, p)
+	})
+}
+
+// patchMetadata answers a PATCH of {id}'s metadata with what update returns.
+func (s *Server) patchMetadata(w http.ResponseWriter, r *http.Request,
+	update func(ctx context.Context, tenantID, id string, p holdfast.MetadataPatch) (any, error)) {
 	var in metadataPatch
 	if err := decode(r, &in); err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	a, err := s.AccountService.UpdateAccountMetadata(r.Context(), tenantFrom(r.Context()), r.PathValue("id"), in.Metadata)
+	v, err := update(r.Context(), tenantFrom(r.Context()), r.PathValue("id"), in.Metadata)
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	s.respond(w, r, http.StatusOK, a)
+	s.respond(w, r, http.StatusOK, v)
 }

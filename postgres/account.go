@@ -126,39 +126,50 @@ func (s *AccountService) ListAccounts(ctx context.Context, tenantID string, page
 	return accounts, next, nil
 }
 
-// UpdateAccountMetadata changes an account's metadata by key, under the
-// row's lock so that concurrent patches of other keys all stay. It waits
-// for a batch holding the account; balances are not touched.
+// UpdateAccountMetadata changes an account's metadata by key (see
+// patchMetadata); balances are not touched.
 func (s *AccountService) UpdateAccountMetadata(ctx context.Context, tenantID, id string, patch holdfast.MetadataPatch) (*holdfast.Account, error) {
-	if holdfast.ValidID("account id", id) != nil {
-		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
+	return patchMetadata(ctx, s.db, "account", "SELECT "+accountColumns+" FROM accounts WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE",
+		"UPDATE accounts SET metadata = $3 WHERE tenant_id = $1 AND id = $2", tenantID, id, patch, scanAccount,
+		func(a *holdfast.Account) *map[string]string { return &a.Metadata })
+}
+
+// patchMetadata changes the metadata of the tenant's row id (an account or
+// a transfer, what) by key: it reads the row with selectSQL under its lock,
+// so that concurrent patches of other keys all stay, applies patch to the
+// metadata meta points to, and writes it with updateSQL ($1 tenant, $2 id,
+// $3 the metadata). ENOTFOUND for a row not the tenant's; EINVALID for a
+// result beyond the limits.
+func patchMetadata[T any](ctx context.Context, db *DB, what, selectSQL, updateSQL, tenantID, id string, patch holdfast.MetadataPatch,
+	scan pgx.RowToFunc[T], meta func(T) *map[string]string) (T, error) {
+	var out T
+	notFound := holdfast.Errorf(holdfast.ENOTFOUND, "%s not found", what)
+	if holdfast.ValidID(what+" id", id) != nil {
+		return out, notFound
 	}
 	id = holdfast.CanonicalID(id)
-	var out *holdfast.Account
-	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, "SELECT "+accountColumns+" FROM accounts WHERE tenant_id = $1 AND id = $2 FOR NO KEY UPDATE", tenantID, id)
-		a, err := pgx.CollectExactlyOneRow(rows, scanAccount)
+	err := pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		rows, _ := tx.Query(ctx, selectSQL, tenantID, id)
+		row, err := pgx.CollectExactlyOneRow(rows, scan)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
+			return notFound
 		}
 		if err != nil {
 			return err
 		}
-		if a.Metadata, err = patch.Apply(a.Metadata); err != nil {
+		m := meta(row)
+		if *m, err = patch.Apply(*m); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, "UPDATE accounts SET metadata = $3 WHERE tenant_id = $1 AND id = $2", tenantID, id, holdfast.MetadataJSON(a.Metadata)); err != nil {
+		if _, err := tx.Exec(ctx, updateSQL, tenantID, id, holdfast.MetadataJSON(*m)); err != nil {
 			return err
 		}
-		out = a
+		out = row
 		return nil
 	})
 	var he *holdfast.Error
-	if errors.As(err, &he) {
-		return nil, err
+	if err != nil && !errors.As(err, &he) {
+		err = fmt.Errorf("update %s metadata: %w", what, contextError(ctx, err))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("update account metadata: %w", contextError(ctx, err))
-	}
-	return out, nil
+	return out, err
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/lifecycle"
 )
 
 // ResolveTransfer posts or voids a hold. It reads the hold from a snapshot
@@ -138,11 +139,9 @@ type HoldSweeperConfig struct {
 // HoldSweeper expires holds whose timeout has passed (ExpireDue), in the
 // background. Safe to run in every replica.
 type HoldSweeper struct {
-	svc    *TransferService
-	cfg    HoldSweeperConfig
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
+	svc *TransferService
+	cfg HoldSweeperConfig
+	run lifecycle.Runner
 }
 
 // NewHoldSweeper returns a HoldSweeper on svc; call Start to run it.
@@ -160,44 +159,22 @@ func NewHoldSweeper(svc *TransferService, cfg HoldSweeperConfig) *HoldSweeper {
 }
 
 // Start runs sweeps until Stop; a full sweep is followed at once by
-// another. Starting twice is a no-op.
+// another. Call it once.
 func (h *HoldSweeper) Start(ctx context.Context) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.cancel != nil {
-		return
-	}
-	ctx, h.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	h.done = make(chan struct{})
-	go func() {
-		defer close(h.done)
-		t := time.NewTicker(h.cfg.Interval)
-		defer t.Stop()
+	ctx = h.run.Start(ctx)
+	h.run.Go(func() {
 		for {
 			n, err := h.svc.ExpireDue(ctx, h.cfg.Batch)
 			if err != nil && ctx.Err() == nil {
 				h.cfg.Logger.Error("hold sweeper", "err", err)
 			}
-			if n == h.cfg.Batch {
-				continue
-			}
-			select {
-			case <-ctx.Done():
+			if n < h.cfg.Batch && !lifecycle.Sleep(ctx, h.cfg.Interval) {
 				return
-			case <-t.C:
 			}
 		}
-	}()
+	})
 }
 
-// Stop ends the sweeps and waits for them. Idempotent, and safe before Start.
-func (h *HoldSweeper) Stop() {
-	h.mu.Lock()
-	cancel, done := h.cancel, h.done
-	h.mu.Unlock()
-	if cancel == nil {
-		return
-	}
-	cancel()
-	<-done
-}
+// Stop ends the sweeps and waits for the one in hand. Idempotent, and safe
+// before Start.
+func (h *HoldSweeper) Stop() { h.run.Stop() }

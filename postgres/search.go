@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -113,41 +112,14 @@ func validTie(s, typ string) bool {
 	return err == nil && n > 0 && strconv.FormatInt(n, 10) == s
 }
 
-// UpdateTransferMetadata changes a transfer's metadata by key, under the
-// row's lock so that concurrent patches of other keys all stay.
+// UpdateTransferMetadata changes a transfer's metadata by key (see
+// patchMetadata).
 func (s *TransferService) UpdateTransferMetadata(ctx context.Context, tenantID, id string, patch holdfast.MetadataPatch) (*holdfast.Transfer, error) {
-	if holdfast.ValidID("transfer id", id) != nil {
-		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "transfer not found")
+	t, err := patchMetadata(ctx, s.db, "transfer", "SELECT "+transferColumns+" FROM transfers t WHERE t.tenant_id = $1 AND t.id = $2 FOR NO KEY UPDATE",
+		"UPDATE transfers SET metadata = $3 WHERE tenant_id = $1 AND id = $2", tenantID, id, patch, scanTransfer,
+		func(t *holdfast.Transfer) *map[string]string { return &t.Metadata })
+	if t != nil && len(t.Metadata) == 0 {
+		t.Metadata = nil // none, as a transfer without metadata is read
 	}
-	id = holdfast.CanonicalID(id)
-	var out *holdfast.Transfer
-	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
-		rows, _ := tx.Query(ctx, "SELECT "+transferColumns+" FROM transfers t WHERE t.tenant_id = $1 AND t.id = $2 FOR UPDATE", tenantID, id)
-		t, err := pgx.CollectExactlyOneRow(rows, scanTransfer)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return holdfast.Errorf(holdfast.ENOTFOUND, "transfer not found")
-		}
-		if err != nil {
-			return err
-		}
-		if t.Metadata, err = patch.Apply(t.Metadata); err != nil {
-			return err
-		}
-		if len(t.Metadata) == 0 {
-			t.Metadata = nil
-		}
-		if _, err := tx.Exec(ctx, "UPDATE transfers SET metadata = $3 WHERE tenant_id = $1 AND id = $2", tenantID, id, metadataText(t.Metadata)); err != nil {
-			return err
-		}
-		out = t
-		return nil
-	})
-	var he *holdfast.Error
-	if errors.As(err, &he) {
-		return nil, err
-	}
-	if err != nil {
-		return nil, fmt.Errorf("update transfer metadata: %w", contextError(ctx, err))
-	}
-	return out, nil
+	return t, err
 }

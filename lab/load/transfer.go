@@ -55,19 +55,15 @@ func transferSend(poster *Poster, key string, run int64, header string, pick fun
 // worker), under the Idempotency-Key "bench-<run>-<seq>". A call succeeds
 // on 201.
 func TransferCall(poster *Poster, key string, run int64, pick func(*rand.Rand) (debit, credit string)) Call {
-	var mu sync.Mutex
-	rngs := map[int]*rand.Rand{}
-	auth := "Content-Type: application/json\r\nAuthorization: Bearer " + key + "\r\nIdempotency-Key: bench-" + strconv.FormatInt(run, 10) + "-"
+	rngs := workerRands{run: run}
+	auth := benchAuth(key, run)
 	return func(ctx context.Context, worker int, seq int64) (bool, error) {
-		mu.Lock()
-		rng := rngs[worker]
-		if rng == nil {
-			rng = rand.New(rand.NewPCG(uint64(run), uint64(worker)))
-			rngs[worker] = rng
-		}
-		debit, credit := pick(rng)
-		amount := 1 + rng.IntN(100)
-		mu.Unlock()
+		var debit, credit string
+		var amount int
+		rngs.with(worker, func(rng *rand.Rand) {
+			debit, credit = pick(rng)
+			amount = 1 + rng.IntN(100)
+		})
 		body := fmt.Appendf(nil, `{"debit_account_id":%q,"credit_account_id":%q,"amount":%d,"currency":"USD"}`, debit, credit, amount)
 		header := strconv.AppendInt([]byte(auth), seq, 10)
 		status, err := poster.Post(ctx, "/v1/transfers", append(header, "\r\n"...), body)
@@ -82,22 +78,18 @@ func TransferCall(poster *Poster, key string, run int64, pick func(*rand.Rand) (
 // the hold with a client-chosen id that names it in the second. A call
 // succeeds when both are answered 201.
 func TwoPhaseCall(poster *Poster, key string, run int64, pick func(*rand.Rand) (debit, credit string)) Call {
-	var mu sync.Mutex
-	rngs := map[int]*rand.Rand{}
-	auth := "Content-Type: application/json\r\nAuthorization: Bearer " + key + "\r\nIdempotency-Key: bench-" + strconv.FormatInt(run, 10) + "-"
+	rngs := workerRands{run: run}
+	auth := benchAuth(key, run)
 	return func(ctx context.Context, worker int, seq int64) (bool, error) {
-		mu.Lock()
-		rng := rngs[worker]
-		if rng == nil {
-			rng = rand.New(rand.NewPCG(uint64(run), uint64(worker)))
-			rngs[worker] = rng
-		}
-		debit, credit := pick(rng)
-		amount := 1 + rng.IntN(100)
-		id := uuid.UUID{}
-		binary.BigEndian.PutUint64(id[:8], rng.Uint64())
-		binary.BigEndian.PutUint64(id[8:], rng.Uint64())
-		mu.Unlock()
+		var debit, credit string
+		var amount int
+		var id uuid.UUID
+		rngs.with(worker, func(rng *rand.Rand) {
+			debit, credit = pick(rng)
+			amount = 1 + rng.IntN(100)
+			binary.BigEndian.PutUint64(id[:8], rng.Uint64())
+			binary.BigEndian.PutUint64(id[8:], rng.Uint64())
+		})
 		id[6], id[8] = id[6]&0x0f|0x40, id[8]&0x3f|0x80 // a version 4 UUID
 		hold := fmt.Appendf(nil, `{"id":%q,"debit_account_id":%q,"credit_account_id":%q,"amount":%d,"currency":"USD","pending":true}`,
 			id.String(), debit, credit, amount)
@@ -113,4 +105,33 @@ func TwoPhaseCall(poster *Poster, key string, run int64, pick func(*rand.Rand) (
 		status, err = poster.Post(ctx, "/v1/transfers/"+id.String()+"/"+action, append(header, "-"+action+"\r\n"...), nil)
 		return status == http.StatusCreated, err
 	}
+}
+
+// benchAuth is the header lines of a benchmark's requests up to the
+// Idempotency-Key's sequence number: "bench-<run>-".
+func benchAuth(key string, run int64) string {
+	return "Content-Type: application/json\r\nAuthorization: Bearer " + key + "\r\nIdempotency-Key: bench-" + strconv.FormatInt(run, 10) + "-"
+}
+
+// workerRands gives each worker of a run a random source of its own,
+// seeded from the run and the worker, so a run's choices repeat.
+type workerRands struct {
+	run int64
+	mu  sync.Mutex
+	m   map[int]*rand.Rand
+}
+
+// with calls f with the worker's source, one call at a time.
+func (w *workerRands) with(worker int, f func(*rand.Rand)) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.m == nil {
+		w.m = map[int]*rand.Rand{}
+	}
+	rng := w.m[worker]
+	if rng == nil {
+		rng = rand.New(rand.NewPCG(uint64(w.run), uint64(worker)))
+		w.m[worker] = rng
+	}
+	f(rng)
 }
