@@ -64,8 +64,11 @@ func TestBatch_AllocatesLittlePerTransfer(t *testing.T) {
 	per := total / rounds / uint64(len(ids))
 	t.Logf("a batch allocated %d bytes a transfer", per)
 	// When written: 2,667 (2,980 under the race detector); 4,826 (6,445)
-	// with the connection's buffers not kept.
-	if per > 4000 {
-		t.Errorf("a batch allocated %d bytes a transfer, want at most 4,000", per)
+	// with the connection's buffers not kept. With holds, limits and
+	// metadata (decision 0065: five more transfer columns, two more entry
+	// and balance columns, a larger transfer in each event and outcome):
+	// 3,218 (4,277).
+	if per > 5000 {
+		t.Errorf("a batch allocated %d bytes a transfer, want at most 5,000", per)
 	}
 }

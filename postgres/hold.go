@@ -63,8 +63,7 @@ func (s *TransferService) ResolveTransfer(ctx context.Context, req holdfast.Reso
 // first is skipped (the batch refuses it, quietly), so every replica may
 // sweep at once.
 func (s *TransferService) ExpireDue(ctx context.Context, limit int) (int, error) {
-	rows, _ := s.db.Pool.Query(ctx, "SELECT "+transferColumns+` FROM transfers t
-		WHERE t.status = 'pending' AND t.expires_at <= $1 ORDER BY t.expires_at LIMIT $2`, s.db.now(), limit)
+	rows, _ := s.db.Pool.Query(ctx, dueHoldsSQL, s.db.now(), limit)
 	due, err := pgx.CollectRows(rows, scanTransfer)
 	if err != nil {
 		return 0, fmt.Errorf("expire holds: %w", contextError(ctx, err))
@@ -84,6 +83,11 @@ func (s *TransferService) ExpireDue(ctx context.Context, limit int) (int, error)
 	}
 	return n, nil
 }
+
+// dueHoldsSQL reads up to $2 holds past their timeout at $1, oldest first,
+// by the partial index transfers_expiry.
+const dueHoldsSQL = "SELECT " + transferColumns + ` FROM transfers t
+	WHERE t.status = 'pending' AND t.expires_at IS NOT NULL AND t.expires_at <= $1 ORDER BY t.expires_at LIMIT $2`
 
 // submit sends one request through group commit, or, without it, applies
 // it in a transaction of its own.

@@ -63,6 +63,7 @@ func TestSearchAndBalancePlansUseIndexes(t *testing.T) {
 		}
 		checkPlan(t, db, c.name, sql, args, c.index)
 	}
+	checkPlan(t, db, "due holds", dueHoldsSQL, []any{time.Now(), 500}, "transfers_expiry")
 	checkPlan(t, db, "balance at", fmt.Sprintf(balanceAtSQL, "(VALUES ($3::timestamptz))"), []any{tenant, account, since}, "entries_account_time")
 	checkPlan(t, db, "balance history", fmt.Sprintf(balanceAtSQL, "generate_series($3::timestamptz, $4::timestamptz, make_interval(secs => $5))"),
 		[]any{tenant, account, since.Add(-48 * time.Hour), since, 3600.0}, "entries_account_time")

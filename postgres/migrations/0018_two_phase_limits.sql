@@ -42,8 +42,9 @@ ALTER TABLE transfers
     ADD CONSTRAINT transfers_status CHECK (status IN ('pending', 'posted', 'voided', 'expired')),
     ADD CONSTRAINT transfers_hold_status CHECK (pending OR status <> 'pending');
 CREATE UNIQUE INDEX transfers_resolves ON transfers (tenant_id, pending_id) WHERE pending_id IS NOT NULL;
--- The sweeper's seek for holds past their timeout.
-CREATE INDEX transfers_expiry ON transfers (expires_at) WHERE status = 'pending';
+-- The sweeper's seek for holds past their timeout; a hold without one never
+-- enters it.
+CREATE INDEX transfers_expiry ON transfers (expires_at) WHERE status = 'pending' AND expires_at IS NOT NULL;
 
 -- An entry also records the account's pending totals after it, so the
 -- balance at a moment is one entry's row. A hold and its void move nothing
