@@ -620,8 +620,8 @@ func TestValidation_Routing(t *testing.T) {
 	wrong := []struct{ method, path, allow string }{
 		{"PUT", "/v1/accounts", "POST"},
 		{"DELETE", "/v1/accounts/" + unknownID, "GET"},
-		{"GET", "/v1/transfers", "POST"},
-		{"PATCH", "/v1/transfers/" + unknownID, "GET"},
+		{"DELETE", "/v1/transfers", "POST"},
+		{"PUT", "/v1/transfers/" + unknownID, "GET"},
 		{"GET", "/v1/linked-transfers", "POST"},
 		{"GET", "/v1/admin/tenants", "POST"},
 		{"POST", "/v1/api-keys/" + unknownID, "DELETE"},
