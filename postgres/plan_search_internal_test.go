@@ -63,6 +63,19 @@ func TestSearchAndBalancePlansUseIndexes(t *testing.T) {
 		}
 		checkPlan(t, db, c.name, sql, args, c.index)
 	}
+	var holds, holdTenants []string
+	rows, _ := db.Pool.Query(ctx, "SELECT id::text FROM transfers WHERE status = 'pending' LIMIT 50")
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		holds, holdTenants = append(holds, id), append(holdTenants, tenant)
+	}
+	statuses := make([]string, len(holds))
+	for i := range statuses {
+		statuses[i] = holdfast.StatusPosted
+	}
+	checkPlan(t, db, "resolve holds", resolveHoldsSQL, []any{UUIDArray(holdTenants), UUIDArray(holds), TextArray(statuses), len(holds)}, "transfers_pkey")
+	checkPlan(t, db, "existing transfers", findExistingSQL, []any{UUIDArray(holdTenants), UUIDArray(holds)}, "transfers_pkey")
 	checkPlan(t, db, "due holds", dueHoldsSQL, []any{time.Now(), 500}, "transfers_expiry")
 	checkPlan(t, db, "balance at", fmt.Sprintf(balanceAtSQL, "(VALUES ($3::timestamptz))"), []any{tenant, account, since}, "entries_account_time")
 	checkPlan(t, db, "balance history", fmt.Sprintf(balanceAtSQL, "generate_series($3::timestamptz, $4::timestamptz, make_interval(secs => $5))"),
@@ -74,7 +87,16 @@ func TestSearchAndBalancePlansUseIndexes(t *testing.T) {
 func checkPlan(t *testing.T, db *DB, name, sql string, args []any, index string) {
 	t.Helper()
 	var plan []byte
-	err := db.Pool.QueryRow(context.Background(), "EXPLAIN (FORMAT JSON) "+sql, args...).Scan(&plan)
+	// The batch's planner settings, as a batch plans its statements.
+	tx, err := db.Pool.Begin(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(context.Background())
+	if _, err := tx.Exec(context.Background(), batchSettingsSQL, "on"); err != nil {
+		t.Fatal(err)
+	}
+	err = tx.QueryRow(context.Background(), "EXPLAIN (FORMAT JSON) "+sql, args...).Scan(&plan)
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}

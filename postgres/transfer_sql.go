@@ -82,8 +82,7 @@ func queueFindExisting(b *pgx.Batch, tenants, ids []string) map[holdfast.Transfe
 	if len(ids) == 0 {
 		return existing
 	}
-	b.Queue("SELECT "+transferColumns+` FROM transfers t
-		JOIN unnest($1::uuid[], $2::uuid[]) AS c(tenant_id, id) USING (tenant_id, id)`, UUIDArray(tenants), UUIDArray(ids)).Query(func(rows pgx.Rows) error {
+	b.Queue(findExistingSQL, UUIDArray(tenants), UUIDArray(ids)).Query(func(rows pgx.Rows) error {
 		list, err := pgx.CollectRows(rows, scanTransfer)
 		for _, t := range list {
 			existing[holdfast.TransferKey{TenantID: t.TenantID, ID: t.ID}] = t
@@ -92,6 +91,10 @@ func queueFindExisting(b *pgx.Batch, tenants, ids []string) map[holdfast.Transfe
 	})
 	return existing
 }
+
+// findExistingSQL reads the transfers ($1[i], $2[i]) that exist.
+const findExistingSQL = "SELECT " + transferColumns + ` FROM transfers t
+	JOIN unnest($1::uuid[], $2::uuid[]) AS c(tenant_id, id) USING (tenant_id, id)`
 
 // newTransferID returns the id of a transfer whose client gave none: a
 // UUIDv7, so that ids sort by creation time.
@@ -145,11 +148,16 @@ func queueResolveHolds(b *pgx.Batch, holds []*holdfast.Transfer) {
 	for i, h := range holds {
 		tenant[i], id[i], status[i] = h.TenantID, h.ID, h.Status
 	}
-	b.Queue(`WITH u AS (UPDATE transfers t SET status = v.status
-			FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS v(tenant_id, id, status)
-			WHERE t.tenant_id = v.tenant_id AND t.id = v.id AND t.status = 'pending' RETURNING 1)
-		SELECT ledger_expect(count(*) = $4) FROM u`, UUIDArray(tenant), UUIDArray(id), TextArray(status), n)
+	b.Queue(resolveHoldsSQL, UUIDArray(tenant), UUIDArray(id), TextArray(status), n)
 }
+
+// resolveHoldsSQL sets the status of each hold ($1[i], $2[i]) to $3[i] if
+// it is still pending, and fails with a serialization failure unless all
+// $4 were.
+const resolveHoldsSQL = `WITH u AS (UPDATE transfers t SET status = v.status
+		FROM unnest($1::uuid[], $2::uuid[], $3::text[]) AS v(tenant_id, id, status)
+		WHERE t.tenant_id = v.tenant_id AND t.id = v.id AND t.status = 'pending' RETURNING 1)
+	SELECT ledger_expect(count(*) = $4) FROM u`
 
 func queueInsertEntries(b *pgx.Batch, es []holdfast.Entry) {
 	if len(es) == 0 {
