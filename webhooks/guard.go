@@ -64,4 +64,3 @@ func guardedDialer(d net.Dialer, allowPrivate bool) *net.Dialer {
 	}
 	return &d
 }
-
