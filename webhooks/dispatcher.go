@@ -231,12 +231,12 @@ func (d *Dispatcher) Deliver(ctx context.Context, dl *Delivery) {
 	if ctx.Err() != nil {
 		return
 	}
+	now := d.cfg.Now()
 	if o.Result != holdfast.WebhookSucceeded {
-		if next, ok := d.cfg.Schedule.Next(dl.Attempt, o.StartedAt.Add(o.Latency), d.cfg.Rand); ok {
+		if next, ok := d.cfg.Schedule.Next(dl.Attempt, now, d.cfg.Rand); ok {
 			o.Next = &next
 		}
 	}
-	now := d.cfg.Now()
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	disabled, err := d.store.Record(rctx, o, func(h Health) (Health, bool) {
