@@ -33,7 +33,7 @@ type Config struct {
 	MaxInFlight int
 	// Lease is how long a delivery stays leased to the replica attempting
 	// it: if that replica dies, the delivery is due again after it.
-	// Default Timeout + 30s.
+	// Default 2 × Timeout.
 	Lease time.Duration
 	// Poll is how often the dispatcher looks for due deliveries when
 	// nothing woke it. Default 250ms.
@@ -71,7 +71,7 @@ func (c Config) WithDefaults() Config {
 		c.MaxInFlight = 64
 	}
 	if c.Lease == 0 {
-		c.Lease = c.Timeout + 30*time.Second
+		c.Lease = 2 * c.Timeout
 	}
 	if c.Poll == 0 {
 		c.Poll = 250 * time.Millisecond
@@ -329,3 +329,6 @@ func connError(err error) string {
 	}
 	return "the request failed before an answer"
 }
+
+// Lease returns how long a delivery stays leased to the replica attempting it.
+func (d *Dispatcher) Lease() time.Duration { return d.cfg.Lease }
