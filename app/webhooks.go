@@ -20,19 +20,20 @@ type WebhookConfig struct {
 	DisableAfter  time.Duration // --webhook-disable-after: an endpoint failing this long is disabled; default 120h
 	MaxInFlight   int           // --webhook-max-in-flight: this replica's outbound attempts at once; default 64
 	PerEndpoint   int           // --webhook-per-endpoint: one endpoint's attempts at once, across replicas; default 4
+	Rate          float64       // --webhook-rate: one endpoint's attempts per second from this replica; default 50; negative: no cap
 	Overlap       time.Duration // --webhook-rotation-overlap: a rotated-out secret keeps signing this long; default 24h
 }
 
 func defaultWebhookConfig() WebhookConfig {
 	return WebhookConfig{Timeout: 15 * time.Second, ScheduleScale: 1, DisableAfter: 5 * 24 * time.Hour, MaxInFlight: 64,
-		PerEndpoint: 4, Overlap: 24 * time.Hour}
+		PerEndpoint: 4, Rate: 50, Overlap: 24 * time.Hour}
 }
 
 // Dispatcher returns the webhooks package's configuration (Cipher unset).
 func (c WebhookConfig) Dispatcher() webhooks.Config {
 	return webhooks.Config{Timeout: c.Timeout, Schedule: webhooks.DefaultSchedule.Scaled(c.ScheduleScale),
 		Breaker: webhooks.BreakerConfig{DisableAfter: c.DisableAfter}, PerEndpoint: c.PerEndpoint, MaxInFlight: c.MaxInFlight,
-		AllowPrivate: c.AllowPrivate}
+		Rate: c.Rate, AllowPrivate: c.AllowPrivate}
 }
 
 // openWebhooks starts the dispatcher and the webhooks consumer group, and

@@ -85,14 +85,14 @@ func (s *WebhookStore) Lease(ctx context.Context, l webhooks.Lease) ([]*webhooks
 					- (SELECT count(*) FROM webhook_deliveries f
 						WHERE f.endpoint_id = e.id AND f.state = 'pending' AND f.lease_until > $1))
 				FOR UPDATE SKIP LOCKED) d
-			WHERE e.enabled AND (e.open_until IS NULL OR e.open_until <= $1)
+			WHERE e.enabled AND (e.open_until IS NULL OR e.open_until <= $1) AND e.id <> ALL (coalesce($6::uuid[], '{}'))
 			LIMIT $2)
 		UPDATE webhook_deliveries d SET lease_until = $5, attempts = d.attempts + 1, updated_at = $1
 		FROM due, webhook_endpoints e, webhook_messages m
 		WHERE d.id = due.id AND e.id = d.endpoint_id AND m.tenant_id = d.tenant_id AND m.id = d.message_id
 		RETURNING d.id, d.tenant_id, d.endpoint_id, d.message_id, d.attempts, e.url, e.secret_sealed, e.previous_sealed,
 			e.previous_until, m.body, d.created_at`,
-		l.Now, l.Max, l.PerEndpoint, l.Threshold, l.Now.Add(l.For))
+		l.Now, l.Max, l.PerEndpoint, l.Threshold, l.Now.Add(l.For), UUIDArray(l.Exclude))
 	ds, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*webhooks.Delivery, error) {
 		var d webhooks.Delivery
 		err := r.Scan(&d.ID, &d.TenantID, &d.EndpointID, &d.MessageID, &d.Attempt, &d.URL, &d.Secret, &d.Previous,

@@ -31,6 +31,9 @@ type Config struct {
 	// MaxInFlight caps this replica's attempts in flight, hence its
 	// outbound connections. Default 64.
 	MaxInFlight int
+	// Rate caps one endpoint's attempts per second from this replica (a
+	// token bucket of burst PerEndpoint); negative: no cap. Default 50.
+	Rate float64
 	// Lease is how long a delivery stays leased to the replica attempting
 	// it: if that replica dies, the delivery is due again after it.
 	// Default 2 × Timeout.
@@ -69,6 +72,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 64
+	}
+	if c.Rate == 0 {
+		c.Rate = 50
 	}
 	if c.Lease == 0 {
 		c.Lease = 2 * c.Timeout
@@ -109,6 +115,7 @@ type Dispatcher struct {
 	run    lifecycle.Runner
 	wake   chan struct{}
 	slots  chan struct{}
+	rates  *rates
 	wg     sync.WaitGroup
 }
 
@@ -133,8 +140,9 @@ func NewDispatcher(store Store, cfg Config) (*Dispatcher, error) {
 		// A redirect is not followed: it is an answer other than 2xx.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	return &Dispatcher{cfg: cfg, store: store, client: client, wake: make(chan struct{}, 1),
-		slots: make(chan struct{}, cfg.MaxInFlight)}, nil
+	d := &Dispatcher{cfg: cfg, store: store, client: client, wake: make(chan struct{}, 1),
+		slots: make(chan struct{}, cfg.MaxInFlight), rates: newRates(max(cfg.Rate, 0), cfg.PerEndpoint)}
+	return d, nil
 }
 
 // Wake makes the dispatcher look for due deliveries now.
@@ -191,8 +199,7 @@ func (d *Dispatcher) dispatch(ctx context.Context) (int, error) {
 		}
 		return 0, nil
 	}
-	ds, err := d.store.Lease(ctx, Lease{Now: d.cfg.Now(), Max: free, PerEndpoint: d.cfg.PerEndpoint,
-		Threshold: d.cfg.Breaker.Threshold, For: d.cfg.Lease})
+	ds, err := d.store.Lease(ctx, d.lease(free))
 	if err != nil {
 		return 0, err
 	}
@@ -206,12 +213,19 @@ func (d *Dispatcher) dispatch(ctx context.Context) (int, error) {
 	return len(ds), nil
 }
 
+// lease asks for up to n due deliveries, none of an endpoint whose rate
+// is used up.
+func (d *Dispatcher) lease(n int) Lease {
+	now := d.cfg.Now()
+	return Lease{Now: now, Max: n, PerEndpoint: d.cfg.PerEndpoint, Threshold: d.cfg.Breaker.Threshold, For: d.cfg.Lease,
+		Exclude: d.rates.empty(now)}
+}
+
 // RunOnce leases the deliveries due now and delivers them, waiting for
 // every attempt; it returns how many were attempted. Tests drive a
 // dispatcher that was not started with it, on a fake clock.
 func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
-	ds, err := d.store.Lease(ctx, Lease{Now: d.cfg.Now(), Max: d.cfg.MaxInFlight, PerEndpoint: d.cfg.PerEndpoint,
-		Threshold: d.cfg.Breaker.Threshold, For: d.cfg.Lease})
+	ds, err := d.store.Lease(ctx, d.lease(d.cfg.MaxInFlight))
 	if err != nil {
 		return 0, err
 	}
@@ -227,6 +241,9 @@ func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 // ends first (a stop), nothing is recorded: the lease runs out and the
 // delivery is due again, as after a crash.
 func (d *Dispatcher) Deliver(ctx context.Context, dl *Delivery) {
+	if !d.rates.wait(ctx, dl.EndpointID, d.cfg.Now()) {
+		return // stopping: the lease runs out
+	}
 	o := d.attempt(ctx, dl)
 	if ctx.Err() != nil {
 		return

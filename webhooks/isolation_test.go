@@ -127,3 +127,26 @@ func TestDeliver_RedirectsAreNotFollowed(t *testing.T) {
 		t.Fatal("the delivery is not scheduled again")
 	}
 }
+
+// TestDispatcher_RatePerEndpoint: an endpoint that used its burst is not
+// leased again until its bucket refills, though more of its messages are due.
+func TestDispatcher_RatePerEndpoint(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	rcv := newReceiver(t)
+	f.endpoint(t, rcv.URL)
+	for range 6 {
+		f.publish(t, "transfer.posted")
+	}
+	d := f.dispatcher(t, func(c *webhooks.Config) { c.Rate, c.PerEndpoint = 1, 4 })
+	if n := f.runOnce(t, d); n != 4 {
+		t.Fatalf("%d attempts, want the burst of 4", n)
+	}
+	if n := f.runOnce(t, d); n != 0 {
+		t.Fatalf("%d attempts with the endpoint's bucket empty", n)
+	}
+	f.clock.Add(time.Second)
+	if n := f.runOnce(t, d); n < 1 {
+		t.Fatal("no attempt once a token is back")
+	}
+}

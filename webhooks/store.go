@@ -53,6 +53,8 @@ type Lease struct {
 	// For is how long the lease lasts: a delivery still leased past it
 	// (its replica crashed) is due again.
 	For time.Duration
+	// Exclude lists endpoints not to lease for now (their rate is used up).
+	Exclude []string
 }
 
 // Store is what delivery needs from the database (postgres.WebhookStore).

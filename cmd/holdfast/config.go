@@ -84,6 +84,7 @@ func settings(c *app.Config) []setting {
 		{"webhook-disable-after", "HOLDFAST_WEBHOOK_DISABLE_AFTER", &c.Webhooks.DisableAfter, "an endpoint failing without a success for this long is disabled, and its tenant gets a webhook_endpoint.disabled event"},
 		{"webhook-max-in-flight", "HOLDFAST_WEBHOOK_MAX_IN_FLIGHT", &c.Webhooks.MaxInFlight, "webhook attempts (outbound connections) this replica makes at once"},
 		{"webhook-per-endpoint", "HOLDFAST_WEBHOOK_PER_ENDPOINT", &c.Webhooks.PerEndpoint, "one endpoint's webhook attempts at once, across every replica"},
+		{"webhook-rate", "HOLDFAST_WEBHOOK_RATE", &c.Webhooks.Rate, "one endpoint's webhook attempts per second from this replica (a token bucket of --webhook-per-endpoint); negative is no cap"},
 		{"webhook-rotation-overlap", "HOLDFAST_WEBHOOK_ROTATION_OVERLAP", &c.Webhooks.Overlap, "after a secret rotation, the previous secret keeps signing beside the new one this long"},
 		{"consumer-delay", "HOLDFAST_CONSUMER_DELAY", &c.Events.Delay, "added per event consumed, to simulate a slow downstream and watch lag"},
 		// The receipt pipeline (app/receipts.go).
