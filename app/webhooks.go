@@ -36,6 +36,10 @@ func (c WebhookConfig) Dispatcher() webhooks.Config {
 		Rate: c.Rate, AllowPrivate: c.AllowPrivate}
 }
 
+// webhookFetchWait is the webhooks group's wait per fetch (the other
+// groups wait 1 s: their effects are not waited for by anyone).
+const webhookFetchWait = 50 * time.Millisecond
+
 // openWebhooks starts the dispatcher and the webhooks consumer group, and
 // sets the webhook service on the HTTP server. Without a secret key there
 // are no webhooks: it says so, and the routes answer 501.
@@ -72,6 +76,10 @@ func (m *Main) openWebhooks(ctx context.Context, states events.States, metrics *
 	group, err := events.NewGroup(m.NATS.JS, webhooks.Fanout{Store: store, Dispatcher: m.webhooks}, states, metrics, events.GroupConfig{
 		Name: postgres.WebhookGroup, Stream: l.stream, Guard: l.guard, MaxBatch: ec.Batch, AckWait: ec.AckWait,
 		MaxAckPending: ec.MaxAckPending, Workers: ec.Workers, Cooldown: ec.Cooldown, Logger: m.Logger, Yield: m.ledgerUnderPressure,
+		// A fetch returns when its batch is full or its wait is over: a
+		// short wait is what lets a quiet tenant's event reach its endpoint
+		// in milliseconds rather than in half a second on average.
+		FetchWait: webhookFetchWait,
 	})
 	if err != nil {
 		return fmt.Errorf("consumer group %s: %w", postgres.WebhookGroup, err)
