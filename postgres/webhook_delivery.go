@@ -72,7 +72,9 @@ func (s *WebhookStore) Fanout(ctx context.Context, batch []holdfast.EventDeliver
 // Lease leases due deliveries: per enabled endpoint whose breaker is not
 // open, the oldest due, as many as its cap leaves beside those leased
 // already (by any replica; one while its breaker half-opens), and counts
-// each as an attempt begun. SKIP LOCKED lets replicas lease at once.
+// each as an attempt begun. The endpoints' rows are locked while they are
+// leased, SKIP LOCKED: replicas lease at once, never for one endpoint at
+// once, so its cap holds across them.
 func (s *WebhookStore) Lease(ctx context.Context, l webhooks.Lease) ([]*webhooks.Delivery, error) {
 	rows, _ := s.db.Pool.Query(ctx, `WITH due AS (
 			SELECT d.id FROM webhook_endpoints e
@@ -86,7 +88,8 @@ func (s *WebhookStore) Lease(ctx context.Context, l webhooks.Lease) ([]*webhooks
 						WHERE f.endpoint_id = e.id AND f.state = 'pending' AND f.lease_until > $1))
 				FOR UPDATE SKIP LOCKED) d
 			WHERE e.enabled AND (e.open_until IS NULL OR e.open_until <= $1) AND e.id <> ALL (coalesce($6::uuid[], '{}'))
-			LIMIT $2)
+			LIMIT $2
+			FOR UPDATE OF e SKIP LOCKED)
 		UPDATE webhook_deliveries d SET lease_until = $5, attempts = d.attempts + 1, updated_at = $1
 		FROM due, webhook_endpoints e, webhook_messages m
 		WHERE d.id = due.id AND e.id = d.endpoint_id AND m.tenant_id = d.tenant_id AND m.id = d.message_id

@@ -150,3 +150,31 @@ func TestDispatcher_RatePerEndpoint(t *testing.T) {
 		t.Fatal("no attempt once a token is back")
 	}
 }
+
+// TestDispatcher_CapHoldsAcrossReplicas: two dispatchers (two replicas)
+// leasing at once never have more of one endpoint's attempts in flight
+// than its cap.
+func TestDispatcher_CapHoldsAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	stuck := newReceiver(t)
+	stuck.hold = make(chan struct{})
+	t.Cleanup(func() { close(stuck.hold) })
+	f.endpoint(t, stuck.URL)
+	for range 20 {
+		f.publish(t, "transfer.posted")
+	}
+	for range 2 {
+		d := f.dispatcher(t, func(c *webhooks.Config) {
+			c.Now, c.PerEndpoint, c.Poll, c.Timeout = nil, 2, 5*time.Millisecond, time.Minute
+		})
+		if err := d.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "the endpoint's cap is in flight", func() bool { return len(stuck.requests()) >= 2 })
+	time.Sleep(time.Second) // both replicas keep leasing meanwhile
+	if n := len(stuck.requests()); n != 2 {
+		t.Fatalf("%d attempts in flight across two replicas, over the cap of 2", n)
+	}
+}
