@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -109,17 +108,11 @@ func (s *WebhookService) ListWebhookEndpoints(ctx context.Context, tenantID stri
 	if err != nil {
 		return nil, "", err
 	}
-	sql := `SELECT ` + endpointColumns + ` FROM webhook_endpoints WHERE tenant_id = $1`
-	args := []any{tenantID, page.Limit + 1}
-	if page.Cursor != "" {
-		at, id, err := parseKeyCursor(page.Cursor)
-		if err != nil {
-			return nil, "", err
-		}
-		sql += ` AND (created_at, id) < ($3, $4)`
-		args = append(args, at, id)
+	sql, args, err := newestFirst(`SELECT `+endpointColumns+` FROM webhook_endpoints WHERE tenant_id = $1`, tenantID, page)
+	if err != nil {
+		return nil, "", err
 	}
-	rows, _ := s.db.Pool.Query(ctx, sql+` ORDER BY created_at DESC, id DESC LIMIT $2`, args...)
+	rows, _ := s.db.Pool.Query(ctx, sql, args...)
 	es, err := pgx.CollectRows(rows, scanEndpoint)
 	if err != nil {
 		return nil, "", fmt.Errorf("list webhook endpoints: %w", contextError(ctx, err))
@@ -128,7 +121,7 @@ func (s *WebhookService) ListWebhookEndpoints(ctx context.Context, tenantID stri
 	if len(es) > page.Limit {
 		es = es[:page.Limit]
 		last := es[len(es)-1]
-		next = strconv.FormatInt(last.CreatedAt.UnixMicro(), 10) + "." + last.ID
+		next = keyCursor(last.CreatedAt, last.ID)
 	}
 	return es, next, nil
 }
