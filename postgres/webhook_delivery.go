@@ -110,40 +110,39 @@ func (s *WebhookStore) Lease(ctx context.Context, l webhooks.Lease) ([]*webhooks
 
 // Record records the attempt, and, unless a later attempt of the delivery
 // has begun (its lease ran out and another replica took it), the
-// delivery's new state and the endpoint's health, in one transaction.
+// delivery's new state and the endpoint's health. A success is one
+// statement: it closes the endpoint's breaker and forgets its failures (what
+// health returns for a success) without locking a healthy endpoint's row.
+// A failure runs health under the endpoint's row lock, in one transaction.
 func (s *WebhookStore) Record(ctx context.Context, o *webhooks.Outcome, health func(webhooks.Health) (webhooks.Health, bool)) (bool, error) {
 	d := o.Delivery
+	success := o.Result == holdfast.WebhookSucceeded
+	state, next := "pending", o.StartedAt
+	switch {
+	case success:
+		state = "succeeded"
+	case o.Next == nil:
+		state = "failed"
+	default:
+		next = *o.Next
+	}
+	args := []any{d.ID, d.Attempt, state, next, o.StartedAt.Add(o.Latency), d.EndpointID, d.MessageID, o.StartedAt,
+		o.Latency.Microseconds(), o.StatusCode, o.Result, o.Error, o.Next, success}
+	if success {
+		// One statement, its own transaction: one round trip.
+		if _, err := s.db.Pool.Exec(ctx, recordSQL, args...); err != nil {
+			return false, fmt.Errorf("record webhook attempt: %w", contextError(ctx, err))
+		}
+		return false, nil
+	}
 	var disabled bool
 	err := pgx.BeginFunc(ctx, s.db.Pool, func(tx pgx.Tx) error {
 		disabled = false
-		state := "pending"
-		switch {
-		case o.Result == holdfast.WebhookSucceeded:
-			state = "succeeded"
-		case o.Next == nil:
-			state = "failed"
-		}
-		next := o.StartedAt
-		if o.Next != nil {
-			next = *o.Next
-		}
-		tag, err := tx.Exec(ctx, `UPDATE webhook_deliveries SET state = $3, next_attempt_at = $4, lease_until = NULL, updated_at = $5
-			WHERE id = $1 AND attempts = $2 AND state = 'pending'`, d.ID, d.Attempt, state, next, o.StartedAt.Add(o.Latency))
-		if err != nil {
+		var updated bool
+		if err := tx.QueryRow(ctx, recordSQL, args...).Scan(&updated); err != nil || !updated {
 			return err
 		}
-		if tag.RowsAffected() == 0 {
-			// Deleted with its endpoint, or attempted again since: only the attempt is kept.
-			_, err := tx.Exec(ctx, `INSERT INTO webhook_attempts (delivery_id, endpoint_id, message_id, attempt, started_at, latency_us,
-				status_code, result, error) SELECT id, endpoint_id, message_id, $2, $3, $4, $5, $6, $7 FROM webhook_deliveries WHERE id = $1`,
-				d.ID, d.Attempt, o.StartedAt, o.Latency.Microseconds(), o.StatusCode, o.Result, o.Error)
-			return err
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO webhook_attempts (delivery_id, endpoint_id, message_id, attempt, started_at, latency_us,
-			status_code, result, error, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-			d.ID, d.EndpointID, d.MessageID, d.Attempt, o.StartedAt, o.Latency.Microseconds(), o.StatusCode, o.Result, o.Error, o.Next); err != nil {
-			return err
-		}
+		var err error
 		disabled, err = s.updateHealth(ctx, tx, d, health)
 		return err
 	})
@@ -152,6 +151,24 @@ func (s *WebhookStore) Record(ctx context.Context, o *webhooks.Outcome, health f
 	}
 	return disabled, nil
 }
+
+// recordSQL records an attempt ($1 delivery, $2 attempt, $3 state, $4 next
+// due, $5 now, $6 endpoint, $7 message, $8 started, $9 latency µs, $10
+// status, $11 result, $12 error, $13 next attempt, $14 success) and
+// returns whether the delivery was updated (its attempt is the latest).
+const recordSQL = `WITH upd AS (
+		UPDATE webhook_deliveries SET state = $3, next_attempt_at = $4, lease_until = NULL, updated_at = $5
+		WHERE id = $1 AND attempts = $2 AND state = 'pending' RETURNING id),
+	att AS (
+		INSERT INTO webhook_attempts (delivery_id, endpoint_id, message_id, attempt, started_at, latency_us, status_code,
+			result, error, next_attempt_at)
+		SELECT $1, $6, $7, $2, $8, $9, $10, $11, $12, CASE WHEN EXISTS (SELECT 1 FROM upd) THEN $13::timestamptz END
+		WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1)),
+	closed AS (
+		UPDATE webhook_endpoints SET consecutive_failures = 0, failing_since = NULL, open_until = NULL
+		WHERE id = $6 AND $14 AND EXISTS (SELECT 1 FROM upd)
+			AND (consecutive_failures > 0 OR failing_since IS NOT NULL OR open_until IS NOT NULL))
+	SELECT EXISTS (SELECT 1 FROM upd)`
 
 // updateHealth applies health to the endpoint's row, locked; when it
 // disables the endpoint, the tenant's disabled event goes into the outbox.
