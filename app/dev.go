@@ -212,6 +212,10 @@ Try it (paste these lines):
   # the customer's entries as CSV
   curl -s %[1]s/v1/accounts/%[6]s/transactions.csv -H "Authorization: Bearer $KEY"
 
+  # webhooks: every transfer.posted to an endpoint of yours (dev allows localhost); keep the secret it answers
+  curl -s -X POST %[1]s/v1/webhook-endpoints -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+       -d '{"url":"http://127.0.0.1:9000/hooks","event_types":["transfer.posted"]}'
+
 More: curl -s %[1]s/openapi.json | head; curl -s %[1]s/metrics | grep holdfast_
 
 `, u, st.TenantID, st.APIKey, m.Config.AdminToken, st.House, st.Customer, filepath.Join(m.Config.DataDir, devStateFile), transfer, program())
