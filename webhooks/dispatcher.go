@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/holdfast/holdfast"
@@ -117,6 +118,8 @@ type Dispatcher struct {
 	slots  chan struct{}
 	rates  *rates
 	wg     sync.WaitGroup
+	// backlog is set while the last lease filled every free slot.
+	backlog atomic.Bool
 }
 
 // NewDispatcher returns a dispatcher on store; it does nothing until Start.
@@ -171,12 +174,13 @@ func (d *Dispatcher) Stop() {
 
 func (d *Dispatcher) loop(ctx context.Context) {
 	for ctx.Err() == nil {
-		n, err := d.dispatch(ctx)
+		full, err := d.dispatch(ctx)
 		if err != nil && ctx.Err() == nil {
 			d.cfg.Logger.Warn("webhooks: lease", "err", err)
 		}
-		if n > 0 && err == nil {
-			continue // there may be more due
+		d.backlog.Store(full && err == nil)
+		if full && err == nil {
+			continue // every free slot was filled: there may be more due
 		}
 		select {
 		case <-ctx.Done():
@@ -187,8 +191,10 @@ func (d *Dispatcher) loop(ctx context.Context) {
 }
 
 // dispatch leases as many due deliveries as there are free slots and
-// starts them; it returns how many it started.
-func (d *Dispatcher) dispatch(ctx context.Context) (int, error) {
+// starts them; it reports whether it filled every free slot (more may be
+// due). A finished attempt frees its slot, and wakes the loop only then:
+// otherwise each attempt would cost a lease statement that finds nothing.
+func (d *Dispatcher) dispatch(ctx context.Context) (bool, error) {
 	free := cap(d.slots) - len(d.slots)
 	if free == 0 {
 		// Every slot is busy: wait for one.
@@ -197,20 +203,25 @@ func (d *Dispatcher) dispatch(ctx context.Context) (int, error) {
 			<-d.slots
 		case <-ctx.Done():
 		}
-		return 0, nil
+		return true, nil
 	}
 	ds, err := d.store.Lease(ctx, d.lease(free))
 	if err != nil {
-		return 0, err
+		return false, err
 	}
 	for _, dl := range ds {
 		d.slots <- struct{}{}
 		d.wg.Go(func() {
-			defer func() { <-d.slots; d.Wake() }()
+			defer func() {
+				<-d.slots
+				if d.backlog.Load() {
+					d.Wake()
+				}
+			}()
 			d.Deliver(ctx, dl)
 		})
 	}
-	return len(ds), nil
+	return len(ds) == free, nil
 }
 
 // lease asks for up to n due deliveries, none of an endpoint whose rate

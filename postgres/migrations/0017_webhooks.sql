@@ -51,6 +51,8 @@ CREATE TABLE webhook_deliveries (
     UNIQUE (endpoint_id, message_id)
 );
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (endpoint_id, next_attempt_at) WHERE state = 'pending';
+-- A lease counts an endpoint's deliveries leased now: only those rows.
+CREATE INDEX webhook_deliveries_leased ON webhook_deliveries (endpoint_id) WHERE state = 'pending' AND lease_until IS NOT NULL;
 CREATE INDEX webhook_deliveries_failed ON webhook_deliveries (endpoint_id, created_at) WHERE state = 'failed';
 ALTER TABLE webhook_deliveries SET (autovacuum_vacuum_scale_factor = 0.02);
 
