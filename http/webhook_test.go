@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/events"
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/testkit/apitest"
 	"github.com/holdfast/holdfast/internal/testkit/dbtest"
@@ -22,7 +23,7 @@ import (
 func mustFanout(tb testing.TB, db *postgres.DB, tenant, typ string) string {
 	tb.Helper()
 	ctx := context.Background()
-	if _, err := postgres.NewConsumerStore(db).EnsureGroup(ctx, postgres.WebhookGroup, "events", ""); err != nil {
+	if _, err := postgres.NewConsumerStore(db).EnsureGroup(ctx, postgres.WebhookGroup, events.DefaultStream, ""); err != nil {
 		tb.Fatal(err)
 	}
 	var seq int64

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/events"
 	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 	"github.com/holdfast/holdfast/postgres"
@@ -57,7 +58,7 @@ func setup(t *testing.T) *fixture {
 	tenant, _ := dbtest.MustTenant(t, db)
 	cipher, err := webhooks.NewCipher([]byte(strings.Repeat("k", webhooks.KeySize)))
 	mustOK(t, err)
-	_, err = postgres.NewConsumerStore(db).EnsureGroup(context.Background(), postgres.WebhookGroup, "events", "")
+	_, err = postgres.NewConsumerStore(db).EnsureGroup(context.Background(), postgres.WebhookGroup, events.DefaultStream, "")
 	mustOK(t, err)
 	return &fixture{db: db, store: postgres.NewWebhookStore(db), svc: postgres.NewWebhookService(db, cipher), cipher: cipher,
 		tenant: tenant, clock: &clock{now: time.Now()}}
