@@ -14,7 +14,7 @@ BUILD_TIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 COMMIT     := $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c-dirty; echo $$c; })
 LDFLAGS    := -X main.buildTime=$(BUILD_TIME) -X main.commit=$(COMMIT)
 
-.PHONY: run test build vet lint deps clean bench-transfers bench-export bench-events bench-receipts bench-overload lab
+.PHONY: run test build vet lint deps clean bench-transfers bench-export bench-events bench-receipts bench-overload bench-webhooks lab
 
 ## run: build bin/holdfast (and bin/holdfast-lab) and serve on 127.0.0.1:8080 with a private PostgreSQL and embedded NATS in
 ## .holdfast/, plus a demo tenant kept there (make clean, or make run ARGS=--reset, starts over).
@@ -47,6 +47,10 @@ bench-receipts: deps build
 ## bench-overload: open loop at 0.5×–5× capacity, overload protection on vs off; /healthz under CPU load (about 2 minutes)
 bench-overload: deps build
 	bin/holdfast-lab bench overload
+
+## bench-webhooks: 100 endpoints, 3 bad, while transfers run: Holdfast's delivery vs one shared pool (about 5 minutes)
+bench-webhooks: deps build
+	bin/holdfast-lab bench webhooks
 
 ## lab: every scenario of the seed, naive beside Holdfast; reports and charts in lab-results/ (about 3 minutes)
 lab: deps build

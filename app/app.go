@@ -26,6 +26,7 @@ import (
 	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/overload"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/webhooks"
 )
 
 // Config is everything `serve` and `dev` can be told. Each field has a flag
@@ -57,6 +58,7 @@ type Config struct {
 	ExportSlotsPerTenant   int           // --export-slots-per-tenant: one tenant's concurrent exports; 0: 2
 	Events                 EventConfig   // the event log (see events.go)
 	Receipts               ReceiptConfig // the receipt pipeline (see receipts.go)
+	Webhooks               WebhookConfig // webhook delivery (see webhooks.go)
 
 	// Overload protection (see package overload and README "Overload protection").
 	Admission           bool          // --admission: adaptive admission control per route class; default true
@@ -99,6 +101,7 @@ type Main struct {
 	devLock   *os.File  // held while dev runs on the data directory
 	events    *eventLog
 	receipts  *receiptPipeline
+	webhooks  *webhooks.Dispatcher
 	transfers *postgres.TransferService
 	reaper    *postgres.Reaper
 	sweeper   *postgres.HoldSweeper
@@ -118,6 +121,7 @@ func NewMain() *Main {
 	}
 	m.Config.Events = defaultEventConfig()
 	m.Config.Receipts = defaultReceiptConfig()
+	m.Config.Webhooks = defaultWebhookConfig()
 	return m
 }
 
@@ -317,6 +321,7 @@ func (m *Main) Stop() error {
 	}
 	m.closeReceipts()
 	m.closeEventLog()
+	m.closeWebhooks()
 	if m.reaper != nil {
 		m.reaper.Stop()
 	}

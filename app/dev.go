@@ -18,6 +18,7 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/webhooks"
 )
 
 // Files of dev in the data directory.
@@ -38,6 +39,8 @@ type devState struct {
 	AdminToken string `json:"admin_token"`
 	House      string `json:"house_account_id"`    // USD, overdraft allowed: transfers from it always go through
 	Customer   string `json:"customer_account_id"` // USD, no overdraft
+	// WebhookKey seals the dev database's webhook secrets: kept beside it.
+	WebhookKey string `json:"webhook_secret_key"`
 }
 
 // demoIdempotencyKey is the banner's transfer's key: the same on every
@@ -120,6 +123,10 @@ func (m *Main) openDev(ctx context.Context) error {
 		st.AdminToken = "hfadmin_" + hex.EncodeToString(b[:])
 		changed = true
 	}
+	if st.WebhookKey == "" {
+		st.WebhookKey = webhooks.NewKey()
+		changed = true
+	}
 	if changed {
 		if err := writeDevState(path, st); err != nil {
 			return err
@@ -127,6 +134,9 @@ func (m *Main) openDev(ctx context.Context) error {
 	}
 	if m.Config.AdminToken == "" {
 		m.Config.AdminToken = st.AdminToken
+	}
+	if m.Config.Webhooks.SecretKey == "" {
+		m.Config.Webhooks.SecretKey = st.WebhookKey
 	}
 	m.dev = &st
 	return nil
@@ -201,6 +211,10 @@ Try it (paste these lines):
   curl -si %[8]s
   # the customer's entries as CSV
   curl -s %[1]s/v1/accounts/%[6]s/transactions.csv -H "Authorization: Bearer $KEY"
+
+  # webhooks: every transfer.posted to an endpoint of yours (dev allows localhost); keep the secret it answers
+  curl -s -X POST %[1]s/v1/webhook-endpoints -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \
+       -d '{"url":"http://127.0.0.1:9000/hooks","event_types":["transfer.posted"]}'
 
 More: curl -s %[1]s/openapi.json | head; curl -s %[1]s/metrics | grep holdfast_
 

@@ -55,7 +55,7 @@ type eventLog struct {
 }
 
 // groupNames are the consumer groups of the events stream.
-var groupNames = []string{postgres.AnalyticsGroup, postgres.AuditGroup}
+var groupNames = []string{postgres.AnalyticsGroup, postgres.AuditGroup, postgres.WebhookGroup}
 
 // openNATS connects to the NATS at --nats-url, or starts the embedded one
 // in the data directory, which only one replica on the database may run:
@@ -164,6 +164,9 @@ func (m *Main) openEventLog(ctx context.Context) error {
 			return err
 		}
 		l.groups = append(l.groups, group)
+	}
+	if err := m.openWebhooks(ctx, states, metrics); err != nil {
+		return err
 	}
 	l.relay, err = events.NewRelay(m.DB, m.NATS.JS, events.RelayConfig{Stream: l.stream, Guard: l.guard,
 		JobsSubject: jobs.Subject, JobsStream: jobs.Stream, Logger: m.Logger, Registerer: m.Registry})

@@ -68,6 +68,7 @@ var problems = map[string]struct {
 	EHEADERSTOOLARGE:            {http.StatusRequestHeaderFieldsTooLarge, "Request header fields too large"},
 	ETRANSFERENCODING:           {http.StatusNotImplemented, "Unsupported transfer encoding"},
 	EHTTPVERSION:                {http.StatusHTTPVersionNotSupported, "HTTP version not supported"},
+	EWEBHOOKSOFF:                {http.StatusNotImplemented, "Webhooks not configured"},
 }
 
 // problemFor returns the RFC 9457 problem document and status for err: type,

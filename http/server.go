@@ -177,6 +177,9 @@ type Server struct {
 	ConsumerService    holdfast.ConsumerService
 	ReceiptService     holdfast.ReceiptService
 	DeadLetterService  holdfast.DeadLetterService
+	// WebhookService serves /v1/webhook-endpoints; nil answers 501
+	// webhooks-not-configured.
+	WebhookService holdfast.WebhookService
 	// Ready reports whether the dependencies answer; /readyz calls it.
 	Ready func(ctx context.Context) error
 
@@ -389,6 +392,15 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("PUT /v1/transfers/{id}/receipt", tenant(s.handlePutReceipt))
 	mux.Handle("GET /v1/receipts/{id}", tenant(s.handleGetReceipt))
 	mux.Handle("GET /v1/receipts/{id}/{variant}", tenant(s.handleGetReceiptVariant))
+	mux.Handle("POST /v1/webhook-endpoints", tenant(s.handleCreateWebhookEndpoint))
+	mux.Handle("GET /v1/webhook-endpoints", tenant(s.handleListWebhookEndpoints, "limit", "cursor"))
+	mux.Handle("GET /v1/webhook-endpoints/{id}", tenant(s.handleGetWebhookEndpoint))
+	mux.Handle("PATCH /v1/webhook-endpoints/{id}", tenant(s.handleUpdateWebhookEndpoint))
+	mux.Handle("DELETE /v1/webhook-endpoints/{id}", tenant(s.handleDeleteWebhookEndpoint))
+	mux.Handle("POST /v1/webhook-endpoints/{id}/rotate-secret", tenant(s.handleRotateWebhookSecret))
+	mux.Handle("GET /v1/webhook-endpoints/{id}/attempts", tenant(s.handleListWebhookAttempts, "limit", "cursor"))
+	mux.Handle("POST /v1/webhook-endpoints/{id}/messages/{message_id}/replay", tenant(s.handleReplayWebhookMessage))
+	mux.Handle("POST /v1/webhook-endpoints/{id}/recover", tenant(s.handleRecoverWebhookMessages))
 	mux.Handle("GET /v1/admin/dead-letters", admin(s.handleListDeadLetters, "tenant", "limit", "cursor"))
 	mux.Handle("POST /v1/admin/dead-letters/{id}/redrive", admin(s.handleRedrive))
 	mux.Handle("GET /v1/admin/consumers", admin(s.handleListConsumers))

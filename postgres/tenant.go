@@ -167,17 +167,11 @@ func (s *TenantService) ListAPIKeys(ctx context.Context, tenantID string, page h
 	if err != nil {
 		return nil, "", err
 	}
-	sql := `SELECT id, tenant_id, prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = $1`
-	args := []any{tenantID, page.Limit + 1}
-	if page.Cursor != "" {
-		at, id, err := parseKeyCursor(page.Cursor)
-		if err != nil {
-			return nil, "", err
-		}
-		sql += ` AND (created_at, id) < ($3, $4)`
-		args = append(args, at, id)
+	sql, args, err := newestFirst(`SELECT id, tenant_id, prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = $1`, tenantID, page)
+	if err != nil {
+		return nil, "", err
 	}
-	rows, _ := s.db.Pool.Query(ctx, sql+` ORDER BY created_at DESC, id DESC LIMIT $2`, args...)
+	rows, _ := s.db.Pool.Query(ctx, sql, args...)
 	keys, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*holdfast.APIKey, error) {
 		var k holdfast.APIKey
 		err := r.Scan(&k.ID, &k.TenantID, &k.Prefix, &k.CreatedAt, &k.RevokedAt)
@@ -197,9 +191,32 @@ func (s *TenantService) ListAPIKeys(ctx context.Context, tenantID string, page h
 	if len(keys) > page.Limit {
 		keys = keys[:page.Limit]
 		last := keys[len(keys)-1]
-		next = strconv.FormatInt(last.CreatedAt.UnixMicro(), 10) + "." + last.ID
+		next = keyCursor(last.CreatedAt, last.ID)
 	}
 	return keys, next, nil
+}
+
+// newestFirst returns the query of one page of a tenant's rows, newest
+// first by (created_at, id), from query (whose $1 is the tenant) and the
+// page: its cursor is the last row's position (see keyCursor), so a page
+// continues where the previous one ended whatever was created since.
+func newestFirst(query, tenantID string, page holdfast.Page) (string, []any, error) {
+	args := []any{tenantID, page.Limit + 1}
+	if page.Cursor != "" {
+		at, id, err := parseKeyCursor(page.Cursor)
+		if err != nil {
+			return "", nil, err
+		}
+		query += ` AND (created_at, id) < ($3, $4)`
+		args = append(args, at, id)
+	}
+	return query + ` ORDER BY created_at DESC, id DESC LIMIT $2`, args, nil
+}
+
+// keyCursor is the cursor of a row at (at, id): "<created_at in µs since
+// the Unix epoch>.<id>".
+func keyCursor(at time.Time, id string) string {
+	return strconv.FormatInt(at.UnixMicro(), 10) + "." + id
 }
 
 // maxCursorMicros bounds a cursor's time to what PostgreSQL can compare

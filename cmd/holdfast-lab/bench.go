@@ -23,6 +23,7 @@ Benchmarks (each in one run, against a fresh database, Holdfast beside its basel
   events      ingest through POST /v1/events vs raw JetStream publish; a 10× burst against slow consumers (lag, drain, loss)
   receipts    a spike of image uploads: capped workers in 2 replicas vs a goroutine and a connection per message
   overload    open loop at 0.5×–5× capacity, overload protection on vs off; /healthz under CPU load
+  webhooks    delivery to 100 endpoints, 3 of them bad, while transfers run: Holdfast vs one shared pool
 
 Run 'holdfast-lab bench <benchmark> --help' for its flags.
 `
@@ -43,6 +44,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return benchReceipts(ctx, args[1:], stdout, stderr)
 	case "overload":
 		return benchOverload(ctx, args[1:], stdout, stderr)
+	case "webhooks":
+		return benchWebhooks(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, benchUsage)
 		return fmt.Errorf("unknown benchmark %q", args[0])

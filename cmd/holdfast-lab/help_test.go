@@ -13,7 +13,7 @@ func TestHelp_ExitsZeroOnStdout(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"help"}, {"-h"}, {"seed", "--help"},
 		{"bench", "--help"}, {"bench", "transfers", "--help"}, {"bench", "export", "--help"},
-		{"bench", "events", "--help"}, {"bench", "receipts", "--help"}, {"bench", "overload", "--help"},
+		{"bench", "events", "--help"}, {"bench", "receipts", "--help"}, {"bench", "overload", "--help"}, {"bench", "webhooks", "--help"},
 		{"lab", "--help"}, {"lab", "all", "--help"}, {"lab", "io", "--help"},
 	} {
 		var stdout, stderr bytes.Buffer

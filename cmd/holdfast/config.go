@@ -77,6 +77,16 @@ func settings(c *app.Config) []setting {
 		{"consumer-workers", "HOLDFAST_CONSUMER_WORKERS", &c.Events.Workers, "batches each group works on at once in this replica"},
 		{"consumer-cooldown", "HOLDFAST_CONSUMER_COOLDOWN", &c.Events.Cooldown, "how long a group pauses itself when its database times out or refuses connections"},
 		{"consumer-yield-depth", "HOLDFAST_CONSUMER_YIELD_DEPTH", &c.Events.YieldDepth, "while at least this many transfer requests wait for group commit, consumer groups wait 100ms before each batch: requests first, the log absorbs the events; 0 never"},
+		// Webhooks (app/webhooks.go).
+		{"webhook-secret-key", "HOLDFAST_WEBHOOK_SECRET_KEY", &c.Webhooks.SecretKey, "32-byte key, in hex or base64, sealing webhook endpoints' signing secrets at rest (AES-256-GCM); the same on every replica; empty turns webhooks off (dev keeps one in its data directory). Generate one with 'openssl rand -hex 32'"},
+		{"webhook-timeout", "HOLDFAST_WEBHOOK_TIMEOUT", &c.Webhooks.Timeout, "a webhook attempt succeeds on a 2xx answer within this"},
+		{"webhook-schedule-scale", "HOLDFAST_WEBHOOK_SCHEDULE_SCALE", &c.Webhooks.ScheduleScale, "multiplies the retry schedule (at once, 5s, 5m, 30m, 2h, 5h, 10h, 10h); below 1 for tests"},
+		{"webhook-allow-private", "HOLDFAST_WEBHOOK_ALLOW_PRIVATE", &c.Webhooks.AllowPrivate, "let endpoints reach loopback, private, link-local and metadata addresses (development and tests; dev defaults to true)"},
+		{"webhook-disable-after", "HOLDFAST_WEBHOOK_DISABLE_AFTER", &c.Webhooks.DisableAfter, "an endpoint failing without a success for this long is disabled, and its tenant gets a webhook_endpoint.disabled event"},
+		{"webhook-max-in-flight", "HOLDFAST_WEBHOOK_MAX_IN_FLIGHT", &c.Webhooks.MaxInFlight, "webhook attempts (outbound connections) this replica makes at once"},
+		{"webhook-per-endpoint", "HOLDFAST_WEBHOOK_PER_ENDPOINT", &c.Webhooks.PerEndpoint, "one endpoint's webhook attempts at once, across every replica"},
+		{"webhook-rate", "HOLDFAST_WEBHOOK_RATE", &c.Webhooks.Rate, "one endpoint's webhook attempts per second from this replica (a token bucket of --webhook-per-endpoint); negative is no cap"},
+		{"webhook-rotation-overlap", "HOLDFAST_WEBHOOK_ROTATION_OVERLAP", &c.Webhooks.Overlap, "after a secret rotation, the previous secret keeps signing beside the new one this long"},
 		{"consumer-delay", "HOLDFAST_CONSUMER_DELAY", &c.Events.Delay, "added per event consumed, to simulate a slow downstream and watch lag"},
 		// The receipt pipeline (app/receipts.go).
 		{"receipt-cap", "HOLDFAST_RECEIPT_CAP", &c.Receipts.Cap, "receipt jobs in flight at once across every replica (the work queue's MaxAckPending)"},

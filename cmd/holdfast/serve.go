@@ -22,6 +22,8 @@ func parseServe(cmd string, args []string, c *app.Config, stdout, stderr io.Writ
 		if c.NATSListen == "" {
 			c.NATSListen = app.DevNATSListen
 		}
+		// A developer points endpoints at localhost.
+		c.Webhooks.AllowPrivate = true
 	}
 	fs := flag.NewFlagSet("holdfast "+cmd, flag.ContinueOnError)
 	fs.Usage = func() {

@@ -53,6 +53,11 @@ func (l *Local) Env(scale Scale, progress io.Writer) *Env {
 		Spike: func(ctx context.Context, cfg bench.SpikeConfig) (capped, naive *bench.SpikeResult, err error) {
 			return bench.Spike(ctx, l.ServerURL, cfg)
 		},
+		Webhooks: func(ctx context.Context, o bench.WebhooksOptions) ([]bench.WebhookRun, error) {
+			o.DatabaseURL = l.ServerURL
+			runs, _, err := bench.RunWebhooks(ctx, o, progress)
+			return runs, err
+		},
 	}
 }
 

@@ -80,6 +80,9 @@ type Env struct {
 	// replicas, then the naive consumer) at the given size; nil where the
 	// receipt pipeline cannot be started (this package's own tests).
 	Spike func(ctx context.Context, cfg bench.SpikeConfig) (capped, naive *bench.SpikeResult, err error)
+	// Webhooks runs `holdfast-lab bench webhooks`' runs with the options
+	// (its database on the environment's server).
+	Webhooks func(ctx context.Context, o bench.WebhooksOptions) ([]bench.WebhookRun, error)
 }
 
 // OpenDB makes a fresh database, applies Holdfast's migrations and opens a
@@ -170,7 +173,7 @@ func rank(order map[string]int, name string) int {
 }
 
 // seedOrder is the order of issue 8's list.
-var seedOrder = []string{"io", "cpu", "health", "unbounded", "race", "replicas", "double-charge", "export", "burst", "spike"}
+var seedOrder = []string{"io", "cpu", "health", "unbounded", "race", "replicas", "double-charge", "export", "burst", "spike", "webhooks"}
 
 // Lookup returns the scenario of that name.
 func Lookup(name string) (Scenario, bool) {

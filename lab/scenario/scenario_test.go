@@ -65,6 +65,11 @@ func testEnv(t *testing.T) *Env {
 			})
 			return srv.URL(), nil
 		},
+		Webhooks: func(ctx context.Context, o bench.WebhooksOptions) ([]bench.WebhookRun, error) {
+			o.DatabaseURL = pgtest.ServerURL()
+			runs, _, err := bench.RunWebhooks(ctx, o, testLog{t})
+			return runs, err
+		},
 		Helper: func(ctx context.Context, args ...string) *exec.Cmd {
 			cmd := exec.CommandContext(ctx, os.Args[0], args...)
 			cmd.Env = append(os.Environ(), helperEnv+"=1")
@@ -152,7 +157,7 @@ func TestRegistry(t *testing.T) {
 			built = append(built, name)
 		}
 	}
-	if got, want := strings.Join(built, " "), "io cpu health unbounded race replicas double-charge export burst"; got != want {
+	if got, want := strings.Join(built, " "), "io cpu health unbounded race replicas double-charge export burst webhooks"; got != want {
 		t.Errorf("available scenarios %q, want %q in that order", got, want)
 	}
 	for _, name := range planned {

@@ -8,6 +8,7 @@ import (
 
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/webhooks"
 )
 
 // MustServe starts the HTTP API on a free loopback port over the real
@@ -52,6 +53,11 @@ func MustServeWith(tb testing.TB, db *postgres.DB, services func(*holdfasthttp.S
 	}
 	s.ExportService = exports
 	s.Ready = db.Ping
+	cipher, err := webhooks.NewCipher(make([]byte, webhooks.KeySize))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.WebhookService = postgres.NewWebhookService(db, cipher)
 	if services != nil {
 		services(s)
 	}
