@@ -16,11 +16,7 @@ type ServiceStore interface {
 	// stored and the size of the image the transfer's receipt has now (0
 	// for none). ENOTFOUND if the transfer is not the tenant's.
 	ReceiptUsage(ctx context.Context, tenantID, transferID string) (used, current int64, err error)
-	// QueueReceipt records an upload and its processing job in one
-	// transaction, replacing the transfer's previous image, and checks the
-	// tenant's stored bytes against quota (holdfast.CheckReceiptQuota) in
-	// it. ENOTFOUND for an unknown transfer; EQUOTA past the quota.
-	QueueReceipt(ctx context.Context, r *holdfast.Receipt, quota int64) (*holdfast.Receipt, error)
+	IntakeStore
 	// FindReceipt returns the tenant's receipt; ENOTFOUND for another
 	// tenant's or an unknown one.
 	FindReceipt(ctx context.Context, tenantID, id string) (*holdfast.Receipt, error)

@@ -39,9 +39,17 @@ func benchReceipts(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.IntVar(&o.Width, "width", 160, "width of the generated images")
 	fs.IntVar(&o.Height, "height", 120, "height of the generated images")
 	fs.BoolVar(&o.SkipNaive, "skip-naive", false, "run Holdfast only")
+	var cpuprofile, memprofile string
+	fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run (server, workers and load generator) to this file")
+	fs.StringVar(&memprofile, "memprofile", "", "write a heap profile (allocations of the whole run: go tool pprof -sample_index=alloc_space) to this file at the end")
 	fs.Usage = usageOf(fs, receiptsUsage)
 	if err := parseArgs(fs, args, stdout, stderr); err != nil {
 		return err
 	}
+	stopProfiles, err := startProfiles(cpuprofile, memprofile, stderr)
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
 	return bench.Receipts(ctx, o, stdout, stderr)
 }

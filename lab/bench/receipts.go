@@ -144,12 +144,12 @@ func (u *spikeUploader) enqueue(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("upload: status %d", resp.StatusCode)
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusAccepted {
+		io.Copy(io.Discard, resp.Body)
+		return nil
 	}
-	return nil
+	return refusalOf(resp)
 }
 
 // outcome counts ready and failed receipts.
@@ -183,7 +183,7 @@ func spikeHoldfast(ctx context.Context, o ReceiptsOptions, images [][]byte, stde
 	defer db2.Close()
 	store2 := postgres.NewReceiptStore(db2)
 	w2, err := receipts.NewWorker(nc2.JS, store2, m.ReceiptBlobs(), receipts.WorkerConfig{
-		Config: m.Config.Receipts.Pipeline(), Lane: m.Lane, Logger: m.Logger, Tenants: store2.TenantName})
+		Config: m.Config.Receipts.Pipeline(), Lane: m.Lane, Logger: m.Logger, Tenants: store2.TenantName, Yield: m.ReceiptIntakeBusy})
 	if err != nil {
 		return nil, "", err
 	}

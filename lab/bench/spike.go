@@ -44,10 +44,19 @@ type SpikeSample struct {
 	CPU      float64 `json:"cpu"` // busy share of all cores since the last sample
 }
 
+// maxOutstanding is the generator's limit of uploads awaiting an answer:
+// an upload due while this many wait is not sent (and counted so).
+const maxOutstanding = 4096
+
 // SpikeResult is what a spike run measured.
 type SpikeResult struct {
 	Name                     string
-	Enqueued, EnqueueErrors  int64
+	Offered                  int64     // uploads due by the spike's schedule
+	Enqueued, EnqueueErrors  int64     // accepted (202); answered otherwise or failed in transport
+	Refusals                 []Refusal // EnqueueErrors by reason, most frequent first
+	NotSent                  int64     // due while maxOutstanding uploads awaited an answer
+	UploadP50, UploadP99     time.Duration
+	ReadyAtSpikeEnd          int64 // receipts processed while uploads arrived
 	MaxInFlight, MaxDBConns  int64
 	MaxDepth                 int64
 	Refused, Errors, Retries int64
@@ -95,18 +104,24 @@ func runSpike(ctx context.Context, name string, t *spikeTarget, cfg SpikeConfig)
 	})
 
 	fmt.Fprintf(progress, "  %s: enqueueing %.0f jobs/s for %s\n", name, cfg.Rate, cfg.Duration)
-	var enqueued, enqErrs atomic.Int64
-	load.OpenLoop(ctx, name+" enqueue", cfg.Rate, cfg.Duration, 4096, func(ctx context.Context, _ int, seq int64) (bool, error) {
+	var enqueued, enqErrs, attempted atomic.Int64
+	var tally uploadTally
+	up := load.OpenLoop(ctx, name+" enqueue", cfg.Rate, cfg.Duration, maxOutstanding, func(ctx context.Context, _ int, seq int64) (bool, error) {
+		attempted.Add(1)
 		if err := t.Enqueue(ctx, int(seq)); err != nil {
 			enqErrs.Add(1)
+			tally.add(err)
 			return false, err
 		}
 		enqueued.Add(1)
 		return true, nil
 	})
 	res.Enqueued, res.EnqueueErrors = enqueued.Load(), enqErrs.Load()
+	res.Offered, res.NotSent, res.Refusals = up.Sent, up.Sent-attempted.Load(), tally.reasons()
+	res.UploadP50, res.UploadP99 = up.P50, up.P99
 	spikeEnd := time.Now()
 	readyAtEnd, _, _ := t.Outcome(ctx)
+	res.ReadyAtSpikeEnd = readyAtEnd
 	cpuAtEnd, _ := load.ReadCPU()
 	fmt.Fprintf(progress, "  %s: %d enqueued; draining (at most %s)\n", name, res.Enqueued, cfg.MaxDrain)
 	for time.Since(spikeEnd) < cfg.MaxDrain && ctx.Err() == nil {
@@ -153,13 +168,24 @@ func printSpike(w io.Writer, cap, dbBudget int, rs ...*SpikeResult) {
 		}
 		fmt.Fprintln(w)
 	}
-	row("jobs enqueued (upload errors)", func(r *SpikeResult) string { return fmt.Sprintf("%d (%d)", r.Enqueued, r.EnqueueErrors) })
+	row("uploads offered", func(r *SpikeResult) string { return fmt.Sprint(r.Offered) })
+	row("accepted (202)", func(r *SpikeResult) string {
+		return fmt.Sprintf("%d (%.1f%%)", r.Enqueued, 100*float64(r.Enqueued)/float64(max(r.Offered, 1)))
+	})
+	for _, reason := range refusalReasons(rs) {
+		row("  refused: "+reason, func(r *SpikeResult) string { return fmt.Sprint(r.refused(reason)) })
+	}
+	row(fmt.Sprintf("  not sent (%d outstanding)", maxOutstanding), func(r *SpikeResult) string { return fmt.Sprint(r.NotSent) })
+	row("accepted upload p50 / p99", func(r *SpikeResult) string {
+		return fmt.Sprintf("%s / %s", r.UploadP50.Round(time.Millisecond), r.UploadP99.Round(time.Millisecond))
+	})
 	row(fmt.Sprintf("max jobs in flight (cap %d)", cap), func(r *SpikeResult) string { return fmt.Sprint(r.MaxInFlight) })
 	row(fmt.Sprintf("max worker DB conns (budget %d)", dbBudget), func(r *SpikeResult) string { return fmt.Sprint(r.MaxDBConns) })
 	row("max queue depth", func(r *SpikeResult) string { return fmt.Sprint(r.MaxDepth) })
 	row("refused DB connections", func(r *SpikeResult) string { return fmt.Sprint(r.Refused) })
 	row("errors / retries", func(r *SpikeResult) string { return fmt.Sprintf("%d / %d", r.Errors, r.Retries) })
 	row("ready / failed / lost", func(r *SpikeResult) string { return fmt.Sprintf("%d / %d / %d", r.Ready, r.Failed, r.Lost) })
+	row("ready when the spike ended", func(r *SpikeResult) string { return fmt.Sprint(r.ReadyAtSpikeEnd) })
 	row("drain time after the spike", func(r *SpikeResult) string {
 		if !r.Drained {
 			return fmt.Sprintf("not in %.0f s", r.Drain.Seconds())
@@ -168,4 +194,29 @@ func printSpike(w io.Writer, cap, dbBudget int, rs ...*SpikeResult) {
 	})
 	row("receipts/s while draining", func(r *SpikeResult) string { return fmt.Sprintf("%.0f", r.ReceiptsPerSec) })
 	row("CPU busy while draining", func(r *SpikeResult) string { return fmt.Sprintf("%.0f%%", 100*r.CPUWhileDraining) })
+}
+
+// refusalReasons lists every reason any of rs refused an upload for.
+func refusalReasons(rs []*SpikeResult) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range rs {
+		for _, x := range r.Refusals {
+			if !seen[x.Reason] {
+				seen[x.Reason] = true
+				out = append(out, x.Reason)
+			}
+		}
+	}
+	return out
+}
+
+// refused returns how many uploads r refused for reason.
+func (r *SpikeResult) refused(reason string) int64 {
+	for _, x := range r.Refusals {
+		if x.Reason == reason {
+			return x.Count
+		}
+	}
+	return 0
 }
