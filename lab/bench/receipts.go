@@ -16,6 +16,7 @@ import (
 	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/lab/naive"
 	"github.com/holdfast/holdfast/media"
+	"github.com/holdfast/holdfast/overload"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/receipts"
 )
@@ -182,8 +183,13 @@ func spikeHoldfast(ctx context.Context, o ReceiptsOptions, images [][]byte, stde
 	}
 	defer db2.Close()
 	store2 := postgres.NewReceiptStore(db2)
+	// A replica of its own process would have a CPU lane of its own.
+	lane2, err := overload.NewLane(overload.LaneConfig{Name: "replica-2"})
+	if err != nil {
+		return nil, "", err
+	}
 	w2, err := receipts.NewWorker(nc2.JS, store2, m.ReceiptBlobs(), receipts.WorkerConfig{
-		Config: m.Config.Receipts.Pipeline(), Lane: m.Lane, Logger: m.Logger, Tenants: store2.TenantName, Yield: m.ReceiptIntakeBusy})
+		Config: m.Config.Receipts.Pipeline(), Lane: lane2, Logger: m.Logger, Tenants: store2.TenantName, Yield: m.ReceiptIntakeBusy})
 	if err != nil {
 		return nil, "", err
 	}
