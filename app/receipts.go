@@ -80,7 +80,7 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 	}
 	// Intake batches have connections of their own, a committer each, so
 	// that they never queue behind the requests they answer.
-	intake := receipts.IntakeConfig{}.WithDefaults()
+	intake := receipts.IntakeConfig{Registerer: m.Registry}.WithDefaults()
 	p.intake, err = postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(intake.Committers), AcquireTimeout: -1})
 	if err != nil {
 		return err

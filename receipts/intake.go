@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/blob"
 	"github.com/holdfast/holdfast/internal/lifecycle"
@@ -28,6 +30,8 @@ type IntakeConfig struct {
 	// BusyRate is the upload rate, per second over the last second, at and
 	// above which Busy reports true and the workers yield. Default 50.
 	BusyRate int
+	// Registerer receives intake's metrics; nil registers none.
+	Registerer prometheus.Registerer
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -75,6 +79,9 @@ type Intake struct {
 	gate   sync.RWMutex // held shared to enqueue, exclusively to close
 	closed bool
 
+	batchSize prometheus.Histogram
+	shed      prometheus.Counter
+
 	// Arrivals per quarter second, for Busy: the current quarter's index
 	// and count, and the three before it.
 	amu      sync.Mutex
@@ -106,7 +113,30 @@ func NewIntake(store IntakeStore, blobs *blob.Store, quota int64, cfg IntakeConf
 	if cfg.MaxBatch < 1 || cfg.QueueSize < 1 || cfg.Committers < 1 || cfg.BusyRate < 1 {
 		return nil, errors.New("receipts: IntakeConfig values must be positive")
 	}
-	return &Intake{store: store, blobs: blobs, quota: quota, cfg: cfg, queue: make(chan *upload, cfg.QueueSize)}, nil
+	in := &Intake{store: store, blobs: blobs, quota: quota, cfg: cfg, queue: make(chan *upload, cfg.QueueSize)}
+	in.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "holdfast_receipt_intake_batch_size",
+		Help: "Uploads made durable and recorded per intake batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)})
+	in.shed = prometheus.NewCounter(prometheus.CounterOpts{Name: "holdfast_receipt_intake_shed_total",
+		Help: "Uploads refused at once because the intake queue was full."})
+	collectors := []prometheus.Collector{in.batchSize, in.shed,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "holdfast_receipt_intake_queue_depth", Help: "Uploads waiting for an intake batch."},
+			func() float64 { return float64(len(in.queue)) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "holdfast_receipt_intake_busy", Help: "1 while uploads arrive fast enough that the receipt workers yield to intake."},
+			func() float64 {
+				if in.Busy() {
+					return 1
+				}
+				return 0
+			}),
+	}
+	if cfg.Registerer != nil {
+		for _, c := range collectors {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return in, nil
 }
 
 // Start runs the committers until Stop.
@@ -158,6 +188,7 @@ func (in *Intake) Put(ctx context.Context, staged *blob.Staged, r *holdfast.Rece
 	default:
 		in.gate.RUnlock()
 		staged.Discard()
+		in.shed.Inc()
 		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "the upload queue is full; retry shortly")
 	}
 	select {
@@ -213,6 +244,7 @@ func (in *Intake) apply(ctx context.Context, batch []*upload) {
 	if len(live) == 0 {
 		return
 	}
+	in.batchSize.Observe(float64(len(live)))
 	staged := make([]*blob.Staged, len(live))
 	rs := make([]*holdfast.Receipt, len(live))
 	for i, u := range live {

@@ -19,9 +19,11 @@ MaxAckPending), each replica with a small pool of its own; sampled every
 100 ms: jobs in flight, worker database connections, queue depth. Then the
 same spike against the naive consumer: a goroutine per message, each opening
 its own database connection, a refused connection NAKed for immediate
-redelivery. Reports max in flight, max connections, refused connections,
-errors and retries, lost receipts, drain time, receipts/s and CPU while
-draining, side by side.
+redelivery. Reports, side by side: uploads offered, accepted (202), refused
+by status and cause, not sent (the generator's 4,096 outstanding), the
+accepted uploads' p50 and p99 latency; max in flight, max connections,
+refused connections, errors and retries, lost receipts, receipts ready when
+the spike ended, drain time, receipts/s and CPU while draining.
 
 Flags:
 `
