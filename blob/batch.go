@@ -122,7 +122,7 @@ func (s *Store) CommitBatch(ctx context.Context, staged []*Staged) error {
 		durable = append(durable, st.key)
 		s.addDirs(dirs, st.key)
 	}
-	if err := eachParallel(len(fresh), func(i int) error { return syncFile(fresh[i].tmp) }); err != nil {
+	if err := eachParallel(len(fresh), func(i int) error { return syncPath(fresh[i].tmp) }); err != nil {
 		return fmt.Errorf("blob commit: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -137,7 +137,7 @@ func (s *Store) CommitBatch(ctx context.Context, staged []*Staged) error {
 	for d := range dirs {
 		list = append(list, d)
 	}
-	if err := eachParallel(len(list), func(i int) error { return syncDir(list[i]) }); err != nil {
+	if err := eachParallel(len(list), func(i int) error { return syncPath(list[i]) }); err != nil {
 		return fmt.Errorf("blob commit: %w", err)
 	}
 	s.markDurable(list, durable)
@@ -189,15 +189,6 @@ func (s *Store) markDurable(dirs, keys []string) {
 	for _, k := range keys {
 		s.durable[k] = struct{}{}
 	}
-}
-
-func syncFile(name string) error {
-	f, err := os.Open(name)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 // eachParallel runs f(0) … f(n-1), at most syncParallel at once, and
