@@ -95,14 +95,14 @@ func (s *Store) Stage(ctx context.Context, b []byte) (*Staged, error) {
 }
 
 // CommitBatch makes staged blobs durable together: their files are
-// fsynced, linked under their names, and their directories fsynced, each
+// fsynced, renamed under their names, and their directories fsynced, each
 // round concurrently, so that a batch shares a few journal commits instead
 // of paying two fsyncs a blob one after the other. A blob found stored
 // already is synced too, unless this process made it durable before (the
 // Put that linked it, maybe in another process, may not have synced yet).
-// On error nothing is known durable: blobs linked before it are left to
+// On error nothing is known durable: blobs placed before it are left to
 // [Store.Sweep]. It returns ctx's error (wrapped) if ctx ends before the
-// files are linked. The temporary files are removed either way.
+// files are placed. The temporary files are removed either way.
 func (s *Store) CommitBatch(ctx context.Context, staged []*Staged) error {
 	defer func() {
 		for _, st := range staged {
@@ -129,7 +129,7 @@ func (s *Store) CommitBatch(ctx context.Context, staged []*Staged) error {
 		return fmt.Errorf("blob commit: %w", err)
 	}
 	for _, st := range fresh {
-		if err := s.link(st.tmp, st.key); err != nil {
+		if err := s.place(st); err != nil {
 			return fmt.Errorf("blob commit %s: %w", st.key, err)
 		}
 	}
@@ -144,19 +144,19 @@ func (s *Store) CommitBatch(ctx context.Context, staged []*Staged) error {
 	return nil
 }
 
-// link puts the synced temporary file tmp under key's name, unless a
-// concurrent Put did so first (the same bytes).
-func (s *Store) link(tmp, key string) error {
-	final := s.path(key)
+// place renames the synced temporary file under its key's name. A rename
+// is one call where a link and an unlink are two, and replacing a
+// concurrent writer's file replaces the same bytes.
+func (s *Store) place(st *Staged) error {
+	final := s.path(st.key)
 	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
 		return err
 	}
-	switch err := os.Link(tmp, final); {
-	case err == nil, errors.Is(err, fs.ErrExist):
-		return nil
-	default:
-		return os.Rename(tmp, final) // a file system without hard links
+	if err := os.Rename(st.tmp, final); err != nil {
+		return err
 	}
+	st.tmp = ""
+	return nil
 }
 
 // addDirs adds to dirs the directories that make key's name durable: its

@@ -161,6 +161,14 @@ func outcome(db *postgres.DB) func(ctx context.Context) (int64, int64, error) {
 	}
 }
 
+// recorded counts receipts stored, whatever their status.
+func recorded(db *postgres.DB) func(ctx context.Context) (int64, error) {
+	return func(ctx context.Context) (n int64, err error) {
+		err = db.Pool.QueryRow(ctx, "SELECT count(*) FROM receipts").Scan(&n)
+		return n, err
+	}
+}
+
 func spikeHoldfast(ctx context.Context, o ReceiptsOptions, images [][]byte, stderr io.Writer) (*SpikeResult, string, error) {
 	env, up, err := spikeSetup(ctx, o, stderr, func(c *app.Config) { c.Receipts.Cap, c.Receipts.DBConns = o.Cap, o.DBConns; c.Admission = false })
 	if err != nil {
@@ -212,7 +220,8 @@ func spikeHoldfast(ctx context.Context, o ReceiptsOptions, images [][]byte, stde
 			conns := int64(m.ReceiptDB().Pool.Stat().AcquiredConns() + db2.Pool.Stat().AcquiredConns())
 			return int64(info.NumAckPending), int64(info.NumPending), conns, nil
 		},
-		Outcome: outcome(m.DB),
+		Outcome:  outcome(m.DB),
+		Recorded: recorded(m.DB),
 		Counters: func() (int64, int64, int64) {
 			var retries int64
 			m.DB.Pool.QueryRow(context.Background(), "SELECT coalesce(sum(greatest(attempts - 1, 0)), 0) FROM receipts").Scan(&retries)
@@ -258,6 +267,7 @@ func spikeNaive(ctx context.Context, o ReceiptsOptions, images [][]byte, stderr 
 			return running, int64(info.NumPending), conns, nil
 		},
 		Outcome:  outcome(m.DB),
+		Recorded: recorded(m.DB),
 		Counters: workers.Counters,
 	}
 	fmt.Fprintln(stderr, "naive: a goroutine and a connection per message")

@@ -21,6 +21,8 @@ type spikeTarget struct {
 	Sample func(ctx context.Context) (inFlight, depth, dbConns int64, err error)
 	// Outcome returns how many receipts are ready, and failed, now.
 	Outcome func(ctx context.Context) (ready, failed int64, err error)
+	// Recorded returns how many receipts are stored, whatever their status.
+	Recorded func(ctx context.Context) (int64, error)
 	// Refused returns database connections refused so far, errors and retries.
 	Counters func() (refused, errs, retries int64)
 }
@@ -60,7 +62,8 @@ type SpikeResult struct {
 	MaxInFlight, MaxDBConns  int64
 	MaxDepth                 int64
 	Refused, Errors, Retries int64
-	Ready, Failed, Lost      int64
+	Ready, Failed, Lost      int64         // Lost: accepted (202) without a receipt stored
+	Pending                  int64         // stored, neither ready nor failed when the run ended
 	Drain                    time.Duration // from the spike's end until nothing waits or runs
 	Drained                  bool
 	ReceiptsPerSec           float64 // ready receipts per second while draining
@@ -143,7 +146,11 @@ func runSpike(ctx context.Context, name string, t *spikeTarget, cfg SpikeConfig)
 	if err != nil {
 		return nil, err
 	}
-	res.Lost = max(0, res.Enqueued-res.Ready-res.Failed)
+	recorded, err := t.Recorded(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.Lost, res.Pending = max(0, res.Enqueued-recorded), recorded-res.Ready-res.Failed
 	if res.Drain > 0 {
 		res.ReceiptsPerSec = float64(res.Ready-readyAtEnd) / res.Drain.Seconds()
 	}
@@ -156,18 +163,36 @@ func runSpike(ctx context.Context, name string, t *spikeTarget, cfg SpikeConfig)
 
 // printSpike writes spike results side by side.
 func printSpike(w io.Writer, cap, dbBudget int, rs ...*SpikeResult) {
-	fmt.Fprintf(w, "%-34s", "")
-	for _, r := range rs {
-		fmt.Fprintf(w, " %22s", r.Name)
+	type line struct {
+		label string
+		cells []string
 	}
-	fmt.Fprintln(w)
+	var lines []line
 	row := func(label string, f func(r *SpikeResult) string) {
-		fmt.Fprintf(w, "%-34s", label)
+		l := line{label: label}
 		for _, r := range rs {
-			fmt.Fprintf(w, " %22s", f(r))
+			l.cells = append(l.cells, f(r))
+		}
+		lines = append(lines, l)
+	}
+	defer func() {
+		width := 34
+		for _, l := range lines {
+			width = max(width, len(l.label))
+		}
+		fmt.Fprintf(w, "%-*s", width, "")
+		for _, r := range rs {
+			fmt.Fprintf(w, " %22s", r.Name)
 		}
 		fmt.Fprintln(w)
-	}
+		for _, l := range lines {
+			fmt.Fprintf(w, "%-*s", width, l.label)
+			for _, c := range l.cells {
+				fmt.Fprintf(w, " %22s", c)
+			}
+			fmt.Fprintln(w)
+		}
+	}()
 	row("uploads offered", func(r *SpikeResult) string { return fmt.Sprint(r.Offered) })
 	row("accepted (202)", func(r *SpikeResult) string {
 		return fmt.Sprintf("%d (%.1f%%)", r.Enqueued, 100*float64(r.Enqueued)/float64(max(r.Offered, 1)))
@@ -184,7 +209,9 @@ func printSpike(w io.Writer, cap, dbBudget int, rs ...*SpikeResult) {
 	row("max queue depth", func(r *SpikeResult) string { return fmt.Sprint(r.MaxDepth) })
 	row("refused DB connections", func(r *SpikeResult) string { return fmt.Sprint(r.Refused) })
 	row("errors / retries", func(r *SpikeResult) string { return fmt.Sprintf("%d / %d", r.Errors, r.Retries) })
-	row("ready / failed / lost", func(r *SpikeResult) string { return fmt.Sprintf("%d / %d / %d", r.Ready, r.Failed, r.Lost) })
+	row("ready / failed / pending / lost", func(r *SpikeResult) string {
+		return fmt.Sprintf("%d / %d / %d / %d", r.Ready, r.Failed, r.Pending, r.Lost)
+	})
 	row("ready when the spike ended", func(r *SpikeResult) string { return fmt.Sprint(r.ReadyAtSpikeEnd) })
 	row("drain time after the spike", func(r *SpikeResult) string {
 		if !r.Drained {

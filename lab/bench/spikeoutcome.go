@@ -33,6 +33,9 @@ func refusalOf(resp *http.Response) error {
 		// The detail up to its advice tells apart the causes of one type
 		// ("the upload queue is full" from "the service is too busy").
 		detail, _, _ := strings.Cut(p.Detail, ";")
+		if len(detail) > 30 {
+			detail = detail[:30] + "…"
+		}
 		reason = path.Base(p.Type) + ": " + detail
 	}
 	return &uploadRefusal{status: resp.StatusCode, reason: reason}
