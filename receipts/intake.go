@@ -62,8 +62,9 @@ type IntakeStore interface {
 
 // Intake is group commit for uploads: uploads wait in a bounded queue,
 // and each committer takes everything waiting (up to MaxBatch), makes
-// their blobs durable with one round of fsyncs (blob.Store.PutBatch) and
-// records their receipts, jobs and events in one transaction, then
+// their staged blobs durable with one round of fsyncs
+// (blob.Store.CommitBatch) and records their receipts, jobs and events in
+// one transaction, then
 // answers each upload with its own outcome. An upload is queued, then
 // either taken by a batch or abandoned by its caller, whichever comes
 // first: an abandoned upload stores nothing, and a taken one's caller
