@@ -61,6 +61,11 @@ func (m *Main) Transfers() *postgres.TransferService { return m.transfers }
 // ReceiptBlobs returns the store of receipt images.
 func (m *Main) ReceiptBlobs() *blob.Store { return m.receipts.blobs }
 
+// ReceiptIntakeBusy reports whether uploads arrive fast enough that the
+// receipt workers yield to intake (a second replica's workers in a
+// benchmark yield to the same signal).
+func (m *Main) ReceiptIntakeBusy() bool { return m.receipts.service.Busy() }
+
 // ReceiptDB returns the receipt workers' own database pool.
 func (m *Main) ReceiptDB() *postgres.DB { return m.receipts.db }
 

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/blob"
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/postgres"
@@ -38,10 +39,12 @@ func (c ReceiptConfig) Pipeline() receipts.Config {
 
 // receiptPipeline is the running receipt pipeline of a Main.
 type receiptPipeline struct {
-	db     *postgres.DB // the workers' own pool
-	worker *receipts.Worker
-	blobs  *blob.Store
-	gc     *receipts.BlobGC
+	db      *postgres.DB // the workers' own pool
+	intake  *postgres.DB // the intake batches' own pool
+	service *receipts.Service
+	worker  *receipts.Worker
+	blobs   *blob.Store
+	gc      *receipts.BlobGC
 }
 
 // openReceipts starts the blob store, the workers (on a pool of their own)
@@ -70,8 +73,27 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 	if err != nil {
 		return err
 	}
+	apiStore := postgres.NewReceiptStore(m.DB)
+	quota := int64(c.QuotaMiB) << 20
+	if c.QuotaMiB <= 0 {
+		quota = -1 // none
+	}
+	// Intake batches have connections of their own, a committer each, so
+	// that they never queue behind the requests they answer.
+	intake := receipts.IntakeConfig{Registerer: m.Registry}.WithDefaults()
+	p.intake, err = postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(intake.Committers), AcquireTimeout: -1})
+	if err != nil {
+		return err
+	}
+	p.service, err = receipts.NewService(intakeStore{apiStore, postgres.NewReceiptStore(p.intake)}, blobs,
+		receipts.ServiceConfig{Quota: quota, Intake: intake})
+	if err != nil {
+		return err
+	}
+	p.service.Start(ctx)
+	// The workers yield the CPU to intake while uploads arrive.
 	p.worker, err = receipts.NewWorker(m.NATS.JS, workerStore, blobs, receipts.WorkerConfig{
-		Config: cfg, Lane: m.Lane, Logger: m.Logger, Metrics: metrics, Tenants: workerStore.TenantName,
+		Config: cfg, Lane: m.Lane, Logger: m.Logger, Metrics: metrics, Tenants: workerStore.TenantName, Yield: p.service.Busy,
 	})
 	if err != nil {
 		return err
@@ -82,12 +104,7 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 		}
 	}
 	m.Registry.MustRegister(holdfasthttp.NewCachedCollector(receipts.Collector(m.NATS.JS, cfg, p.db), 0)) // asks JetStream
-	apiStore := postgres.NewReceiptStore(m.DB)
-	quota := int64(c.QuotaMiB) << 20
-	if c.QuotaMiB <= 0 {
-		quota = -1 // none
-	}
-	m.HTTP.ReceiptService = receipts.NewService(apiStore, blobs, receipts.ServiceConfig{Quota: quota})
+	m.HTTP.ReceiptService = p.service
 	m.HTTP.DeadLetterService = receipts.NewDeadLetters(apiStore, m.NATS.JS, cfg)
 	p.blobs = blobs
 	if c.GCInterval > 0 {
@@ -101,7 +118,8 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 	return nil
 }
 
-// closeReceipts stops the workers after the jobs in hand, then their pool.
+// closeReceipts finishes the uploads in hand, stops the workers after the
+// jobs in hand, then their pool.
 func (m *Main) closeReceipts() {
 	if m.receipts == nil {
 		return
@@ -109,10 +127,27 @@ func (m *Main) closeReceipts() {
 	if m.receipts.gc != nil {
 		m.receipts.gc.Stop()
 	}
+	if m.receipts.service != nil {
+		m.receipts.service.Stop()
+	}
+	if m.receipts.intake != nil {
+		m.receipts.intake.Close()
+	}
 	if m.receipts.worker != nil {
 		m.receipts.worker.Stop()
 	}
 	if m.receipts.db != nil {
 		m.receipts.db.Close()
 	}
+}
+
+// intakeStore reads on the request pool and records batches on the
+// intake's own.
+type intakeStore struct {
+	*postgres.ReceiptStore
+	batches *postgres.ReceiptStore
+}
+
+func (s intakeStore) QueueReceipts(ctx context.Context, rs []*holdfast.Receipt, quota int64) ([]*holdfast.Receipt, []error, error) {
+	return s.batches.QueueReceipts(ctx, rs, quota)
 }

@@ -219,7 +219,7 @@ func (s *Store) known(key string) bool {
 // Once synced, the key is remembered and a repeated Put syncs nothing.
 func (s *Store) syncDirs(key string) error {
 	dir := filepath.Dir(s.path(key))
-	if err := syncDir(dir); err != nil {
+	if err := syncPath(dir); err != nil {
 		return err
 	}
 	for _, d := range []string{filepath.Dir(dir), s.dir} {
@@ -229,7 +229,7 @@ func (s *Store) syncDirs(key string) error {
 		if ok {
 			continue
 		}
-		if err := syncDir(d); err != nil {
+		if err := syncPath(d); err != nil {
 			return err
 		}
 		s.mu.Lock()
@@ -245,8 +245,9 @@ func (s *Store) syncDirs(key string) error {
 	return nil
 }
 
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+// syncPath fsyncs a file or a directory.
+func syncPath(path string) error {
+	d, err := os.Open(path)
 	if err != nil {
 		return err
 	}

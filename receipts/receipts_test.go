@@ -80,7 +80,7 @@ func setup(t *testing.T, cfg receipts.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{db: db, nats: nc, blobs: blobs, store: store, service: receipts.NewService(store, blobs, receipts.ServiceConfig{}),
+	return &env{db: db, nats: nc, blobs: blobs, store: store, service: mustService(t, store, blobs, receipts.ServiceConfig{}),
 		cfg: cfg, tenant: tn.ID, lane: lane}
 }
 
@@ -320,7 +320,7 @@ func TestReceipt_UploadPastQuotaStoresNothing(t *testing.T) {
 		t.Fatalf("images of %d, %d and %d bytes: the small one is not the smallest", len(big), len(other), len(small))
 	}
 	quota := int64(len(big) + len(small))
-	svc := receipts.NewService(e.store, e.blobs, receipts.ServiceConfig{Quota: quota})
+	svc := mustService(t, e.store, e.blobs, receipts.ServiceConfig{Quota: quota})
 	tr1, tr2 := e.mustTransfer(t, e.tenant), e.mustTransfer(t, e.tenant)
 	put := func(tr string, img []byte) error {
 		_, err := svc.PutReceipt(t.Context(), e.tenant, tr, bytes.NewReader(img))
@@ -375,7 +375,7 @@ func TestReceipt_ConcurrentUploadsNeverExceedQuota(t *testing.T) {
 	for i := range trs {
 		trs[i] = e.mustTransfer(t, e.tenant)
 	}
-	svc := receipts.NewService(e.store, e.blobs, receipts.ServiceConfig{Quota: quota})
+	svc := mustService(t, e.store, e.blobs, receipts.ServiceConfig{Quota: quota})
 	var wg sync.WaitGroup
 	var accepted, refused atomic.Int64
 	start := make(chan struct{})
@@ -667,4 +667,16 @@ func TestWorker_DiesMidJob(t *testing.T) {
 	if n := finished.Load(); n != 1 {
 		t.Fatalf("the surviving worker ran the job %d times, want 1", n)
 	}
+}
+
+// mustService returns a started receipt service, stopped when t ends.
+func mustService(t *testing.T, store receipts.ServiceStore, blobs *blob.Store, cfg receipts.ServiceConfig) *receipts.Service {
+	t.Helper()
+	svc, err := receipts.NewService(store, blobs, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc.Start(context.Background())
+	t.Cleanup(svc.Stop)
+	return svc
 }

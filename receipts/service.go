@@ -27,6 +27,8 @@ type ServiceConfig struct {
 	// one tenant may have stored, across every replica. Default
 	// DefaultQuota; negative: no quota.
 	Quota int64
+	// Intake batches uploads' durability (see Intake).
+	Intake IntakeConfig
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -35,23 +37,42 @@ func (c ServiceConfig) WithDefaults() ServiceConfig {
 	if c.Quota == 0 {
 		c.Quota = DefaultQuota
 	}
+	c.Intake = c.Intake.WithDefaults()
 	return c
 }
 
 // Service stores uploads and reads receipts; it implements
 // holdfast.ReceiptService.
 type Service struct {
-	store ServiceStore
-	blobs *blob.Store
-	cfg   ServiceConfig
+	store  ServiceStore
+	blobs  *blob.Store
+	cfg    ServiceConfig
+	intake *Intake
 }
 
 var _ holdfast.ReceiptService = (*Service)(nil)
 
-// NewService returns the service.
-func NewService(store ServiceStore, blobs *blob.Store, cfg ServiceConfig) *Service {
-	return &Service{store: store, blobs: blobs, cfg: cfg.WithDefaults()}
+// NewService returns the service; it stores uploads once started. It
+// returns an error for an invalid configuration.
+func NewService(store ServiceStore, blobs *blob.Store, cfg ServiceConfig) (*Service, error) {
+	cfg = cfg.WithDefaults()
+	in, err := NewIntake(store, blobs, cfg.Quota, cfg.Intake)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{store: store, blobs: blobs, cfg: cfg, intake: in}, nil
 }
+
+// Start runs the intake's batches until Stop.
+func (s *Service) Start(ctx context.Context) { s.intake.Start(ctx) }
+
+// Stop refuses new uploads and finishes the batches in hand. Idempotent;
+// safe before Start.
+func (s *Service) Stop() { s.intake.Stop() }
+
+// Busy reports whether uploads are arriving fast enough that the workers
+// should yield the CPU to intake (IntakeConfig.BusyRate).
+func (s *Service) Busy() bool { return s.intake.Busy() }
 
 // PutReceipt checks that the transfer is the tenant's before it reads the
 // body, then reads at most the size limit, checks the format and the
@@ -83,19 +104,21 @@ func (s *Service) PutReceipt(ctx context.Context, tenantID, transferID string, b
 		return nil, err
 	}
 	// Refused here, nothing is stored. Two uploads may both pass this check;
-	// the transaction that records the receipt checks again, atomically,
-	// and a blob it then refuses is left to the blob collector.
+	// the batch that records the receipt checks again, atomically, and a
+	// blob it then refuses is left to the blob collector.
 	if err := holdfast.CheckReceiptQuota(used, current, int64(len(b)), s.cfg.Quota); err != nil {
 		return nil, err
 	}
-	key, err := s.blobs.PutBytes(ctx, b)
+	// The blob and the rows are made durable in a batch with concurrent
+	// uploads; the answer waits for both.
+	staged, err := s.blobs.Stage(ctx, b)
 	if err != nil {
 		return nil, fmt.Errorf("store receipt image: %w", err)
 	}
-	r, err := s.store.QueueReceipt(ctx, &holdfast.Receipt{
-		TenantID: tenantID, TransferID: transferID, OriginalKey: key,
+	r, err := s.intake.Put(ctx, staged, &holdfast.Receipt{
+		TenantID: tenantID, TransferID: transferID,
 		Format: string(info.Format), Width: info.Width, Height: info.Height, Size: int64(len(b)),
-	}, s.cfg.Quota)
+	})
 	if err != nil {
 		return nil, err
 	}

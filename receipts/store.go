@@ -9,18 +9,16 @@ import (
 // The pipeline's views of the receipt store, one for each of its parts.
 // postgres.ReceiptStore implements them all; app wires it.
 
-// ServiceStore is the intake's view of the receipt store
-// (postgres.ReceiptStore on the API's pool).
+// ServiceStore is the upload service's view of the receipt store
+// (postgres.ReceiptStore: checks and reads on the API's pool, batches on
+// the intake's own).
 type ServiceStore interface {
 	// ReceiptUsage returns the bytes of receipt images the tenant has
 	// stored and the size of the image the transfer's receipt has now (0
 	// for none). ENOTFOUND if the transfer is not the tenant's.
 	ReceiptUsage(ctx context.Context, tenantID, transferID string) (used, current int64, err error)
-	// QueueReceipt records an upload and its processing job in one
-	// transaction, replacing the transfer's previous image, and checks the
-	// tenant's stored bytes against quota (holdfast.CheckReceiptQuota) in
-	// it. ENOTFOUND for an unknown transfer; EQUOTA past the quota.
-	QueueReceipt(ctx context.Context, r *holdfast.Receipt, quota int64) (*holdfast.Receipt, error)
+	// IntakeStore records batches of uploads.
+	IntakeStore
 	// FindReceipt returns the tenant's receipt; ENOTFOUND for another
 	// tenant's or an unknown one.
 	FindReceipt(ctx context.Context, tenantID, id string) (*holdfast.Receipt, error)

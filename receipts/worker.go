@@ -39,11 +39,19 @@ type WorkerConfig struct {
 	// OnStart and OnDone, when set, are called as a job starts and ends
 	// (tests count jobs in flight with them).
 	OnStart, OnDone func()
+	// Yield, when set and reporting true (uploads are arriving: see
+	// Service.Busy), holds the replica to one job at a time, each after
+	// YieldPause, so that intake has the CPU; the workers go back to full
+	// speed once it reports false.
+	Yield func() bool
+	// YieldPause is the wait before each job while yielding. Default 100ms.
+	YieldPause time.Duration
 }
 
 // Worker processes receipt jobs in one replica.
 type Worker struct {
 	cfg   WorkerConfig
+	turn  chan struct{} // held by the one job that runs while yielding
 	js    njs.JetStream
 	store WorkerStore
 	blobs *blob.Store
@@ -67,7 +75,10 @@ func NewWorker(js njs.JetStream, store WorkerStore, blobs *blob.Store, cfg Worke
 	if cfg.Process == nil {
 		cfg.Process = media.ProcessContext
 	}
-	return &Worker{cfg: cfg, js: js, store: store, blobs: blobs}, nil
+	if cfg.YieldPause == 0 {
+		cfg.YieldPause = 100 * time.Millisecond
+	}
+	return &Worker{cfg: cfg, js: js, store: store, blobs: blobs, turn: make(chan struct{}, 1)}, nil
 }
 
 // Start ensures the streams and runs the workers until Stop.
@@ -90,10 +101,15 @@ func (w *Worker) Stop() { w.run.Stop() }
 func (w *Worker) work(ctx context.Context) {
 	backoff := time.Duration(0)
 	for ctx.Err() == nil {
+		release, ok := w.pace(ctx)
+		if !ok {
+			return
+		}
 		// One job per fetch: a job waiting in a client-side buffer would use
 		// up its visibility timeout and a slot of the cap doing nothing.
 		batch, err := w.cons.Fetch(1, njs.FetchMaxWait(time.Second))
 		if err != nil {
+			release()
 			if ctx.Err() == nil {
 				backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
 				w.cfg.Logger.Warn("receipt worker fetch", "err", err, "retry_in", backoff)
@@ -105,7 +121,33 @@ func (w *Worker) work(ctx context.Context) {
 		for m := range batch.Messages() {
 			w.handle(ctx, m)
 		}
+		release()
 	}
+}
+
+// pace returns at once while the workers need not yield. While they do,
+// it waits for the replica's one turn and then YieldPause, and returns the
+// function that gives the turn back; false if ctx ended meanwhile.
+func (w *Worker) pace(ctx context.Context) (release func(), ok bool) {
+	noop := func() {}
+	if w.cfg.Yield == nil || !w.cfg.Yield() {
+		return noop, true
+	}
+	select {
+	case w.turn <- struct{}{}:
+	case <-ctx.Done():
+		return noop, false
+	}
+	release = func() { <-w.turn }
+	if !w.cfg.Yield() {
+		release() // the spike ended while this worker waited
+		return noop, true
+	}
+	if !lifecycle.Sleep(ctx, w.cfg.YieldPause) {
+		release()
+		return noop, false
+	}
+	return release, true
 }
 
 // handle works one job to its end: processed and acknowledged, given back

@@ -19,9 +19,11 @@ MaxAckPending), each replica with a small pool of its own; sampled every
 100 ms: jobs in flight, worker database connections, queue depth. Then the
 same spike against the naive consumer: a goroutine per message, each opening
 its own database connection, a refused connection NAKed for immediate
-redelivery. Reports max in flight, max connections, refused connections,
-errors and retries, lost receipts, drain time, receipts/s and CPU while
-draining, side by side.
+redelivery. Reports, side by side: uploads offered, accepted (202), refused
+by status and cause, not sent (the generator's 4,096 outstanding), the
+accepted uploads' p50 and p99 latency; max in flight, max connections,
+refused connections, errors and retries, lost receipts, receipts ready when
+the spike ended, drain time, receipts/s and CPU while draining.
 
 Flags:
 `
@@ -39,9 +41,17 @@ func benchReceipts(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.IntVar(&o.Width, "width", 160, "width of the generated images")
 	fs.IntVar(&o.Height, "height", 120, "height of the generated images")
 	fs.BoolVar(&o.SkipNaive, "skip-naive", false, "run Holdfast only")
+	var cpuprofile, memprofile string
+	fs.StringVar(&cpuprofile, "cpuprofile", "", "write a CPU profile of the whole run (server, workers and load generator) to this file")
+	fs.StringVar(&memprofile, "memprofile", "", "write a heap profile (allocations of the whole run: go tool pprof -sample_index=alloc_space) to this file at the end")
 	fs.Usage = usageOf(fs, receiptsUsage)
 	if err := parseArgs(fs, args, stdout, stderr); err != nil {
 		return err
 	}
+	stopProfiles, err := startProfiles(cpuprofile, memprofile, stderr)
+	if err != nil {
+		return err
+	}
+	defer stopProfiles()
 	return bench.Receipts(ctx, o, stdout, stderr)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/holdfast/holdfast/app"
 	"github.com/holdfast/holdfast/lab/naive"
 	"github.com/holdfast/holdfast/media"
+	"github.com/holdfast/holdfast/overload"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/receipts"
 )
@@ -144,12 +145,12 @@ func (u *spikeUploader) enqueue(ctx context.Context, i int) error {
 	if err != nil {
 		return err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		return fmt.Errorf("upload: status %d", resp.StatusCode)
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusAccepted {
+		io.Copy(io.Discard, resp.Body)
+		return nil
 	}
-	return nil
+	return refusalOf(resp)
 }
 
 // outcome counts ready and failed receipts.
@@ -157,6 +158,14 @@ func outcome(db *postgres.DB) func(ctx context.Context) (int64, int64, error) {
 	return func(ctx context.Context) (ready, failed int64, err error) {
 		err = db.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'ready'), count(*) FILTER (WHERE status = 'failed') FROM receipts`).Scan(&ready, &failed)
 		return ready, failed, err
+	}
+}
+
+// recorded counts receipts stored, whatever their status.
+func recorded(db *postgres.DB) func(ctx context.Context) (int64, error) {
+	return func(ctx context.Context) (n int64, err error) {
+		err = db.Pool.QueryRow(ctx, "SELECT count(*) FROM receipts").Scan(&n)
+		return n, err
 	}
 }
 
@@ -182,8 +191,13 @@ func spikeHoldfast(ctx context.Context, o ReceiptsOptions, images [][]byte, stde
 	}
 	defer db2.Close()
 	store2 := postgres.NewReceiptStore(db2)
+	// A replica of its own process would have a CPU lane of its own.
+	lane2, err := overload.NewLane(overload.LaneConfig{Name: "replica-2"})
+	if err != nil {
+		return nil, "", err
+	}
 	w2, err := receipts.NewWorker(nc2.JS, store2, m.ReceiptBlobs(), receipts.WorkerConfig{
-		Config: m.Config.Receipts.Pipeline(), Lane: m.Lane, Logger: m.Logger, Tenants: store2.TenantName})
+		Config: m.Config.Receipts.Pipeline(), Lane: lane2, Logger: m.Logger, Tenants: store2.TenantName, Yield: m.ReceiptIntakeBusy})
 	if err != nil {
 		return nil, "", err
 	}
@@ -206,7 +220,8 @@ func spikeHoldfast(ctx context.Context, o ReceiptsOptions, images [][]byte, stde
 			conns := int64(m.ReceiptDB().Pool.Stat().AcquiredConns() + db2.Pool.Stat().AcquiredConns())
 			return int64(info.NumAckPending), int64(info.NumPending), conns, nil
 		},
-		Outcome: outcome(m.DB),
+		Outcome:  outcome(m.DB),
+		Recorded: recorded(m.DB),
 		Counters: func() (int64, int64, int64) {
 			var retries int64
 			m.DB.Pool.QueryRow(context.Background(), "SELECT coalesce(sum(greatest(attempts - 1, 0)), 0) FROM receipts").Scan(&retries)
@@ -252,6 +267,7 @@ func spikeNaive(ctx context.Context, o ReceiptsOptions, images [][]byte, stderr 
 			return running, int64(info.NumPending), conns, nil
 		},
 		Outcome:  outcome(m.DB),
+		Recorded: recorded(m.DB),
 		Counters: workers.Counters,
 	}
 	fmt.Fprintln(stderr, "naive: a goroutine and a connection per message")

@@ -21,6 +21,8 @@ type spikeTarget struct {
 	Sample func(ctx context.Context) (inFlight, depth, dbConns int64, err error)
 	// Outcome returns how many receipts are ready, and failed, now.
 	Outcome func(ctx context.Context) (ready, failed int64, err error)
+	// Recorded returns how many receipts are stored, whatever their status.
+	Recorded func(ctx context.Context) (int64, error)
 	// Refused returns database connections refused so far, errors and retries.
 	Counters func() (refused, errs, retries int64)
 }
@@ -44,14 +46,24 @@ type SpikeSample struct {
 	CPU      float64 `json:"cpu"` // busy share of all cores since the last sample
 }
 
+// maxOutstanding is the generator's limit of uploads awaiting an answer:
+// an upload due while this many wait is not sent (and counted so).
+const maxOutstanding = 4096
+
 // SpikeResult is what a spike run measured.
 type SpikeResult struct {
 	Name                     string
-	Enqueued, EnqueueErrors  int64
+	Offered                  int64     // uploads due by the spike's schedule
+	Enqueued, EnqueueErrors  int64     // accepted (202); answered otherwise or failed in transport
+	Refusals                 []Refusal // EnqueueErrors by reason, most frequent first
+	NotSent                  int64     // due while maxOutstanding uploads awaited an answer
+	UploadP50, UploadP99     time.Duration
+	ReadyAtSpikeEnd          int64 // receipts processed while uploads arrived
 	MaxInFlight, MaxDBConns  int64
 	MaxDepth                 int64
 	Refused, Errors, Retries int64
-	Ready, Failed, Lost      int64
+	Ready, Failed, Lost      int64         // Lost: accepted (202) without a receipt stored
+	Pending                  int64         // stored, neither ready nor failed when the run ended
 	Drain                    time.Duration // from the spike's end until nothing waits or runs
 	Drained                  bool
 	ReceiptsPerSec           float64 // ready receipts per second while draining
@@ -95,18 +107,24 @@ func runSpike(ctx context.Context, name string, t *spikeTarget, cfg SpikeConfig)
 	})
 
 	fmt.Fprintf(progress, "  %s: enqueueing %.0f jobs/s for %s\n", name, cfg.Rate, cfg.Duration)
-	var enqueued, enqErrs atomic.Int64
-	load.OpenLoop(ctx, name+" enqueue", cfg.Rate, cfg.Duration, 4096, func(ctx context.Context, _ int, seq int64) (bool, error) {
+	var enqueued, enqErrs, attempted atomic.Int64
+	var tally uploadTally
+	up := load.OpenLoop(ctx, name+" enqueue", cfg.Rate, cfg.Duration, maxOutstanding, func(ctx context.Context, _ int, seq int64) (bool, error) {
+		attempted.Add(1)
 		if err := t.Enqueue(ctx, int(seq)); err != nil {
 			enqErrs.Add(1)
+			tally.add(err)
 			return false, err
 		}
 		enqueued.Add(1)
 		return true, nil
 	})
 	res.Enqueued, res.EnqueueErrors = enqueued.Load(), enqErrs.Load()
+	res.Offered, res.NotSent, res.Refusals = up.Sent, up.Sent-attempted.Load(), tally.reasons()
+	res.UploadP50, res.UploadP99 = up.P50, up.P99
 	spikeEnd := time.Now()
 	readyAtEnd, _, _ := t.Outcome(ctx)
+	res.ReadyAtSpikeEnd = readyAtEnd
 	cpuAtEnd, _ := load.ReadCPU()
 	fmt.Fprintf(progress, "  %s: %d enqueued; draining (at most %s)\n", name, res.Enqueued, cfg.MaxDrain)
 	for time.Since(spikeEnd) < cfg.MaxDrain && ctx.Err() == nil {
@@ -128,7 +146,11 @@ func runSpike(ctx context.Context, name string, t *spikeTarget, cfg SpikeConfig)
 	if err != nil {
 		return nil, err
 	}
-	res.Lost = max(0, res.Enqueued-res.Ready-res.Failed)
+	recorded, err := t.Recorded(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res.Lost, res.Pending = max(0, res.Enqueued-recorded), recorded-res.Ready-res.Failed
 	if res.Drain > 0 {
 		res.ReceiptsPerSec = float64(res.Ready-readyAtEnd) / res.Drain.Seconds()
 	}
@@ -141,25 +163,56 @@ func runSpike(ctx context.Context, name string, t *spikeTarget, cfg SpikeConfig)
 
 // printSpike writes spike results side by side.
 func printSpike(w io.Writer, cap, dbBudget int, rs ...*SpikeResult) {
-	fmt.Fprintf(w, "%-34s", "")
-	for _, r := range rs {
-		fmt.Fprintf(w, " %22s", r.Name)
+	type line struct {
+		label string
+		cells []string
 	}
-	fmt.Fprintln(w)
+	var lines []line
 	row := func(label string, f func(r *SpikeResult) string) {
-		fmt.Fprintf(w, "%-34s", label)
+		l := line{label: label}
 		for _, r := range rs {
-			fmt.Fprintf(w, " %22s", f(r))
+			l.cells = append(l.cells, f(r))
+		}
+		lines = append(lines, l)
+	}
+	defer func() {
+		width := 34
+		for _, l := range lines {
+			width = max(width, len(l.label))
+		}
+		fmt.Fprintf(w, "%-*s", width, "")
+		for _, r := range rs {
+			fmt.Fprintf(w, " %22s", r.Name)
 		}
 		fmt.Fprintln(w)
+		for _, l := range lines {
+			fmt.Fprintf(w, "%-*s", width, l.label)
+			for _, c := range l.cells {
+				fmt.Fprintf(w, " %22s", c)
+			}
+			fmt.Fprintln(w)
+		}
+	}()
+	row("uploads offered", func(r *SpikeResult) string { return fmt.Sprint(r.Offered) })
+	row("accepted (202)", func(r *SpikeResult) string {
+		return fmt.Sprintf("%d (%.1f%%)", r.Enqueued, 100*float64(r.Enqueued)/float64(max(r.Offered, 1)))
+	})
+	for _, reason := range refusalReasons(rs) {
+		row("  refused: "+reason, func(r *SpikeResult) string { return fmt.Sprint(r.refused(reason)) })
 	}
-	row("jobs enqueued (upload errors)", func(r *SpikeResult) string { return fmt.Sprintf("%d (%d)", r.Enqueued, r.EnqueueErrors) })
+	row(fmt.Sprintf("  not sent (%d outstanding)", maxOutstanding), func(r *SpikeResult) string { return fmt.Sprint(r.NotSent) })
+	row("accepted upload p50 / p99", func(r *SpikeResult) string {
+		return fmt.Sprintf("%s / %s", r.UploadP50.Round(time.Millisecond), r.UploadP99.Round(time.Millisecond))
+	})
 	row(fmt.Sprintf("max jobs in flight (cap %d)", cap), func(r *SpikeResult) string { return fmt.Sprint(r.MaxInFlight) })
 	row(fmt.Sprintf("max worker DB conns (budget %d)", dbBudget), func(r *SpikeResult) string { return fmt.Sprint(r.MaxDBConns) })
 	row("max queue depth", func(r *SpikeResult) string { return fmt.Sprint(r.MaxDepth) })
 	row("refused DB connections", func(r *SpikeResult) string { return fmt.Sprint(r.Refused) })
 	row("errors / retries", func(r *SpikeResult) string { return fmt.Sprintf("%d / %d", r.Errors, r.Retries) })
-	row("ready / failed / lost", func(r *SpikeResult) string { return fmt.Sprintf("%d / %d / %d", r.Ready, r.Failed, r.Lost) })
+	row("ready / failed / pending / lost", func(r *SpikeResult) string {
+		return fmt.Sprintf("%d / %d / %d / %d", r.Ready, r.Failed, r.Pending, r.Lost)
+	})
+	row("ready when the spike ended", func(r *SpikeResult) string { return fmt.Sprint(r.ReadyAtSpikeEnd) })
 	row("drain time after the spike", func(r *SpikeResult) string {
 		if !r.Drained {
 			return fmt.Sprintf("not in %.0f s", r.Drain.Seconds())
@@ -168,4 +221,29 @@ func printSpike(w io.Writer, cap, dbBudget int, rs ...*SpikeResult) {
 	})
 	row("receipts/s while draining", func(r *SpikeResult) string { return fmt.Sprintf("%.0f", r.ReceiptsPerSec) })
 	row("CPU busy while draining", func(r *SpikeResult) string { return fmt.Sprintf("%.0f%%", 100*r.CPUWhileDraining) })
+}
+
+// refusalReasons lists every reason any of rs refused an upload for.
+func refusalReasons(rs []*SpikeResult) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, r := range rs {
+		for _, x := range r.Refusals {
+			if !seen[x.Reason] {
+				seen[x.Reason] = true
+				out = append(out, x.Reason)
+			}
+		}
+	}
+	return out
+}
+
+// refused returns how many uploads r refused for reason.
+func (r *SpikeResult) refused(reason string) int64 {
+	for _, x := range r.Refusals {
+		if x.Reason == reason {
+			return x.Count
+		}
+	}
+	return 0
 }

@@ -17,7 +17,7 @@ func TestSpike_Tiny(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if capped.Enqueued == 0 || !capped.Drained || capped.Lost != 0 || capped.Failed != 0 || capped.Ready != capped.Enqueued {
+	if capped.Enqueued == 0 || !capped.Drained || capped.Lost != 0 || capped.Pending != 0 || capped.Failed != 0 || capped.Ready != capped.Enqueued {
 		t.Fatalf("capped run: %+v", capped)
 	}
 	if capped.MaxInFlight > 10 || capped.MaxDBConns > 4 {

@@ -52,7 +52,9 @@ func runSpikeScenario(ctx context.Context, env *Env) (*report.Report, error) {
 	row("max worker DB connections", func(x *bench.SpikeResult) string { return fmt.Sprint(x.MaxDBConns) })
 	row("refused DB connections", func(x *bench.SpikeResult) string { return fmt.Sprint(x.Refused) })
 	row("errors / retries", func(x *bench.SpikeResult) string { return fmt.Sprintf("%d / %d", x.Errors, x.Retries) })
-	row("ready / failed / lost", func(x *bench.SpikeResult) string { return fmt.Sprintf("%d / %d / %d", x.Ready, x.Failed, x.Lost) })
+	row("ready / failed / pending / lost", func(x *bench.SpikeResult) string {
+		return fmt.Sprintf("%d / %d / %d / %d", x.Ready, x.Failed, x.Pending, x.Lost)
+	})
 	row("drain time after the spike", func(x *bench.SpikeResult) string {
 		if !x.Drained {
 			return fmt.Sprintf("not within %.0f s", x.Drain.Seconds())
@@ -63,7 +65,7 @@ func runSpikeScenario(ctx context.Context, env *Env) (*report.Report, error) {
 	r.Findings = []string{
 		fmt.Sprintf("Holdfast never had more than %d jobs in flight (cap %d) nor more than %d worker connections (budget %d); the naive consumer peaked at %d and %d.",
 			capped.MaxInFlight, cfg.Cap, capped.MaxDBConns, 2*cfg.DBConns, naive.MaxInFlight, naive.MaxDBConns),
-		fmt.Sprintf("Lost receipts: Holdfast %d, naive %d (not ready when the run ended).", capped.Lost+capped.Failed, naive.Lost+naive.Failed),
+		fmt.Sprintf("Lost receipts: Holdfast %d, naive %d (not ready when the run ended).", capped.Lost+capped.Pending+capped.Failed, naive.Lost+naive.Pending+naive.Failed),
 	}
 	series := func(name string, x *bench.SpikeResult, y func(bench.SpikeSample) float64) report.Series {
 		s := report.Series{Name: name}

@@ -51,7 +51,13 @@ func MustReceipts(tb testing.TB, db *postgres.DB, l *EventLog, cfg receipts.Conf
 	for _, f := range configure {
 		f(&intake)
 	}
-	return &Receipts{Service: receipts.NewService(store, blobs, intake), DeadLetters: receipts.NewDeadLetters(store, l.NATS.JS, cfg),
+	svc, err := receipts.NewService(store, blobs, intake)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	svc.Start(ctx)
+	tb.Cleanup(svc.Stop)
+	return &Receipts{Service: svc, DeadLetters: receipts.NewDeadLetters(store, l.NATS.JS, cfg),
 		Worker: w, Config: cfg.WithDefaults()}
 }
 
