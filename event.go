@@ -303,3 +303,14 @@ type ConsumerGroupState struct {
 func (s *ConsumerGroupState) PausedAt(now time.Time) bool {
 	return s.Paused || s.PausedUntil != nil && now.Before(*s.PausedUntil)
 }
+
+// OutboxBacklog is what waits in the outbox for one topic: the rows not
+// yet relayed (counted up to a cap, so that reading it stays cheap
+// whatever the backlog: AtLeast says the count stopped there) and when
+// the oldest of them occurred (zero when there is none).
+type OutboxBacklog struct {
+	Topic   string
+	Rows    int64
+	AtLeast bool
+	Oldest  time.Time
+}

@@ -81,7 +81,7 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 			return err
 		}
 	}
-	m.Registry.MustRegister(holdfasthttp.NewCachedCollector(receipts.Collector(m.NATS.JS, cfg, p.db), 0)) // asks JetStream
+	m.slowMetrics.MustRegister(holdfasthttp.NewCachedCollector(receipts.Collector(m.NATS.JS, cfg, p.db), 0)) // asks JetStream
 	apiStore := postgres.NewReceiptStore(m.DB)
 	quota := int64(c.QuotaMiB) << 20
 	if c.QuotaMiB <= 0 {
