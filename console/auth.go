@@ -104,13 +104,12 @@ func backTo(p string) string {
 }
 
 // sameOrigin refuses requests a browser says come from another site: by
-// Sec-Fetch-Site, or else by an Origin naming another host. A request with
-// neither (a script, not a browser) passes; the CSRF token still holds it.
+// Sec-Fetch-Site where the browser sends it, else by an Origin naming
+// another host. A request with neither (a script, not a browser) passes;
+// the CSRF token still holds it.
 func sameOrigin(r *http.Request) bool {
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "", "same-origin", "none":
-	default:
-		return false
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin" || site == "none"
 	}
 	o := r.Header.Get("Origin")
 	if o == "" {

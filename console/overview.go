@@ -15,7 +15,7 @@ import (
 func (c *Console) overviewPage() *page {
 	return &page{Path: "/console/", Title: "Overview", Template: "overview.html",
 		Data: func(*http.Request) (any, error) {
-			return map[string]any{"Charts": charts, "Window": c.cfg.Window.String(),
+			return map[string]any{"Charts": charts, "Window": strings.TrimSuffix(strings.TrimSuffix(c.cfg.Window.String(), "0s"), "0m"),
 				"Interval": c.cfg.Interval.Milliseconds()}, nil
 		}}
 }

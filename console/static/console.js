@@ -43,8 +43,10 @@ function startCharts(root) {
   }
 
   function draw() {
+    // The x axis spans the window, or the samples so far when fewer.
     const end = state.t.length ? state.t[state.t.length - 1] : Date.now();
-    const start = end - windowMs;
+    const start = state.t.length ? Math.max(end - windowMs, state.t[0]) : end - windowMs;
+    const span = Math.max(end - start, interval);
     for (const fig of root.querySelectorAll("[data-chart]")) {
       const series = state.charts[fig.dataset.chart] || {};
       const names = Object.keys(series);
@@ -57,7 +59,7 @@ function startCharts(root) {
         let pts = "";
         series[n].forEach((v, k) => {
           if (v === null) return;
-          const x = ((state.t[k] - start) / windowMs) * 300;
+          const x = ((state.t[k] - start) / span) * 300;
           const y = 100 - (v / top) * 98;
           pts += `${x.toFixed(1)},${y.toFixed(1)} `;
         });
@@ -78,7 +80,7 @@ function startCharts(root) {
         li.append(b);
         legend.append(li);
       });
-      fig.dataset.max = fmt(top / 1.1);
+      fig.querySelector(".max").textContent = "max " + fmt(top / 1.1);
     }
   }
 
