@@ -13,17 +13,16 @@ import (
 // OutboxCountCap is how many of the outbox's oldest rows OutboxBacklog
 // reads at most, so that reading the backlog costs a bounded walk of the
 // primary key however far the relay is behind.
-const OutboxCountCap = 100_000
+const OutboxCountCap = 10_000
 
 // OutboxBacklog returns, for each topic the relay serves, the rows waiting
 // in the outbox and the time the oldest occurred, read from the oldest
 // OutboxCountCap rows: past that every count is a lower bound (AtLeast),
 // and a topic none of whose rows is among them shows none.
 func OutboxBacklog(ctx context.Context, db *DB) ([]holdfast.OutboxBacklog, error) {
-	rows, _ := db.Pool.Query(ctx, `SELECT t.topic, count(o.topic), min(o.occurred_at), (SELECT count(*) > $2 FROM
-			(SELECT 1 FROM outbox LIMIT $2 + 1) c)
-		FROM unnest($1::text[]) AS t(topic)
-		LEFT JOIN (SELECT topic, occurred_at FROM outbox ORDER BY seq LIMIT $2) o ON o.topic = t.topic
+	rows, _ := db.Pool.Query(ctx, `WITH head AS MATERIALIZED (SELECT topic, occurred_at FROM outbox ORDER BY seq LIMIT $2 + 1)
+		SELECT t.topic, count(h.topic), min(h.occurred_at), (SELECT count(*) > $2 FROM head)
+		FROM unnest($1::text[]) AS t(topic) LEFT JOIN head h ON h.topic = t.topic
 		GROUP BY t.topic ORDER BY t.topic`, []string{holdfast.TopicEvents, holdfast.TopicJobs}, OutboxCountCap)
 	defer rows.Close()
 	var out []holdfast.OutboxBacklog
@@ -36,6 +35,7 @@ func OutboxBacklog(ctx context.Context, db *DB) ([]holdfast.OutboxBacklog, error
 		if oldest != nil {
 			b.Oldest = oldest.UTC()
 		}
+		b.Rows = min(b.Rows, OutboxCountCap) // the head holds one row past the cap, to tell
 		out = append(out, b)
 	}
 	if err := rows.Err(); err != nil {
@@ -53,7 +53,7 @@ func (r OutboxReader) OutboxBacklog(ctx context.Context) ([]holdfast.OutboxBackl
 }
 
 var (
-	outboxRowsDesc   = prometheus.NewDesc("holdfast_outbox_rows", "Rows waiting in the outbox, by topic (counted among its oldest 100,000).", []string{"topic"}, nil)
+	outboxRowsDesc   = prometheus.NewDesc("holdfast_outbox_rows", "Rows waiting in the outbox, by topic (counted among its oldest 10,000).", []string{"topic"}, nil)
 	outboxOldestDesc = prometheus.NewDesc("holdfast_outbox_oldest_seconds", "Age of the oldest row waiting in the outbox, by topic (0 when none waits).", []string{"topic"}, nil)
 )
 
