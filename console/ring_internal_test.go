@@ -62,8 +62,9 @@ func TestSampler_RatesAndQuantiles(t *testing.T) {
 		requests.WithLabelValues("POST /v1/transfers", "POST", "503").Inc()
 		latency.WithLabelValues("POST /v1/transfers", "POST", "503").Observe(0.5)
 	}
-	requests.WithLabelValues("/console/", "GET", "200").Add(500)
-	latency.WithLabelValues("/console/", "GET", "200").Observe(5)
+	requests.WithLabelValues("GET /console/api/series", "GET", "200").Add(500)
+	latency.WithLabelValues("GET /console/api/series", "GET", "200").Observe(5)
+	requests.WithLabelValues("GET /metrics", "GET", "200").Add(500)
 	shed.WithLabelValues("writes", "limit").Add(4)
 	limit.WithLabelValues("writes").Set(1000)
 	s.Sample(t0.Add(2 * time.Second))

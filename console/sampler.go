@@ -95,8 +95,12 @@ type snapshot struct {
 // charted reports whether a request is one the charts count: the console's
 // own polls and the scrapes of /metrics are left out.
 func charted(m *dto.Metric) bool {
-	r := label(m, "route")
-	return !strings.HasPrefix(r, "/console") && r != "GET /metrics"
+	r := label(m, "route") // "GET /console/api/series": a pattern, its method first
+	_, path, ok := strings.Cut(r, " ")
+	if !ok {
+		path = r
+	}
+	return !strings.HasPrefix(path, "/console") && path != "/metrics"
 }
 
 func takeSnapshot(f families, at time.Time) *snapshot {
