@@ -62,6 +62,14 @@ func BenchmarkConsolePages(b *testing.B) {
 	rec := httptest.NewRecorder()
 	c.ServeHTTP(rec, login)
 	cookie := rec.Result().Cookies()[0]
+	b.Run("sample", func(b *testing.B) {
+		s := console.NewSampler(m.Registry, console.NewRing(900, 48), time.Second)
+		at := time.Now()
+		for b.Loop() {
+			at = at.Add(time.Second)
+			s.Sample(at)
+		}
+	})
 	b.Run("outbox-query", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := postgres.OutboxBacklog(ctx, m.DB); err != nil {

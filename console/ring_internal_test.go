@@ -3,6 +3,7 @@ package console
 import (
 	"fmt"
 	"math"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -87,5 +88,30 @@ func TestSampler_RatesAndQuantiles(t *testing.T) {
 	}
 	if got := ring.Latest("latency/p99"); !math.IsNaN(got) {
 		t.Errorf("p99 without requests = %v, want unknown", got)
+	}
+}
+
+// BenchmarkSeries_FullRing measures /console/api/series with a full ring
+// (15 minutes of 20 series): what a browser's first poll costs; later
+// polls ask only for the samples after their last.
+func BenchmarkSeries_FullRing(b *testing.B) {
+	c, err := New(Config{AdminToken: "benchmark-admin-token-0123456789abcdef", Live: prometheus.NewRegistry()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now().Add(-15 * time.Minute)
+	for i := 0; i < 900; i++ {
+		v := map[string]float64{}
+		for _, ch := range charts {
+			for k := 0; k < 3; k++ {
+				v[fmt.Sprintf("%s/s%d", ch.ID, k)] = float64(i * k)
+			}
+		}
+		c.ring.Append(start.Add(time.Duration(i)*time.Second), v)
+	}
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		c.handleSeries(rec, httptest.NewRequest("GET", "/console/api/series", nil))
+		b.SetBytes(int64(rec.Body.Len()))
 	}
 }
