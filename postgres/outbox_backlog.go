@@ -20,8 +20,10 @@ const OutboxCountCap = 10_000
 // OutboxCountCap rows: past that every count is a lower bound (AtLeast),
 // and a topic none of whose rows is among them shows none.
 func OutboxBacklog(ctx context.Context, db *DB) ([]holdfast.OutboxBacklog, error) {
-	rows, _ := db.Pool.Query(ctx, `WITH head AS MATERIALIZED (SELECT topic, occurred_at FROM outbox ORDER BY seq LIMIT $2 + 1)
-		SELECT t.topic, count(h.topic), min(h.occurred_at), (SELECT count(*) > $2 FROM head)
+	rows, _ := db.Pool.Query(ctx, `WITH head AS MATERIALIZED (
+			SELECT topic, occurred_at, row_number() OVER (ORDER BY seq) AS n FROM outbox ORDER BY seq LIMIT $2 + 1)
+		SELECT t.topic, count(h.topic) FILTER (WHERE h.n <= $2), min(h.occurred_at) FILTER (WHERE h.n <= $2),
+			(SELECT count(*) > $2 FROM head)
 		FROM unnest($1::text[]) AS t(topic) LEFT JOIN head h ON h.topic = t.topic
 		GROUP BY t.topic ORDER BY t.topic`, []string{holdfast.TopicEvents, holdfast.TopicJobs}, OutboxCountCap)
 	defer rows.Close()
@@ -35,7 +37,6 @@ func OutboxBacklog(ctx context.Context, db *DB) ([]holdfast.OutboxBacklog, error
 		if oldest != nil {
 			b.Oldest = oldest.UTC()
 		}
-		b.Rows = min(b.Rows, OutboxCountCap) // the head holds one row past the cap, to tell
 		out = append(out, b)
 	}
 	if err := rows.Err(); err != nil {
