@@ -54,7 +54,13 @@ function startCharts(root) {
       for (const n of names) for (const v of series[n]) if (v !== null && v > top) top = v;
       top = top > 0 ? top * 1.1 : 1;
       const svg = fig.querySelector("svg");
-      let body = `<line class="grid" x1="0" y1="50" x2="300" y2="50"/><line class="grid" x1="0" y1="99" x2="300" y2="99"/>`;
+      const ns = "http://www.w3.org/2000/svg";
+      const lines = [];
+      for (const y of [50, 99]) {
+        const l = document.createElementNS(ns, "line");
+        for (const [k, v] of Object.entries({ class: "grid", x1: 0, y1: y, x2: 300, y2: y })) l.setAttribute(k, v);
+        lines.push(l);
+      }
       names.forEach((n, i) => {
         let pts = "";
         series[n].forEach((v, k) => {
@@ -63,9 +69,13 @@ function startCharts(root) {
           const y = 100 - (v / top) * 98;
           pts += `${x.toFixed(1)},${y.toFixed(1)} `;
         });
-        body += `<polyline data-series="${n}" stroke="${colors[i % colors.length]}" points="${pts}"/>`;
+        const p = document.createElementNS(ns, "polyline");
+        p.dataset.series = n;
+        p.setAttribute("stroke", colors[i % colors.length]);
+        p.setAttribute("points", pts);
+        lines.push(p);
       });
-      svg.innerHTML = body;
+      svg.replaceChildren(...lines);
       svg.dataset.points = String(state.t.length);
       const legend = fig.querySelector(".legend");
       legend.innerHTML = "";
