@@ -14,7 +14,7 @@ BUILD_TIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 COMMIT     := $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c-dirty; echo $$c; })
 LDFLAGS    := -X main.buildTime=$(BUILD_TIME) -X main.commit=$(COMMIT)
 
-.PHONY: run test build vet lint deps clean bench-transfers bench-export bench-events bench-receipts bench-overload bench-webhooks lab
+.PHONY: run test build vet lint rules deps clean bench-transfers bench-export bench-events bench-receipts bench-overload bench-webhooks lab
 
 ## run: build bin/holdfast (and bin/holdfast-lab) and serve on 127.0.0.1:8080 with a private PostgreSQL and embedded NATS in
 ## .holdfast/, plus a demo tenant kept there (make clean, or make run ARGS=--reset, starts over).
@@ -24,9 +24,17 @@ LDFLAGS    := -X main.buildTime=$(BUILD_TIME) -X main.commit=$(COMMIT)
 run: deps build
 	exec bin/holdfast dev $(ARGS)
 
-## test: vet, gofmt and staticcheck, then every test under the race detector (starts its own PostgreSQL and NATS)
-test: deps vet lint
+## test: vet, gofmt, staticcheck and the alert rules' tests, then every test under the race detector
+## (starts its own PostgreSQL and NATS; the console's tests drive a headless Chromium)
+test: deps vet lint rules
+	@scripts/ensure-apt.sh chromium chromium
 	$(GO) test $(TESTFLAGS) ./...
+
+## rules: check the Prometheus alert rules in deploy/prometheus and run their unit tests (promtool)
+rules:
+	@scripts/ensure-apt.sh promtool prometheus
+	promtool check rules deploy/prometheus/alerts.yml
+	cd deploy/prometheus && promtool test rules alerts_test.yml
 
 ## bench-transfers: group commit vs one transaction per request vs the raw SQL ceiling (about 2.5 minutes)
 bench-transfers: deps build

@@ -322,3 +322,14 @@ func TransferEventType(t *Transfer) string {
 	}
 	return EventTransferPosted
 }
+
+// OutboxBacklog is what waits in the outbox for one topic: the rows not
+// yet relayed (counted up to a cap, so that reading it stays cheap
+// whatever the backlog: AtLeast says the count stopped there) and when
+// the oldest of them occurred (zero when there is none).
+type OutboxBacklog struct {
+	Topic   string
+	Rows    int64
+	AtLeast bool
+	Oldest  time.Time
+}

@@ -96,3 +96,10 @@ type TenantService interface {
 	// Authenticate returns the tenant a secret belongs to, or EUNAUTHORIZED.
 	Authenticate(ctx context.Context, secret string) (tenantID string, err error)
 }
+
+// TenantSummary is a tenant as an operator lists it: never a key's secret,
+// only how many keys it holds.
+type TenantSummary struct {
+	Tenant
+	ActiveKeys int `json:"active_keys"` // unrevoked API keys
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/console"
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/pglocal"
 	"github.com/holdfast/holdfast/natsconn"
@@ -84,7 +85,10 @@ type Main struct {
 	Config Config
 	Stdout io.Writer
 
-	Logger   *slog.Logger
+	Logger *slog.Logger
+	// Registry holds the in-process metrics (the console samples it every
+	// second); the metrics read from PostgreSQL and NATS, behind caches,
+	// are in a registry of their own, and /metrics serves both (Gatherer).
 	Registry *prometheus.Registry
 	Cluster  *pglocal.Cluster // dev only
 	DB       *postgres.DB
@@ -95,6 +99,9 @@ type Main struct {
 	// that /healthz and I/O-bound requests keep the rest.
 	Lane      *overload.Lane
 	Admission *overload.Admission // nil with --admission=false
+
+	slowMetrics *prometheus.Registry // collectors that ask PostgreSQL or NATS, cached
+	console     *console.Console
 
 	redis     *redis.Client
 	dev       *devState // dev's demo tenant, key and accounts
@@ -158,6 +165,9 @@ func (m *Main) Start(ctx context.Context) error {
 	if err := m.openReceipts(ctx, dbURL); err != nil {
 		return err
 	}
+	if err := m.openConsole(ctx); err != nil {
+		return err
+	}
 	if err := m.HTTP.Open(); err != nil {
 		return err
 	}
@@ -184,6 +194,7 @@ func (m *Main) prepare() (err error) {
 		m.Registry = prometheus.NewRegistry()
 		m.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	m.slowMetrics = prometheus.NewRegistry()
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -276,7 +287,7 @@ func (m *Main) openHTTP(ctx context.Context) (err error) {
 	}
 	m.HTTP, err = holdfasthttp.NewServer(holdfasthttp.Config{
 		Addr: c.Addr, MetricsAddr: c.MetricsAddr, AdminToken: c.AdminToken, BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout,
-		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Registry,
+		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Gatherer(),
 		ExportSlots: c.ExportSlots, ExportSlotsPerTenant: c.ExportSlotsPerTenant,
 		Admission: m.Admission, RateLimiter: rateLimiter,
 	})
@@ -311,6 +322,9 @@ func (m *Main) openHTTP(ctx context.Context) (err error) {
 // Safe after a failed Start.
 func (m *Main) Stop() error {
 	var errs []error
+	if m.console != nil {
+		m.console.Stop()
+	}
 	if m.HTTP != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), m.Config.ShutdownTimeout)
 		errs = append(errs, m.HTTP.Close(ctx))

@@ -193,6 +193,7 @@ func (m *Main) printDevBanner(dbURL string) {
 	w := m.Stdout
 	fmt.Fprintf(w, `
 Holdfast is running at %[1]s  (Ctrl-C to stop)
+  console:      %[1]s/console  (log in with the admin token)
 
   demo tenant:  %[2]s
   API key:      %[3]s

@@ -177,7 +177,8 @@ func (m *Main) openEventLog(ctx context.Context) error {
 		return err
 	}
 	l.admin = events.NewAdmin(m.NATS.JS, states, l.stream, l.groups...)
-	m.Registry.MustRegister(holdfasthttp.NewCachedCollector(l.admin.Collector(m.Logger), 0)) // asks JetStream
+	m.slowMetrics.MustRegister(holdfasthttp.NewCachedCollector(l.admin.Collector(m.Logger), 0)) // asks JetStream
+	m.slowMetrics.MustRegister(holdfasthttp.NewCachedCollector(postgres.OutboxCollector(m.DB), 0))
 	m.HTTP.EventService = l.publisher
 	m.HTTP.AnalyticsService = analytics
 	m.HTTP.AuditService = audit

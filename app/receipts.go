@@ -103,7 +103,7 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 			return err
 		}
 	}
-	m.Registry.MustRegister(holdfasthttp.NewCachedCollector(receipts.Collector(m.NATS.JS, cfg, p.db), 0)) // asks JetStream
+	m.slowMetrics.MustRegister(holdfasthttp.NewCachedCollector(receipts.Collector(m.NATS.JS, cfg, p.db), 0)) // asks JetStream
 	m.HTTP.ReceiptService = p.service
 	m.HTTP.DeadLetterService = receipts.NewDeadLetters(apiStore, m.NATS.JS, cfg)
 	p.blobs = blobs

@@ -44,6 +44,23 @@ func (s *Server) requireAdmin(next http.Handler) http.Handler {
 	})
 }
 
+// CheckAdminToken checks a token an operator typed (the console's login)
+// as requireAdmin checks a bearer token: an address that failed too often
+// gets EAUTHTHROTTLED without a comparison, a wrong token EUNAUTHORIZED
+// (and counts against the address).
+func (s *Server) CheckAdminToken(r *http.Request, tok string) error {
+	addr := clientAddress(r)
+	if wait := s.authThrottle.retryAfter(addr); wait > 0 {
+		s.cfg.Admission.CountShed(overload.Auth, overload.ReasonAuthThrottled)
+		return holdfast.Errorf(EAUTHTHROTTLED, "too many failed logins from this address; retry in %d seconds", max(1, ceilSeconds(wait)))
+	}
+	if !s.adminToken(tok) {
+		s.authThrottle.fail(addr)
+		return holdfast.Errorf(holdfast.EUNAUTHORIZED, "wrong token")
+	}
+	return nil
+}
+
 // adminToken reports whether tok is the admin token. It compares hashes,
 // so that the time taken says nothing about the token, its length included.
 func (s *Server) adminToken(tok string) bool {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/holdfast/holdfast"
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/internal/testkit/apitest"
 	"github.com/holdfast/holdfast/internal/testkit/dbtest"
@@ -183,5 +184,35 @@ func TestAuth_LookupIsUnderAdmission(t *testing.T) {
 	uncached.Do(t, "GET", "/v1/accounts", nil).MustStatus(t, 200)
 	if got := adm.Limiter(overload.Auth).InFlight(); got != 0 {
 		t.Fatalf("%d auth permits held after the requests, want 0", got)
+	}
+}
+
+// TestAuth_ConsoleLoginsShareTheAdminThrottle: the console's logins
+// (CheckAdminToken) count against the address like wrong bearer tokens;
+// once throttled, even the right token is refused without a comparison.
+func TestAuth_ConsoleLoginsShareTheAdminThrottle(t *testing.T) {
+	t.Parallel()
+	s, err := holdfasthttp.NewServer(holdfasthttp.Config{AdminToken: adminToken, AuthFailureBurst: 2, AuthFailureRate: 0.001})
+	if err != nil {
+		t.Fatal(err)
+	}
+	login := func(addr, tok string) string {
+		r, _ := http.NewRequest("POST", "/console/login", nil)
+		r.RemoteAddr = addr + ":40000"
+		return holdfast.ErrorCode(s.CheckAdminToken(r, tok))
+	}
+	if got := login("127.0.0.9", adminToken); got != "" {
+		t.Fatalf("the right token: %q", got)
+	}
+	for range 2 {
+		if got := login("127.0.0.9", "wrong"); got != holdfast.EUNAUTHORIZED {
+			t.Fatalf("a wrong token: %q", got)
+		}
+	}
+	if got := login("127.0.0.9", adminToken); got != holdfasthttp.EAUTHTHROTTLED {
+		t.Fatalf("the right token from a throttled address: %q", got)
+	}
+	if got := login("127.0.0.10", adminToken); got != "" {
+		t.Fatalf("another address: %q", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/holdfast/holdfast"
@@ -118,7 +119,8 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			if info.shed {
 				level = slog.LevelDebug
 			}
-			if route == "GET /healthz" || route == "GET /metrics" {
+			// Probes, scrapes and the console's polls come every second or so.
+			if route == "GET /healthz" || route == "GET /metrics" || strings.HasPrefix(route, "GET /console") && rec.status < 500 {
 				level = slog.LevelDebug
 			}
 			s.logger.LogAttrs(ctx, level, "request",

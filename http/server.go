@@ -182,6 +182,9 @@ type Server struct {
 	WebhookService holdfast.WebhookService
 	// Ready reports whether the dependencies answer; /readyz calls it.
 	Ready func(ctx context.Context) error
+	// Console, if set, serves /console and everything under it (package
+	// console): it authenticates its own requests.
+	Console http.Handler
 
 	cfg     Config
 	logger  *slog.Logger
@@ -406,6 +409,10 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /v1/admin/consumers", admin(s.handleListConsumers))
 	mux.Handle("POST /v1/admin/consumers/{name}/pause", admin(s.handlePauseConsumer))
 	mux.Handle("POST /v1/admin/consumers/{name}/resume", admin(s.handleResumeConsumer))
+	if s.Console != nil {
+		mux.Handle("/console", s.dropExpired(s.Console))
+		mux.Handle("/console/", s.dropExpired(s.Console))
+	}
 
 	return s.observe(mux)
 }

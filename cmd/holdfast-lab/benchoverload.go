@@ -77,6 +77,7 @@ func defineOverload(fs *flag.FlagSet) (o *bench.OverloadOptions, capacityClients
 	fs.IntVar(&o.AdmissionMinLimit, "admission-min-limit", 0, "protection on: the server's --admission-min-limit; 0 keeps serve's default")
 	fs.DurationVar(&o.AdmissionQueueWait, "admission-queue-wait", 0, "protection on: the server's --admission-queue-wait; 0 keeps serve's default")
 	fs.Float64Var(&o.AdmissionTolerance, "admission-tolerance", 0, "protection on: the server's --admission-tolerance; 0 keeps serve's default")
+	fs.BoolVar(&o.Console, "console", false, "give both servers an admin token and watch their consoles throughout, as an operator's open browser would")
 	fs.DurationVar(&o.LedgerMaxWait, "ledger-max-wait", 0, "protection on: the server's --ledger-max-wait; 0 keeps serve's default")
 	fs.DurationVar(&o.CostDuration, "cost-duration", 3*time.Second, "length of the closed loops that measure what a transfer and a refusal cost the machine; 0 skips them")
 	fs.DurationVar(&o.CPUDuration, "cpu-duration", 5*time.Second, "length of each CPU-lane run; 0 skips them")

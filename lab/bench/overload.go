@@ -37,6 +37,10 @@ type OverloadOptions struct {
 	CPUDuration        time.Duration // of each CPU-lane run; 0 skips them
 	CPUWorkers         int           // goroutines submitting CPU-bound jobs to the lane
 	CPUIterations      int           // SHA-256 rounds per CPU-bound job
+	// Console runs both servers with an admin token, so each samples its
+	// console's charts, and watches both consoles throughout as an open
+	// browser would (load.WatchConsole).
+	Console bool
 }
 
 // Overload runs the overload benchmark: Holdfast with protection off and
@@ -51,6 +55,13 @@ func Overload(ctx context.Context, o OverloadOptions, stdout, stderr io.Writer) 
 		return err
 	}
 	fmt.Fprintf(stdout, "holdfast-lab bench overload: %s\n", machine(ctx, r.off().env.main.DB.Pool))
+	if o.Console {
+		stop, err := r.watchConsoles(ctx, stdout)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	for _, sd := range r.sides {
 		var err error
 		if sd.poster, err = load.NewPoster(sd.env.main.HTTP.URL(), o.Conns, 2*o.GoodWithin); err != nil {
@@ -78,6 +89,31 @@ func Overload(ctx context.Context, o OverloadOptions, stdout, stderr io.Writer) 
 		load.PrintCosts(stdout, costs[0], costs[1], capacity, runtime.NumCPU(), o.Loads[len(o.Loads)-1], 0.9)
 	}
 	return nil
+}
+
+// consoleToken is the admin token of the servers with --console.
+const consoleToken = "bench-console-admin-token-0123456789abcdef"
+
+// watchConsoles watches both servers' consoles until stop, which reports
+// how many requests the watching made.
+func (r *overloadRun) watchConsoles(ctx context.Context, stdout io.Writer) (stop func(), err error) {
+	var watchers []*load.ConsoleWatcher
+	for _, sd := range r.sides {
+		w, err := load.WatchConsole(ctx, sd.env.main.HTTP.URL(), consoleToken)
+		if err != nil {
+			for _, w := range watchers {
+				w.Stop()
+			}
+			return nil, err
+		}
+		watchers = append(watchers, w)
+	}
+	return func() {
+		for i, w := range watchers {
+			n, failed := w.Stop()
+			fmt.Fprintf(stdout, "console of protection %s watched throughout: %d requests, %d failed\n", r.sides[i].mode, n, failed)
+		}
+	}, nil
 }
 
 // overloadSide is one of the two servers: protection off or on.
@@ -146,6 +182,9 @@ func (r *overloadRun) start(ctx context.Context) error {
 // lane, no database acquire timeout).
 func (r *overloadRun) protection(c *app.Config, protect bool) {
 	o := r.o
+	if o.Console {
+		c.AdminToken = consoleToken
+	}
 	if !protect {
 		c.Admission, c.CPULaneSize, c.DBAcquireTimeout = false, -1, -1
 		return
