@@ -88,7 +88,7 @@ func (m *Main) openWebhooks(ctx context.Context, states events.States, metrics *
 		return err
 	}
 	l.groups = append(l.groups, group)
-	m.Registry.MustRegister(holdfasthttp.NewCachedCollector(webhooks.NewStatsCollector(store, m.Logger), 0))
+	m.slowMetrics.MustRegister(holdfasthttp.NewCachedCollector(webhooks.NewStatsCollector(store, m.Logger), 0))
 	svc := postgres.NewWebhookService(m.DB, cipher)
 	svc.Overlap = c.Overlap
 	m.HTTP.WebhookService = svc
