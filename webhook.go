@@ -61,6 +61,14 @@ const (
 	WebhookDisabled   = "disabled"    // sent nothing until enabled again
 )
 
+// WebhookEndpointHealth is an endpoint as an operator sees it: how long it
+// has been failing, and how many attempts in a row.
+type WebhookEndpointHealth struct {
+	Endpoint            WebhookEndpoint
+	ConsecutiveFailures int
+	FailingSince        *time.Time // nil: not failing (disabled by its tenant)
+}
+
 // WebhookEndpointCreate is the body of POST /v1/webhook-endpoints.
 type WebhookEndpointCreate struct {
 	URL         string   `json:"url"`

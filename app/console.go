@@ -16,11 +16,13 @@ func (m *Main) openConsole(ctx context.Context) (err error) {
 	if m.Config.AdminToken == "" {
 		return nil
 	}
+	// Without webhooks the page is hidden: the service is nil.
+	hooks, _ := m.HTTP.WebhookService.(console.WebhookReader)
 	m.console, err = console.New(console.Config{
 		AdminToken: m.Config.AdminToken, CheckToken: m.HTTP.CheckAdminToken,
 		Live: m.Registry, Gatherer: m.Gatherer(), Registerer: m.Registry, Logger: m.Logger,
 		Consumers: m.HTTP.ConsumerService, Outbox: postgres.OutboxReader{DB: m.DB},
-		DeadLetters: m.HTTP.DeadLetterService, Tenants: postgres.NewTenantService(m.DB),
+		DeadLetters: m.HTTP.DeadLetterService, Webhooks: hooks, Tenants: postgres.NewTenantService(m.DB),
 		LabDir: filepath.Join(m.Config.DataDir, "lab-results"),
 	})
 	if err != nil {

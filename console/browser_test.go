@@ -3,11 +3,14 @@ package console_test
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/holdfast/holdfast/internal/testkit/pgtest"
 	"github.com/holdfast/holdfast/lab/report"
 	"github.com/holdfast/holdfast/media"
+	"github.com/holdfast/holdfast/webhooks"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -112,7 +116,9 @@ func (b *browser) screenshot(t *testing.T, name string) {
 // from the event log lags and drains once resumed, a dead letter is
 // redriven from the receipts page; each page is screenshotted.
 func TestConsole_InABrowser(t *testing.T) {
-	m := apptest.MustStart(t, pgtest.NewDatabase(t))
+	m := apptest.MustStart(t, pgtest.NewDatabase(t), func(c *app.Config) {
+		c.Webhooks.SecretKey, c.Webhooks.AllowPrivate, c.Webhooks.ScheduleScale = webhooks.NewKey(), true, 0.001
+	})
 	mustLabReport(t, m)
 	c := apptest.Admin(m).MustTenant(t, "browser")
 	from, to := c.MustAccount(t, "EUR", true), c.MustAccount(t, "EUR", false)
@@ -185,6 +191,33 @@ func TestConsole_InABrowser(t *testing.T) {
 			if d.(map[string]any)["id"] == id {
 				t.Fatalf("dead letter %s is still open after its redrive", id)
 			}
+		}
+	})
+
+	t.Run("a failing webhook endpoint, recovered and enabled", func(t *testing.T) {
+		var healthy atomic.Bool
+		rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !healthy.Load() {
+				w.WriteHeader(500)
+			}
+		}))
+		defer rcv.Close()
+		ep := c.Do(t, "POST", "/v1/webhook-endpoints", map[string]any{"url": rcv.URL, "event_types": []string{"transfer.posted"}}).
+			MustStatus(t, 201).JSON(t)["id"].(string)
+		c.Do(t, "POST", "/v1/transfers", apitest.Transfer(from, to, 1, "EUR")).MustStatus(t, 201)
+		row := `tr[data-endpoint="` + ep + `"]`
+		b.do(t, chromedp.Navigate(b.base+"/console/webhooks/"))
+		b.waitFor(t, "the failing endpoint is listed", "!!document.querySelector('"+row+"')")
+		c.Do(t, "PATCH", "/v1/webhook-endpoints/"+ep, map[string]any{"enabled": false}).MustStatus(t, 200)
+		b.waitFor(t, "it is listed as disabled, with Enable", "!!document.querySelector('"+row+` button[data-action="enable"]')`)
+		b.screenshot(t, "webhooks")
+		b.do(t, chromedp.Click(row+` button[data-action="recover"]`))
+		b.waitFor(t, "recover leads back to the page", "location.pathname === '/console/webhooks/' && !document.querySelector('.error') && !!document.querySelector('"+row+"')")
+		healthy.Store(true)
+		b.do(t, chromedp.Click(row+` button[data-action="enable"]`))
+		b.waitFor(t, "the endpoint, enabled and answering, leaves the list", "location.pathname === '/console/webhooks/' && !document.querySelector('"+row+"')")
+		if got := c.Do(t, "GET", "/v1/webhook-endpoints/"+ep, nil).MustStatus(t, 200).JSON(t)["state"]; got != "healthy" {
+			t.Fatalf("after Enable the endpoint is %v", got)
 		}
 	})
 

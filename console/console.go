@@ -53,6 +53,9 @@ type Config struct {
 	// DeadLetters lists and redrives the receipt pipeline's dead letters;
 	// nil hides them.
 	DeadLetters holdfast.DeadLetterService
+	// Webhooks lists failing endpoints across tenants and recovers or
+	// enables them; nil hides the page (a server without webhooks).
+	Webhooks WebhookReader
 	// Tenants lists tenants and their keys; nil hides the page.
 	Tenants TenantReader
 	// LabDir is where `holdfast-lab lab --out` wrote its reports; "" or a

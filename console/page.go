@@ -34,7 +34,7 @@ type page struct {
 // registry returns the console's pages in the navigation's order. A page
 // is added by a file returning a *page and a line here.
 func (c *Console) registry() []*page {
-	all := []*page{c.overviewPage(), c.eventLogPage(), c.receiptsPage(), c.tenantsPage(), c.labPage()}
+	all := []*page{c.overviewPage(), c.eventLogPage(), c.receiptsPage(), c.webhooksPage(), c.tenantsPage(), c.labPage()}
 	var pages []*page
 	for _, p := range all {
 		if p != nil {
@@ -45,7 +45,7 @@ func (c *Console) registry() []*page {
 }
 
 func parseTemplates(pages []*page) (map[string]*template.Template, error) {
-	funcs := template.FuncMap{"since": since, "percent": percent, "number": number}
+	funcs := template.FuncMap{"since": since, "percent": percent, "number": number, "recoverSince": recoverSince}
 	base, err := template.New("layout").Funcs(funcs).ParseFS(files, "templates/layout.html")
 	if err != nil {
 		return nil, err

@@ -204,3 +204,24 @@ func (s *WebhookService) RotateWebhookSecret(ctx context.Context, tenantID, id s
 	e.Secret = secret
 	return e, nil
 }
+
+// UnhealthyWebhookEndpoints lists, across every tenant, up to limit
+// endpoints that are failing or disabled, those failing longest first: the
+// operator console's list. The partial index keeps it a short walk however
+// many healthy endpoints there are.
+func (s *WebhookService) UnhealthyWebhookEndpoints(ctx context.Context, limit int) ([]*holdfast.WebhookEndpointHealth, error) {
+	rows, _ := s.db.Pool.Query(ctx, `SELECT `+endpointColumns+`, consecutive_failures, failing_since
+		FROM webhook_endpoints WHERE consecutive_failures > 0 OR NOT enabled
+		ORDER BY failing_since NULLS LAST, id LIMIT $1`, limit)
+	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*holdfast.WebhookEndpointHealth, error) {
+		var h holdfast.WebhookEndpointHealth
+		e := &h.Endpoint
+		err := r.Scan(&e.ID, &e.TenantID, &e.URL, &e.EventTypes, &e.Description, &e.Enabled, &e.DisabledReason, &e.State,
+			&e.CreatedAt, &e.UpdatedAt, &h.ConsecutiveFailures, &h.FailingSince)
+		return &h, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("unhealthy webhook endpoints: %w", contextError(ctx, err))
+	}
+	return list, nil
+}

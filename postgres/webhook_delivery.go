@@ -215,7 +215,7 @@ func (s *WebhookStore) Stats(ctx context.Context, now time.Time) (*webhooks.Stat
 	var oldest *time.Time
 	if err := s.db.Pool.QueryRow(ctx, `SELECT count(*), min(next_attempt_at) FROM webhook_deliveries
 		WHERE state = 'pending' AND next_attempt_at <= $1 AND (lease_until IS NULL OR lease_until <= $1)
-			AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE enabled)`, now).Scan(&st.Due, &oldest); err != nil {
+			AND endpoint_id IN (SELECT id FROM webhook_endpoints WHERE enabled AND (open_until IS NULL OR open_until <= $1))`, now).Scan(&st.Due, &oldest); err != nil {
 		return nil, fmt.Errorf("webhook stats: %w", contextError(ctx, err))
 	}
 	if oldest != nil {

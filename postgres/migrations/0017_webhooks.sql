@@ -22,6 +22,8 @@ CREATE TABLE webhook_endpoints (
     updated_at           timestamptz NOT NULL
 );
 CREATE INDEX webhook_endpoints_tenant ON webhook_endpoints (tenant_id, created_at DESC, id DESC);
+-- The operator's list of failing and disabled endpoints, whatever the healthy ones.
+CREATE INDEX webhook_endpoints_unhealthy ON webhook_endpoints (failing_since, id) WHERE consecutive_failures > 0 OR NOT enabled;
 
 -- An event as delivered to a tenant's endpoints: the body is the envelope,
 -- signed as sent. id is the event's id, the webhook-id of every attempt.
