@@ -30,6 +30,11 @@ type IntakeConfig struct {
 	// BusyRate is the upload rate, per second over the last second, at and
 	// above which Busy reports true and the workers yield. Default 50.
 	BusyRate int
+	// MaxYield bounds how long the workers yield in one stretch: uploads
+	// arriving at BusyRate for longer are not a spike but the load, and
+	// the workers must then keep up with it at full speed, or the backlog
+	// would grow for as long as it lasts. Default 5m.
+	MaxYield time.Duration
 	// Registerer receives intake's metrics; nil registers none.
 	Registerer prometheus.Registerer
 }
@@ -47,6 +52,9 @@ func (c IntakeConfig) WithDefaults() IntakeConfig {
 	}
 	if c.BusyRate == 0 {
 		c.BusyRate = 50
+	}
+	if c.MaxYield == 0 {
+		c.MaxYield = 5 * time.Minute
 	}
 	return c
 }
@@ -88,6 +96,7 @@ type Intake struct {
 	amu      sync.Mutex
 	quarter  int64
 	arrivals [4]int64
+	busy     streak
 }
 
 // upload states: queued until a batch takes it or its caller abandons it.
@@ -294,9 +303,11 @@ func (in *Intake) advance(q int64) {
 }
 
 // Busy reports whether uploads arrived at BusyRate or faster over the
-// last second: the workers then yield the CPU to intake.
+// last second, for no longer than MaxYield in a row: the workers then
+// yield the CPU to intake.
 func (in *Intake) Busy() bool {
-	q := time.Now().UnixMilli() / 250
+	now := time.Now()
+	q := now.UnixMilli() / 250
 	in.amu.Lock()
 	defer in.amu.Unlock()
 	in.advance(q)
@@ -304,5 +315,22 @@ func (in *Intake) Busy() bool {
 	for _, a := range in.arrivals {
 		n += a
 	}
-	return n >= int64(in.cfg.BusyRate)
+	return in.busy.yield(n >= int64(in.cfg.BusyRate), now, in.cfg.MaxYield)
+}
+
+// streak bounds a stretch of yielding: it starts when intake becomes busy
+// and ends when it is not.
+type streak struct{ since time.Time }
+
+// yield reports whether to yield at now, intake being busy or not: only
+// while the busy stretch is shorter than max.
+func (s *streak) yield(busy bool, now time.Time, max time.Duration) bool {
+	if !busy {
+		s.since = time.Time{}
+		return false
+	}
+	if s.since.IsZero() {
+		s.since = now
+	}
+	return now.Sub(s.since) < max
 }
