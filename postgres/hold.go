@@ -169,8 +169,10 @@ func (h *HoldSweeper) Start(ctx context.Context) {
 	h.run.Go(func() {
 		for {
 			n, err := h.svc.ExpireDue(ctx, h.cfg.Batch)
+			// A sweep that fails (the database overloaded or away) is retried at
+			// the next interval; nothing is lost, so it warns rather than errs.
 			if err != nil && ctx.Err() == nil {
-				h.cfg.Logger.Error("hold sweeper", "err", err)
+				h.cfg.Logger.Warn("hold sweeper: due holds wait for the next sweep", "err", err)
 			}
 			if n < h.cfg.Batch && !lifecycle.Sleep(ctx, h.cfg.Interval) {
 				return
