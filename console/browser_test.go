@@ -65,6 +65,19 @@ func (b *browser) do(t *testing.T, steps ...chromedp.Action[chromedp.Void]) {
 	}
 }
 
+// click clicks the element selector finds, in the page itself: the live
+// part of a page is replaced every 2 s, so a node found by one call of the
+// protocol may be gone by the next.
+func (b *browser) click(t *testing.T, selector string) {
+	t.Helper()
+	expr := fmt.Sprintf(`(() => { const e = document.querySelector(%q); if (!e) return false; e.click(); return true })()`, selector)
+	for deadline := time.Now().Add(60 * time.Second); !eval[bool](t, b, expr); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s to click", selector)
+		}
+	}
+}
+
 // eval returns a JavaScript expression's value.
 func eval[T any](t *testing.T, b *browser, expr string) T {
 	t.Helper()
@@ -157,7 +170,8 @@ func TestConsole_InABrowser(t *testing.T) {
 
 	t.Run("pause a group, watch it lag, resume, watch it drain", func(t *testing.T) {
 		b.do(t, chromedp.Navigate(b.base+"/console/events/"), chromedp.WaitVisible(`tr[data-group="analytics"]`))
-		b.do(t, chromedp.Click(`tr[data-group="analytics"] button[data-action="pause"]`), chromedp.WaitVisible(`tr[data-group="analytics"] button[data-action="resume"]`))
+		b.click(t, `tr[data-group="analytics"] button[data-action="pause"]`)
+		b.do(t, chromedp.WaitVisible(`tr[data-group="analytics"] button[data-action="resume"]`))
 		// A fetch the group began before the pause still delivers what
 		// arrives within its wait, so a trickle of transfers goes on until
 		// the lag has grown twice.
@@ -171,7 +185,8 @@ func TestConsole_InABrowser(t *testing.T) {
 			t.Fatalf("state while paused: %q", got)
 		}
 		b.screenshot(t, "events")
-		b.do(t, chromedp.Click(`tr[data-group="analytics"] button[data-action="resume"]`), chromedp.WaitVisible(`tr[data-group="analytics"] button[data-action="pause"]`))
+		b.click(t, `tr[data-group="analytics"] button[data-action="resume"]`)
+		b.do(t, chromedp.WaitVisible(`tr[data-group="analytics"] button[data-action="pause"]`))
 		b.waitFor(t, "the resumed group drains", lag+" === 0")
 	})
 
@@ -184,7 +199,7 @@ func TestConsole_InABrowser(t *testing.T) {
 		b.waitFor(t, "the poisoned receipt's dead letter is listed", "!!"+row)
 		id := eval[string](t, b, row+".dataset.deadLetter")
 		b.screenshot(t, "receipts")
-		b.do(t, chromedp.Click(`tr[data-dead-letter="`+id+`"] button[data-action="redrive"]`))
+		b.click(t, `tr[data-dead-letter="`+id+`"] button[data-action="redrive"]`)
 		b.waitFor(t, "the redriven dead letter leaves the list", `location.pathname === '/console/receipts/' && !document.querySelector('tr[data-dead-letter="`+id+`"]')`)
 		list := apptest.Admin(m).Do(t, "GET", "/v1/admin/dead-letters?tenant="+c.Tenant, nil).MustStatus(t, 200).JSON(t)["data"].([]any)
 		for _, d := range list {
@@ -211,10 +226,10 @@ func TestConsole_InABrowser(t *testing.T) {
 		c.Do(t, "PATCH", "/v1/webhook-endpoints/"+ep, map[string]any{"enabled": false}).MustStatus(t, 200)
 		b.waitFor(t, "it is listed as disabled, with Enable", "!!document.querySelector('"+row+` button[data-action="enable"]')`)
 		b.screenshot(t, "webhooks")
-		b.do(t, chromedp.Click(row+` button[data-action="recover"]`))
+		b.click(t, row+` button[data-action="recover"]`)
 		b.waitFor(t, "recover leads back to the page", "location.pathname === '/console/webhooks/' && !document.querySelector('.error') && !!document.querySelector('"+row+"')")
 		healthy.Store(true)
-		b.do(t, chromedp.Click(row+` button[data-action="enable"]`))
+		b.click(t, row+` button[data-action="enable"]`)
 		b.waitFor(t, "the endpoint, enabled and answering, leaves the list", "location.pathname === '/console/webhooks/' && !document.querySelector('"+row+"')")
 		if got := c.Do(t, "GET", "/v1/webhook-endpoints/"+ep, nil).MustStatus(t, 200).JSON(t)["state"]; got != "healthy" {
 			t.Fatalf("after Enable the endpoint is %v", got)
