@@ -17,6 +17,10 @@ const unhealthyListed = 50
 // that failed for good may have been first sent that long before.
 const recoverSpan = 28 * time.Hour
 
+// recoverDefault is how far back Recover reaches for an endpoint that is
+// not failing (disabled by its tenant): the days before it is disabled.
+const recoverDefault = 5 * 24 * time.Hour
+
 // WebhookReader lists the endpoints that fail and acts on them, across
 // tenants: the console is the operator's.
 type WebhookReader interface {
@@ -80,11 +84,11 @@ func (c *Console) webhooksPage() *page {
 		},
 		Actions: map[string]func(*http.Request) error{
 			"/console/webhooks/{tenant}/{id}/recover": act(func(r *http.Request, tenant, id string) error {
-				since := time.Now().Add(-5 * 24 * time.Hour)
-				if t, err := time.Parse(time.RFC3339, r.PostFormValue("since")); err == nil {
-					since = t
+				since, err := time.Parse(time.RFC3339, r.PostFormValue("since"))
+				if err != nil {
+					since = time.Now().Add(-recoverDefault)
 				}
-				_, err := c.cfg.Webhooks.RecoverWebhookMessages(r.Context(), tenant, id, since)
+				_, err = c.cfg.Webhooks.RecoverWebhookMessages(r.Context(), tenant, id, since)
 				return err
 			}),
 			"/console/webhooks/{tenant}/{id}/enable": act(func(r *http.Request, tenant, id string) error {
@@ -99,7 +103,7 @@ func (c *Console) webhooksPage() *page {
 // endpoint failing since t (or, if it is not failing, for 5 days).
 func recoverSince(t *time.Time) string {
 	if t == nil {
-		return time.Now().Add(-5 * 24 * time.Hour).UTC().Format(time.RFC3339)
+		return time.Now().Add(-recoverDefault).UTC().Format(time.RFC3339)
 	}
 	return t.Add(-recoverSpan).UTC().Format(time.RFC3339)
 }
