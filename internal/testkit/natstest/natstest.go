@@ -54,6 +54,7 @@ type Server struct {
 	tb       testing.TB
 	bin, dir string
 	addr     string
+	args     []string // more of the server's options (a cluster node's)
 	cmd      *exec.Cmd
 	log      *os.File
 }
@@ -66,17 +67,22 @@ func StartServer(tb testing.TB) *Server {
 	if bin == "" {
 		tb.Skip("no nats-server binary (apt-get install nats-server)")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), addr: freeAddr(tb)}
 	s.URL = "nats://" + s.addr
 	tb.Cleanup(s.Stop)
 	s.Start()
 	return s
+}
+
+// freeAddr returns a loopback address with a port free now.
+func freeAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer ln.Close()
+	return fmt.Sprintf("127.0.0.1:%d", ln.Addr().(*net.TCPAddr).Port)
 }
 
 // Start starts the server again after Stop, and waits until it listens.
@@ -86,7 +92,7 @@ func (s *Server) Start() {
 		return
 	}
 	host, port, _ := net.SplitHostPort(s.addr)
-	cmd := exec.Command(s.bin, "-a", host, "-p", port, "-js", "-sd", s.dir)
+	cmd := exec.Command(s.bin, append([]string{"-a", host, "-p", port, "-js", "-sd", s.dir}, s.args...)...)
 	log, err := os.OpenFile(filepath.Join(s.dir, "nats.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err == nil {
 		cmd.Stdout, cmd.Stderr = log, log
@@ -107,7 +113,8 @@ func (s *Server) Start() {
 	}
 }
 
-// Stop kills the server and waits for it to exit. Idempotent.
+// Stop kills the server (SIGKILL: no clean shutdown) and waits for it to
+// exit. Idempotent.
 func (s *Server) Stop() {
 	if s.cmd == nil {
 		return
