@@ -39,7 +39,8 @@ type Config struct {
 	MetricsAddr            string        // --metrics-addr, HOLDFAST_METRICS_ADDR; empty: /metrics on --addr
 	DataDir                string        // --data-dir, HOLDFAST_DATA_DIR; default ".holdfast"
 	DatabaseURL            string        // --database-url, DATABASE_URL
-	NATSURL                string        // --nats-url, NATS_URL; empty: embedded NATS
+	NATSURL                string        // --nats-url, NATS_URL; empty: embedded NATS; a cluster's servers comma-separated
+	NATSReplicas           int           // --nats-replicas, HOLDFAST_NATS_REPLICAS: copies of streams and consumers; 0: 3 in a cluster, else 1
 	NATSListen             string        // --nats-listen: the embedded NATS's client port; default none (dev: 127.0.0.1:4223)
 	Reset                  bool          // dev --reset: delete the data directory's state first
 	AdminToken             string        // --admin-token, HOLDFAST_ADMIN_TOKEN
@@ -163,6 +164,9 @@ func (m *Main) Start(ctx context.Context) error {
 		return err
 	}
 	if err := m.openReceipts(ctx, dbURL); err != nil {
+		return err
+	}
+	if err := m.startNATSSetup(ctx); err != nil {
 		return err
 	}
 	if err := m.openConsole(ctx); err != nil {
@@ -333,6 +337,7 @@ func (m *Main) Stop() error {
 	if m.exports != nil {
 		m.exports.Close()
 	}
+	m.stopNATSSetup() // before it could start a worker being stopped
 	m.closeReceipts()
 	m.closeEventLog()
 	m.closeWebhooks()

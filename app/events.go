@@ -45,6 +45,7 @@ func defaultEventConfig() EventConfig {
 // eventLog is the running event log of a Main.
 type eventLog struct {
 	embedded  *postgres.EmbeddedNATS // this replica's claim to run the database's embedded NATS
+	setup     *natsSetup             // the streams' and consumers' set-up, retried until done
 	stream    events.StreamConfig
 	guard     *events.Guard
 	relay     *events.Relay
@@ -111,33 +112,41 @@ func (m *Main) closeNATS() {
 	}
 }
 
-// openEventLog ensures the streams, bound to the database (the events
-// stream, and the jobs stream the relay also publishes into), starts the
-// relay and the consumer groups, and sets the event services on the HTTP
-// server.
+// openEventLog makes the guard, the publisher, the consumer groups and the
+// relay, and sets the event services on the HTTP server. The relay starts
+// at once (what it cannot publish stays in the outbox); the streams, bound
+// to the database (the events stream, and the jobs stream the relay also
+// publishes into), and the groups' consumers are set-up steps, which
+// startNATSSetup runs.
 func (m *Main) openEventLog(ctx context.Context) error {
 	c := m.Config.Events
 	l := m.events
-	l.stream = events.StreamConfig{MaxBytes: c.MaxBytes, MaxAge: c.MaxAge, Duplicates: c.Duplicates}.WithDefaults()
+	replicas, err := m.natsReplicas()
+	if err != nil {
+		return err
+	}
+	l.stream = m.eventStream(replicas)
 	states := postgres.NewConsumerStore(m.DB)
-	var err error
 	if l.guard, err = events.NewGuard(m.NATS.JS, states, events.GuardConfig{}); err != nil {
 		return err
 	}
-	if _, err := l.guard.Ensure(ctx, l.stream.Name, func(ctx context.Context) error {
-		_, err := events.EnsureStream(ctx, m.NATS.JS, l.stream)
+	l.setup = &natsSetup{logger: m.Logger}
+	l.setup.add("stream "+l.stream.Name, func(ctx context.Context) error {
+		_, err := l.guard.Ensure(ctx, l.stream.Name, func(ctx context.Context) error {
+			_, err := events.EnsureStream(ctx, m.NATS.JS, l.stream)
+			return err
+		})
 		return err
-	}); err != nil {
-		return err
-	}
+	}, nil)
 	// The jobs streams exist before the relay may publish a job.
-	jobs := m.Config.Receipts.Pipeline().WithDefaults()
-	if _, err := l.guard.Ensure(ctx, jobs.Stream, func(ctx context.Context) error {
-		_, err := receipts.EnsureStreams(ctx, m.NATS.JS, jobs)
+	jobs := m.jobsPipeline(replicas)
+	l.setup.add("stream "+jobs.Stream, func(ctx context.Context) error {
+		_, err := l.guard.Ensure(ctx, jobs.Stream, func(ctx context.Context) error {
+			_, err := receipts.EnsureStreams(ctx, m.NATS.JS, jobs)
+			return err
+		})
 		return err
-	}); err != nil {
-		return err
-	}
+	}, nil)
 	l.publisher, err = events.NewPublisher(m.NATS.NC, events.PublisherConfig{Stream: l.stream, Guard: l.guard, Window: c.Window,
 		Logger: m.Logger, Registerer: m.Registry})
 	if err != nil {
@@ -160,9 +169,7 @@ func (m *Main) openEventLog(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("consumer group %s: %w", g.name, err)
 		}
-		if err := group.Start(ctx); err != nil {
-			return err
-		}
+		l.setup.add("consumer "+g.name, group.Ensure, group.Start)
 		l.groups = append(l.groups, group)
 	}
 	if err := m.openWebhooks(ctx, states, metrics); err != nil {
@@ -192,12 +199,26 @@ func (m *Main) closeEventLog() {
 	if m.events == nil {
 		return
 	}
+	m.stopNATSSetup()
 	for i := len(m.events.groups) - 1; i >= 0; i-- {
 		m.events.groups[i].Stop()
 	}
 	if m.events.relay != nil {
 		m.events.relay.Stop()
 	}
+}
+
+// eventStream is the events stream's configuration.
+func (m *Main) eventStream(replicas int) events.StreamConfig {
+	c := m.Config.Events
+	return events.StreamConfig{MaxBytes: c.MaxBytes, MaxAge: c.MaxAge, Duplicates: c.Duplicates, Replicas: replicas}.WithDefaults()
+}
+
+// jobsPipeline is the jobs streams' and the receipt workers' configuration.
+func (m *Main) jobsPipeline(replicas int) receipts.Config {
+	cfg := m.Config.Receipts.Pipeline()
+	cfg.Replicas = replicas
+	return cfg.WithDefaults()
 }
 
 // natsDir is where the embedded NATS server keeps its files.
@@ -232,8 +253,11 @@ func AdoptStreams(ctx context.Context, c Config, out io.Writer) error {
 		return err
 	}
 	defer m.closeNATS()
-	stream := events.StreamConfig{MaxBytes: c.Events.MaxBytes, MaxAge: c.Events.MaxAge, Duplicates: c.Events.Duplicates}.WithDefaults()
-	jobs := c.Receipts.Pipeline().WithDefaults()
+	replicas, err := m.natsReplicas()
+	if err != nil {
+		return err
+	}
+	stream, jobs := m.eventStream(replicas), m.jobsPipeline(replicas)
 	store := postgres.NewConsumerStore(m.DB)
 	for _, s := range []struct {
 		name   string

@@ -52,7 +52,7 @@ type receiptPipeline struct {
 // event log, whose relay carries the jobs.
 func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 	c := m.Config.Receipts
-	cfg := c.Pipeline()
+	cfg := m.jobsPipeline(m.events.stream.Replicas)
 	if c.GCInterval > 0 && c.GCGrace < 10*c.AckWait {
 		return fmt.Errorf("--blob-gc-grace %v is shorter than 10 × --receipt-visibility-timeout (%v): a job's variants could be swept before its receipt refers to them", c.GCGrace, 10*c.AckWait)
 	}
@@ -99,9 +99,7 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 		return err
 	}
 	if !c.NoWorkers {
-		if err := p.worker.Start(ctx); err != nil {
-			return err
-		}
+		m.events.setup.add("consumer "+cfg.Consumer, p.worker.Ensure, p.worker.Start)
 	}
 	m.slowMetrics.MustRegister(holdfasthttp.NewCachedCollector(receipts.Collector(m.NATS.JS, cfg, p.db), 0)) // asks JetStream
 	m.HTTP.ReceiptService = p.service

@@ -84,9 +84,7 @@ func (m *Main) openWebhooks(ctx context.Context, states events.States, metrics *
 	if err != nil {
 		return fmt.Errorf("consumer group %s: %w", postgres.WebhookGroup, err)
 	}
-	if err := group.Start(ctx); err != nil {
-		return err
-	}
+	l.setup.add("consumer "+postgres.WebhookGroup, group.Ensure, group.Start)
 	l.groups = append(l.groups, group)
 	m.slowMetrics.MustRegister(holdfasthttp.NewCachedCollector(webhooks.NewStatsCollector(store, m.Logger), 0))
 	svc := postgres.NewWebhookService(m.DB, cipher)

@@ -192,6 +192,7 @@ func (g *Group) consumerConfig() njs.ConsumerConfig {
 		MaxDeliver:    -1, // an event is retried until applied: the log never skips one
 		MaxAckPending: g.cfg.MaxAckPending,
 		MaxWaiting:    512,
+		Replicas:      g.cfg.Stream.Replicas, // as many copies as the stream's: a node's loss loses no progress
 	}
 }
 
@@ -223,10 +224,13 @@ func (g *Group) Ensure(ctx context.Context) error {
 	return nil
 }
 
-// Start ensures the consumer and runs the group's workers until Stop.
+// Start ensures the consumer, unless Ensure did, and runs the group's
+// workers until Stop.
 func (g *Group) Start(ctx context.Context) error {
-	if err := g.Ensure(ctx); err != nil {
-		return err
+	if g.cons == nil {
+		if err := g.Ensure(ctx); err != nil {
+			return err
+		}
 	}
 	ctx = g.run.Start(ctx)
 	for i := 0; i < g.cfg.Workers; i++ {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/internal/lifecycle"
 )
 
 // PublisherConfig configures a Publisher.
@@ -32,8 +34,13 @@ type PublisherConfig struct {
 	// and not yet seen stored. A batch that would overflow it is refused at
 	// once with EOVERLOADED. Default 16,384.
 	Window int
-	// AckTimeout bounds the wait for the stream to store a batch. Default 5s.
+	// AckTimeout bounds the wait for the stream to store a batch, across
+	// attempts. Default 5s.
 	AckTimeout time.Duration
+	// AttemptTimeout bounds one attempt to store a batch; an attempt that
+	// gets no answer within it (a NATS node lost) is made again within
+	// AckTimeout. Default 2s.
+	AttemptTimeout time.Duration
 	// MaxSkew is how far from now a client's occurred_at may be. Default 24h.
 	MaxSkew time.Duration
 	// Logger receives refusals. Default slog.Default().
@@ -52,6 +59,9 @@ func (c PublisherConfig) WithDefaults() PublisherConfig {
 	}
 	if c.AckTimeout == 0 {
 		c.AckTimeout = 5 * time.Second
+	}
+	if c.AttemptTimeout == 0 {
+		c.AttemptTimeout = 2 * time.Second
 	}
 	if c.MaxSkew == 0 {
 		c.MaxSkew = 24 * time.Hour
@@ -83,12 +93,13 @@ var _ holdfast.EventService = (*Publisher)(nil)
 // NewPublisher returns a publisher on nc, with its own JetStream context.
 func NewPublisher(nc *nats.Conn, cfg PublisherConfig) (*Publisher, error) {
 	cfg = cfg.WithDefaults()
-	if cfg.Window < holdfast.MaxEventBatch || cfg.AckTimeout <= 0 || cfg.MaxSkew <= 0 {
-		return nil, fmt.Errorf("events: publisher Window must be at least %d; AckTimeout and MaxSkew positive", holdfast.MaxEventBatch)
+	if cfg.Window < holdfast.MaxEventBatch || cfg.AckTimeout <= 0 || cfg.AttemptTimeout <= 0 || cfg.MaxSkew <= 0 {
+		return nil, fmt.Errorf("events: publisher Window must be at least %d; AckTimeout, AttemptTimeout and MaxSkew positive", holdfast.MaxEventBatch)
 	}
 	// The window is enforced here, without blocking; the client library's
 	// own cap is only a backstop above it.
-	js, err := njs.New(nc, njs.WithPublishAsyncMaxPending(2*cfg.Window))
+	// An attempt's acks that never come are given up after AckTimeout.
+	js, err := njs.New(nc, njs.WithPublishAsyncMaxPending(2*cfg.Window), njs.WithPublishAsyncTimeout(cfg.AckTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("events: %w", err)
 	}
@@ -163,9 +174,44 @@ func (p *Publisher) PublishEvents(ctx context.Context, tenantID, idempotencyKey 
 
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
 	defer cancel()
+	if err := p.store(ctx, tenantID, events); err != nil {
+		return nil, p.refuse(err)
+	}
+	p.ingested.Add(float64(n))
+	ids := make([]string, len(events))
+	for i := range events {
+		ids[i] = events[i].ID
+	}
+	return ids, nil
+}
+
+// store publishes the events and waits until the stream stored each. An
+// attempt that gets no answer (its stream's leader lost, an election under
+// way, the connection moving to another server) is made again within ctx,
+// with the same message ids, which the stream stores once; a full stream,
+// or one that is not the database's, is not retried.
+func (p *Publisher) store(ctx context.Context, tenantID string, events []holdfast.Event) error {
+	backoff := 50 * time.Millisecond
+	for {
+		attempt, cancel := context.WithTimeout(ctx, p.cfg.AttemptTimeout)
+		err := p.publish(attempt, tenantID, events)
+		cancel()
+		if err == nil || isFull(err) || errors.Is(err, ErrStreamNotBound) || ctx.Err() != nil {
+			return err
+		}
+		p.cfg.Logger.Debug("events: storing again", "err", err)
+		if !lifecycle.Sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+			return err
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// publish makes one attempt to store the events.
+func (p *Publisher) publish(ctx context.Context, tenantID string, events []holdfast.Event) error {
 	if p.cfg.Guard != nil {
 		if _, err := p.cfg.Guard.Check(ctx, p.cfg.Stream.Name); err != nil {
-			return nil, p.refuse(err)
+			return err
 		}
 	}
 	futures := make([]njs.PubAckFuture, 0, len(events))
@@ -176,19 +222,11 @@ func (p *Publisher) PublishEvents(ctx context.Context, tenantID, idempotencyKey 
 		msg := &nats.Msg{Subject: p.cfg.Stream.Subject(tenantID, e.Type), Data: append([]byte(nil), buf...)}
 		f, err := p.js.PublishMsgAsync(msg, njs.WithMsgID(clientMsgID(tenantID, e.ID)))
 		if err != nil {
-			return nil, p.refuse(fmt.Errorf("publish: %w", err))
+			return fmt.Errorf("publish: %w", err)
 		}
 		futures = append(futures, f)
 	}
-	if err := awaitAcks(ctx, futures, nil); err != nil {
-		return nil, p.refuse(err)
-	}
-	p.ingested.Add(float64(n))
-	ids := make([]string, len(events))
-	for i := range events {
-		ids[i] = events[i].ID
-	}
-	return ids, nil
+	return awaitAcks(ctx, futures, nil)
 }
 
 // refuse turns a failure to store into EOVERLOADED: a full stream, a

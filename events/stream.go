@@ -38,7 +38,9 @@ type StreamConfig struct {
 	// relay republishes after a crash within seconds, so the default 10
 	// minutes is ample; a larger window costs the server memory. Default 10m.
 	Duplicates time.Duration
-	// Replicas of the stream in a cluster. Default 1.
+	// Replicas of the stream in a cluster, and of the consumer groups'
+	// durable consumers; an existing stream with another count is scaled
+	// to it. Default 1.
 	Replicas int
 	// Memory keeps the stream in memory instead of files (tests, benchmarks). Default false.
 	Memory bool

@@ -20,7 +20,10 @@ import (
 
 // Config says which NATS to use.
 type Config struct {
-	// URL of an external NATS server or cluster. Empty: run an embedded server.
+	// URL of an external NATS server, or of a cluster's servers
+	// comma-separated (nats://a:4222,nats://b:4222,nats://c:4222): the
+	// connection starts on any of them that answers, and moves to another
+	// when its server is lost. Empty: run an embedded server.
 	URL string
 	// StoreDir holds the embedded server's JetStream files. Required when URL is empty.
 	StoreDir string
@@ -41,6 +44,7 @@ type Conn struct {
 	NC     *nats.Conn
 	JS     njs.JetStream
 	server *server.Server
+	url    string // the external servers Open was given
 }
 
 // Open starts the embedded server (when no URL is given) and connects.
@@ -51,8 +55,8 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 	if cfg.StartTimeout == 0 {
 		cfg.StartTimeout = 10 * time.Second
 	}
-	c := &Conn{}
-	opts := []nats.Option{nats.Name(cfg.Name), nats.MaxReconnects(-1)}
+	c := &Conn{url: cfg.URL}
+	opts := clientOptions(cfg.Name)
 	url := cfg.URL
 	if url == "" {
 		if cfg.StoreDir == "" {
@@ -89,11 +93,33 @@ func Open(ctx context.Context, cfg Config) (*Conn, error) {
 		return nil, fmt.Errorf("natsconn: %w", err)
 	}
 	c.JS = js
-	if _, err := js.AccountInfo(ctx); err != nil {
+	if err := checkJetStream(ctx, js); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("natsconn: the server at %s has no JetStream: %w", url, err)
 	}
 	return c, nil
+}
+
+// clientOptions are the options of every connection: it reconnects for
+// ever, to any server of the cluster, soon after its server is lost (the
+// events it could not publish meanwhile wait in the outbox).
+func clientOptions(name string) []nats.Option {
+	return []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second)}
+}
+
+// checkJetStream fails only when the server says it has no JetStream. A
+// cluster without a meta leader (an election, a node down) does not answer
+// in time: that is not a reason to refuse to start, and the streams'
+// set-up retries until it answers.
+func checkJetStream(ctx context.Context, js njs.JetStream) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := js.AccountInfo(ctx)
+	if errors.Is(err, njs.ErrJetStreamNotEnabled) || errors.Is(err, njs.ErrJetStreamNotEnabledForAccount) {
+		return err
+	}
+	return nil
 }
 
 // listenOptions sets the embedded server's client port to addr. It checks
@@ -156,8 +182,11 @@ func (c *Conn) Ping(ctx context.Context) error {
 // connection, in tests and benchmarks); the caller closes it. The new Conn
 // does not own the embedded server.
 func (c *Conn) Connect(ctx context.Context, name string) (*Conn, error) {
-	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1)}
-	url := c.NC.ConnectedUrl()
+	opts := clientOptions(name)
+	url := c.url
+	if url == "" {
+		url = c.NC.ConnectedUrl()
+	}
 	if c.server != nil {
 		url = c.server.ClientURL()
 		opts = append(opts, nats.InProcessServer(c.server))
@@ -171,7 +200,21 @@ func (c *Conn) Connect(ctx context.Context, name string) (*Conn, error) {
 		nc.Close()
 		return nil, fmt.Errorf("natsconn: %w", err)
 	}
-	return &Conn{NC: nc, JS: js}, nil
+	return &Conn{NC: nc, JS: js, url: c.url}, nil
+}
+
+// Clustered reports whether the server this connection is on is part of a
+// cluster (its INFO names one); false for the embedded server.
+func (c *Conn) Clustered() bool { return c.NC != nil && c.NC.ConnectedClusterName() != "" }
+
+// Servers returns how many servers the connection knows of: those its URL
+// names and those the cluster told it of, a lower bound of the cluster's
+// size when a node is down.
+func (c *Conn) Servers() int {
+	if c.NC == nil {
+		return 0
+	}
+	return len(c.NC.Servers())
 }
 
 // Embedded reports whether Holdfast runs its own NATS server.

@@ -66,6 +66,9 @@ type Config struct {
 	BackoffMax time.Duration
 	// MaxJobs caps the jobs stream (discard new). Default 1,000,000.
 	MaxJobs int64
+	// Replicas of the streams and of the workers' consumer in a cluster;
+	// existing ones with another count are scaled to it. Default 1.
+	Replicas int
 	// Memory keeps the streams in memory (tests). Default false.
 	Memory bool
 }
@@ -105,13 +108,16 @@ func (c Config) WithDefaults() Config {
 	if c.MaxJobs == 0 {
 		c.MaxJobs = 1_000_000
 	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
 	return c
 }
 
 func (c Config) validate() error {
 	if c.Cap < 1 || c.Workers < 1 || c.AckWait < time.Second || c.MaxDeliveries < 1 || c.BackoffBase <= 0 ||
-		c.BackoffMax < c.BackoffBase || c.MaxJobs < 1 {
-		return errors.New("receipts: Cap, Workers, MaxDeliveries, BackoffBase and MaxJobs must be positive, AckWait at least 1s, BackoffMax at least BackoffBase")
+		c.BackoffMax < c.BackoffBase || c.MaxJobs < 1 || c.Replicas < 1 {
+		return errors.New("receipts: Cap, Workers, MaxDeliveries, BackoffBase, MaxJobs and Replicas must be positive, AckWait at least 1s, BackoffMax at least BackoffBase")
 	}
 	return nil
 }
@@ -130,13 +136,14 @@ func EnsureStreams(ctx context.Context, js njs.JetStream, cfg Config) (njs.Consu
 	if _, err := js.CreateOrUpdateStream(ctx, njs.StreamConfig{
 		Name: cfg.Stream, Description: "Holdfast's jobs: each is consumed once, then deleted",
 		Subjects: []string{cfg.Stream + ".>"}, Retention: njs.WorkQueuePolicy, Discard: njs.DiscardNew,
-		MaxMsgs: cfg.MaxJobs, Storage: storage, Duplicates: 10 * time.Minute,
+		MaxMsgs: cfg.MaxJobs, Storage: storage, Duplicates: 10 * time.Minute, Replicas: cfg.Replicas,
 	}); err != nil {
 		return nil, fmt.Errorf("receipts: stream %s: %w", cfg.Stream, err)
 	}
 	if _, err := js.CreateOrUpdateStream(ctx, njs.StreamConfig{
 		Name: cfg.DeadStream, Description: "Holdfast's jobs that failed every delivery",
 		Subjects: []string{cfg.DeadStream + ".>"}, Retention: njs.LimitsPolicy, Storage: storage, MaxAge: 30 * 24 * time.Hour,
+		Replicas: cfg.Replicas,
 	}); err != nil {
 		return nil, fmt.Errorf("receipts: stream %s: %w", cfg.DeadStream, err)
 	}
@@ -146,6 +153,7 @@ func EnsureStreams(ctx context.Context, js njs.JetStream, cfg Config) (njs.Consu
 		MaxAckPending: cfg.Cap, // the global cap: the server delivers no more than this unacknowledged
 		MaxDeliver:    -1,      // the workers count deliveries and dead-letter themselves
 		MaxWaiting:    512,
+		Replicas:      cfg.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("receipts: consumer %s: %w", cfg.Consumer, err)

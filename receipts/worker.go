@@ -81,13 +81,23 @@ func NewWorker(js njs.JetStream, store WorkerStore, blobs *blob.Store, cfg Worke
 	return &Worker{cfg: cfg, js: js, store: store, blobs: blobs, turn: make(chan struct{}, 1)}, nil
 }
 
-// Start ensures the streams and runs the workers until Stop.
-func (w *Worker) Start(ctx context.Context) error {
+// Ensure creates or updates the streams and the workers' consumer.
+func (w *Worker) Ensure(ctx context.Context) error {
 	cons, err := EnsureStreams(ctx, w.js, w.cfg.Config)
 	if err != nil {
 		return err
 	}
 	w.cons = cons
+	return nil
+}
+
+// Start ensures the streams, unless Ensure did, and runs the workers until Stop.
+func (w *Worker) Start(ctx context.Context) error {
+	if w.cons == nil {
+		if err := w.Ensure(ctx); err != nil {
+			return err
+		}
+	}
 	ctx = w.run.Start(ctx)
 	for range w.cfg.Workers {
 		w.run.Go(func() { w.work(ctx) })
