@@ -146,13 +146,25 @@ func assertAppliedOnce(t *testing.T, dbURL, tenant string, want int64) {
 // lost: it retries a 503 with the same Idempotency-Key, as a client should.
 const clusterAttempts = 40
 
-// Killing (SIGKILL) the node that leads the events stream while transfers
-// and client events are posted loses nothing and doubles nothing: every
-// committed transfer's event and every acknowledged client event reaches
-// the consumer groups once, and POST /v1/events recovers within a bounded
-// number of retries.
+// Killing (SIGKILL) the node that leads the events stream, or the one that
+// leads the audit group's consumer, while transfers and client events are
+// posted loses nothing and doubles nothing: every committed transfer's
+// event and every acknowledged client event reaches the consumer groups
+// once, and POST /v1/events recovers within a bounded number of retries.
 func TestMain_RidesThroughTheLossOfANATSNode(t *testing.T) {
 	t.Parallel()
+	for name, leader := range map[string]func(*natstest.Cluster) int{
+		"stream leader":   func(cl *natstest.Cluster) int { return cl.StreamLeader("events") },
+		"consumer leader": func(cl *natstest.Cluster) int { return cl.ConsumerLeader("events", "audit") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			ridesThroughTheLossOf(t, leader)
+		})
+	}
+}
+
+func ridesThroughTheLossOf(t *testing.T, leader func(*natstest.Cluster) int) {
 	cl := natstest.StartCluster(t, 3)
 	db := pgtest.NewDatabase(t)
 	m := apptest.MustStart(t, db, onCluster(cl, 0))
@@ -194,7 +206,7 @@ func TestMain_RidesThroughTheLossOfANATSNode(t *testing.T) {
 		})
 	}
 	waitFor(t, "traffic before the kill", func() bool { return requests.Load() >= 40 || failed.Load() != nil })
-	cl.Kill(cl.StreamLeader("events"))
+	cl.Kill(leader(cl))
 	close(killed)
 	wg.Wait()
 	if err, _ := failed.Load().(error); err != nil {

@@ -122,12 +122,28 @@ func (c *Cluster) StreamLeader(name string) int {
 	if err != nil {
 		c.tb.Fatalf("natstest: stream %s: %v", name, err)
 	}
-	if info.Cluster == nil {
-		c.tb.Fatalf("natstest: stream %s has no cluster information", name)
+	return c.node(info.Cluster, "stream "+name)
+}
+
+// ConsumerLeader returns the index of the node that leads the durable
+// consumer's replicas, failing the test when it has no leader.
+func (c *Cluster) ConsumerLeader(stream, name string) int {
+	c.tb.Helper()
+	info, err := c.ConsumerInfo(stream, name)
+	if err != nil {
+		c.tb.Fatalf("natstest: consumer %s: %v", name, err)
 	}
+	return c.node(info.Cluster, "consumer "+name)
+}
+
+// node returns the index of the node that leads a group of replicas.
+func (c *Cluster) node(info *njs.ClusterInfo, what string) int {
+	c.tb.Helper()
 	var i int
-	if _, err := fmt.Sscanf(info.Cluster.Leader, "n%d", &i); err != nil || i < 0 || i >= len(c.Nodes) {
-		c.tb.Fatalf("natstest: stream %s is led by %q", name, info.Cluster.Leader)
+	if info == nil {
+		c.tb.Fatalf("natstest: %s has no cluster information", what)
+	} else if _, err := fmt.Sscanf(info.Leader, "n%d", &i); err != nil || i < 0 || i >= len(c.Nodes) {
+		c.tb.Fatalf("natstest: %s is led by %q", what, info.Leader)
 	}
 	return i
 }
