@@ -2,7 +2,9 @@
 // `--nats-url` would use: the machine's nats-server binary started by the
 // test on a free port (Debian packages nats-server 2.9, older than the
 // embedded server, which is the point), else a server already listening on
-// 127.0.0.1:4222. scripts/ensure-deps.sh installs the binary where it can.
+// 127.0.0.1:4222, else one built from go.mod's module (Built).
+// scripts/ensure-nats.sh installs the binary where it can. StartCluster
+// gives a three-node JetStream cluster, always of the built binary.
 package natstest
 
 import (
@@ -18,9 +20,8 @@ import (
 // DefaultURL is the server a machine may already run.
 const DefaultURL = "nats://127.0.0.1:4222"
 
-// ExternalURL returns the URL of a NATS server with JetStream for tb, or
-// skips tb, saying why, when neither a nats-server binary nor a running
-// server is available. A server it starts stops when tb ends.
+// ExternalURL returns the URL of a NATS server with JetStream for tb. A
+// server it starts stops when tb ends.
 func ExternalURL(tb testing.TB) string {
 	tb.Helper()
 	if binary() != "" {
@@ -30,8 +31,7 @@ func ExternalURL(tb testing.TB) string {
 		c.Close()
 		return DefaultURL
 	}
-	tb.Skip("no external NATS: no nats-server binary (apt-get install nats-server) and nothing listening on 127.0.0.1:4222")
-	return ""
+	return StartServer(tb).URL
 }
 
 func binary() string {
@@ -59,13 +59,13 @@ type Server struct {
 	log      *os.File
 }
 
-// StartServer starts a nats-server with JetStream on a free port, or skips
-// tb, saying why, without a nats-server binary. It stops when tb ends.
+// StartServer starts a nats-server with JetStream on a free port: the
+// machine's, else one built from go.mod's module. It stops when tb ends.
 func StartServer(tb testing.TB) *Server {
 	tb.Helper()
 	bin := binary()
 	if bin == "" {
-		tb.Skip("no nats-server binary (apt-get install nats-server)")
+		bin = Built(tb)
 	}
 	s := &Server{tb: tb, bin: bin, dir: tb.TempDir(), addr: freeAddr(tb)}
 	s.URL = "nats://" + s.addr
