@@ -10,6 +10,8 @@
 // dashboard true to the metrics and runbooks in docs/operations.md.
 package deploy
 
+import "strconv"
+
 // A Service is one kind of process of the topology, as compose.yaml names
 // it: Count services named Name-1 … Name-Count, or one named Name.
 type Service struct {
@@ -24,7 +26,7 @@ func (s Service) Services() []string {
 	}
 	names := make([]string, s.Count)
 	for i := range names {
-		names[i] = s.Name + "-" + string(rune('1'+i))
+		names[i] = s.Name + "-" + strconv.Itoa(i+1)
 	}
 	return names
 }
