@@ -14,7 +14,7 @@ BUILD_TIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 COMMIT     := $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c-dirty; echo $$c; })
 LDFLAGS    := -X main.buildTime=$(BUILD_TIME) -X main.commit=$(COMMIT)
 
-.PHONY: run test build vet lint rules deps clean bench-transfers bench-export bench-events bench-receipts bench-overload bench-webhooks lab
+.PHONY: run test build image vet lint rules deps clean bench-transfers bench-export bench-events bench-receipts bench-overload bench-webhooks lab
 
 ## run: build bin/holdfast (and bin/holdfast-lab) and serve on 127.0.0.1:8080 with a private PostgreSQL and embedded NATS in
 ## .holdfast/, plus a demo tenant kept there (make clean, or make run ARGS=--reset, starts over).
@@ -68,6 +68,10 @@ lab: deps build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/holdfast ./cmd/holdfast
 	$(GO) build -o bin/holdfast-lab ./cmd/holdfast-lab
+
+## image: the container image holdfast:local (deploy/container/Dockerfile: a static binary FROM scratch; needs Docker)
+image:
+	docker build -f deploy/container/Dockerfile --build-arg COMMIT=$(COMMIT) --build-arg BUILD_TIME=$(BUILD_TIME) -t holdfast:local .
 
 vet:
 	$(GO) vet ./...

@@ -1,7 +1,3 @@
-// Package deploy holds what operators deploy beside Holdfast: Prometheus
-// alert rules (prometheus/, tested by promtool in make test) and a Grafana
-// dashboard (grafana/). Its test keeps them true to the metrics and the
-// runbooks in docs/operations.md.
 package deploy_test
 
 import (

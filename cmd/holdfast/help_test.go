@@ -14,7 +14,7 @@ func TestHelp_ExitsZeroOnStdout(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"help"}, {"-h"},
 		{"serve", "--help"}, {"dev", "--help"}, {"dev", "-h"},
-		{"migrate", "--help"}, {"adopt-stream", "--help"},
+		{"migrate", "--help"}, {"adopt-stream", "--help"}, {"healthcheck", "--help"},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := exitCode(run(args, &stdout, &stderr), &stderr)

@@ -36,6 +36,7 @@ Commands:
   dev       serve on 127.0.0.1 with a private PostgreSQL in the data directory and a demo tenant
   migrate   apply database migrations to DATABASE_URL and exit
   adopt-stream  bind the event log to the streams on this NATS, knowingly (after the old stream was lost)
+  healthcheck   ask a replica's /healthz or /readyz; exit 0 on 200 (for container health checks)
   version   print the version, VCS commit and build time (also --version)
 
 Run 'holdfast <command> --help' for a command's flags. The benchmarks, the
@@ -127,6 +128,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return runMigrate(ctx, args, stdout, stderr)
 	case "adopt-stream":
 		return runAdoptStream(ctx, args, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, args, stdout, stderr)
 	default:
 		fmt.Fprint(stderr, usage)
 		return fmt.Errorf("unknown command %q", cmd)
