@@ -41,6 +41,9 @@ type Config struct {
 	DatabaseURL            string        // --database-url, DATABASE_URL
 	NATSURL                string        // --nats-url, NATS_URL; empty: embedded NATS; a cluster's servers comma-separated
 	NATSReplicas           int           // --nats-replicas, HOLDFAST_NATS_REPLICAS: copies of streams and consumers; 0: 3 in a cluster, else 1
+	DatabaseReadURL        string        // --database-read-url, DATABASE_READ_URL: a streaming replica for exports and lists; empty: none
+	DBReadMaxConns         int           // --db-read-max-conns: the replica's pool; 0: the primary pool's size
+	ReplicaMaxLag          time.Duration // --replica-max-lag: past it, reads go to the primary; default 30s
 	NATSListen             string        // --nats-listen: the embedded NATS's client port; default none (dev: 127.0.0.1:4223)
 	Reset                  bool          // dev --reset: delete the data directory's state first
 	AdminToken             string        // --admin-token, HOLDFAST_ADMIN_TOKEN
@@ -127,6 +130,7 @@ func NewMain() *Main {
 		},
 		Stdout: os.Stdout,
 	}
+	m.Config.ReplicaMaxLag = 30 * time.Second
 	m.Config.Events = defaultEventConfig()
 	m.Config.Receipts = defaultReceiptConfig()
 	m.Config.Webhooks = defaultWebhookConfig()
@@ -245,6 +249,13 @@ func (m *Main) openStore(ctx context.Context) (dbURL string, err error) {
 		return "", err
 	}
 	m.Registry.MustRegister(m.DB.Collector())
+	if c.DatabaseReadURL != "" {
+		// History reads (exports, lists) go to the replica: docs/decisions/0077.
+		if err := m.DB.OpenReplica(ctx, postgres.ReplicaConfig{URL: c.DatabaseReadURL, MaxConns: int32(c.DBReadMaxConns),
+			MaxLag: c.ReplicaMaxLag, Logger: m.Logger, Registerer: m.Registry}); err != nil {
+			return "", fmt.Errorf("--database-read-url: %w", err)
+		}
+	}
 	if c.Migrate {
 		if err := postgres.Migrate(ctx, m.DB); err != nil {
 			return "", err

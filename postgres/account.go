@@ -112,9 +112,8 @@ func (s *AccountService) ListAccounts(ctx context.Context, tenantID string, page
 		}
 		after = page.Cursor
 	}
-	rows, _ := s.db.Pool.Query(ctx, "SELECT "+accountColumns+` FROM accounts
+	accounts, err := collectRead(ctx, s.db, scanAccount, "SELECT "+accountColumns+` FROM accounts
 		WHERE tenant_id = $1 AND id > $2 ORDER BY id LIMIT $3`, tenantID, after, page.Limit+1)
-	accounts, err := pgx.CollectRows(rows, scanAccount)
 	if err != nil {
 		return nil, "", fmt.Errorf("list accounts: %w", contextError(ctx, err))
 	}

@@ -136,15 +136,14 @@ func (s *AnalyticsService) ListRollups(ctx context.Context, tenantID string, f h
 			return nil, err
 		}
 	}
-	rows, _ := s.db.Pool.Query(ctx, `SELECT minute, type, currency, count, amount_sum::text FROM analytics_minutes
-		WHERE tenant_id = $1 AND minute >= $2 AND minute < $3 AND ($4 = '' OR type = $4)
-		ORDER BY minute, type, currency LIMIT $5`, tenantID, f.From, f.To, f.Type, f.Limit)
-	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (holdfast.Rollup, error) {
+	list, err := collectRead(ctx, s.db, func(r pgx.CollectableRow) (holdfast.Rollup, error) {
 		var x holdfast.Rollup
 		err := r.Scan(&x.Minute, &x.Type, &x.Currency, &x.Count, &x.AmountSum)
 		x.Minute = x.Minute.UTC()
 		return x, err
-	})
+	}, `SELECT minute, type, currency, count, amount_sum::text FROM analytics_minutes
+		WHERE tenant_id = $1 AND minute >= $2 AND minute < $3 AND ($4 = '' OR type = $4)
+		ORDER BY minute, type, currency LIMIT $5`, tenantID, f.From, f.To, f.Type, f.Limit)
 	if err != nil {
 		return nil, fmt.Errorf("list rollups: %w", contextError(ctx, err))
 	}

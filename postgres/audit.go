@@ -128,16 +128,15 @@ func (s *AuditService) ListAudit(ctx context.Context, tenantID string, page hold
 			return nil, "", holdfast.Errorf(holdfast.EINVALID, "cursor is malformed")
 		}
 	}
-	rows, _ := s.db.Pool.Query(ctx, `SELECT seq, event_id, type, occurred_at, recorded_at, event, prev_hash, hash
-		FROM audit_records WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, tenantID, after, page.Limit+1)
-	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*holdfast.AuditRecord, error) {
+	list, err := collectRead(ctx, s.db, func(r pgx.CollectableRow) (*holdfast.AuditRecord, error) {
 		var a holdfast.AuditRecord
 		var ev, prev, hash []byte
 		err := r.Scan(&a.Seq, &a.EventID, &a.Type, &a.OccurredAt, &a.RecordedAt, &ev, &prev, &hash)
 		a.OccurredAt, a.RecordedAt = a.OccurredAt.UTC(), a.RecordedAt.UTC()
 		a.Event, a.PrevHash, a.Hash = ev, hex.EncodeToString(prev), hex.EncodeToString(hash)
 		return &a, err
-	})
+	}, `SELECT seq, event_id, type, occurred_at, recorded_at, event, prev_hash, hash
+		FROM audit_records WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3`, tenantID, after, page.Limit+1)
 	if err != nil {
 		return nil, "", fmt.Errorf("list audit: %w", contextError(ctx, err))
 	}

@@ -56,18 +56,13 @@ func (s *BalanceService) BalanceHistory(ctx context.Context, tenantID, accountID
 		return holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
 	}
 	id := holdfast.CanonicalID(accountID)
-	tx, err := s.db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return fmt.Errorf("balance history: %w", contextError(ctx, err))
+	tx, err := s.db.beginAccountRead(ctx, tenantID, id)
+	if holdfast.ErrorCode(err) == holdfast.ENOTFOUND {
+		return err
+	} else if err != nil {
+		return fmt.Errorf("balance history: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	var owned bool
-	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND id = $2)", tenantID, id).Scan(&owned); err != nil {
-		return fmt.Errorf("balance history: %w", contextError(ctx, err))
-	}
-	if !owned {
-		return holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
-	}
 	// Seconds, not '1 day': a day is 86,400 s whatever the session's time zone.
 	series := "generate_series($3::timestamptz, $4::timestamptz, make_interval(secs => $5))"
 	rows, err := tx.Query(ctx, fmt.Sprintf(balanceAtSQL, series), tenantID, id, h.From, h.To, h.Interval.Seconds())

@@ -72,7 +72,8 @@ type DB struct {
 	// Now returns the current time; tests may replace it before use.
 	Now func() time.Time
 
-	relays wakeSet // the relays listening in this process (ListenOutbox)
+	relays  wakeSet  // the relays listening in this process (ListenOutbox)
+	replica *replica // where history reads go, if OpenReplica was called
 }
 
 // Open connects to the database; it does not migrate (see Migrate).
@@ -136,8 +137,14 @@ func (acquireTimeout) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.Tr
 
 func (acquireTimeout) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
-// Close closes the pool, waiting for connections in use to be released.
-func (db *DB) Close() { db.Pool.Close() }
+// Close closes the pool, and the replica's if OpenReplica opened one,
+// waiting for connections in use to be released.
+func (db *DB) Close() {
+	if db.replica != nil {
+		db.replica.close()
+	}
+	db.Pool.Close()
+}
 
 // Ping checks that the database answers.
 func (db *DB) Ping(ctx context.Context) error { return db.Pool.Ping(ctx) }

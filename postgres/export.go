@@ -41,21 +41,43 @@ func (c ExportConfig) validate() error {
 const exportStatements = 4
 
 // ExportService streams an account's entries from one query. It has its own
-// pool, so long exports can never take the connections transfers need.
+// pool, so long exports can never take the connections transfers need; with
+// a read replica (DB.OpenReplica), a second one on the replica, which
+// exports use while the replica is usable.
 type ExportService struct {
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	replica *pgxpool.Pool // nil without a replica
+	db      *DB
 }
 
 // NewExportService returns an export service with a pool configured like
 // db's but sized by cfg and without db's statement timeout (an export of
-// millions of rows runs for minutes; it ends when its context does). The
-// pool connects lazily. Close it when done.
+// millions of rows runs for minutes; it ends when its context does), and
+// one more like it on db's replica if db has one: an export holds a
+// connection of one pool or the other, so each is sized for every export
+// slot. The pools connect lazily. Close it when done.
 func NewExportService(db *DB, cfg ExportConfig) (*ExportService, error) {
 	cfg = cfg.WithDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	pc := db.Pool.Config().Copy()
+	s := &ExportService{db: db}
+	var err error
+	if s.pool, err = newExportPool(db.Pool.Config(), cfg); err != nil {
+		return nil, err
+	}
+	if db.replica != nil {
+		if s.replica, err = newExportPool(db.replica.pool.Config(), cfg); err != nil {
+			s.pool.Close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// newExportPool returns a pool for exports configured like base.
+func newExportPool(base *pgxpool.Config, cfg ExportConfig) (*pgxpool.Pool, error) {
+	pc := base.Copy()
 	pc.MaxConns = cfg.MaxConns
 	pc.MinConns = 0
 	pc.ConnConfig.RuntimeParams["statement_timeout"] = "0"
@@ -68,12 +90,17 @@ func NewExportService(db *DB, cfg ExportConfig) (*ExportService, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: open export pool: %w", err)
 	}
-	return &ExportService{pool: pool}, nil
+	return pool, nil
 }
 
-// Close closes the export pool, waiting for exports in progress to release
-// their connections.
-func (s *ExportService) Close() { s.pool.Close() }
+// Close closes the export pools, waiting for exports in progress to
+// release their connections.
+func (s *ExportService) Close() {
+	if s.replica != nil {
+		s.replica.Close()
+	}
+	s.pool.Close()
+}
 
 // Stat returns the export pool's statistics.
 func (s *ExportService) Stat() *pgxpool.Stat { return s.pool.Stat() }
@@ -109,19 +136,13 @@ func (s *ExportService) ExportEntries(ctx context.Context, tenantID, accountID s
 	// of reading the rest of the result.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	conn, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("export entries: %w", contextError(ctx, err))
+	conn, err := s.acquireOwned(ctx, tenantID, accountID)
+	if holdfast.ErrorCode(err) == holdfast.ENOTFOUND {
+		return err
+	} else if err != nil {
+		return fmt.Errorf("export entries: %w", err)
 	}
 	defer conn.Release()
-	// An account never changes tenant, so the check needs no shared snapshot.
-	var owned bool
-	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND id = $2)", tenantID, accountID).Scan(&owned); err != nil {
-		return fmt.Errorf("export entries: %w", contextError(ctx, err))
-	}
-	if !owned {
-		return holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
-	}
 	rows, err := conn.Query(ctx, ExportQuery, tenantID, accountID, q.After, nullTime(q.From), nullTime(q.To))
 	if err != nil {
 		return fmt.Errorf("export entries: %w", contextError(ctx, err))
@@ -151,4 +172,40 @@ func nullTime(t time.Time) *time.Time {
 		return nil
 	}
 	return &t
+}
+
+// acquireOwned returns a connection for an export of the tenant's account,
+// once it has checked that the account is the tenant's: on the replica
+// while it is usable, on the primary if not or if the replica fails the
+// check (nothing has been sent to the client yet). Errors: ENOTFOUND for
+// an account unknown to the tenant, or the database's, classified.
+func (s *ExportService) acquireOwned(ctx context.Context, tenantID, accountID string) (*pgxpool.Conn, error) {
+	if s.replica != nil && s.db.replica.use() {
+		conn, err := checkOwned(ctx, s.replica, tenantID, accountID)
+		// Not found on the replica may be lag: the primary decides.
+		if !s.db.replica.failed(ctx, err) && holdfast.ErrorCode(err) != holdfast.ENOTFOUND {
+			return conn, err
+		}
+	}
+	return checkOwned(ctx, s.pool, tenantID, accountID)
+}
+
+// checkOwned acquires a connection of pool and checks on it that the
+// account is the tenant's; it returns the connection only if it is.
+func checkOwned(ctx context.Context, pool *pgxpool.Pool, tenantID, accountID string) (*pgxpool.Conn, error) {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return nil, contextError(ctx, err)
+	}
+	// An account never changes tenant, so the check needs no shared snapshot.
+	var owned bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND id = $2)", tenantID, accountID).Scan(&owned); err != nil {
+		conn.Release()
+		return nil, contextError(ctx, err)
+	}
+	if !owned {
+		conn.Release()
+		return nil, holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
+	}
+	return conn, nil
 }

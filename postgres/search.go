@@ -33,13 +33,19 @@ func (s *TransferService) SearchTransfers(ctx context.Context, tenantID string, 
 	if err != nil {
 		return nil, "", err
 	}
-	rows, _ := s.db.Pool.Query(ctx, sql, args...)
 	var ties []string
-	list, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*holdfast.Transfer, error) {
-		var tie string
-		t, err := scanTransferAfter(r, &tie)
-		ties = append(ties, tie)
-		return t, err
+	var list []*holdfast.Transfer
+	err = s.db.read(ctx, func(q reader) error {
+		ties = ties[:0]
+		rows, _ := q.Query(ctx, sql, args...)
+		var err error
+		list, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (*holdfast.Transfer, error) {
+			var tie string
+			t, err := scanTransferAfter(r, &tie)
+			ties = append(ties, tie)
+			return t, err
+		})
+		return err
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("search transfers: %w", contextError(ctx, err))

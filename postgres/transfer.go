@@ -278,18 +278,13 @@ func (s *TransferService) ListTransfers(ctx context.Context, tenantID, accountID
 	}
 	accountID = holdfast.CanonicalID(accountID)
 	// One snapshot for the ownership check and the page.
-	tx, err := s.db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return nil, "", fmt.Errorf("list transfers: %w", contextError(ctx, err))
+	tx, err := s.db.beginAccountRead(ctx, tenantID, accountID)
+	if holdfast.ErrorCode(err) == holdfast.ENOTFOUND {
+		return nil, "", err
+	} else if err != nil {
+		return nil, "", fmt.Errorf("list transfers: %w", err)
 	}
 	defer tx.Rollback(ctx)
-	var owned bool
-	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM accounts WHERE tenant_id = $1 AND id = $2)", tenantID, accountID).Scan(&owned); err != nil {
-		return nil, "", fmt.Errorf("list transfers: %w", contextError(ctx, err))
-	}
-	if !owned {
-		return nil, "", holdfast.Errorf(holdfast.ENOTFOUND, "account not found")
-	}
 	rows, _ := tx.Query(ctx, "SELECT e.id, "+transferColumns+` FROM entries e
 		JOIN transfers t ON t.tenant_id = $1 AND t.id = e.transfer_id
 		WHERE e.account_id = $2 AND e.id < $3 ORDER BY e.id DESC LIMIT $4`, tenantID, accountID, before, page.Limit+1)

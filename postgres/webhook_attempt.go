@@ -27,9 +27,7 @@ func (s *WebhookService) ListWebhookAttempts(ctx context.Context, tenantID, endp
 	if _, err := s.WebhookEndpoint(ctx, tenantID, endpointID); err != nil {
 		return nil, "", err
 	}
-	rows, _ := s.db.Pool.Query(ctx, `SELECT id, message_id, attempt, started_at, latency_us, status_code, result, error, next_attempt_at
-		FROM webhook_attempts WHERE endpoint_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3`, endpointID, before, page.Limit+1)
-	as, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*holdfast.WebhookAttempt, error) {
+	as, err := collectRead(ctx, s.db, func(r pgx.CollectableRow) (*holdfast.WebhookAttempt, error) {
 		var a holdfast.WebhookAttempt
 		var id, us int64
 		err := r.Scan(&id, &a.MessageID, &a.Attempt, &a.StartedAt, &us, &a.StatusCode, &a.Result, &a.Error, &a.NextAttemptAt)
@@ -39,7 +37,8 @@ func (s *WebhookService) ListWebhookAttempts(ctx context.Context, tenantID, endp
 			a.NextAttemptAt = &t
 		}
 		return &a, err
-	})
+	}, `SELECT id, message_id, attempt, started_at, latency_us, status_code, result, error, next_attempt_at
+		FROM webhook_attempts WHERE endpoint_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3`, endpointID, before, page.Limit+1)
 	if err != nil {
 		return nil, "", fmt.Errorf("list webhook attempts: %w", contextError(ctx, err))
 	}
