@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/holdfast/holdfast/blob"
 	"github.com/holdfast/holdfast/events"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/receipts"
 )
 
 // What tests and benchmarks may observe of a running Main beyond its
@@ -59,7 +59,7 @@ func (m *Main) Consumers() *events.Admin { return m.events.admin }
 func (m *Main) Transfers() *postgres.TransferService { return m.transfers }
 
 // ReceiptBlobs returns the store of receipt images.
-func (m *Main) ReceiptBlobs() *blob.Store { return m.receipts.blobs }
+func (m *Main) ReceiptBlobs() receipts.BlobStore { return m.receipts.blobs }
 
 // ReceiptIntakeBusy reports whether uploads arrive fast enough that the
 // receipt workers yield to intake (a second replica's workers in a

@@ -8,6 +8,7 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/blob"
+	"github.com/holdfast/holdfast/blob/s3"
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/postgres"
 	"github.com/holdfast/holdfast/receipts"
@@ -24,6 +25,9 @@ type ReceiptConfig struct {
 	GCInterval    time.Duration // --blob-gc-interval: pause between sweeps of unreferenced blobs; default 1h, 0 off
 	GCGrace       time.Duration // --blob-gc-grace: a blob stored within it is never swept; default 24h
 	QuotaMiB      int           // --receipt-quota-mib: a tenant's stored receipt images; default 10240 (10 GiB), 0 none
+	BlobURL       string        // --blob-url: s3://bucket?endpoint=…&region=…; default "": the data directory's blobs/
+	BlobAccessKey string        // --blob-access-key: the bucket's access key; no default
+	BlobSecretKey string        // --blob-secret-key: the bucket's secret key; no default, never logged
 	NoWorkers     bool          // run no workers in this process (benchmarks of another consumer); no flag
 }
 
@@ -43,7 +47,7 @@ type receiptPipeline struct {
 	intake  *postgres.DB // the intake batches' own pool
 	service *receipts.Service
 	worker  *receipts.Worker
-	blobs   *blob.Store
+	blobs   receipts.BlobStore
 	gc      *receipts.BlobGC
 }
 
@@ -56,7 +60,7 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 	if c.GCInterval > 0 && c.GCGrace < 10*c.AckWait {
 		return fmt.Errorf("--blob-gc-grace %v is shorter than 10 × --receipt-visibility-timeout (%v): a job's variants could be swept before its receipt refers to them", c.GCGrace, 10*c.AckWait)
 	}
-	blobs, err := blob.New(filepath.Join(m.Config.DataDir, "blobs"))
+	blobs, err := m.openBlobs(ctx)
 	if err != nil {
 		return err
 	}
@@ -114,6 +118,25 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 		p.gc.Start(ctx)
 	}
 	return nil
+}
+
+// openBlobs opens the store of receipt images: the data directory's
+// blobs/, or the bucket of --blob-url, whose ledger is on the API's pool.
+func (m *Main) openBlobs(ctx context.Context) (receipts.BlobStore, error) {
+	c := m.Config.Receipts
+	if c.BlobURL == "" {
+		return blob.New(filepath.Join(m.Config.DataDir, "blobs"))
+	}
+	cfg, err := s3.ParseURL(c.BlobURL)
+	if err != nil {
+		return nil, err
+	}
+	cfg.AccessKey, cfg.SecretKey, cfg.Ledger = c.BlobAccessKey, c.BlobSecretKey, postgres.NewBlobLedger(m.DB)
+	st, err := s3.New(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("--blob-url: %w", err)
+	}
+	return st, nil
 }
 
 // closeReceipts finishes the uploads in hand, stops the workers after the

@@ -39,20 +39,36 @@ func (s *Store) PutBatch(ctx context.Context, bs [][]byte) ([]string, error) {
 }
 
 // Staged is a blob written but not yet durable: a temporary file, or
-// nothing when its content is stored already. [Store.CommitBatch] makes it
-// durable; Discard drops it.
+// nothing when its content is stored already, or its bytes held in memory
+// ([Hold]) for a store whose commit writes them elsewhere. [Store.CommitBatch]
+// makes it durable; Discard drops it.
 type Staged struct {
-	key string
-	tmp string // "" when the blob was stored already
+	key  string
+	tmp  string // "" when the blob was stored already
+	data []byte // set by Hold
 }
+
+// Hold returns b staged in memory, not written anywhere: the staging of a
+// store whose commit sends the bytes over the network (an S3 bucket), where
+// a temporary file would only be read back. The caller does not modify b
+// until the staged blob is committed or discarded.
+func Hold(b []byte) *Staged { return &Staged{key: Key(b), data: b} }
 
 // Key returns the staged blob's key.
 func (st *Staged) Key() string { return st.key }
 
+// Bytes returns the bytes of a blob staged by [Hold], nil for one staged
+// by [Store.Stage] or discarded.
+func (st *Staged) Bytes() []byte { return st.data }
+
 // Discard removes the staged blob's temporary file, if it still has one.
 // Safe after CommitBatch and on nil.
 func (st *Staged) Discard() {
-	if st != nil && st.tmp != "" {
+	if st == nil {
+		return
+	}
+	st.data = nil
+	if st.tmp != "" {
 		os.Remove(st.tmp)
 		st.tmp = ""
 	}

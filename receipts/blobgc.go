@@ -35,7 +35,7 @@ type BlobGCConfig struct {
 // replica sharing the blob directory.
 type BlobGC struct {
 	store   BlobRefs
-	blobs   *blob.Store
+	blobs   BlobStore
 	cfg     BlobGCConfig
 	deleted prometheus.Counter
 	bytes   prometheus.Counter
@@ -43,7 +43,7 @@ type BlobGC struct {
 }
 
 // NewBlobGC returns a collector of blobs; call Start to run it.
-func NewBlobGC(store BlobRefs, blobs *blob.Store, cfg BlobGCConfig) (*BlobGC, error) {
+func NewBlobGC(store BlobRefs, blobs BlobStore, cfg BlobGCConfig) (*BlobGC, error) {
 	if cfg.Interval == 0 {
 		cfg.Interval = time.Hour
 	}

@@ -29,9 +29,18 @@ func blobKeys(r *holdfast.Receipt) []string {
 // again is stored again.
 func TestBlobGC_SweepsOnlyWhatNoReceiptUses(t *testing.T) {
 	t.Parallel()
-	e := setup(t, receipts.Config{})
+	sweepsOnlyWhatNoReceiptUses(t, setup(t, receipts.Config{}))
+}
+
+// The same in a bucket: the blobs' ledger, not file times, keeps them.
+func TestBlobGC_SweepsOnlyWhatNoReceiptUsesInABucket(t *testing.T) {
+	t.Parallel()
+	sweepsOnlyWhatNoReceiptUses(t, setupBucket(t, receipts.Config{}))
+}
+
+func sweepsOnlyWhatNoReceiptUses(t *testing.T, e *env) {
 	e.worker(t, e.nats)
-	gc, err := receipts.NewBlobGC(e.store, e.blobs, receipts.BlobGCConfig{Grace: time.Nanosecond, Logger: quiet})
+	gc, err := receipts.NewBlobGC(e.store, e.blobStore(), receipts.BlobGCConfig{Grace: time.Nanosecond, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +72,7 @@ func TestBlobGC_SweepsOnlyWhatNoReceiptUses(t *testing.T) {
 		t.Fatalf("sweep = %+v, want the replaced image's %d blobs deleted", st, len(gone))
 	}
 	for _, k := range gone {
-		if ok, _ := e.blobs.Exists(t.Context(), k); ok {
+		if ok, _ := e.blobStore().Exists(t.Context(), k); ok {
 			t.Errorf("blob %.8s of the replaced image is still there", k)
 		}
 	}
@@ -84,7 +93,7 @@ func TestBlobGC_SweepsOnlyWhatNoReceiptUses(t *testing.T) {
 	// The swept image uploaded again is stored and processed again.
 	again := upload(t1, replaced)
 	for _, k := range blobKeys(again) {
-		if ok, _ := e.blobs.Exists(t.Context(), k); !ok {
+		if ok, _ := e.blobStore().Exists(t.Context(), k); !ok {
 			t.Errorf("blob %.8s of the image uploaded again is missing", k)
 		}
 	}

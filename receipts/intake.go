@@ -71,7 +71,7 @@ type IntakeStore interface {
 // Intake is group commit for uploads: uploads wait in a bounded queue,
 // and each committer takes everything waiting (up to MaxBatch), makes
 // their staged blobs durable with one round of fsyncs
-// (blob.Store.CommitBatch) and records their receipts, jobs and events in
+// (BlobStore.CommitBatch) and records their receipts, jobs and events in
 // one transaction, then
 // answers each upload with its own outcome. An upload is queued, then
 // either taken by a batch or abandoned by its caller, whichever comes
@@ -79,7 +79,7 @@ type IntakeStore interface {
 // waits for its batch's outcome (decision 0047).
 type Intake struct {
 	store IntakeStore
-	blobs *blob.Store
+	blobs BlobStore
 	quota int64
 	cfg   IntakeConfig
 	queue chan *upload
@@ -118,7 +118,7 @@ type upload struct {
 
 // NewIntake returns batched intake storing blobs in blobs and receipts in
 // store, charging each tenant's stored bytes against quota (negative: none).
-func NewIntake(store IntakeStore, blobs *blob.Store, quota int64, cfg IntakeConfig) (*Intake, error) {
+func NewIntake(store IntakeStore, blobs BlobStore, quota int64, cfg IntakeConfig) (*Intake, error) {
 	cfg = cfg.WithDefaults()
 	if cfg.MaxBatch < 1 || cfg.QueueSize < 1 || cfg.Committers < 1 || cfg.BusyRate < 1 {
 		return nil, errors.New("receipts: IntakeConfig values must be positive")

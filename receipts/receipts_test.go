@@ -19,9 +19,11 @@ import (
 
 	"github.com/holdfast/holdfast"
 	"github.com/holdfast/holdfast/blob"
+	"github.com/holdfast/holdfast/blob/s3"
 	"github.com/holdfast/holdfast/events"
 	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 	"github.com/holdfast/holdfast/internal/testkit/pgtest"
+	"github.com/holdfast/holdfast/internal/testkit/s3test"
 	"github.com/holdfast/holdfast/media"
 	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/overload"
@@ -37,6 +39,7 @@ type env struct {
 	db      *postgres.DB
 	nats    *natsconn.Conn
 	blobs   *blob.Store
+	bucket  *s3.Store // when set (setupBucket), the pipeline's store instead of blobs
 	store   *postgres.ReceiptStore
 	service *receipts.Service
 	cfg     receipts.Config
@@ -84,6 +87,35 @@ func setup(t *testing.T, cfg receipts.Config) *env {
 		cfg: cfg, tenant: tn.ID, lane: lane}
 }
 
+// setupBucket is setup with the receipt images in a bucket of a real S3
+// server, the blobs' claims in the test's database.
+func setupBucket(t *testing.T, cfg receipts.Config) *env {
+	t.Helper()
+	e := setup(t, cfg)
+	srv := s3test.MustStart(t)
+	sc, err := s3.ParseURL(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc.AccessKey, sc.SecretKey, sc.Ledger = srv.AccessKey, srv.SecretKey, postgres.NewBlobLedger(e.db)
+	if e.bucket, err = s3.New(t.Context(), sc); err != nil {
+		t.Fatal(err)
+	}
+	e.service = mustService(t, e.store, e.bucket, receipts.ServiceConfig{})
+	return e
+}
+
+// blobStore returns the pipeline's blob store.
+func (e *env) blobStore() interface {
+	receipts.BlobStore
+	Exists(ctx context.Context, key string) (bool, error)
+} {
+	if e.bucket != nil {
+		return e.bucket
+	}
+	return e.blobs
+}
+
 func (e *env) mustTransfer(t *testing.T, tenant string) string {
 	t.Helper()
 	accts := postgres.NewAccountService(e.db)
@@ -103,7 +135,7 @@ func (e *env) worker(t *testing.T, nc *natsconn.Conn, configure ...func(*receipt
 	for _, f := range configure {
 		f(&cfg)
 	}
-	w, err := receipts.NewWorker(nc.JS, e.store, e.blobs, cfg)
+	w, err := receipts.NewWorker(nc.JS, e.store, e.blobStore(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -670,7 +702,7 @@ func TestWorker_DiesMidJob(t *testing.T) {
 }
 
 // mustService returns a started receipt service, stopped when t ends.
-func mustService(t *testing.T, store receipts.ServiceStore, blobs *blob.Store, cfg receipts.ServiceConfig) *receipts.Service {
+func mustService(t *testing.T, store receipts.ServiceStore, blobs receipts.BlobStore, cfg receipts.ServiceConfig) *receipts.Service {
 	t.Helper()
 	svc, err := receipts.NewService(store, blobs, cfg)
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/blob"
 	"github.com/holdfast/holdfast/media"
 )
 
@@ -45,7 +44,7 @@ func (c ServiceConfig) WithDefaults() ServiceConfig {
 // holdfast.ReceiptService.
 type Service struct {
 	store  ServiceStore
-	blobs  *blob.Store
+	blobs  BlobStore
 	cfg    ServiceConfig
 	intake *Intake
 }
@@ -54,7 +53,7 @@ var _ holdfast.ReceiptService = (*Service)(nil)
 
 // NewService returns the service; it stores uploads once started. It
 // returns an error for an invalid configuration.
-func NewService(store ServiceStore, blobs *blob.Store, cfg ServiceConfig) (*Service, error) {
+func NewService(store ServiceStore, blobs BlobStore, cfg ServiceConfig) (*Service, error) {
 	cfg = cfg.WithDefaults()
 	in, err := NewIntake(store, blobs, cfg.Quota, cfg.Intake)
 	if err != nil {

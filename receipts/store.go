@@ -2,8 +2,11 @@ package receipts
 
 import (
 	"context"
+	"io"
+	"time"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/blob"
 )
 
 // The pipeline's views of the receipt store, one for each of its parts.
@@ -68,4 +71,22 @@ type ConnStats interface {
 	// ConnStats returns the pool's connections: acquired, open, and the
 	// most it opens.
 	ConnStats() (acquired, open, max int32)
+}
+
+// BlobStore is the pipeline's view of the content-addressed store of
+// receipt images: blob.Store (a local directory, one node) or s3.Store (a
+// bucket every replica shares). app wires one of them.
+type BlobStore interface {
+	// Stage prepares b for CommitBatch without making it durable.
+	Stage(ctx context.Context, b []byte) (*blob.Staged, error)
+	// CommitBatch makes staged blobs durable together.
+	CommitBatch(ctx context.Context, staged []*blob.Staged) error
+	// PutBytes stores b and returns its key; stored content is not
+	// written again.
+	PutBytes(ctx context.Context, b []byte) (string, error)
+	// Open returns the blob under key and its size; ENOTFOUND if none.
+	Open(ctx context.Context, key string) (io.ReadSeekCloser, int64, error)
+	// Sweep deletes the blobs stored before cutoff that inUse does not
+	// claim.
+	Sweep(ctx context.Context, cutoff time.Time, inUse blob.InUse) (blob.SweepStats, error)
 }

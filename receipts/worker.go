@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/blob"
 	"github.com/holdfast/holdfast/internal/lifecycle"
 	"github.com/holdfast/holdfast/media"
 	"github.com/holdfast/holdfast/overload"
@@ -54,14 +53,14 @@ type Worker struct {
 	turn  chan struct{} // held by the one job that runs while yielding
 	js    njs.JetStream
 	store WorkerStore
-	blobs *blob.Store
+	blobs BlobStore
 	cons  njs.Consumer
 	run   lifecycle.Runner
 }
 
 // NewWorker returns a replica's workers; store should have a pool of its own
 // (its size is the replica's share of the database budget for workers).
-func NewWorker(js njs.JetStream, store WorkerStore, blobs *blob.Store, cfg WorkerConfig) (*Worker, error) {
+func NewWorker(js njs.JetStream, store WorkerStore, blobs BlobStore, cfg WorkerConfig) (*Worker, error) {
 	cfg.Config = cfg.Config.WithDefaults()
 	if err := cfg.Config.validate(); err != nil {
 		return nil, err

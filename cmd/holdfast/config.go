@@ -100,6 +100,9 @@ func settings(c *app.Config) []setting {
 		{"receipt-backoff", "HOLDFAST_RECEIPT_BACKOFF", &c.Receipts.BackoffBase, "delay before the first retry of a failed job; it doubles each time, with jitter"},
 		{"blob-gc-interval", "HOLDFAST_BLOB_GC_INTERVAL", &c.Receipts.GCInterval, "pause between sweeps that delete the receipt images (originals and variants) no receipt refers to any more; 0 turns them off"},
 		{"blob-gc-grace", "HOLDFAST_BLOB_GC_GRACE", &c.Receipts.GCGrace, "an image stored within this is never swept, referred to or not; at least 10 × the visibility timeout, so a job's variants are referred to before they can go"},
+		{"blob-url", "HOLDFAST_BLOB_URL", &c.Receipts.BlobURL, "where receipt images are stored: empty for the data directory (one node), or `s3://bucket?endpoint=http://host:port&region=name` for an S3-compatible bucket that every replica shares (with the same database)"},
+		{"blob-access-key", "AWS_ACCESS_KEY_ID", &c.Receipts.BlobAccessKey, "access key of the --blob-url bucket"},
+		{"blob-secret-key", "AWS_SECRET_ACCESS_KEY", &c.Receipts.BlobSecretKey, "secret key of the --blob-url bucket; prefer the environment variable, which other users cannot read in the process list"},
 		{"receipt-quota-mib", "HOLDFAST_RECEIPT_QUOTA_MIB", &c.Receipts.QuotaMiB, "MiB of receipt images (the originals uploaded) one tenant may have stored, across every replica; an upload past it is refused (422 quota-exceeded); 0 means no quota"},
 		{"receipt-db-conns", "HOLDFAST_RECEIPT_DB_CONNS", &c.Receipts.DBConns, "database connections of this replica's receipt workers: replicas × this stays within the database's budget"},
 	}

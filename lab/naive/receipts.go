@@ -16,8 +16,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/holdfast/holdfast"
-	"github.com/holdfast/holdfast/blob"
 	"github.com/holdfast/holdfast/media"
+	"github.com/holdfast/holdfast/receipts"
 )
 
 // ReceiptWorkers is the receipt spike's naive consumer: for every message, at once, a
@@ -27,7 +27,7 @@ import (
 // real code that really fails, never part of the service.
 type ReceiptWorkers struct {
 	DBURL string
-	Blobs *blob.Store
+	Blobs receipts.BlobStore
 	Cons  njs.Consumer
 
 	running, conns         atomic.Int64
