@@ -161,13 +161,14 @@ func storeOutcomes(reqs []*transferRequest, keys *batchKeys) (storedKeys, error)
 	return k, nil
 }
 
-// queueStoreOutcomes inserts the keys the batch claimed, with their outcomes.
+// queueStoreOutcomes inserts the keys the batch claimed, with their
+// outcomes, into the current epoch (read once for all of them).
 func queueStoreOutcomes(b *pgx.Batch, k storedKeys) {
 	if len(k.names) == 0 {
 		return
 	}
-	b.Queue(`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, outcome)
-		SELECT t, k, f, now(), oc FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[])
-			WITH ORDINALITY AS x(t, k, f, oc, o) ORDER BY o`,
+	b.Queue(`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, outcome, epoch)
+		SELECT t, k, f, now(), oc, e.epoch FROM (SELECT idempotency_epoch() AS epoch) e,
+			unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[]) WITH ORDINALITY AS x(t, k, f, oc, o) ORDER BY o`,
 		UUIDArray(k.tenants), TextArray(k.names), ByteaArray(k.prints), ByteaArray(k.outcomes))
 }
