@@ -267,6 +267,9 @@ func (m *Main) openLedger(ctx context.Context) (err error) {
 	}
 	m.sweeper = postgres.NewHoldSweeper(m.transfers, postgres.HoldSweeperConfig{Interval: c.HoldSweepInterval, Logger: m.Logger})
 	m.sweeper.Start(ctx)
+	if c.IdempotencyRetention < holdfast.DefaultIdempotencyRetention {
+		return fmt.Errorf("--idempotency-retention %v: a key is promised for at least %v", c.IdempotencyRetention, holdfast.DefaultIdempotencyRetention)
+	}
 	if m.reaper, err = postgres.NewKeyRotator(m.DB, postgres.KeyRotatorConfig{
 		Retention: c.IdempotencyRetention, Logger: m.Logger}); err != nil {
 		return err
