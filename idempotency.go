@@ -12,7 +12,7 @@ import (
 const (
 	// MaxIdempotencyKey is the longest Idempotency-Key, in bytes.
 	MaxIdempotencyKey = 255
-	// DefaultIdempotencyRetention is how long a key is kept before the reaper may delete it.
+	// DefaultIdempotencyRetention is how long a key is kept at least, and the least a server may keep one.
 	DefaultIdempotencyRetention = 24 * time.Hour
 	// DefaultIdempotencyLockTimeout is how long a claim holds its key before
 	// another request may take it over (the first one is presumed dead).

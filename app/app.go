@@ -114,7 +114,7 @@ type Main struct {
 	receipts  *receiptPipeline
 	webhooks  *webhooks.Dispatcher
 	transfers *postgres.TransferService
-	reaper    *postgres.Reaper
+	reaper    *postgres.KeyRotator
 	sweeper   *postgres.HoldSweeper
 	exports   *postgres.ExportService
 }
@@ -265,8 +265,8 @@ func (m *Main) openStore(ctx context.Context) (dbURL string, err error) {
 }
 
 // openLedger starts the transfer service, with its group-commit writer,
-// the sweeper of holds past their timeout and the reaper of expired
-// Idempotency-Keys.
+// the sweeper of holds past their timeout and the rotator of the
+// Idempotency-Keys' partitions.
 func (m *Main) openLedger(ctx context.Context) (err error) {
 	c := m.Config
 	wc := postgres.WriterConfig{MaxBatch: c.MaxBatch, Committers: c.Committers, Registerer: m.Registry}
@@ -282,8 +282,13 @@ func (m *Main) openLedger(ctx context.Context) (err error) {
 	}
 	m.sweeper = postgres.NewHoldSweeper(m.transfers, postgres.HoldSweeperConfig{Interval: c.HoldSweepInterval, Logger: m.Logger})
 	m.sweeper.Start(ctx)
-	m.reaper = postgres.NewReaper(m.DB, postgres.ReaperConfig{
-		Retention: c.IdempotencyRetention, LockTimeout: c.IdempotencyLockTimeout, Logger: m.Logger})
+	if c.IdempotencyRetention < holdfast.DefaultIdempotencyRetention {
+		return fmt.Errorf("--idempotency-retention %v: a key is promised for at least %v", c.IdempotencyRetention, holdfast.DefaultIdempotencyRetention)
+	}
+	if m.reaper, err = postgres.NewKeyRotator(m.DB, postgres.KeyRotatorConfig{
+		Retention: c.IdempotencyRetention, Logger: m.Logger}); err != nil {
+		return err
+	}
 	return m.reaper.Start(ctx)
 }
 

@@ -64,6 +64,16 @@ func TestMain_BlobGCGraceTooShort(t *testing.T) {
 	}
 }
 
+// A key retention under the day the Idempotency-Key rules promise is
+// refused at start.
+func TestMain_IdempotencyRetentionTooShort(t *testing.T) {
+	t.Parallel()
+	err := RunMainErr(t, func(c *app.Config) { c.IdempotencyRetention = time.Hour })
+	if err == nil || !strings.Contains(err.Error(), "--idempotency-retention") {
+		t.Fatalf("Run = %v, want the retention refused", err)
+	}
+}
+
 // RunMainErr runs the program as apptest.MustStart does, closes it, and returns
 // Run's error: for configurations that must fail at start.
 func RunMainErr(tb testing.TB, configure func(*app.Config)) error {

@@ -1,6 +1,7 @@
 package http
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -143,9 +144,15 @@ func (s *Server) throttled(w http.ResponseWriter, r *http.Request, wait time.Dur
 // cost a database round trip just to authenticate.
 type authCache struct {
 	ttl time.Duration
+	max int // entries held at most; 0: maxAuthEntries
 	mu  sync.Mutex
 	m   map[[32]byte]authEntry
 }
+
+// maxAuthEntries bounds the cache: a flood of distinct (unknown) keys
+// empties it when it is full rather than growing it; the known keys are
+// then looked up once more each.
+const maxAuthEntries = 100_000
 
 type authEntry struct {
 	tenant  string
@@ -182,7 +189,7 @@ func (c *authCache) verify(ctx context.Context, svc holdfast.TenantService, secr
 		// refused by the database, then from here.
 		h := sha256.Sum256([]byte(secret))
 		c.mu.Lock()
-		if c.m == nil || len(c.m) > 100_000 {
+		if c.m == nil || len(c.m) >= cmp.Or(c.max, maxAuthEntries) {
 			c.m = make(map[[32]byte]authEntry)
 		}
 		c.m[h] = authEntry{tenant, time.Now().Add(c.ttl)}

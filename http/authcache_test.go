@@ -2,6 +2,7 @@ package http
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,5 +83,37 @@ func TestAuthCache(t *testing.T) {
 	}
 	if n := svc.lookups.Load(); n != 3 {
 		t.Fatalf("%d database lookups after the revocation, want 3", n)
+	}
+}
+
+// A flood of distinct unknown keys never holds more than the cache's bound,
+// and a key known before it is still answered right after.
+func TestAuthCache_MemoryStaysBounded(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	db, err := postgres.Open(ctx, postgres.Config{URL: pgtest.NewDatabase(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	if err := postgres.Migrate(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	svc := postgres.NewTenantService(db)
+	tenant, key, err := svc.CreateTenant(ctx, holdfast.TenantCreate{Name: "flood"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &authCache{ttl: time.Hour, max: 100}
+	for i := range 1000 {
+		if _, err := c.authenticate(ctx, svc, fmt.Sprintf("hf_flood_%d", i)); holdfast.ErrorCode(err) != holdfast.EUNAUTHORIZED {
+			t.Fatalf("unknown key %d: %v", i, err)
+		}
+		if n := len(c.m); n > 100 {
+			t.Fatalf("the cache holds %d keys after %d distinct ones, want at most 100", n, i+1)
+		}
+	}
+	if got, err := c.authenticate(ctx, svc, key.Secret); err != nil || got != tenant.ID {
+		t.Fatalf("known key after the flood: %q %v", got, err)
 	}
 }

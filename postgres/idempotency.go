@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -99,13 +97,16 @@ var (
 
 // insert tries to create the key's row, in one round trip. The claim commits
 // with synchronous_commit off: it is only a lock, and it is durable before any
-// effect that depends on it, because WAL is flushed in order.
+// effect that depends on it, because WAL is flushed in order. It holds the
+// epoch lock shared, so its key goes to the partition of every concurrent
+// insert of the same key (see epochLock).
+
 func (s *IdempotencyService) insert(ctx context.Context, tenantID, key string, fp []byte, token string) (bool, error) {
 	var b pgx.Batch
 	b.Queue("BEGIN")
 	b.Queue("SELECT set_config('synchronous_commit', 'off', true)")
-	ins := b.Queue(`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, lock_token, locked_at, created_at)
-		VALUES ($1, $2, $3, $4, now(), now()) ON CONFLICT (tenant_id, key) DO NOTHING`, tenantID, key, fp, token)
+	b.Queue(epochSharedSQL, epochLock)
+	ins := b.Queue(insertKeySQL, tenantID, key, fp, token)
 	var inserted bool
 	ins.Exec(func(tag pgconn.CommandTag) error { inserted = tag.RowsAffected() == 1; return nil })
 	b.Queue("COMMIT")
@@ -140,6 +141,14 @@ func (s *IdempotencyService) Release(ctx context.Context, c *holdfast.Idempotenc
 	return nil
 }
 
+// insertKeySQL inserts the claim ($1 tenant, $2 key, $3 fingerprint, $4
+// token) unless the key is in any epoch's partition; a concurrent insert of
+// the same key is in the same epoch, and the primary key settles it.
+const insertKeySQL = `INSERT INTO idempotency_keys (tenant_id, key, fingerprint, lock_token, locked_at, created_at)
+	SELECT $1::uuid, $2::text, $3::bytea, $4::uuid, now(), now()
+	WHERE NOT EXISTS (SELECT 1 FROM idempotency_keys WHERE tenant_id = $1 AND key = $2)
+	ON CONFLICT (tenant_id, key, epoch) DO NOTHING`
+
 // completeSQL stores the outcome ($4) of the claim ($1, $2) whose token is $3.
 const completeSQL = `UPDATE idempotency_keys SET outcome = $4, lock_token = NULL, locked_at = NULL
 	WHERE tenant_id = $1 AND key = $2 AND lock_token = $3`
@@ -164,105 +173,4 @@ func completeClaim(ctx context.Context, tx pgx.Tx, c *holdfast.IdempotencyClaim,
 		return errKeyTaken
 	}
 	return nil
-}
-
-// ReaperConfig configures the idempotency-key reaper.
-type ReaperConfig struct {
-	// Retention is how long keys are kept. Default holdfast.DefaultIdempotencyRetention (24h).
-	Retention time.Duration
-	// Interval is the pause between sweeps. Default 10 minutes.
-	Interval time.Duration
-	// LockTimeout: a key still claimed is never deleted before its claim expires.
-	// Default holdfast.DefaultIdempotencyLockTimeout.
-	LockTimeout time.Duration
-	// Logger receives sweep results. Default slog.Default().
-	Logger *slog.Logger
-}
-
-// Reaper deletes idempotency keys older than the retention. It is safe to
-// run in every replica: each sweep deletes in small batches that skip rows
-// another replica is deleting.
-type Reaper struct {
-	db     *DB
-	cfg    ReaperConfig
-	mu     sync.Mutex
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// NewReaper returns a Reaper; call Start to run it.
-func NewReaper(db *DB, cfg ReaperConfig) *Reaper {
-	if cfg.Retention <= 0 {
-		cfg.Retention = holdfast.DefaultIdempotencyRetention
-	}
-	if cfg.Interval <= 0 {
-		cfg.Interval = 10 * time.Minute
-	}
-	if cfg.LockTimeout <= 0 {
-		cfg.LockTimeout = holdfast.DefaultIdempotencyLockTimeout
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	return &Reaper{db: db, cfg: cfg}
-}
-
-// Start runs sweeps in the background until Stop. Starting twice is a no-op.
-func (r *Reaper) Start(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cancel != nil {
-		return nil
-	}
-	ctx, r.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	r.done = make(chan struct{})
-	go func() {
-		defer close(r.done)
-		t := time.NewTicker(r.cfg.Interval)
-		defer t.Stop()
-		for {
-			if n, err := r.Sweep(ctx); err != nil && ctx.Err() == nil {
-				r.cfg.Logger.Error("idempotency reaper", "err", err)
-			} else if n > 0 {
-				r.cfg.Logger.Info("idempotency reaper", "deleted", n)
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return nil
-}
-
-// Stop ends the background sweeps and waits for them. Idempotent, and safe before Start.
-func (r *Reaper) Stop() {
-	r.mu.Lock()
-	cancel, done := r.cancel, r.done
-	r.mu.Unlock()
-	if cancel == nil {
-		return
-	}
-	cancel()
-	<-done
-}
-
-// Sweep deletes every expired key now and returns how many it deleted.
-func (r *Reaper) Sweep(ctx context.Context) (int64, error) {
-	var total int64
-	for {
-		tag, err := r.db.Pool.Exec(ctx, `DELETE FROM idempotency_keys WHERE ctid IN (
-			SELECT ctid FROM idempotency_keys
-			WHERE created_at < now() - make_interval(secs => $1)
-			  AND (lock_token IS NULL OR locked_at < now() - make_interval(secs => $2))
-			LIMIT 5000 FOR UPDATE SKIP LOCKED)`, r.cfg.Retention.Seconds(), r.cfg.LockTimeout.Seconds())
-		if err != nil {
-			return total, fmt.Errorf("reap idempotency keys: %w", err)
-		}
-		total += tag.RowsAffected()
-		if tag.RowsAffected() < 5000 {
-			return total, nil
-		}
-	}
 }

@@ -194,37 +194,3 @@ func TestTransfer_KeyClaimedInBatch(t *testing.T) {
 		}
 	})
 }
-
-func TestReaper_DeletesOnlyExpiredKeys(t *testing.T) {
-	t.Parallel()
-	db := MustOpenDB(t)
-	tenant := MustTenant(t, db)
-	svc := postgres.NewIdempotencyService(db, 0)
-	ctx := context.Background()
-	for _, k := range []string{"old-done", "old-held", "new"} {
-		c, _, err := svc.Claim(ctx, tenant, k, fingerprint(k))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if k != "old-held" {
-			if err := svc.Complete(ctx, c, &holdfast.Outcome{Result: []byte(`{}`)}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	db.Pool.Exec(ctx, "UPDATE idempotency_keys SET created_at = now() - interval '25 hours' WHERE key LIKE 'old-%'")
-	n, err := postgres.NewReaper(db, postgres.ReaperConfig{}).Sweep(ctx)
-	if err != nil || n != 1 {
-		t.Fatalf("sweep deleted %d, %v; want 1 (the old completed key; a live claim is kept)", n, err)
-	}
-	var keys []string
-	rows, _ := db.Pool.Query(ctx, "SELECT key FROM idempotency_keys ORDER BY key")
-	for rows.Next() {
-		var k string
-		rows.Scan(&k)
-		keys = append(keys, k)
-	}
-	if len(keys) != 2 || keys[0] != "new" || keys[1] != "old-held" {
-		t.Fatalf("keys left = %v", keys)
-	}
-}

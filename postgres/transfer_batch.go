@@ -344,7 +344,7 @@ func (a *attempt) send(ctx context.Context, conn *pgx.Conn, writes *pgx.Batch) e
 		return nil
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == "23505" && (pe.ConstraintName == "transfers_pkey" || pe.ConstraintName == "idempotency_keys_pkey" || pe.ConstraintName == "transfers_resolves") {
+	if errors.As(err, &pe) && pe.Code == "23505" && (pe.ConstraintName == "transfers_pkey" || isKeyPartitionPkey(pe.ConstraintName) || pe.ConstraintName == "transfers_resolves") {
 		return errRaced
 	}
 	if inDoubt(err) {

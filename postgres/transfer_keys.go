@@ -29,7 +29,8 @@ type batchKeys struct {
 // the batch inserts the key with its outcome, beside the effects (see
 // storeOutcomes). If a concurrent batch inserts the same key first, that
 // insert violates the primary key, this batch rolls back and runs again,
-// and then sees the key.
+// and then sees the key. The epoch lock, taken first, puts that concurrent
+// insert into the same partition (see epochLock).
 func queueClaimKeys(b *pgx.Batch, reqs []*transferRequest) *batchKeys {
 	k := &batchKeys{rows: map[keyID]keyRow{}}
 	var tenants, names []string
@@ -50,6 +51,7 @@ func queueClaimKeys(b *pgx.Batch, reqs []*transferRequest) *batchKeys {
 	if len(names) == 0 {
 		return k
 	}
+	b.Queue(epochSharedSQL, epochLock)
 	b.Queue(`SELECT i.tenant_id, i.key, i.fingerprint, i.outcome
 		FROM idempotency_keys i JOIN unnest($1::uuid[], $2::text[]) AS x(tenant_id, key) USING (tenant_id, key)`,
 		UUIDArray(tenants), TextArray(names)).Query(func(rows pgx.Rows) error {
@@ -159,13 +161,14 @@ func storeOutcomes(reqs []*transferRequest, keys *batchKeys) (storedKeys, error)
 	return k, nil
 }
 
-// queueStoreOutcomes inserts the keys the batch claimed, with their outcomes.
+// queueStoreOutcomes inserts the keys the batch claimed, with their
+// outcomes, into the current epoch (read once for all of them).
 func queueStoreOutcomes(b *pgx.Batch, k storedKeys) {
 	if len(k.names) == 0 {
 		return
 	}
-	b.Queue(`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, outcome)
-		SELECT t, k, f, now(), oc FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[])
-			WITH ORDINALITY AS x(t, k, f, oc, o) ORDER BY o`,
+	b.Queue(`INSERT INTO idempotency_keys (tenant_id, key, fingerprint, created_at, outcome, epoch)
+		SELECT t, k, f, now(), oc, e.epoch FROM (SELECT idempotency_epoch() AS epoch) e,
+			unnest($1::uuid[], $2::text[], $3::bytea[], $4::bytea[]) WITH ORDINALITY AS x(t, k, f, oc, o) ORDER BY o`,
 		UUIDArray(k.tenants), TextArray(k.names), ByteaArray(k.prints), ByteaArray(k.outcomes))
 }

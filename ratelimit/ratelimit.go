@@ -74,10 +74,11 @@ func gcra(c Config, now, tat time.Time) (Decision, time.Time) {
 
 // Local is a rate limit held in this process's memory.
 type Local struct {
-	cfg Config
-	now func() time.Time
-	mu  sync.Mutex
-	tat map[string]time.Time
+	cfg     Config
+	now     func() time.Time
+	maxKeys int // the map's bound: maxLocalKeys
+	mu      sync.Mutex
+	tat     map[string]time.Time
 }
 
 // NewLocal returns an in-process limit, or an error for an invalid Config.
@@ -86,11 +87,15 @@ func NewLocal(cfg Config) (*Local, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	return &Local{cfg: cfg, now: time.Now, tat: map[string]time.Time{}}, nil
+	return &Local{cfg: cfg, now: time.Now, maxKeys: maxLocalKeys, tat: map[string]time.Time{}}, nil
 }
 
-// maxLocalKeys bounds the map: past it, keys whose bucket is full again
-// (which are the same as absent) are swept.
+// maxLocalKeys bounds the map: at it, keys whose bucket is full again
+// (which are the same as absent) are swept, and if that frees too little
+// (a flood of distinct keys, each with a debt) arbitrary keys are evicted
+// down to nine tenths of it, so that the next sweep is many requests away.
+// An evicted key loses its debt: it may burst once more, which is the
+// price of a bound that holds whatever the rate.
 const maxLocalKeys = 100_000
 
 // Allow takes one token from key's bucket if it has one. It never fails.
@@ -99,15 +104,26 @@ func (l *Local) Allow(_ context.Context, key string) (Decision, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	d, tat := gcra(l.cfg, now, l.tat[key])
-	if len(l.tat) >= maxLocalKeys {
-		for k, t := range l.tat {
-			if !t.After(now) {
-				delete(l.tat, k)
-			}
-		}
+	if _, ok := l.tat[key]; !ok && len(l.tat) >= l.maxKeys {
+		l.sweep(now)
 	}
 	l.tat[key] = tat
 	return d, nil
+}
+
+// sweep makes room in the map (see maxLocalKeys); l.mu is held.
+func (l *Local) sweep(now time.Time) {
+	for k, t := range l.tat {
+		if !t.After(now) {
+			delete(l.tat, k)
+		}
+	}
+	for k := range l.tat { // Go's map order is random: an arbitrary eviction
+		if len(l.tat) < l.maxKeys*9/10 {
+			break
+		}
+		delete(l.tat, k)
+	}
 }
 
 // Policy returns the limit (for the RateLimit-Policy header).

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -51,6 +52,30 @@ func TestLocal_KeysAreIndependent(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkBurst(t, l, "a", "b")
+}
+
+// A flood of distinct keys, each refused at once (rate negligible, burst 1,
+// so no bucket is ever full again), never grows the map past its bound,
+// and a key used just before still has its debt unless it was evicted.
+func TestLocal_KeysStayBoundedWhateverTheRate(t *testing.T) {
+	t.Parallel()
+	l, err := NewLocal(Config{Rate: 0.001, Burst: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_000_000, 0)
+	l.now = func() time.Time { return now }
+	l.maxKeys = 1000
+	for i := range 50_000 {
+		mustAllow(t, l, fmt.Sprintf("k%d", i))
+		if n := len(l.tat); n > l.maxKeys {
+			t.Fatalf("%d keys held after %d distinct ones, want at most %d", n, i+1, l.maxKeys)
+		}
+	}
+	mustAllow(t, l, "last")
+	if d := mustAllow(t, l, "last"); d.Allowed {
+		t.Fatal("the key used last lost its debt at once")
+	}
 }
 
 // TestLocal_Refill: a refused key gets one request back after one refill
