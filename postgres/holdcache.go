@@ -6,8 +6,8 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
-// holdCacheSize bounds the holds a service remembers: at about 250 bytes
-// each, 16,384 holds take some 4 MB. A hold made longer ago than the last
+// holdCacheSize bounds the holds a service remembers: at about 400 bytes
+// each (the map's entry, its key in the ring), 16,384 holds take some 6 MB. A hold made longer ago than the last
 // 16,384 (a card authorisation captured days later) is read from the
 // database instead.
 const holdCacheSize = 16384
