@@ -13,12 +13,13 @@ import (
 	"github.com/holdfast/holdfast/internal/lifecycle"
 )
 
-// ResolveTransfer posts or voids a hold. It reads the hold from a snapshot
-// for what never changes (its accounts, currency and amount) and sends the
-// resolution through the batches every transfer goes through: the batch
-// locks the accounts, reads the hold again under the locks and applies the
-// rules (holdfast.Book.Post), so a hold is resolved at most once however
-// many requests, in however many replicas, race for it.
+// ResolveTransfer posts or voids a hold. It takes what never changes about
+// the hold (its accounts, currency and amount) from the holds this service
+// made, or else from a snapshot, and sends the resolution through the
+// batches every transfer goes through: the batch locks the accounts, reads
+// the hold again under the locks and applies the rules
+// (holdfast.Book.Post), so a hold is resolved at most once however many
+// requests, in however many replicas, race for it.
 func (s *TransferService) ResolveTransfer(ctx context.Context, req holdfast.ResolveRequest) (*holdfast.Transfer, *holdfast.Outcome, error) {
 	in := req.In
 	switch {
@@ -37,7 +38,7 @@ func (s *TransferService) ResolveTransfer(ctx context.Context, req holdfast.Reso
 	if err := holdfast.ValidMetadata(in.Metadata); err != nil {
 		return nil, nil, err
 	}
-	h, err := s.FindTransfer(ctx, req.TenantID, req.PendingID)
+	h, err := s.hold(ctx, req.TenantID, req.PendingID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -55,7 +56,20 @@ func (s *TransferService) ResolveTransfer(ctx context.Context, req holdfast.Reso
 	if err != nil || replayed != nil {
 		return nil, replayed, err
 	}
+	s.holds.forget(req.TenantID, h.ID)
 	return out[0], nil, nil
+}
+
+// hold returns the hold id names, for what never changes about it: as
+// this service remembers it from its batch (see holdCache), or else read
+// from a snapshot.
+func (s *TransferService) hold(ctx context.Context, tenantID, id string) (*holdfast.Transfer, error) {
+	if holdfast.ValidID("transfer id", id) == nil {
+		if h, ok := s.holds.get(tenantID, holdfast.CanonicalID(id)); ok {
+			return h, nil
+		}
+	}
+	return s.FindTransfer(ctx, tenantID, id)
 }
 
 // ExpireDue expires up to limit holds whose timeout has passed, oldest

@@ -39,6 +39,7 @@ type TransferService struct {
 	db      *DB
 	writer  *writer     // nil without group commit
 	grouped atomic.Bool // the writer has started: every request goes through it
+	holds   holdCache   // the holds this service made, for their resolutions
 }
 
 var _ holdfast.TransferService = (*TransferService)(nil)

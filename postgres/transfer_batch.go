@@ -183,6 +183,7 @@ func (s *TransferService) tryBatch(ctx context.Context, pool *pgxpool.Pool, reqs
 	if err := a.send(ctx, conn.Conn(), &writes); err != nil {
 		return err
 	}
+	s.holds.add(a.transfers) // committed: their resolutions need not read them back
 	if a.wake && len(a.events) > 0 {
 		s.db.relays.wake()
 	}
