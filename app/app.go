@@ -114,7 +114,7 @@ type Main struct {
 	receipts  *receiptPipeline
 	webhooks  *webhooks.Dispatcher
 	transfers *postgres.TransferService
-	reaper    *postgres.KeyRotator
+	rotator   *postgres.KeyRotator
 	sweeper   *postgres.HoldSweeper
 	exports   *postgres.ExportService
 }
@@ -285,11 +285,11 @@ func (m *Main) openLedger(ctx context.Context) (err error) {
 	if c.IdempotencyRetention < holdfast.DefaultIdempotencyRetention {
 		return fmt.Errorf("--idempotency-retention %v: a key is promised for at least %v", c.IdempotencyRetention, holdfast.DefaultIdempotencyRetention)
 	}
-	if m.reaper, err = postgres.NewKeyRotator(m.DB, postgres.KeyRotatorConfig{
+	if m.rotator, err = postgres.NewKeyRotator(m.DB, postgres.KeyRotatorConfig{
 		Retention: c.IdempotencyRetention, Logger: m.Logger}); err != nil {
 		return err
 	}
-	return m.reaper.Start(ctx)
+	return m.rotator.Start(ctx)
 }
 
 // openHTTP makes the API server (not yet listening) with overload
@@ -337,7 +337,7 @@ func (m *Main) openHTTP(ctx context.Context) (err error) {
 }
 
 // Stop shuts down in reverse order of start: stop accepting and drain
-// requests, stop the reaper and the transfers' group commit, close NATS,
+// requests, stop the key rotator and the transfers' group commit, close NATS,
 // the pool, the cluster.
 // Safe after a failed Start.
 func (m *Main) Stop() error {
@@ -357,8 +357,8 @@ func (m *Main) Stop() error {
 	m.closeReceipts()
 	m.closeEventLog()
 	m.closeWebhooks()
-	if m.reaper != nil {
-		m.reaper.Stop()
+	if m.rotator != nil {
+		m.rotator.Stop()
 	}
 	if m.sweeper != nil {
 		m.sweeper.Stop()

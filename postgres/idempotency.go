@@ -56,7 +56,7 @@ func (s *IdempotencyService) Claim(ctx context.Context, tenantID, key string, fp
 			outcome FROM idempotency_keys WHERE tenant_id = $1 AND key = $2`,
 			tenantID, key, s.lockTimeout.Seconds()).Scan(&storedFP, &oldToken, &live, &outcome)
 		if errors.Is(err, pgx.ErrNoRows) {
-			continue // released or reaped in between: try to insert again
+			continue // released, or its partition dropped, in between: try to insert again
 		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("claim idempotency key: %w", contextError(ctx, err))
