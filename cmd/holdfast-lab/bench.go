@@ -24,6 +24,7 @@ Benchmarks (each in one run, against a fresh database, Holdfast beside its basel
   receipts    a spike of image uploads: capped workers in 2 replicas vs a goroutine and a connection per message
   overload    open loop at 0.5×–5× capacity, overload protection on vs off; /healthz under CPU load
   webhooks    delivery to 100 endpoints, 3 of them bad, while transfers run: Holdfast vs one shared pool
+  soak        mixed traffic at half capacity for 30 minutes with retention limits shrunk: memory, storage, lag over time
 
 Run 'holdfast-lab bench <benchmark> --help' for its flags.
 `
@@ -46,6 +47,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return benchOverload(ctx, args[1:], stdout, stderr)
 	case "webhooks":
 		return benchWebhooks(ctx, args[1:], stdout, stderr)
+	case "soak":
+		return benchSoak(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, benchUsage)
 		return fmt.Errorf("unknown benchmark %q", args[0])
