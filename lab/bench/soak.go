@@ -241,5 +241,6 @@ func (r *soakRun) drive(ctx context.Context, stderr io.Writer) []SoakSample {
 		}
 	}
 	wg.Wait()
+	r.traffic.repeats.Wait()
 	return samples
 }

@@ -46,8 +46,8 @@ func (r *soakRun) checks(ctx context.Context) []SoakCheck {
 	stored := q(`SELECT count(*) FROM audit_records WHERE tenant_id = $1 AND type = $2`, r.tenant, soakEventType)
 	n := int64(len(acked))
 	out = append(out, SoakCheck{Name: "every acknowledged client event counted once", OK: inAudit == n && counted == n && stored == n,
-		Detail: fmt.Sprintf("%d acknowledged (%d keyed requests sent twice, %d repeats answered otherwise); audit holds %d of them and %d in all; analytics counted %d",
-			n, r.traffic.retries.Load(), r.traffic.replayFailed.Load(), inAudit, stored, counted)})
+		Detail: fmt.Sprintf("%d acknowledged (%d keyed requests sent twice, %d repeats answered otherwise than the first: %s); audit holds %d of them and %d in all; analytics counted %d",
+			n, r.traffic.retries.Load(), r.traffic.replayFailed.Load(), r.traffic.replayAnswersText(), inAudit, stored, counted)})
 
 	uploads := r.traffic.receipts.Load()
 	ready := q(`SELECT count(*) FROM receipts WHERE tenant_id = $1 AND status = 'ready'`, r.tenant)

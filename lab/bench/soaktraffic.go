@@ -8,9 +8,12 @@ import (
 	"image/color"
 	"image/png"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,10 +39,13 @@ type soakTraffic struct {
 
 	mu    sync.Mutex
 	acked map[uuid.UUID]struct{} // client events answered 202
+	// replayAnswers counts the statuses of repeats answered otherwise than the first.
+	replayAnswers map[int]int64
 	// retries counts keyed requests sent again; replayFailed, those whose
 	// repeat was not answered as the first was.
 	retries, replayFailed atomic.Int64
-	receipts              atomic.Int64 // uploads answered 202
+	repeats               sync.WaitGroup // the repeats on their way
+	receipts              atomic.Int64   // uploads answered 202
 }
 
 func newSoakTraffic(base, key string, run int64, accounts []string, retry float64) (*soakTraffic, error) {
@@ -49,7 +55,7 @@ func newSoakTraffic(base, key string, run int64, accounts []string, retry float6
 	}
 	return &soakTraffic{base: base, key: key, run: run, accounts: accounts, retry: retry, poster: p,
 		client: &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
-		acked:  map[uuid.UUID]struct{}{}}, nil
+		acked:  map[uuid.UUID]struct{}{}, replayAnswers: map[int]int64{}}, nil
 }
 
 func (t *soakTraffic) close() { t.poster.Close(); t.client.CloseIdleConnections() }
@@ -66,17 +72,24 @@ func (t *soakTraffic) rng(kind, seq int64) *rand.Rand {
 
 // keyed posts body under header and, for a share t.retry of the calls,
 // posts it again once answered: a client that lost the first answer. The
-// repeat must be answered with the same status.
+// repeat must be answered with the same status; wait for the repeats
+// with t.repeats.
 func (t *soakTraffic) keyed(ctx context.Context, rng *rand.Rand, path string, header, body []byte, want int) bool {
 	status, err := t.poster.Post(ctx, path, header, body)
 	if err != nil || status != want {
 		return false
 	}
 	if rng.Float64() < t.retry {
+		// Aside, so that the call's latency is the first answer's.
 		t.retries.Add(1)
-		if again, err := t.poster.Post(ctx, path, header, body); err != nil || again != status {
-			t.replayFailed.Add(1)
-		}
+		t.repeats.Go(func() {
+			if again, err := t.poster.Post(ctx, path, header, body); err != nil || again != status {
+				t.replayFailed.Add(1)
+				t.mu.Lock()
+				t.replayAnswers[again]++ // 0: no answer
+				t.mu.Unlock()
+			}
+		})
 	}
 	return true
 }
@@ -122,6 +135,19 @@ func (t *soakTraffic) ackedEvents() []string {
 		ids = append(ids, id.String())
 	}
 	return ids
+}
+
+// replayAnswersText describes the statuses of the repeats answered
+// otherwise than the first, e.g. "409 ×3, 503 ×1".
+func (t *soakTraffic) replayAnswersText() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	statuses := slices.Sorted(maps.Keys(t.replayAnswers))
+	parts := make([]string, len(statuses))
+	for i, st := range statuses {
+		parts[i] = fmt.Sprintf("%d ×%d", st, t.replayAnswers[st])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // receipt makes a transfer and uploads a small PNG, different every time,
