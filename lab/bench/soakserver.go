@@ -96,8 +96,7 @@ func startSoakServer(ctx context.Context, bin, dbURL, dataDir string, retention 
 	var b [24]byte
 	rand.Read(b[:])
 	s := &soakServer{adminToken: hex.EncodeToString(b[:]), dataDir: dataDir, exited: make(chan error, 1)}
-	args := []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--database-url", dbURL,
-		"--admin-token", s.adminToken, "--log-level", "info", "--rate-limit", "0"}
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--data-dir", dataDir, "--log-level", "info", "--rate-limit", "0"}
 	for _, l := range soakLimits {
 		if !known[l.Flag] {
 			s.missing = append(s.missing, fmt.Sprintf("--%s (added by %s)", l.Flag, l.AddedBy))
@@ -108,7 +107,9 @@ func startSoakServer(ctx context.Context, bin, dbURL, dataDir string, retention 
 		s.passed = append(s.passed, arg)
 	}
 	s.cmd = exec.Command(bin, args...)
-	s.cmd.Env = os.Environ()
+	// The database URL and the token go in the environment, out of the
+	// process list.
+	s.cmd.Env = append(os.Environ(), "DATABASE_URL="+dbURL, "HOLDFAST_ADMIN_TOKEN="+s.adminToken)
 	logs, err := s.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
