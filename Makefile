@@ -6,6 +6,8 @@ GOFLAGS   ?=
 TESTFLAGS ?= -race -count=1 -timeout 20m
 # ARGS go to `holdfast dev` in `make run`, e.g. make run ARGS=--reset
 ARGS      ?=
+# SOAK_ARGS go to `holdfast-lab bench soak` in `make bench-soak`, e.g. SOAK_ARGS=--duration=10m
+SOAK_ARGS ?=
 
 # `holdfast version` prints these beside the binary's build information: the
 # build's time, and its commit, which the Go toolchain does not record from a
@@ -14,7 +16,7 @@ BUILD_TIME := $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
 COMMIT     := $(shell c=$$(git rev-parse HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || c=$$c-dirty; echo $$c; })
 LDFLAGS    := -X main.buildTime=$(BUILD_TIME) -X main.commit=$(COMMIT)
 
-.PHONY: run test build image vet lint rules deps clean bench-transfers bench-export bench-events bench-receipts bench-overload bench-webhooks lab
+.PHONY: run test build image vet lint rules deps clean bench-transfers bench-export bench-events bench-receipts bench-overload bench-webhooks bench-soak lab
 
 ## run: build bin/holdfast (and bin/holdfast-lab) and serve on 127.0.0.1:8080 with a private PostgreSQL and embedded NATS in
 ## .holdfast/, plus a demo tenant kept there (make clean, or make run ARGS=--reset, starts over).
@@ -59,6 +61,11 @@ bench-overload: deps build
 ## bench-webhooks: 100 endpoints, 3 bad, while transfers run: Holdfast's delivery vs one shared pool (about 5 minutes)
 bench-webhooks: deps build
 	bin/holdfast-lab bench webhooks
+
+## bench-soak: mixed traffic at half capacity for 30 minutes, retention limits shrunk; memory, storage and lag over time,
+## checks at the end (about 32 minutes; SOAK_ARGS=--duration=10m for a shorter run), samples and charts in soak-results/
+bench-soak: deps build
+	bin/holdfast-lab bench soak $(SOAK_ARGS)
 
 ## lab: every scenario of the seed, naive beside Holdfast; reports and charts in lab-results/ (about 3 minutes)
 lab: deps build

@@ -282,8 +282,13 @@ func (m *Main) openLedger(ctx context.Context) (err error) {
 	}
 	m.sweeper = postgres.NewHoldSweeper(m.transfers, postgres.HoldSweeperConfig{Interval: c.HoldSweepInterval, Logger: m.Logger})
 	m.sweeper.Start(ctx)
-	if c.IdempotencyRetention < holdfast.DefaultIdempotencyRetention {
-		return fmt.Errorf("--idempotency-retention %v: a key is promised for at least %v", c.IdempotencyRetention, holdfast.DefaultIdempotencyRetention)
+	// Less than a day breaks the promise clients are given; it is allowed,
+	// loudly, because a soak must turn the partitions over in minutes.
+	switch r := c.IdempotencyRetention; {
+	case r < minIdempotencyRetention:
+		return fmt.Errorf("--idempotency-retention %v: at least %v", r, minIdempotencyRetention)
+	case r < holdfast.DefaultIdempotencyRetention:
+		m.Logger.Warn("idempotency keys are kept for less than clients are promised", "retention", r, "promised", holdfast.DefaultIdempotencyRetention)
 	}
 	if m.rotator, err = postgres.NewKeyRotator(m.DB, postgres.KeyRotatorConfig{
 		Retention: c.IdempotencyRetention, Logger: m.Logger}); err != nil {
@@ -291,6 +296,10 @@ func (m *Main) openLedger(ctx context.Context) (err error) {
 	}
 	return m.rotator.Start(ctx)
 }
+
+// minIdempotencyRetention is the shortest --idempotency-retention: a key
+// must outlive its own request and the client's first retries.
+const minIdempotencyRetention = 10 * time.Second
 
 // openHTTP makes the API server (not yet listening) with overload
 // protection and the ledger's services, and dev's demo tenant.

@@ -68,7 +68,7 @@ func TestMain_BlobGCGraceTooShort(t *testing.T) {
 // refused at start.
 func TestMain_IdempotencyRetentionTooShort(t *testing.T) {
 	t.Parallel()
-	err := RunMainErr(t, func(c *app.Config) { c.IdempotencyRetention = time.Hour })
+	err := RunMainErr(t, func(c *app.Config) { c.IdempotencyRetention = time.Second })
 	if err == nil || !strings.Contains(err.Error(), "--idempotency-retention") {
 		t.Fatalf("Run = %v, want the retention refused", err)
 	}

@@ -47,7 +47,8 @@ type KeyRotatorConfig struct {
 	// Period is how long an epoch lasts: keys are kept for between
 	// Retention and Retention + Period. Default Retention / 4.
 	Period time.Duration
-	// Interval is the pause between maintenance passes. Default 1 minute.
+	// Interval is the pause between maintenance passes. Default 1 minute, or
+	// half of Period when that is shorter.
 	Interval time.Duration
 	// LockTimeout bounds each wait of a pass for a lock (the epoch lock
 	// taken exclusively, the table's lock to add or detach a partition),
@@ -67,7 +68,7 @@ func (c KeyRotatorConfig) WithDefaults() KeyRotatorConfig {
 		c.Period = c.Retention / 4
 	}
 	if c.Interval == 0 {
-		c.Interval = time.Minute
+		c.Interval = min(time.Minute, c.Period/2)
 	}
 	if c.LockTimeout == 0 {
 		c.LockTimeout = 2 * time.Second

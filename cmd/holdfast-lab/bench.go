@@ -25,6 +25,7 @@ Benchmarks (each in one run, against a fresh database, Holdfast beside its basel
   overload    open loop at 0.5×–5× capacity, overload protection on vs off; /healthz under CPU load
   webhooks    delivery to 100 endpoints, 3 of them bad, while transfers run: Holdfast vs one shared pool
   replica     transfers' p99 beside exports: exports on the primary vs on a streaming replica (--database-read-url)
+  soak        mixed traffic at half capacity for 30 minutes with retention limits shrunk: memory, storage, lag over time
 
 Run 'holdfast-lab bench <benchmark> --help' for its flags.
 `
@@ -49,6 +50,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return benchWebhooks(ctx, args[1:], stdout, stderr)
 	case "replica":
 		return benchReplica(ctx, args[1:], stdout, stderr)
+	case "soak":
+		return benchSoak(ctx, args[1:], stdout, stderr)
 	default:
 		fmt.Fprint(stderr, benchUsage)
 		return fmt.Errorf("unknown benchmark %q", args[0])

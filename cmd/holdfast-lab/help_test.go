@@ -14,6 +14,7 @@ func TestHelp_ExitsZeroOnStdout(t *testing.T) {
 		{"--help"}, {"help"}, {"-h"}, {"seed", "--help"},
 		{"bench", "--help"}, {"bench", "transfers", "--help"}, {"bench", "export", "--help"},
 		{"bench", "events", "--help"}, {"bench", "receipts", "--help"}, {"bench", "overload", "--help"}, {"bench", "webhooks", "--help"},
+		{"bench", "soak", "--help"},
 		{"lab", "--help"}, {"lab", "all", "--help"}, {"lab", "io", "--help"},
 	} {
 		var stdout, stderr bytes.Buffer
@@ -29,7 +30,7 @@ func TestHelp_ExitsZeroOnStdout(t *testing.T) {
 // named on stderr with the usage, and exit 1.
 func TestHelp_BadFlagExitsOneOnStderr(t *testing.T) {
 	t.Parallel()
-	for _, args := range [][]string{{"seed", "--no-such-flag"}, {"bench", "transfers", "--no-such-flag"}, {"bench", "nosuch"}, {"nosuch"}} {
+	for _, args := range [][]string{{"seed", "--no-such-flag"}, {"bench", "transfers", "--no-such-flag"}, {"bench", "soak", "--no-such-flag"}, {"bench", "nosuch"}, {"nosuch"}} {
 		var stdout, stderr bytes.Buffer
 		code := exitCode(run(args, &stdout, &stderr), &stderr)
 		if code != 1 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "Usage") {

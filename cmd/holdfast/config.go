@@ -43,7 +43,7 @@ func settings(c *app.Config) []setting {
 		{"db-max-conns", "HOLDFAST_DB_MAX_CONNS", &c.DBMaxConns, "database pool size; 0 means 4 × cores, at least 8"},
 		{"request-timeout", "HOLDFAST_REQUEST_TIMEOUT", &c.RequestTimeout, "deadline of each request"},
 		{"body-limit", "HOLDFAST_BODY_LIMIT", &c.BodyLimit, "largest request body in bytes"},
-		{"idempotency-retention", "HOLDFAST_IDEMPOTENCY_RETENTION", &c.IdempotencyRetention, "how long Idempotency-Keys are kept at least, 24h or more (their partition is dropped up to a quarter of this later)"},
+		{"idempotency-retention", "HOLDFAST_IDEMPOTENCY_RETENTION", &c.IdempotencyRetention, "how long Idempotency-Keys are kept at least (their partition is dropped up to a quarter of this later); clients are promised 24h, so less is logged as a warning, and less than 10s refused"},
 		{"idempotency-lock-timeout", "HOLDFAST_IDEMPOTENCY_LOCK_TIMEOUT", &c.IdempotencyLockTimeout, "after this a retry may take over a key whose first request never finished"},
 		{"group-commit", "HOLDFAST_GROUP_COMMIT", &c.GroupCommit, "apply concurrent transfers in shared transactions"},
 		{"hold-sweep-interval", "HOLDFAST_HOLD_SWEEP_INTERVAL", &c.HoldSweepInterval, "pause between sweeps that expire holds past their timeout (every replica sweeps; a due hold can no longer be posted, swept or not)"},

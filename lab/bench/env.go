@@ -44,35 +44,9 @@ func startBenchEnv(ctx context.Context, serverURL string, poolSize int, stderr i
 	if err != nil {
 		return nil, err
 	}
-	var b [6]byte
-	rand.Read(b[:])
-	name := "holdfast_bench_" + hex.EncodeToString(b[:])
-	if serverURL == "" {
-		env.cluster, err = pglocal.Start(ctx, pglocal.Config{Dir: env.dir + "/postgres"})
-		if err != nil {
-			env.close()
-			return nil, fmt.Errorf("start private PostgreSQL: %w", err)
-		}
-		if err := env.cluster.CreateDatabase(ctx, name); err != nil {
-			env.close()
-			return nil, err
-		}
-		env.dbURL = env.cluster.URL(name)
-	} else {
-		conn, err := pgx.Connect(ctx, serverURL)
-		if err != nil {
-			env.close()
-			return nil, err
-		}
-		_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
-		conn.Close(ctx)
-		if err != nil {
-			env.close()
-			return nil, err
-		}
-		u, _ := url.Parse(serverURL)
-		u.Path = "/" + name
-		env.dbURL = u.String()
+	if env.dbURL, env.cluster, err = createBenchDatabase(ctx, serverURL, env.dir); err != nil {
+		env.close()
+		return nil, err
 	}
 	m := app.NewMain()
 	m.Config.Addr = "127.0.0.1:0"
@@ -91,6 +65,41 @@ func startBenchEnv(ctx context.Context, serverURL string, poolSize int, stderr i
 		return nil, err
 	}
 	return env, nil
+}
+
+// createBenchDatabase creates a fresh database on serverURL's server, or
+// in a private cluster with durable settings under dir when serverURL is
+// empty (returned, for the caller to stop), and returns its URL.
+func createBenchDatabase(ctx context.Context, serverURL, dir string) (string, *pglocal.Cluster, error) {
+	var b [6]byte
+	rand.Read(b[:])
+	name := "holdfast_bench_" + hex.EncodeToString(b[:])
+	if serverURL == "" {
+		cluster, err := pglocal.Start(ctx, pglocal.Config{Dir: dir + "/postgres"})
+		if err != nil {
+			return "", nil, fmt.Errorf("start private PostgreSQL: %w", err)
+		}
+		if err := cluster.CreateDatabase(ctx, name); err != nil {
+			cluster.Stop()
+			return "", nil, err
+		}
+		return cluster.URL(name), cluster, nil
+	}
+	conn, err := pgx.Connect(ctx, serverURL)
+	if err != nil {
+		return "", nil, err
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+name)
+	conn.Close(ctx)
+	if err != nil {
+		return "", nil, err
+	}
+	u, err := url.Parse(serverURL)
+	if err != nil {
+		return "", nil, err
+	}
+	u.Path = "/" + name
+	return u.String(), nil, nil
 }
 
 // tenant creates the tenant a benchmark runs as, with its API key.
