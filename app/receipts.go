@@ -127,7 +127,7 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 // blobs/, or the bucket of --blob-url, whose claims go through db. That is
 // the intake's pool, which waits for a connection rather than failing fast:
 // a committer claims its batch's keys and then records the batch, one after
-// the other on its connection, and a worker's claim only waits a moment.
+// the other, and a worker's claim holds a connection for one statement.
 func (m *Main) openBlobs(ctx context.Context, db *postgres.DB) (receipts.BlobStore, error) {
 	c := m.Config.Receipts
 	if c.BlobURL == "" {
