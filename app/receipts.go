@@ -60,12 +60,9 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 	if c.GCInterval > 0 && c.GCGrace < 10*c.AckWait {
 		return fmt.Errorf("--blob-gc-grace %v is shorter than 10 × --receipt-visibility-timeout (%v): a job's variants could be swept before its receipt refers to them", c.GCGrace, 10*c.AckWait)
 	}
-	blobs, err := m.openBlobs(ctx)
-	if err != nil {
-		return err
-	}
 	p := &receiptPipeline{}
 	m.receipts = p
+	var err error
 	// Workers wait for a connection of their pool (the cap bounds them);
 	// failing fast is for requests.
 	p.db, err = postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(c.DBConns), AcquireTimeout: -1})
@@ -86,6 +83,10 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 	// that they never queue behind the requests they answer.
 	intake := receipts.IntakeConfig{Registerer: m.Registry}.WithDefaults()
 	p.intake, err = postgres.Open(ctx, postgres.Config{URL: dbURL, MaxConns: int32(intake.Committers), AcquireTimeout: -1})
+	if err != nil {
+		return err
+	}
+	blobs, err := m.openBlobs(ctx, p.intake)
 	if err != nil {
 		return err
 	}
@@ -121,8 +122,11 @@ func (m *Main) openReceipts(ctx context.Context, dbURL string) error {
 }
 
 // openBlobs opens the store of receipt images: the data directory's
-// blobs/, or the bucket of --blob-url, whose ledger is on the API's pool.
-func (m *Main) openBlobs(ctx context.Context) (receipts.BlobStore, error) {
+// blobs/, or the bucket of --blob-url, whose claims go through db. That is
+// the intake's pool, which waits for a connection rather than failing fast:
+// a committer claims its batch's keys and then records the batch, one after
+// the other, and a worker's claim holds a connection for one statement.
+func (m *Main) openBlobs(ctx context.Context, db *postgres.DB) (receipts.BlobStore, error) {
 	c := m.Config.Receipts
 	if c.BlobURL == "" {
 		return blob.New(filepath.Join(m.Config.DataDir, "blobs"))
@@ -131,7 +135,7 @@ func (m *Main) openBlobs(ctx context.Context) (receipts.BlobStore, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.AccessKey, cfg.SecretKey, cfg.Ledger = c.BlobAccessKey, c.BlobSecretKey, postgres.NewBlobLedger(m.DB)
+	cfg.AccessKey, cfg.SecretKey, cfg.Ledger = c.BlobAccessKey, c.BlobSecretKey, postgres.NewBlobLedger(db)
 	st, err := s3.New(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("--blob-url: %w", err)

@@ -32,7 +32,7 @@ type BlobGCConfig struct {
 // originals and variants of receipts replaced by a new upload. Content is
 // stored once (blob keys are hashes), so one blob may serve several
 // receipts; it goes only when none refers to it. It is safe to run in every
-// replica sharing the blob directory.
+// replica sharing the blob store (directory or bucket).
 type BlobGC struct {
 	store   BlobRefs
 	blobs   BlobStore

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/holdfast/holdfast/blob"
+	"github.com/holdfast/holdfast/blob/s3"
 	"github.com/holdfast/holdfast/internal/testkit/dbtest"
 )
 
@@ -81,6 +82,62 @@ func TestSweep_DeletesOnlyUnreferencedBlobsPastTheGrace(t *testing.T) {
 	}
 }
 
+// racer is the state TestSweep_NeverDeletesABlobPutConcurrently's
+// writers and sweepers share.
+type racer struct {
+	st       *s3.Store
+	r        *refs
+	at       func(tick int64) time.Time
+	clock    atomic.Int64
+	mu       sync.Mutex
+	inflight map[int]int64 // writer → clock when its put began
+}
+
+// put stores data as writer w, refers to it, reads it back and drops the
+// reference; an error is a blob deleted while referred to.
+func (x *racer) put(ctx context.Context, w int, data []byte) error {
+	x.mu.Lock()
+	x.inflight[w] = x.clock.Load()
+	x.mu.Unlock()
+	key, err := x.st.PutBytes(ctx, data)
+	if err == nil {
+		x.r.add(key, 1)
+	}
+	x.mu.Lock()
+	delete(x.inflight, w)
+	x.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	defer x.r.add(key, -1)
+	f, _, err := x.st.Open(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(f); err != nil {
+		return err
+	}
+	if !bytes.Equal(b.Bytes(), data) {
+		return fmt.Errorf("read %q", b.Bytes())
+	}
+	return nil
+}
+
+// sweep advances the clock and sweeps with a cutoff no later than the
+// start of any put in flight, and returns how many blobs it deleted.
+func (x *racer) sweep(ctx context.Context) (int, error) {
+	x.mu.Lock()
+	cutoff := x.clock.Add(1)
+	for _, t0 := range x.inflight {
+		cutoff = min(cutoff, t0)
+	}
+	x.mu.Unlock()
+	stats, err := x.st.Sweep(ctx, x.at(cutoff), x.r.inUse)
+	return stats.Deleted, err
+}
+
 // TestSweep_NeverDeletesABlobPutConcurrently races writers that put a few
 // contents over and over, refer to them and check that they can be read,
 // against sweeps in several goroutines that delete whatever is
@@ -92,58 +149,28 @@ func TestSweep_DeletesOnlyUnreferencedBlobsPastTheGrace(t *testing.T) {
 func TestSweep_NeverDeletesABlobPutConcurrently(t *testing.T) {
 	st, _, db := setup(t)
 	ctx := context.Background()
-	var clock atomic.Int64
 	start := time.Now()
-	at := func(tick int64) time.Time { return start.Add(time.Duration(tick) * time.Second) }
-	db.Now = func() time.Time { return at(clock.Load()) }
+	x := &racer{st: st, r: &refs{n: map[string]int{}}, inflight: map[int]int64{},
+		at: func(tick int64) time.Time { return start.Add(time.Duration(tick) * time.Second) }}
+	db.Now = func() time.Time { return x.at(x.clock.Load()) }
 
 	const writers, sweepers, contents, minDeleted, maxPuts = 8, 3, 4, 40, 4000
-	r := &refs{n: map[string]int{}}
-	var mu sync.Mutex
-	inflight := map[int]int64{} // writer → clock when its put began
 	var deleted, puts atomic.Int64
-	done := make(chan struct{})
 	var failed atomic.Bool
-	var wg sync.WaitGroup
+	var wg, sw sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {
 			for i := 0; !failed.Load() && puts.Load() < maxPuts && deleted.Load() < minDeleted; i++ {
 				data := fmt.Appendf(nil, "content %d", (w+i)%contents)
-				mu.Lock()
-				inflight[w] = clock.Load()
-				mu.Unlock()
-				key, err := st.PutBytes(ctx, data)
-				if err == nil {
-					r.add(key, 1)
-				}
-				mu.Lock()
-				delete(inflight, w)
-				mu.Unlock()
-				if err != nil {
-					t.Error(err)
+				if err := x.put(ctx, w, data); err != nil {
+					t.Errorf("put of %q, referred to, then: %v", data, err)
 					failed.Store(true)
-					return
 				}
 				puts.Add(1)
-				f, _, err := st.Open(ctx, key)
-				if err == nil {
-					var b bytes.Buffer
-					_, err = b.ReadFrom(f)
-					f.Close()
-					if err == nil && !bytes.Equal(b.Bytes(), data) {
-						err = fmt.Errorf("read %q", b.Bytes())
-					}
-				}
-				r.add(key, -1)
-				if err != nil {
-					t.Errorf("put %d of %q, referred to, then: %v", puts.Load(), data, err)
-					failed.Store(true)
-					return
-				}
 			}
 		})
 	}
-	var sw sync.WaitGroup
+	done := make(chan struct{})
 	for range sweepers {
 		sw.Go(func() {
 			for {
@@ -152,19 +179,13 @@ func TestSweep_NeverDeletesABlobPutConcurrently(t *testing.T) {
 					return
 				default:
 				}
-				mu.Lock()
-				cutoff := clock.Add(1)
-				for _, t0 := range inflight {
-					cutoff = min(cutoff, t0)
-				}
-				mu.Unlock()
-				stats, err := st.Sweep(ctx, at(cutoff), r.inUse)
+				n, err := x.sweep(ctx)
 				if err != nil {
 					t.Error(err)
 					failed.Store(true)
 					return
 				}
-				deleted.Add(int64(stats.Deleted))
+				deleted.Add(int64(n))
 			}
 		})
 	}
@@ -179,13 +200,12 @@ func TestSweep_NeverDeletesABlobPutConcurrently(t *testing.T) {
 	}
 	t.Logf("%d puts, %d blobs deleted meanwhile", puts.Load(), deleted.Load())
 	// Unreferenced and past the grace, every blob goes, with its row.
-	stats, err := st.Sweep(ctx, at(clock.Add(1)), r.inUse)
-	if err != nil {
+	if _, err := x.sweep(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for i := range contents {
 		if ok, err := st.Exists(ctx, blob.Key(fmt.Appendf(nil, "content %d", i))); err != nil || ok {
-			t.Errorf("content %d exists = %v, %v after the last sweep (%+v)", i, ok, err, stats)
+			t.Errorf("content %d exists = %v, %v after the last sweep", i, ok, err)
 		}
 	}
 	if n := dbtest.MustCount(t, db, "SELECT count(*) FROM blobs"); n != 0 {

@@ -177,7 +177,7 @@ func Install() (string, error) {
 	defer os.RemoveAll(tmp)
 	cmd := exec.Command("go", "install", module+"@"+Version)
 	cmd.Env = append(os.Environ(), "GOBIN="+tmp)
-	cmd.Dir = tmp // outside the module: @version installs ignore go.mod
+	cmd.Dir = tmp // an install at a version ignores the go.mod around it
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go install %s@%s: %w\n%s", module, Version, err, out)
 	}
