@@ -48,7 +48,7 @@ type KeyRotatorConfig struct {
 	// Retention and Retention + Period. Default Retention / 4.
 	Period time.Duration
 	// Interval is the pause between maintenance passes. Default 1 minute, or
-	// half of Period when that is shorter.
+	// half of Period when that is shorter, but at least a second.
 	Interval time.Duration
 	// LockTimeout bounds each wait of a pass for a lock (the epoch lock
 	// taken exclusively, the table's lock to add or detach a partition),
@@ -68,7 +68,7 @@ func (c KeyRotatorConfig) WithDefaults() KeyRotatorConfig {
 		c.Period = c.Retention / 4
 	}
 	if c.Interval == 0 {
-		c.Interval = min(time.Minute, c.Period/2)
+		c.Interval = max(min(time.Minute, c.Period/2), time.Second)
 	}
 	if c.LockTimeout == 0 {
 		c.LockTimeout = 2 * time.Second
