@@ -253,12 +253,15 @@ type crashingOutbox struct {
 
 var errCrash = errors.New("relay crashed after publishing")
 
-func (c *crashingOutbox) RelayOutbox(ctx context.Context, after int64, limit int, publish func(context.Context, []holdfast.OutboxMessage) error) (int, int64, bool, error) {
-	return c.db.RelayOutbox(ctx, after, limit, func(ctx context.Context, msgs []holdfast.OutboxMessage) error {
+func (c *crashingOutbox) RelayOutbox(ctx context.Context, topic string, after int64, limit int, publish func(context.Context, []holdfast.OutboxMessage) error) (int, int64, bool, error) {
+	return c.db.RelayOutbox(ctx, topic, after, limit, func(ctx context.Context, msgs []holdfast.OutboxMessage) error {
 		if err := publish(ctx, msgs); err != nil {
 			return err
 		}
 		if c.crashes.Add(-1) >= 0 {
+			for i := range msgs { // a process that died records nothing
+				msgs[i].Stored = false
+			}
 			return errCrash
 		}
 		return nil
