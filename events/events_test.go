@@ -593,7 +593,8 @@ func TestPublisher_FullStreamRefuses(t *testing.T) {
 	if _, err := events.EnsureStream(t.Context(), e.nats.JS, e.stream); err != nil {
 		t.Fatal(err)
 	}
-	p, err := events.NewPublisher(e.nats.NC, events.PublisherConfig{Stream: e.stream, Logger: quiet})
+	// The client events' share is the whole stream here: this test is of the stream's own limit.
+	p, err := events.NewPublisher(e.nats.NC, events.PublisherConfig{Stream: e.stream, Logger: quiet, ClientMaxBytes: e.stream.MaxBytes})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -328,35 +328,12 @@ func (r *Relay) publish(ctx context.Context, msgs []holdfast.OutboxMessage) erro
 		}
 		f, err := r.js.PublishMsgAsync(msg, njs.WithMsgID(m.ID))
 		if err != nil {
-			r.awaitStored(ctx, msgs, futures)
+			awaitStored(ctx, futures, func(i int) { msgs[i].Stored = true })
 			return fmt.Errorf("publish message %s: %w", m.ID, err)
 		}
 		futures[i] = f
 	}
-	return r.awaitStored(ctx, msgs, futures)
-}
-
-// awaitStored waits for the ack of every future (futures[i] is msgs[i]'s,
-// nil for none), marks the messages the stream stored, and returns the
-// first error.
-func (r *Relay) awaitStored(ctx context.Context, msgs []holdfast.OutboxMessage, futures []njs.PubAckFuture) error {
-	var first error
-	for i, f := range futures {
-		if f == nil {
-			continue
-		}
-		select {
-		case <-f.Ok():
-			msgs[i].Stored = true
-		case err := <-f.Err():
-			if first == nil {
-				first = err
-			}
-		case <-ctx.Done():
-			return fmt.Errorf("waiting for the stream to store events: %w", ctx.Err())
-		}
-	}
-	return first
+	return awaitStored(ctx, futures, func(i int) { msgs[i].Stored = true })
 }
 
 // checkStreams checks, with a Guard, the streams msgs go to.
@@ -385,16 +362,18 @@ func (r *Relay) checkStreams(ctx context.Context, msgs []holdfast.OutboxMessage)
 	return nil
 }
 
-// awaitAcks waits for every future and returns the first error; dup, when
-// not nil, is told how many of the messages the stream already had.
-func awaitAcks(ctx context.Context, futures []njs.PubAckFuture, dup *int) error {
+// awaitStored waits for the ack of every future (nil ones are skipped),
+// calls stored with the index of each the stream stored, and returns the
+// first error.
+func awaitStored(ctx context.Context, futures []njs.PubAckFuture, stored func(i int)) error {
 	var first error
-	for _, f := range futures {
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
 		select {
-		case ack := <-f.Ok():
-			if dup != nil && ack.Duplicate {
-				*dup++
-			}
+		case <-f.Ok():
+			stored(i)
 		case err := <-f.Err():
 			if first == nil {
 				first = err

@@ -244,7 +244,9 @@ func (c *streamCollector) Collect(ch chan<- prometheus.Metric) {
 			continue // absent while JetStream cannot say
 		}
 		info := s.CachedInfo()
-		gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, name) }
+		gauge := func(d *prometheus.Desc, v float64) {
+			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, name)
+		}
 		gauge(streamBytesDesc, float64(info.State.Bytes))
 		gauge(streamMsgsDesc, float64(info.State.Msgs))
 		gauge(streamFirstDesc, float64(info.State.FirstSeq))
