@@ -188,12 +188,7 @@ func (m *Main) openEventLog(ctx context.Context) error {
 	if err := l.relay.Start(ctx); err != nil {
 		return err
 	}
-	l.retention, err = events.NewRetention(m.NATS.JS, states, events.RetentionConfig{Stream: l.stream, Groups: groupNamesOf(l.groups),
-		ReplayWindow: c.ReplayWindow, Logger: m.Logger, Registerer: m.Registry})
-	if err != nil {
-		return err
-	}
-	if err := l.retention.Start(ctx); err != nil {
+	if err := m.startRetention(ctx, states); err != nil {
 		return err
 	}
 	l.admin = events.NewAdmin(m.NATS.JS, states, l.stream, l.groups...)
@@ -222,6 +217,18 @@ func (m *Main) closeEventLog() {
 	if m.events.relay != nil {
 		m.events.relay.Stop()
 	}
+}
+
+// startRetention starts the purge of what every group has applied.
+func (m *Main) startRetention(ctx context.Context, states *postgres.ConsumerStore) error {
+	l := m.events
+	var err error
+	l.retention, err = events.NewRetention(m.NATS.JS, states, events.RetentionConfig{Stream: l.stream, Groups: groupNamesOf(l.groups),
+		ReplayWindow: m.Config.Events.ReplayWindow, Logger: m.Logger, Registerer: m.Registry})
+	if err != nil {
+		return err
+	}
+	return l.retention.Start(ctx)
 }
 
 // groupNamesOf returns the names of groups: those the retention waits for.

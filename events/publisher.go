@@ -145,12 +145,13 @@ func NewPublisher(nc *nats.Conn, cfg PublisherConfig) (*Publisher, error) {
 // PublishEvents validates and stores the events, returning their ids. An
 // event's id is the client's, or derived from the tenant, the request's
 // Idempotency-Key and the event's index (so a retry stores nothing twice
-// within the stream's duplicate window), or new. Ids are deduplicated per
-// tenant: two tenants' events with the same id are both stored. Errors:
-// EINVALID for a bad event (naming its index), EOVERLOADED when the window
-// or the stream is full, the stream does not answer in time or is not the
-// one the database is bound to; some events of a refused batch may be
-// stored, and a retry with the same ids or key stores them once.
+// within the stream's duplicate window, and past it with Stored), or new.
+// Ids are deduplicated per tenant: two tenants' events with the same id are
+// both stored. Errors: EINVALID for a bad event (naming its index),
+// EOVERLOADED when the window is full, the stream holds ClientMaxBytes or
+// is full, does not answer in time or is not the one the database is bound
+// to; some events of a refused batch may be stored, and a retry with the
+// same ids or key stores them once.
 func (p *Publisher) PublishEvents(ctx context.Context, tenantID, idempotencyKey string, in []holdfast.EventCreate) ([]string, error) {
 	if len(in) == 0 {
 		return nil, holdfast.Errorf(holdfast.EINVALID, "no events given")
@@ -158,33 +159,10 @@ func (p *Publisher) PublishEvents(ctx context.Context, tenantID, idempotencyKey 
 	if len(in) > holdfast.MaxEventBatch {
 		return nil, holdfast.Errorf(holdfast.EINVALID, "at most %d events per request", holdfast.MaxEventBatch)
 	}
-	now := p.cfg.Now().UTC()
-	events := make([]holdfast.Event, len(in))
-	for i := range in {
-		e := &in[i]
-		if err := e.Validate(); err != nil {
-			return nil, indexed(err, i)
-		}
-		at := now
-		if e.OccurredAt != nil {
-			at = e.OccurredAt.UTC()
-			if at.Before(now.Add(-p.cfg.MaxSkew)) || at.After(now.Add(p.cfg.MaxSkew)) {
-				return nil, indexed(holdfast.Errorf(holdfast.EINVALID, "occurred_at must be within %s of now", p.cfg.MaxSkew), i)
-			}
-		}
-		id := e.ID
-		switch {
-		case id != "":
-			id = holdfast.CanonicalID(id)
-		case idempotencyKey != "":
-			id = derivedID(tenantID, idempotencyKey, i)
-		default:
-			id = uuid.Must(uuid.NewV7()).String()
-		}
-		events[i] = holdfast.Event{ID: id, Type: e.Type, Version: holdfast.EventVersion, Source: holdfast.SourceClient,
-			TenantID: tenantID, OccurredAt: at, Data: e.Properties}
+	events, err := p.envelopes(tenantID, idempotencyKey, in)
+	if err != nil {
+		return nil, err
 	}
-
 	n := int64(len(events))
 	if p.inflight.Add(n) > int64(p.cfg.Window) {
 		p.inflight.Add(-n)
@@ -215,7 +193,6 @@ func (p *Publisher) PublishEvents(ctx context.Context, tenantID, idempotencyKey 
 	}
 	futures := make([]njs.PubAckFuture, len(events))
 	var buf []byte
-	var err error
 	for i := range events {
 		if done[i] {
 			continue
@@ -240,6 +217,37 @@ func (p *Publisher) PublishEvents(ctx context.Context, tenantID, idempotencyKey 
 	}
 	p.ingested.Add(float64(len(stored)))
 	return ids, nil
+}
+
+// envelopes validates a batch and returns its events, each with its id.
+func (p *Publisher) envelopes(tenantID, idempotencyKey string, in []holdfast.EventCreate) ([]holdfast.Event, error) {
+	now := p.cfg.Now().UTC()
+	events := make([]holdfast.Event, len(in))
+	for i := range in {
+		e := &in[i]
+		if err := e.Validate(); err != nil {
+			return nil, indexed(err, i)
+		}
+		at := now
+		if e.OccurredAt != nil {
+			at = e.OccurredAt.UTC()
+			if at.Before(now.Add(-p.cfg.MaxSkew)) || at.After(now.Add(p.cfg.MaxSkew)) {
+				return nil, indexed(holdfast.Errorf(holdfast.EINVALID, "occurred_at must be within %s of now", p.cfg.MaxSkew), i)
+			}
+		}
+		id := e.ID
+		switch {
+		case id != "":
+			id = holdfast.CanonicalID(id)
+		case idempotencyKey != "":
+			id = derivedID(tenantID, idempotencyKey, i)
+		default:
+			id = uuid.Must(uuid.NewV7()).String()
+		}
+		events[i] = holdfast.Event{ID: id, Type: e.Type, Version: holdfast.EventVersion, Source: holdfast.SourceClient,
+			TenantID: tenantID, OccurredAt: at, Data: e.Properties}
+	}
+	return events, nil
 }
 
 // storedBefore marks in done the ids recorded as stored by an earlier,
