@@ -287,6 +287,11 @@ type EventDelivery struct {
 type OutboxMessage struct {
 	ID     string
 	Events []Event
+	// Stored is set by the relay's publish when the stream acknowledged
+	// the message: a round that fails still deletes those rows, so that a
+	// topic blocked for longer than the duplicate window does not publish
+	// them a second time once it flows again.
+	Stored bool
 }
 
 // ConsumerGroupState is a group's shared state: its position and whether it

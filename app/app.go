@@ -314,11 +314,15 @@ func (m *Main) openHTTP(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	eventQuota, err := m.eventQuota()
+	if err != nil {
+		return err
+	}
 	m.HTTP, err = holdfasthttp.NewServer(holdfasthttp.Config{
 		Addr: c.Addr, MetricsAddr: c.MetricsAddr, AdminToken: c.AdminToken, BodyLimit: c.BodyLimit, RequestTimeout: c.RequestTimeout,
 		Logger: m.Logger, Registerer: m.Registry, Gatherer: m.Gatherer(),
 		ExportSlots: c.ExportSlots, ExportSlotsPerTenant: c.ExportSlotsPerTenant,
-		Admission: m.Admission, RateLimiter: rateLimiter,
+		Admission: m.Admission, RateLimiter: rateLimiter, EventQuota: eventQuota,
 	})
 	if err != nil {
 		return err

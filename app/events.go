@@ -18,6 +18,7 @@ import (
 	holdfasthttp "github.com/holdfast/holdfast/http"
 	"github.com/holdfast/holdfast/natsconn"
 	"github.com/holdfast/holdfast/postgres"
+	"github.com/holdfast/holdfast/ratelimit"
 	"github.com/holdfast/holdfast/receipts"
 )
 
@@ -26,7 +27,12 @@ import (
 type EventConfig struct {
 	MaxBytes      int64         // --events-max-bytes: the stream's cap; past it, publishing is refused; default 1 GiB
 	MaxAge        time.Duration // --events-max-age: how long events are kept; default 168h
-	Duplicates    time.Duration // --events-duplicate-window: an event id is stored once within it; default 10m
+	Duplicates    time.Duration // --events-duplicate-window: an event id is stored once within it; default 2m
+	ReplayWindow  time.Duration // --events-replay-window: events every group applied are kept this long; default 1h
+	ClientShare   int           // --events-client-share: percent of MaxBytes client events may fill; the rest is the ledger's; default 80
+	Quota         int64         // --events-quota: client events per QuotaPeriod per tenant; 0 none; default 600000
+	QuotaBytes    int64         // --events-quota-bytes: bytes of client events (types and properties) per QuotaPeriod per tenant; default 256 MiB
+	QuotaPeriod   time.Duration // --events-quota-period: the quotas' period; default 1m
 	Window        int           // --events-window: client events in flight to the stream from this process; default 16384
 	Batch         int           // --consumer-batch: messages per fetch, events per transaction (max.poll.records); default 200
 	AckWait       time.Duration // --consumer-ack-wait: redelivery after this without an ack or heartbeat; default 30s
@@ -38,7 +44,8 @@ type EventConfig struct {
 }
 
 func defaultEventConfig() EventConfig {
-	return EventConfig{MaxBytes: 1 << 30, MaxAge: 7 * 24 * time.Hour, Duplicates: 10 * time.Minute, Window: 16384, Batch: 200,
+	return EventConfig{MaxBytes: 1 << 30, MaxAge: 7 * 24 * time.Hour, Duplicates: 2 * time.Minute, ReplayWindow: time.Hour,
+		ClientShare: 80, Quota: 600_000, QuotaBytes: 256 << 20, QuotaPeriod: time.Minute, Window: 16384, Batch: 200,
 		AckWait: 30 * time.Second, MaxAckPending: 1000, Workers: 1, Cooldown: 5 * time.Second, YieldDepth: 32}
 }
 
@@ -49,6 +56,7 @@ type eventLog struct {
 	stream    events.StreamConfig
 	guard     *events.Guard
 	relay     *events.Relay
+	retention *events.Retention
 	groups    []*events.Group
 	publisher *events.Publisher
 	admin     *events.Admin
@@ -147,7 +155,11 @@ func (m *Main) openEventLog(ctx context.Context) error {
 		})
 		return err
 	}, nil)
+	if c.ClientShare < 1 || c.ClientShare > 100 {
+		return fmt.Errorf("--events-client-share must be between 1 and 100, not %d", c.ClientShare)
+	}
 	l.publisher, err = events.NewPublisher(m.NATS.NC, events.PublisherConfig{Stream: l.stream, Guard: l.guard, Window: c.Window,
+		ClientMaxBytes: l.stream.MaxBytes / 100 * int64(c.ClientShare), Stored: postgres.NewClientEventStore(m.DB),
 		Logger: m.Logger, Registerer: m.Registry})
 	if err != nil {
 		return err
@@ -183,9 +195,13 @@ func (m *Main) openEventLog(ctx context.Context) error {
 	if err := l.relay.Start(ctx); err != nil {
 		return err
 	}
+	if err := m.startRetention(ctx, states); err != nil {
+		return err
+	}
 	l.admin = events.NewAdmin(m.NATS.JS, states, l.stream, l.groups...)
 	m.slowMetrics.MustRegister(holdfasthttp.NewCachedCollector(l.admin.Collector(m.Logger), 0)) // asks JetStream
 	m.slowMetrics.MustRegister(holdfasthttp.NewCachedCollector(postgres.OutboxCollector(m.DB), 0))
+	m.slowMetrics.MustRegister(holdfasthttp.NewCachedCollector(events.StreamCollector(m.NATS.JS, l.stream.Name, jobs.Stream), 0))
 	m.HTTP.EventService = l.publisher
 	m.HTTP.AnalyticsService = analytics
 	m.HTTP.AuditService = audit
@@ -203,6 +219,9 @@ func (m *Main) closeEventLog() {
 	for i := len(m.events.groups) - 1; i >= 0; i-- {
 		m.events.groups[i].Stop()
 	}
+	if m.events.retention != nil {
+		m.events.retention.Stop()
+	}
 	if m.events.relay != nil {
 		m.events.relay.Stop()
 	}
@@ -219,6 +238,42 @@ func (m *Main) jobsPipeline(replicas int) receipts.Config {
 	cfg := m.Config.Receipts.Pipeline()
 	cfg.Replicas = replicas
 	return cfg.WithDefaults()
+}
+
+// startRetention starts the purge of what every group has applied.
+func (m *Main) startRetention(ctx context.Context, states *postgres.ConsumerStore) error {
+	l := m.events
+	var err error
+	l.retention, err = events.NewRetention(m.NATS.JS, states, events.RetentionConfig{Stream: l.stream, Groups: groupNamesOf(l.groups),
+		ReplayWindow: m.Config.Events.ReplayWindow, Logger: m.Logger, Registerer: m.Registry})
+	if err != nil {
+		return err
+	}
+	return l.retention.Start(ctx)
+}
+
+// groupNamesOf returns the names of groups: those the retention waits for.
+func groupNamesOf(groups []*events.Group) []string {
+	names := make([]string, len(groups))
+	for i, g := range groups {
+		names[i] = g.Name()
+	}
+	return names
+}
+
+// eventQuota returns each tenant's quota of client events, or nil for none
+// (--events-quota 0). It is held in this process: with N replicas behind a
+// balancer a tenant may ingest up to N times it.
+func (m *Main) eventQuota() (holdfasthttp.EventQuota, error) {
+	c := m.Config.Events
+	if c.Quota <= 0 {
+		return nil, nil
+	}
+	q, err := ratelimit.NewQuota(ratelimit.QuotaConfig{Events: c.Quota, Bytes: c.QuotaBytes, Period: c.QuotaPeriod})
+	if err != nil {
+		return nil, fmt.Errorf("--events-quota: %w", err)
+	}
+	return q, nil
 }
 
 // natsDir is where the embedded NATS server keeps its files.

@@ -253,12 +253,15 @@ type crashingOutbox struct {
 
 var errCrash = errors.New("relay crashed after publishing")
 
-func (c *crashingOutbox) RelayOutbox(ctx context.Context, after int64, limit int, publish func(context.Context, []holdfast.OutboxMessage) error) (int, int64, bool, error) {
-	return c.db.RelayOutbox(ctx, after, limit, func(ctx context.Context, msgs []holdfast.OutboxMessage) error {
+func (c *crashingOutbox) RelayOutbox(ctx context.Context, topic string, after int64, limit int, publish func(context.Context, []holdfast.OutboxMessage) error) (int, int64, bool, error) {
+	return c.db.RelayOutbox(ctx, topic, after, limit, func(ctx context.Context, msgs []holdfast.OutboxMessage) error {
 		if err := publish(ctx, msgs); err != nil {
 			return err
 		}
 		if c.crashes.Add(-1) >= 0 {
+			for i := range msgs { // a process that died records nothing
+				msgs[i].Stored = false
+			}
 			return errCrash
 		}
 		return nil
@@ -590,7 +593,8 @@ func TestPublisher_FullStreamRefuses(t *testing.T) {
 	if _, err := events.EnsureStream(t.Context(), e.nats.JS, e.stream); err != nil {
 		t.Fatal(err)
 	}
-	p, err := events.NewPublisher(e.nats.NC, events.PublisherConfig{Stream: e.stream, Logger: quiet})
+	// The client events' share is the whole stream here: this test is of the stream's own limit.
+	p, err := events.NewPublisher(e.nats.NC, events.PublisherConfig{Stream: e.stream, Logger: quiet, ClientMaxBytes: e.stream.MaxBytes})
 	if err != nil {
 		t.Fatal(err)
 	}

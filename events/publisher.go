@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,6 +44,20 @@ type PublisherConfig struct {
 	AttemptTimeout time.Duration
 	// MaxSkew is how far from now a client's occurred_at may be. Default 24h.
 	MaxSkew time.Duration
+	// ClientMaxBytes is how full the stream may be before client events
+	// are refused (503): the rest of Stream.MaxBytes is kept for the
+	// ledger's events, which the relay publishes and which a flood of
+	// client events must not block. Checked against the stream's size read
+	// at most RefreshEvery ago. Default 80% of Stream.MaxBytes.
+	ClientMaxBytes int64
+	// RefreshEvery is how often the stream's size is read for
+	// ClientMaxBytes. Default 250ms.
+	RefreshEvery time.Duration
+	// Stored, if set, records the events of a keyed batch that the stream
+	// stored before the batch was refused, and a retry with the key
+	// publishes only the others: a retry stays idempotent past the stream's
+	// duplicate window. Default nil: the duplicate window alone.
+	Stored StoredEvents
 	// Logger receives refusals. Default slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the publisher's metrics. Default: none.
@@ -66,6 +81,12 @@ func (c PublisherConfig) WithDefaults() PublisherConfig {
 	if c.MaxSkew == 0 {
 		c.MaxSkew = 24 * time.Hour
 	}
+	if c.ClientMaxBytes == 0 {
+		c.ClientMaxBytes = c.Stream.MaxBytes / 5 * 4
+	}
+	if c.RefreshEvery == 0 {
+		c.RefreshEvery = 250 * time.Millisecond
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -75,6 +96,15 @@ func (c PublisherConfig) WithDefaults() PublisherConfig {
 	return c
 }
 
+// StoredEvents is where a keyed batch's stored events are recorded
+// (postgres.ClientEventStore), outside the stream's duplicate window.
+type StoredEvents interface {
+	// StoredClientEvents returns those of ids recorded as stored for tenant.
+	StoredClientEvents(ctx context.Context, tenantID string, ids []string) ([]string, error)
+	// RecordClientEvents records ids as stored for tenant.
+	RecordClientEvents(ctx context.Context, tenantID string, ids []string) error
+}
+
 // Publisher ingests client events: it validates a batch, publishes it
 // asynchronously within a bounded in-flight window, and returns once the
 // stream has stored every event of it. It implements holdfast.EventService.
@@ -82,6 +112,7 @@ type Publisher struct {
 	cfg      PublisherConfig
 	js       njs.JetStream
 	inflight atomic.Int64
+	size     streamSize
 
 	ingested prometheus.Counter
 	refused  *prometheus.CounterVec
@@ -93,8 +124,9 @@ var _ holdfast.EventService = (*Publisher)(nil)
 // NewPublisher returns a publisher on nc, with its own JetStream context.
 func NewPublisher(nc *nats.Conn, cfg PublisherConfig) (*Publisher, error) {
 	cfg = cfg.WithDefaults()
-	if cfg.Window < holdfast.MaxEventBatch || cfg.AckTimeout <= 0 || cfg.AttemptTimeout <= 0 || cfg.MaxSkew <= 0 {
-		return nil, fmt.Errorf("events: publisher Window must be at least %d; AckTimeout, AttemptTimeout and MaxSkew positive", holdfast.MaxEventBatch)
+	if cfg.Window < holdfast.MaxEventBatch || cfg.AckTimeout <= 0 || cfg.AttemptTimeout <= 0 || cfg.MaxSkew <= 0 || cfg.ClientMaxBytes <= 0 ||
+		cfg.ClientMaxBytes > cfg.Stream.MaxBytes || cfg.RefreshEvery <= 0 {
+		return nil, fmt.Errorf("events: publisher Window must be at least %d; AckTimeout, AttemptTimeout, MaxSkew and RefreshEvery positive; ClientMaxBytes positive and at most the stream's MaxBytes", holdfast.MaxEventBatch)
 	}
 	// The window is enforced here, without blocking; the client library's
 	// own cap is only a backstop above it.
@@ -107,7 +139,7 @@ func NewPublisher(nc *nats.Conn, cfg PublisherConfig) (*Publisher, error) {
 	p.ingested = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "holdfast_events_ingested_total", Help: "Client events stored in the events stream."})
 	p.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "holdfast_events_refused_total", Help: "Client events refused with 503, by reason (window: the in-flight window; full: the stream's limits; stream: no answer)."}, []string{"reason"})
+		Name: "holdfast_events_refused_total", Help: "Client events refused with 503, by reason (window: the in-flight window; headroom: the stream past the client events' share; full: the stream's limits; stream: no answer)."}, []string{"reason"})
 	p.window = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "holdfast_events_inflight", Help: "Client events sent to the stream and not yet stored."},
 		func() float64 { return float64(p.inflight.Load()) })
@@ -124,12 +156,13 @@ func NewPublisher(nc *nats.Conn, cfg PublisherConfig) (*Publisher, error) {
 // PublishEvents validates and stores the events, returning their ids. An
 // event's id is the client's, or derived from the tenant, the request's
 // Idempotency-Key and the event's index (so a retry stores nothing twice
-// within the stream's duplicate window), or new. Ids are deduplicated per
-// tenant: two tenants' events with the same id are both stored. Errors:
-// EINVALID for a bad event (naming its index), EOVERLOADED when the window
-// or the stream is full, the stream does not answer in time or is not the
-// one the database is bound to; some events of a refused batch may be
-// stored, and a retry with the same ids or key stores them once.
+// within the stream's duplicate window, and past it with Stored), or new.
+// Ids are deduplicated per tenant: two tenants' events with the same id are
+// both stored. Errors: EINVALID for a bad event (naming its index),
+// EOVERLOADED when the window is full, the stream holds ClientMaxBytes or
+// is full, does not answer in time or is not the one the database is bound
+// to; some events of a refused batch may be stored, and a retry with the
+// same ids or key stores them once.
 func (p *Publisher) PublishEvents(ctx context.Context, tenantID, idempotencyKey string, in []holdfast.EventCreate) ([]string, error) {
 	if len(in) == 0 {
 		return nil, holdfast.Errorf(holdfast.EINVALID, "no events given")
@@ -137,6 +170,100 @@ func (p *Publisher) PublishEvents(ctx context.Context, tenantID, idempotencyKey 
 	if len(in) > holdfast.MaxEventBatch {
 		return nil, holdfast.Errorf(holdfast.EINVALID, "at most %d events per request", holdfast.MaxEventBatch)
 	}
+	events, err := p.envelopes(tenantID, idempotencyKey, in)
+	if err != nil {
+		return nil, err
+	}
+	n := int64(len(events))
+	if p.inflight.Add(n) > int64(p.cfg.Window) {
+		p.inflight.Add(-n)
+		p.refused.WithLabelValues("window").Add(float64(n))
+		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "too many events are on their way to the log; retry shortly")
+	}
+	defer p.inflight.Add(-n)
+
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
+	defer cancel()
+	if err := p.checkHeadroom(ctx, n); err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(events))
+	for i := range events {
+		ids[i] = events[i].ID
+	}
+	done := make([]bool, len(events)) // stored: by a refused try of the same key, or by an attempt of this one
+	if idempotencyKey != "" && p.cfg.Stored != nil {
+		if err := p.storedBefore(ctx, tenantID, ids, done); err != nil {
+			return nil, p.refuse(err)
+		}
+	}
+	stored, err := p.store(ctx, tenantID, events, done)
+	if err != nil {
+		if idempotencyKey != "" && p.cfg.Stored != nil && len(stored) > 0 {
+			p.record(ctx, tenantID, stored)
+		}
+		return nil, p.refuse(err)
+	}
+	p.ingested.Add(float64(len(stored)))
+	return ids, nil
+}
+
+// store publishes the events not yet done and waits until the stream
+// stored each, marking it done; it returns the ids it saw stored. An
+// attempt that gets no answer (its stream's leader lost, an election under
+// way, the connection moving to another server) is made again within ctx
+// for the events still not done, with the same message ids, which the
+// stream stores once; a full stream, or one that is not the database's, is
+// not retried.
+func (p *Publisher) store(ctx context.Context, tenantID string, events []holdfast.Event, done []bool) ([]string, error) {
+	var stored []string
+	backoff := 50 * time.Millisecond
+	for {
+		attempt, cancel := context.WithTimeout(ctx, p.cfg.AttemptTimeout)
+		err := p.publish(attempt, tenantID, events, done, func(i int) { done[i] = true; stored = append(stored, events[i].ID) })
+		cancel()
+		if err == nil || isFull(err) || errors.Is(err, ErrStreamNotBound) || ctx.Err() != nil {
+			return stored, err
+		}
+		p.cfg.Logger.Debug("events: storing again", "err", err)
+		if !lifecycle.Sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
+			return stored, err
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// publish makes one attempt to store the events not done, calling stored
+// with the index of each the stream acknowledged.
+func (p *Publisher) publish(ctx context.Context, tenantID string, events []holdfast.Event, done []bool, stored func(i int)) error {
+	if p.cfg.Guard != nil {
+		if _, err := p.cfg.Guard.Check(ctx, p.cfg.Stream.Name); err != nil {
+			return err
+		}
+	}
+	futures := make([]njs.PubAckFuture, len(events))
+	var buf []byte
+	var err error
+	for i := range events {
+		if done[i] {
+			continue
+		}
+		e := &events[i]
+		buf = appendEvent(buf[:0], e)
+		msg := &nats.Msg{Subject: p.cfg.Stream.Subject(tenantID, e.Type), Data: append([]byte(nil), buf...)}
+		if futures[i], err = p.js.PublishMsgAsync(msg, njs.WithMsgID(clientMsgID(tenantID, e.ID))); err != nil {
+			err = fmt.Errorf("publish: %w", err)
+			break
+		}
+	}
+	if ackErr := awaitStored(ctx, futures, stored); err == nil {
+		err = ackErr
+	}
+	return err
+}
+
+// envelopes validates a batch and returns its events, each with its id.
+func (p *Publisher) envelopes(tenantID, idempotencyKey string, in []holdfast.EventCreate) ([]holdfast.Event, error) {
 	now := p.cfg.Now().UTC()
 	events := make([]holdfast.Event, len(in))
 	for i := range in {
@@ -163,70 +290,70 @@ func (p *Publisher) PublishEvents(ctx context.Context, tenantID, idempotencyKey 
 		events[i] = holdfast.Event{ID: id, Type: e.Type, Version: holdfast.EventVersion, Source: holdfast.SourceClient,
 			TenantID: tenantID, OccurredAt: at, Data: e.Properties}
 	}
+	return events, nil
+}
 
-	n := int64(len(events))
-	if p.inflight.Add(n) > int64(p.cfg.Window) {
-		p.inflight.Add(-n)
-		p.refused.WithLabelValues("window").Add(float64(n))
-		return nil, holdfast.Errorf(holdfast.EOVERLOADED, "too many events are on their way to the log; retry shortly")
+// storedBefore marks in done the ids recorded as stored by an earlier,
+// refused try of the same key.
+func (p *Publisher) storedBefore(ctx context.Context, tenantID string, ids []string, done []bool) error {
+	stored, err := p.cfg.Stored.StoredClientEvents(ctx, tenantID, ids)
+	if err != nil {
+		return fmt.Errorf("stored client events: %w", err)
 	}
-	defer p.inflight.Add(-n)
+	set := make(map[string]bool, len(stored))
+	for _, id := range stored {
+		set[id] = true
+	}
+	for i, id := range ids {
+		done[i] = set[id]
+	}
+	return nil
+}
 
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.AckTimeout)
+// record records the events of a refused keyed batch that the stream
+// stored. If it fails, a retry within the duplicate window still stores
+// them once; one after it would store them again, so it is logged.
+func (p *Publisher) record(ctx context.Context, tenantID string, ids []string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := p.store(ctx, tenantID, events); err != nil {
-		return nil, p.refuse(err)
-	}
-	p.ingested.Add(float64(n))
-	ids := make([]string, len(events))
-	for i := range events {
-		ids[i] = events[i].ID
-	}
-	return ids, nil
-}
-
-// store publishes the events and waits until the stream stored each. An
-// attempt that gets no answer (its stream's leader lost, an election under
-// way, the connection moving to another server) is made again within ctx,
-// with the same message ids, which the stream stores once; a full stream,
-// or one that is not the database's, is not retried.
-func (p *Publisher) store(ctx context.Context, tenantID string, events []holdfast.Event) error {
-	backoff := 50 * time.Millisecond
-	for {
-		attempt, cancel := context.WithTimeout(ctx, p.cfg.AttemptTimeout)
-		err := p.publish(attempt, tenantID, events)
-		cancel()
-		if err == nil || isFull(err) || errors.Is(err, ErrStreamNotBound) || ctx.Err() != nil {
-			return err
-		}
-		p.cfg.Logger.Debug("events: storing again", "err", err)
-		if !lifecycle.Sleep(ctx, backoff/2+rand.N(backoff/2+1)) {
-			return err
-		}
-		backoff = min(2*backoff, time.Second)
+	if err := p.cfg.Stored.RecordClientEvents(ctx, tenantID, ids); err != nil {
+		p.cfg.Logger.Error("client events: recording those stored of a refused batch; a retry past the duplicate window would store them again",
+			"tenant", tenantID, "events", len(ids), "err", err)
 	}
 }
 
-// publish makes one attempt to store the events.
-func (p *Publisher) publish(ctx context.Context, tenantID string, events []holdfast.Event) error {
-	if p.cfg.Guard != nil {
-		if _, err := p.cfg.Guard.Check(ctx, p.cfg.Stream.Name); err != nil {
-			return err
-		}
+// checkHeadroom refuses a batch of n client events while the stream holds
+// ClientMaxBytes or more: the rest is the ledger events' reserve.
+func (p *Publisher) checkHeadroom(ctx context.Context, n int64) error {
+	bytes, err := p.size.read(ctx, p.js, p.cfg.Stream.Name, p.cfg.RefreshEvery)
+	if err != nil {
+		return p.refuse(err)
 	}
-	futures := make([]njs.PubAckFuture, 0, len(events))
-	var buf []byte
-	for i := range events {
-		e := &events[i]
-		buf = appendEvent(buf[:0], e)
-		msg := &nats.Msg{Subject: p.cfg.Stream.Subject(tenantID, e.Type), Data: append([]byte(nil), buf...)}
-		f, err := p.js.PublishMsgAsync(msg, njs.WithMsgID(clientMsgID(tenantID, e.ID)))
+	if bytes < p.cfg.ClientMaxBytes {
+		return nil
+	}
+	p.refused.WithLabelValues("headroom").Add(float64(n))
+	return holdfast.Errorf(holdfast.EOVERLOADED, "the event log is near its limit and keeps the rest for ledger events; retry later")
+}
+
+// streamSize is the stream's size in bytes, read at most every so often.
+type streamSize struct {
+	mu    sync.Mutex
+	at    time.Time
+	bytes int64
+}
+
+func (s *streamSize) read(ctx context.Context, js njs.JetStream, name string, every time.Duration) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if now := time.Now(); now.Sub(s.at) >= every {
+		st, err := js.Stream(ctx, name)
 		if err != nil {
-			return fmt.Errorf("publish: %w", err)
+			return 0, fmt.Errorf("stream %s: %w", name, err)
 		}
-		futures = append(futures, f)
+		s.at, s.bytes = now, int64(st.CachedInfo().State.Bytes)
 	}
-	return awaitAcks(ctx, futures, nil)
+	return s.bytes, nil
 }
 
 // refuse turns a failure to store into EOVERLOADED: a full stream, a

@@ -19,12 +19,12 @@ import (
 
 // Outbox is the relay's view of the transactional outbox (postgres.DB).
 type Outbox interface {
-	// RelayOutbox claims rows above sequence after that no other relay
-	// holds, up to limit events (at least one row), passes them to publish
-	// (a message a row) and deletes them if it returns nil, in one
+	// RelayOutbox claims rows of topic above sequence after that no other
+	// relay holds, up to limit events (at least one row), passes them to
+	// publish (a message a row) and deletes them if it returns nil, in one
 	// transaction. It returns how many events it relayed, the highest
 	// sequence among them, and whether more rows were waiting past limit.
-	RelayOutbox(ctx context.Context, after int64, limit int, publish func(context.Context, []holdfast.OutboxMessage) error) (int, int64, bool, error)
+	RelayOutbox(ctx context.Context, topic string, after int64, limit int, publish func(context.Context, []holdfast.OutboxMessage) error) (int, int64, bool, error)
 	// ListenOutbox calls wake on every commit into the outbox until ctx ends.
 	ListenOutbox(ctx context.Context, wake func()) error
 }
@@ -59,6 +59,10 @@ type RelayConfig struct {
 	Settle time.Duration
 	// AckTimeout bounds the wait for the stream to store a batch. Default 10s.
 	AckTimeout time.Duration
+	// MaxBackoff is the longest a topic whose publishes fail (its stream
+	// full, or away) waits before it tries again; the waits double from
+	// 100ms up to it. Default 5s.
+	MaxBackoff time.Duration
 	// Linger is how long the relay waits after a notification before it
 	// claims rows, so that the commits of a busy moment travel in one round
 	// (one claim, one set of acks) instead of one round each. Default 20ms.
@@ -93,11 +97,17 @@ func (c RelayConfig) WithDefaults() RelayConfig {
 	if c.Linger == 0 {
 		c.Linger = 20 * time.Millisecond
 	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = 5 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	return c
 }
+
+// relayTopics are the outbox's topics, each relayed on its own.
+var relayTopics = []string{holdfast.TopicEvents, holdfast.TopicJobs}
 
 // Relay moves events from the outbox into the stream. One runs in every
 // replica: they claim disjoint rows (SKIP LOCKED), and each event is
@@ -105,35 +115,54 @@ func (c RelayConfig) WithDefaults() RelayConfig {
 // publishing and deleting its rows leaves them to be published again and
 // the stream stores them once. With a Guard it publishes only into the
 // streams the database is bound to.
+//
+// Each topic is relayed by a loop of its own, with its own cursor and
+// backoff: a topic whose stream refuses (full, away) waits alone, its rows
+// in the outbox, and the other topics flow on
+// (docs/decisions/0080-the-relay-publishes-each-topic-on-its-own.md).
 type Relay struct {
 	cfg    RelayConfig
 	outbox Outbox
 	js     njs.JetStream
+	topics []*topicRelay
+	run    lifecycle.Runner
 
-	wake chan struct{}
-	run  lifecycle.Runner
+	relayed  *prometheus.CounterVec
+	failures *prometheus.CounterVec
+	backoffs *prometheus.GaugeVec
+}
 
-	// Only the relay's goroutine touches these.
+// topicRelay is the state of one topic's loop; only that loop touches it.
+type topicRelay struct {
+	topic  string
+	wake   chan struct{}
 	cursor int64       // a woken round claims rows above it
 	recent []relayedAt // rounds not yet Settle old, oldest first
-
-	relayed  prometheus.Counter
-	failures prometheus.Counter
 }
 
 // NewRelay returns a relay from outbox to the stream on js.
 func NewRelay(outbox Outbox, js njs.JetStream, cfg RelayConfig) (*Relay, error) {
 	cfg = cfg.WithDefaults()
-	if cfg.Batch < 1 || cfg.Poll <= 0 || cfg.Settle <= 0 || cfg.AckTimeout <= 0 {
-		return nil, errors.New("events: relay Batch, Poll, Settle and AckTimeout must be positive")
+	if cfg.Batch < 1 || cfg.Poll <= 0 || cfg.Settle <= 0 || cfg.AckTimeout <= 0 || cfg.MaxBackoff <= 0 {
+		return nil, errors.New("events: relay Batch, Poll, Settle, AckTimeout and MaxBackoff must be positive")
 	}
-	r := &Relay{cfg: cfg, outbox: outbox, js: js, wake: make(chan struct{}, 1)}
-	r.relayed = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "holdfast_outbox_relayed_total", Help: "Events moved from the outbox into the events stream by this replica."})
-	r.failures = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "holdfast_outbox_relay_failures_total", Help: "Relay rounds that failed (the events stay in the outbox and are retried)."})
+	r := &Relay{cfg: cfg, outbox: outbox, js: js}
+	for _, t := range relayTopics {
+		r.topics = append(r.topics, &topicRelay{topic: t, wake: make(chan struct{}, 1)})
+	}
+	r.relayed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "holdfast_outbox_relayed_total", Help: "Events moved from the outbox into their stream by this replica, by topic."}, []string{"topic"})
+	r.failures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "holdfast_outbox_relay_failures_total", Help: "Relay rounds that failed, by topic (the events stay in the outbox and are retried)."}, []string{"topic"})
+	r.backoffs = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "holdfast_outbox_relay_backoff_seconds", Help: "How long this replica's relay waits before it tries a topic again after a failed round (0 while the topic flows)."}, []string{"topic"})
+	for _, t := range relayTopics { // every topic's series exists from the start
+		r.relayed.WithLabelValues(t)
+		r.failures.WithLabelValues(t)
+		r.backoffs.WithLabelValues(t).Set(0)
+	}
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{r.relayed, r.failures} {
+		for _, c := range []prometheus.Collector{r.relayed, r.failures, r.backoffs} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, err
 			}
@@ -146,18 +175,22 @@ func NewRelay(outbox Outbox, js njs.JetStream, cfg RelayConfig) (*Relay, error) 
 func (r *Relay) Start(ctx context.Context) error {
 	ctx = r.run.Start(ctx)
 	r.run.Go(func() { r.listen(ctx) })
-	r.run.Go(func() { r.relay(ctx) })
+	for _, t := range r.topics {
+		r.run.Go(func() { r.relay(ctx, t) })
+	}
 	return nil
 }
 
-// Stop stops the relay after its current round. Idempotent; safe before Start.
+// Stop stops the relay after its current rounds. Idempotent; safe before Start.
 func (r *Relay) Stop() { r.run.Stop() }
 
-// Wake makes the relay look at the outbox now.
+// Wake makes the relay look at the outbox now, for every topic.
 func (r *Relay) Wake() {
-	select {
-	case r.wake <- struct{}{}:
-	default:
+	for _, t := range r.topics {
+		select {
+		case t.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -170,24 +203,27 @@ func (r *Relay) listen(ctx context.Context) {
 	}
 }
 
-func (r *Relay) relay(ctx context.Context) {
-	t := time.NewTicker(r.cfg.Poll)
-	defer t.Stop()
+// relay is the loop of one topic: woken by commits into the outbox, and a
+// sweep from its start every Poll. A failed round makes this topic alone
+// wait, doubling up to MaxBackoff.
+func (r *Relay) relay(ctx context.Context, t *topicRelay) {
+	tick := time.NewTicker(r.cfg.Poll)
+	defer tick.Stop()
 	backoff := time.Duration(0)
 	for {
-		after := r.cursor
+		after := t.cursor
 		select {
 		case <-ctx.Done():
 			return
-		case <-r.wake:
+		case <-t.wake:
 			if !lifecycle.Sleep(ctx, r.cfg.Linger) {
 				return
 			}
 			select { // the notifications of the lingering time are served by this round
-			case <-r.wake:
+			case <-t.wake:
 			default:
 			}
-		case <-t.C:
+		case <-tick.C:
 			after = 0 // the sweep: rows committed late, or left by a failed round
 		}
 		if backoff > 0 && !lifecycle.Sleep(ctx, backoff) {
@@ -195,19 +231,23 @@ func (r *Relay) relay(ctx context.Context) {
 		}
 		// Drain: go on while rows were left past the round's limit.
 		for ctx.Err() == nil {
-			n, top, more, err := r.outbox.RelayOutbox(ctx, after, r.cfg.Batch, r.publish)
-			r.relayed.Add(float64(n))
+			n, top, more, err := r.outbox.RelayOutbox(ctx, t.topic, after, r.cfg.Batch, r.publish)
+			r.relayed.WithLabelValues(t.topic).Add(float64(n))
 			if err != nil {
 				if ctx.Err() == nil {
-					r.failures.Inc()
-					backoff = min(max(2*backoff, 100*time.Millisecond), 5*time.Second)
-					r.cfg.Logger.Warn("outbox relay; the events stay in the outbox", "err", err, "retry_in", backoff)
+					r.failures.WithLabelValues(t.topic).Inc()
+					backoff = min(max(2*backoff, 100*time.Millisecond), r.cfg.MaxBackoff)
+					r.backoffs.WithLabelValues(t.topic).Set(backoff.Seconds())
+					r.cfg.Logger.Warn("outbox relay; the events stay in the outbox", "topic", t.topic, "err", err, "retry_in", backoff)
 				}
-				r.cursor, r.recent = 0, r.recent[:0]
+				t.cursor, t.recent = 0, t.recent[:0]
 				break
 			}
-			backoff = 0
-			r.advance(time.Now(), top)
+			if backoff > 0 {
+				backoff = 0
+				r.backoffs.WithLabelValues(t.topic).Set(0)
+			}
+			t.advance(r.cfg.Settle, time.Now(), top)
 			if !more {
 				break
 			}
@@ -223,25 +263,34 @@ type relayedAt struct {
 }
 
 // advance records a round that relayed up to top (0: nothing) and moves the
-// cursor to the highest sequence relayed at least Settle before now.
-func (r *Relay) advance(now time.Time, top int64) {
+// cursor to the highest sequence relayed at least settle before now.
+func (t *topicRelay) advance(settle time.Duration, now time.Time, top int64) {
 	if top > 0 {
-		r.recent = append(r.recent, relayedAt{now, top})
+		t.recent = append(t.recent, relayedAt{now, top})
 	}
 	settled := 0
-	for settled < len(r.recent) && now.Sub(r.recent[settled].at) >= r.cfg.Settle {
-		r.cursor = max(r.cursor, r.recent[settled].top)
+	for settled < len(t.recent) && now.Sub(t.recent[settled].at) >= settle {
+		t.cursor = max(t.cursor, t.recent[settled].top)
 		settled++
 	}
-	r.recent = append(r.recent[:0], r.recent[settled:]...)
+	t.recent = append(t.recent[:0], t.recent[settled:]...)
 }
 
-// RelayOnce relays one batch from the start of the outbox and returns how
-// many events it moved.
+// RelayOnce relays one batch of each topic from the start of the outbox
+// and returns how many events it moved; a topic that fails does not keep
+// the others from being relayed, and its error is returned (joined).
 func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
-	n, _, _, err := r.outbox.RelayOutbox(ctx, 0, r.cfg.Batch, r.publish)
-	r.relayed.Add(float64(n))
-	return n, err
+	total := 0
+	var errs []error
+	for _, t := range r.topics {
+		n, _, _, err := r.outbox.RelayOutbox(ctx, t.topic, 0, r.cfg.Batch, r.publish)
+		r.relayed.WithLabelValues(t.topic).Add(float64(n))
+		total += n
+		if err != nil {
+			errs = append(errs, fmt.Errorf("topic %s: %w", t.topic, err))
+		}
+	}
+	return total, errors.Join(errs...)
 }
 
 // publish stores the messages in the stream, waiting for every ack. A
@@ -253,10 +302,11 @@ func (r *Relay) publish(ctx context.Context, msgs []holdfast.OutboxMessage) erro
 	if err := r.checkStreams(ctx, msgs); err != nil {
 		return err
 	}
-	futures := make([]njs.PubAckFuture, 0, len(msgs))
+	futures := make([]njs.PubAckFuture, len(msgs))
 	for i := range msgs {
 		m := &msgs[i]
 		if len(m.Events) == 0 {
+			m.Stored = true // nothing to store
 			continue
 		}
 		first := &m.Events[0]
@@ -278,11 +328,12 @@ func (r *Relay) publish(ctx context.Context, msgs []holdfast.OutboxMessage) erro
 		}
 		f, err := r.js.PublishMsgAsync(msg, njs.WithMsgID(m.ID))
 		if err != nil {
+			awaitStored(ctx, futures, func(i int) { msgs[i].Stored = true })
 			return fmt.Errorf("publish message %s: %w", m.ID, err)
 		}
-		futures = append(futures, f)
+		futures[i] = f
 	}
-	return awaitAcks(ctx, futures, nil)
+	return awaitStored(ctx, futures, func(i int) { msgs[i].Stored = true })
 }
 
 // checkStreams checks, with a Guard, the streams msgs go to.
@@ -311,16 +362,18 @@ func (r *Relay) checkStreams(ctx context.Context, msgs []holdfast.OutboxMessage)
 	return nil
 }
 
-// awaitAcks waits for every future and returns the first error; dup, when
-// not nil, is told how many of the messages the stream already had.
-func awaitAcks(ctx context.Context, futures []njs.PubAckFuture, dup *int) error {
+// awaitStored waits for the ack of every future (nil ones are skipped),
+// calls stored with the index of each the stream stored, and returns the
+// first error.
+func awaitStored(ctx context.Context, futures []njs.PubAckFuture, stored func(i int)) error {
 	var first error
-	for _, f := range futures {
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
 		select {
-		case ack := <-f.Ok():
-			if dup != nil && ack.Duplicate {
-				*dup++
-			}
+		case <-f.Ok():
+			stored(i)
 		case err := <-f.Err():
 			if first == nil {
 				first = err
@@ -335,7 +388,11 @@ func awaitAcks(ctx context.Context, futures []njs.PubAckFuture, dup *int) error 
 // Relayed returns how many events this relay has moved into the stream:
 // the figure of holdfast_outbox_relayed_total, for reports.
 func (r *Relay) Relayed() int64 {
-	var d dto.Metric
-	r.relayed.Write(&d)
-	return int64(d.GetCounter().GetValue())
+	var total int64
+	for _, t := range relayTopics {
+		var d dto.Metric
+		r.relayed.WithLabelValues(t).Write(&d)
+		total += int64(d.GetCounter().GetValue())
+	}
+	return total
 }

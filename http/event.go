@@ -1,12 +1,24 @@
 package http
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/holdfast/holdfast"
+	"github.com/holdfast/holdfast/ratelimit"
 )
+
+// EventQuota is each tenant's quota of client events and their bytes
+// (ratelimit.Quota).
+type EventQuota interface {
+	// Allow takes events and bytes from the tenant's quota if it holds
+	// them; it takes nothing from a request it refuses.
+	Allow(ctx context.Context, tenantID string, events, bytes int64) (ratelimit.QuotaDecision, error)
+	// Policy returns the quota, for the RateLimit-Policy header.
+	Policy() ratelimit.QuotaConfig
+}
 
 // eventsPath is the one route whose body may exceed BodyLimit, up to EventBodyLimit.
 const eventsPath = "/v1/events"
@@ -24,9 +36,10 @@ type eventsAccepted struct {
 var eventsView = viewOf(http.StatusAccepted, func(ids []string) any { return eventsAccepted{Accepted: len(ids), IDs: ids} })
 
 // handlePostEvents stores a batch of the tenant's events in the log and
-// answers 202 once the log holds every one; 503 with Retry-After when the
-// log pushes back. With an Idempotency-Key, the event ids derive from it,
-// so a retry of a refused batch stores nothing twice.
+// answers 202 once the log holds every one; 429 with Retry-After past the
+// tenant's event quota, 503 with Retry-After when the log pushes back.
+// With an Idempotency-Key, the event ids derive from it, so a retry of a
+// refused batch stores nothing twice.
 func (s *Server) handlePostEvents(w http.ResponseWriter, r *http.Request) {
 	s.idempotent(w, r, eventsView, storedAfterWrite, func(claim *holdfast.IdempotencyClaim) (any, error) {
 		if s.EventService == nil {
@@ -36,12 +49,49 @@ func (s *Server) handlePostEvents(w http.ResponseWriter, r *http.Request) {
 		if err := decode(r, &in); err != nil {
 			return nil, err
 		}
+		if err := s.takeEventQuota(w, r, in.Events); err != nil {
+			return nil, err
+		}
 		key := ""
 		if claim != nil {
 			key = claim.Key
 		}
 		return s.EventService.PublishEvents(r.Context(), tenantFrom(r.Context()), key, in.Events)
 	})
+}
+
+// takeEventQuota takes the batch from the tenant's event quota and sets
+// the RateLimit headers; past the quota it returns ERATELIMITED, with
+// Retry-After set, and nothing is published. The bytes counted are the
+// events' types and properties, what the tenant chooses to store. A quota
+// that fails lets the batch through, as the request rate limit does.
+func (s *Server) takeEventQuota(rw http.ResponseWriter, r *http.Request, batch []holdfast.EventCreate) error {
+	if s.cfg.EventQuota == nil || len(batch) == 0 {
+		return nil
+	}
+	var size int64
+	for i := range batch {
+		size += int64(len(batch[i].Type) + len(batch[i].Properties))
+	}
+	d, err := s.cfg.EventQuota.Allow(r.Context(), tenantFrom(r.Context()), int64(len(batch)), size)
+	if err != nil {
+		return nil
+	}
+	p := s.cfg.EventQuota.Policy()
+	hdr := rw.Header()
+	window := strconv.FormatInt(max(1, ceilSeconds(p.Period)), 10)
+	hdr.Set("RateLimit-Policy", `"events";q=`+strconv.FormatInt(p.Events, 10)+";w="+window+`, "event-bytes";q=`+strconv.FormatInt(p.Bytes, 10)+";w="+window)
+	policy := `"events"`
+	if d.Bytes {
+		policy = `"event-bytes"`
+	}
+	hdr.Set("RateLimit", policy+";r="+strconv.Itoa(d.Remaining)+";t="+strconv.FormatInt(ceilSeconds(d.Reset), 10))
+	if d.Allowed {
+		return nil
+	}
+	hdr.Set("Retry-After", strconv.FormatInt(max(1, ceilSeconds(d.RetryAfter)), 10))
+	return &holdfast.Error{Code: ERATELIMITED, Message: "the tenant's event quota is used up; retry after Retry-After seconds",
+		Extensions: map[string]any{"quota_events": p.Events, "quota_bytes": p.Bytes, "period_seconds": int64(p.Period.Seconds())}}
 }
 
 // handleListRollups lists the analytics rollups of [from, to), by minute:

@@ -74,6 +74,9 @@ type Config struct {
 	// RateLimiter limits each tenant's requests, all its keys together
 	// (429); nil: no limit.
 	RateLimiter RateLimiter
+	// EventQuota, if set, is each tenant's quota of client events and
+	// their bytes on POST /v1/events (429 beyond); nil: no quota.
+	EventQuota EventQuota
 	// EventBodyLimit caps the body of POST /v1/events (a batch of up to
 	// 1,000 events). Default 4 MiB.
 	EventBodyLimit int64

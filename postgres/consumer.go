@@ -50,6 +50,18 @@ func (s *ConsumerStore) State(ctx context.Context, name string) (*holdfast.Consu
 	return st, nil
 }
 
+// GroupsOn returns the state of every group recorded on stream: the groups
+// whose applied sequences bound what the stream's retention may purge.
+func (s *ConsumerStore) GroupsOn(ctx context.Context, stream string) ([]*holdfast.ConsumerGroupState, error) {
+	rows, _ := s.db.Pool.Query(ctx, `SELECT name, coalesce(stream, ''), coalesce(stream_identity, ''), applied_floor, last_applied,
+		paused, paused_until, pause_reason FROM consumer_groups WHERE stream = $1 ORDER BY name`, stream)
+	list, err := pgx.CollectRows(rows, scanGroupState)
+	if err != nil {
+		return nil, fmt.Errorf("consumer groups on %s: %w", stream, contextError(ctx, err))
+	}
+	return list, nil
+}
+
 func scanGroupState(r pgx.CollectableRow) (*holdfast.ConsumerGroupState, error) {
 	var st holdfast.ConsumerGroupState
 	var floor, last int64

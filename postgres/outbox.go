@@ -163,23 +163,26 @@ func insertOutboxSQL(events []outboxEvent) *pgx.QueuedQuery {
 // OutboxChannel is the channel every insert into the outbox notifies.
 const OutboxChannel = "holdfast_outbox"
 
-// RelayOutbox claims the oldest unclaimed outbox rows whose sequence is above
-// after (rows another relay holds are skipped, not waited for), up to limit
+// RelayOutbox claims the oldest unclaimed outbox rows of topic whose sequence
+// is above after (rows another relay holds are skipped, not waited for), up to limit
 // events (at least one row, whatever it holds), hands them to publish as one
 // message a row, and deletes them once publish returns nil, all in one
 // transaction. If publish fails, or the process dies before the commit, the
 // rows stay and are published again: publish must be idempotent (JetStream
-// deduplicates by the message id). Returns the number of events relayed, the
-// highest sequence among them (0 if none), and whether more rows were
-// waiting past the limit.
+// deduplicates by the message id), but for those whose messages publish
+// marked Stored: they are deleted all the same. Returns the number of events
+// relayed, the highest sequence among them (0 if none, or on an error), and
+// whether more rows were waiting past the limit.
 //
 // after exists because the outbox is a queue table: every relayed row
 // leaves a dead index entry at the head of the sequence index until VACUUM,
 // and a scan from the start walks all of them. Under load that walk was the
 // most expensive statement of a transfer (16 ms a round at 10,000
 // transfers/s); a relay that starts its scan just behind what it relayed
-// recently reads only the live tail.
-func (db *DB) RelayOutbox(ctx context.Context, after int64, limit int, publish func(context.Context, []holdfast.OutboxMessage) error) (int, int64, bool, error) {
+// recently reads only the live tail. The scan walks the (topic, seq) index
+// (migration 0023), so a topic whose stream refuses and whose rows pile up
+// costs the other topics' claims nothing.
+func (db *DB) RelayOutbox(ctx context.Context, topic string, after int64, limit int, publish func(context.Context, []holdfast.OutboxMessage) error) (int, int64, bool, error) {
 	// Background work waits its turn for a connection, however busy the
 	// pool: failing fast is for requests, and a relay that gives up only delays.
 	tx, err := db.Pool.Begin(Patient(ctx))
@@ -193,7 +196,7 @@ func (db *DB) RelayOutbox(ctx context.Context, after int64, limit int, publish f
 	var seqs []int64
 	events, locked, full := 0, 0, false
 	rows, _ := tx.Query(ctx, `SELECT seq, coalesce(cardinality(event_ids), 1) FROM outbox
-		WHERE seq > $2 ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED`, limit, after)
+		WHERE topic = $3 AND seq > $2 ORDER BY topic, seq LIMIT $1 FOR UPDATE SKIP LOCKED`, limit, after, topic)
 	for rows.Next() {
 		var seq int64
 		var n int
@@ -214,22 +217,48 @@ func (db *DB) RelayOutbox(ctx context.Context, after int64, limit int, publish f
 		return 0, 0, false, nil
 	}
 	more := locked > len(seqs) || locked == limit
-	msgs, last, err := deleteClaimed(ctx, tx, seqs)
+	msgs, msgSeqs, err := deleteClaimed(ctx, tx, seqs)
 	if err != nil {
 		return 0, 0, false, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
 	}
 	if err := publish(ctx, msgs); err != nil {
-		return 0, 0, false, err
+		tx.Rollback(ctx)
+		return db.deleteStored(ctx, msgs, msgSeqs), 0, false, err
 	}
+	last := msgSeqs[len(msgSeqs)-1]
 	if err := tx.Commit(ctx); err != nil {
 		return 0, 0, false, fmt.Errorf("relay outbox: %w", contextError(ctx, err))
 	}
 	return events, last, more, nil
 }
 
+// deleteStored deletes, after a failed round, the rows whose messages the
+// stream stored all the same (a stream that filled up partway), and returns
+// how many events they held. A row it fails to delete is published again:
+// the stream drops it within its duplicate window.
+func (db *DB) deleteStored(ctx context.Context, msgs []holdfast.OutboxMessage, seqs []int64) int {
+	var stored []int64
+	events := 0
+	for i := range msgs {
+		if msgs[i].Stored {
+			stored = append(stored, seqs[i])
+			events += len(msgs[i].Events)
+		}
+	}
+	if len(stored) == 0 {
+		return 0
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if _, err := db.Pool.Exec(ctx, "DELETE FROM outbox WHERE seq = ANY($1)", Int8Array(stored)); err != nil {
+		return 0
+	}
+	return events
+}
+
 // deleteClaimed deletes the claimed outbox rows seqs inside tx and returns
-// their messages in sequence order, and the last sequence.
-func deleteClaimed(ctx context.Context, tx pgx.Tx, seqs []int64) ([]holdfast.OutboxMessage, int64, error) {
+// their messages and sequences, in sequence order.
+func deleteClaimed(ctx context.Context, tx pgx.Tx, seqs []int64) ([]holdfast.OutboxMessage, []int64, error) {
 	rows, _ := tx.Query(ctx, `DELETE FROM outbox WHERE seq = ANY($1)
 		RETURNING seq, id, tenant_id, type, occurred_at, data, topic, event_ids, event_data`, Int8Array(seqs))
 	type claimed struct {
@@ -260,15 +289,15 @@ func deleteClaimed(ctx context.Context, tx pgx.Tx, seqs []int64) ([]holdfast.Out
 		return c, nil
 	})
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	// DELETE … RETURNING does not promise any order: publish in seq order.
 	sort.Slice(list, func(i, j int) bool { return list[i].seq < list[j].seq })
-	msgs := make([]holdfast.OutboxMessage, len(list))
+	msgs, msgSeqs := make([]holdfast.OutboxMessage, len(list)), make([]int64, len(list))
 	for i, c := range list {
-		msgs[i] = c.m
+		msgs[i], msgSeqs[i] = c.m, c.seq
 	}
-	return msgs, list[len(list)-1].seq, nil
+	return msgs, msgSeqs, nil
 }
 
 // ListenOutbox calls wake whenever an insert into the outbox commits, until

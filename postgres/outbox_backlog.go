@@ -10,22 +10,22 @@ import (
 	"github.com/holdfast/holdfast"
 )
 
-// OutboxCountCap is how many of the outbox's oldest rows OutboxBacklog
+// OutboxCountCap is how many of each topic's oldest rows OutboxBacklog
 // reads at most, so that reading the backlog costs a bounded walk of the
-// primary key however far the relay is behind.
+// (topic, seq) index however far the relay is behind.
 const OutboxCountCap = 10_000
 
 // OutboxBacklog returns, for each topic the relay serves, the rows waiting
-// in the outbox and the time the oldest occurred, read from the oldest
-// OutboxCountCap rows: past that every count is a lower bound (AtLeast),
-// and a topic none of whose rows is among them shows none.
+// in the outbox and the time the oldest occurred, read from the topic's
+// oldest OutboxCountCap rows: past that its count is a lower bound
+// (AtLeast). Each topic is counted on its own, so a topic blocked behind a
+// full stream does not hide another's backlog.
 func OutboxBacklog(ctx context.Context, db *DB) ([]holdfast.OutboxBacklog, error) {
-	rows, _ := db.Pool.Query(ctx, `WITH head AS MATERIALIZED (
-			SELECT topic, occurred_at, row_number() OVER (ORDER BY seq) AS n FROM outbox ORDER BY seq LIMIT $2 + 1)
-		SELECT t.topic, count(h.topic) FILTER (WHERE h.n <= $2), min(h.occurred_at) FILTER (WHERE h.n <= $2),
-			(SELECT count(*) > $2 FROM head)
-		FROM unnest($1::text[]) AS t(topic) LEFT JOIN head h ON h.topic = t.topic
-		GROUP BY t.topic ORDER BY t.topic`, []string{holdfast.TopicEvents, holdfast.TopicJobs}, OutboxCountCap)
+	rows, _ := db.Pool.Query(ctx, `SELECT t.topic, least(h.n, $2), h.oldest, h.n > $2
+		FROM unnest($1::text[]) AS t(topic)
+		CROSS JOIN LATERAL (SELECT count(*) AS n, min(occurred_at) AS oldest FROM (
+			SELECT o.occurred_at FROM outbox o WHERE o.topic = t.topic ORDER BY o.topic, o.seq LIMIT $2 + 1) head) h
+		ORDER BY t.topic`, []string{holdfast.TopicEvents, holdfast.TopicJobs}, OutboxCountCap)
 	defer rows.Close()
 	var out []holdfast.OutboxBacklog
 	for rows.Next() {
@@ -54,7 +54,7 @@ func (r OutboxReader) OutboxBacklog(ctx context.Context) ([]holdfast.OutboxBackl
 }
 
 var (
-	outboxRowsDesc   = prometheus.NewDesc("holdfast_outbox_rows", "Rows waiting in the outbox, by topic (counted among its oldest 10,000).", []string{"topic"}, nil)
+	outboxRowsDesc   = prometheus.NewDesc("holdfast_outbox_rows", "Rows waiting in the outbox, by topic (counted up to 10,000 a topic).", []string{"topic"}, nil)
 	outboxOldestDesc = prometheus.NewDesc("holdfast_outbox_oldest_seconds", "Age of the oldest row waiting in the outbox, by topic (0 when none waits).", []string{"topic"}, nil)
 )
 

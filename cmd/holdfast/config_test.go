@@ -190,15 +190,15 @@ func TestParseFlags_Overload(t *testing.T) {
 
 func TestParseFlags_EventDuplicateWindow(t *testing.T) {
 	t.Parallel()
-	if d := app.NewMain().Config.Events.Duplicates; d != 10*time.Minute {
-		t.Fatalf("default duplicate window %v, want 10m", d)
+	if d := app.NewMain().Config.Events.Duplicates; d != 2*time.Minute {
+		t.Fatalf("default duplicate window %v, want 2m", d)
 	}
 	m := app.NewMain()
-	if err := parseServe("serve", []string{"--database-url", "postgres://x", "--events-duplicate-window", "2m"}, &m.Config, io.Discard, io.Discard); err != nil {
+	if err := parseServe("serve", []string{"--database-url", "postgres://x", "--events-duplicate-window", "5m"}, &m.Config, io.Discard, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	if d := m.Config.Events.Duplicates; d != 2*time.Minute {
-		t.Fatalf("--events-duplicate-window 2m parsed as %v", d)
+	if d := m.Config.Events.Duplicates; d != 5*time.Minute {
+		t.Fatalf("--events-duplicate-window 5m parsed as %v", d)
 	}
 }
 

@@ -54,6 +54,7 @@ func startBenchEnv(ctx context.Context, serverURL string, poolSize int, stderr i
 	m.Config.DataDir = env.dir + "/data"
 	m.Config.DBMaxConns = poolSize
 	m.Config.RateLimit = 0 // one API key drives every benchmark: measure the server, not its per-tenant quota
+	m.Config.Events.Quota = 0
 	m.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	m.Stdout = io.Discard
 	for _, f := range configure {
