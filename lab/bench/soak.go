@@ -95,7 +95,6 @@ type SoakResult struct {
 	Options  SoakOptions // with the defaults and the rate chosen
 	Capacity float64     // transfers per second in the probe; 0 if Rate was given
 	Passed   []string    // the shrunk limits passed to the server
-	Missing  []string    // the limits this build has no flag for
 	Samples  []SoakSample
 	Checks   []SoakCheck // correctness at the end: all must pass
 	Targets  []SoakCheck // the figures: PASS or MISS
@@ -152,7 +151,7 @@ func Soak(ctx context.Context, o SoakOptions, stderr io.Writer) (*SoakResult, er
 		return nil, err
 	}
 	defer r.db.Close()
-	res := &SoakResult{Passed: r.srv.passed, Missing: r.srv.missing, Machine: machine(ctx, r.db.Pool)}
+	res := &SoakResult{Passed: r.srv.passed, Machine: machine(ctx, r.db.Pool)}
 	if err := r.setup(ctx, res, stderr); err != nil {
 		return nil, err
 	}

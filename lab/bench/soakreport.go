@@ -25,9 +25,6 @@ func PrintSoak(w io.Writer, res *SoakResult) {
 	fmt.Fprintf(w, "%s for %s: %s, %.0f client events/s, %.2f receipt uploads/s, an export every %s; %.0f%% of keyed requests sent twice\n",
 		"mixed open-loop traffic", o.Duration, rate, o.Rate*o.EventShare, o.ReceiptRate, o.ExportEvery, 100*o.Retry)
 	fmt.Fprintf(w, "limits shrunk to a %s retention period: %s\n", o.Retention, strings.Join(res.Passed, " "))
-	if len(res.Missing) > 0 {
-		fmt.Fprintf(w, "not in this build, so not shrunk: %s\n", strings.Join(res.Missing, ", "))
-	}
 	if n := len(res.Samples); n > 0 {
 		first, last := res.Samples[0], res.Samples[n-1]
 		var ledger0, ledger1 int64
