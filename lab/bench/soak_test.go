@@ -47,7 +47,7 @@ func TestSoak_ShortRunPassesItsChecks(t *testing.T) {
 	if len(res.Checks) != 6 || len(res.Targets) != 6 {
 		t.Errorf("%d checks and %d targets, want 6 of each", len(res.Checks), len(res.Targets))
 	}
-	for _, want := range []string{"--events-max-age=15s", "--events-duplicate-window=8s", "--idempotency-retention=15s"} {
+	for _, want := range []string{"--events-replay-window=15s", "--events-duplicate-window=8s", "--idempotency-retention=15s"} {
 		if !slices.Contains(res.Passed, want) {
 			t.Errorf("limits passed %v, want %s among them", res.Passed, want)
 		}
