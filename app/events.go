@@ -170,19 +170,8 @@ func (m *Main) openEventLog(ctx context.Context) error {
 	}
 	l.metrics = metrics
 	analytics, audit := postgres.NewAnalyticsService(m.DB), postgres.NewAuditService(m.DB)
-	for _, g := range []struct {
-		name    string
-		applier events.Applier
-	}{{groupNames[0], analytics}, {groupNames[1], audit}} {
-		group, err := events.NewGroup(m.NATS.JS, g.applier, states, metrics, events.GroupConfig{
-			Name: g.name, Stream: l.stream, Guard: l.guard, MaxBatch: c.Batch, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending,
-			Workers: c.Workers, Cooldown: c.Cooldown, Delay: c.Delay, Logger: m.Logger, Yield: m.ledgerUnderPressure,
-		})
-		if err != nil {
-			return fmt.Errorf("consumer group %s: %w", g.name, err)
-		}
-		l.setup.add("consumer "+g.name, group.Ensure, group.Start)
-		l.groups = append(l.groups, group)
+	if err := m.openGroups(states, metrics, analytics, audit); err != nil {
+		return err
 	}
 	if err := m.openWebhooks(ctx, states, metrics); err != nil {
 		return err
@@ -206,6 +195,27 @@ func (m *Main) openEventLog(ctx context.Context) error {
 	m.HTTP.AnalyticsService = analytics
 	m.HTTP.AuditService = audit
 	m.HTTP.ConsumerService = l.admin
+	return nil
+}
+
+// openGroups makes the analytics and audit groups; their consumers are
+// set-up steps, and each starts once its consumer exists.
+func (m *Main) openGroups(states *postgres.ConsumerStore, metrics *events.GroupMetrics, analytics, audit events.Applier) error {
+	c, l := m.Config.Events, m.events
+	for _, g := range []struct {
+		name    string
+		applier events.Applier
+	}{{groupNames[0], analytics}, {groupNames[1], audit}} {
+		group, err := events.NewGroup(m.NATS.JS, g.applier, states, metrics, events.GroupConfig{
+			Name: g.name, Stream: l.stream, Guard: l.guard, MaxBatch: c.Batch, AckWait: c.AckWait, MaxAckPending: c.MaxAckPending,
+			Workers: c.Workers, Cooldown: c.Cooldown, Delay: c.Delay, Logger: m.Logger, Yield: m.ledgerUnderPressure,
+		})
+		if err != nil {
+			return fmt.Errorf("consumer group %s: %w", g.name, err)
+		}
+		l.setup.add("consumer "+g.name, group.Ensure, group.Start)
+		l.groups = append(l.groups, group)
+	}
 	return nil
 }
 
