@@ -169,19 +169,9 @@ func hasServerBinaries(dir string) bool {
 // deadline. Errors from initdb or a server that exits during startup include
 // the end of their output.
 func Start(ctx context.Context, cfg Config) (*Cluster, error) {
-	if cfg.Dir == "" {
-		return nil, errors.New("pglocal: Config.Dir is required")
-	}
-	dir, err := filepath.Abs(cfg.Dir)
+	cfg, dir, err := checkConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("pglocal: %w", err)
-	}
-	if cfg.BinDir == "" {
-		if cfg.BinDir, err = FindBinDir(); err != nil {
-			return nil, err
-		}
-	} else if !hasServerBinaries(cfg.BinDir) {
-		return nil, fmt.Errorf("pglocal: Config.BinDir %s does not hold initdb and postgres", cfg.BinDir)
+		return nil, err
 	}
 	if cfg.Port == 0 {
 		cfg.Port = 5432
@@ -432,4 +422,24 @@ func (w *tailWriter) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return string(w.buf)
+}
+
+// checkConfig returns cfg with its BinDir found where it was not given, and
+// the absolute data directory.
+func checkConfig(cfg Config) (Config, string, error) {
+	if cfg.Dir == "" {
+		return cfg, "", errors.New("pglocal: Config.Dir is required")
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return cfg, "", fmt.Errorf("pglocal: %w", err)
+	}
+	if cfg.BinDir == "" {
+		if cfg.BinDir, err = FindBinDir(); err != nil {
+			return cfg, "", err
+		}
+	} else if !hasServerBinaries(cfg.BinDir) {
+		return cfg, "", fmt.Errorf("pglocal: Config.BinDir %s does not hold initdb and postgres", cfg.BinDir)
+	}
+	return cfg, dir, nil
 }

@@ -35,17 +35,9 @@ func StartReplica(ctx context.Context, primary *Cluster, cfg Config) (*Cluster, 
 	if primary == nil {
 		return nil, errors.New("pglocal: StartReplica needs a primary")
 	}
-	if cfg.Dir == "" {
-		return nil, errors.New("pglocal: Config.Dir is required")
-	}
-	dir, err := filepath.Abs(cfg.Dir)
+	cfg, dir, err := checkConfig(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("pglocal: %w", err)
-	}
-	if cfg.BinDir == "" {
-		if cfg.BinDir, err = FindBinDir(); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
 	cred, err := serverCredential()
 	if err != nil {
