@@ -84,7 +84,8 @@ func TestSoak_ShortRunPassesItsChecks(t *testing.T) {
 	}
 }
 
-// Every shrunk limit reaches the server as a flag it has.
+// Every shrunk limit reaches the server, which starts with them: a flag
+// it did not have would stop it.
 func TestSoakServer_PassesEveryShrunkLimit(t *testing.T) {
 	t.Parallel()
 	bin := buildHoldfast(t)
@@ -93,13 +94,10 @@ func TestSoakServer_PassesEveryShrunkLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.stop()
-	known, err := serverFlags(context.Background(), bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The server started, so it took every flag it was given.
 	for _, l := range soakLimits {
-		if !known[l.Flag] || !slices.Contains(srv.passed, "--"+l.Flag+"="+l.Value(time.Minute)) {
-			t.Errorf("--%s: known %v, passed %v", l.Flag, known[l.Flag], srv.passed)
+		if !slices.Contains(srv.passed, "--"+l.Flag+"="+l.Value(time.Minute)) {
+			t.Errorf("--%s: not passed, passed %v", l.Flag, srv.passed)
 		}
 	}
 	if _, err := srv.rss(); err != nil {
